@@ -1,0 +1,2 @@
+//! The `cgstorm` command line.
+fn main() {}

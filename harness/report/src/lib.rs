@@ -1,0 +1,1 @@
+//! Kernel console analysis (see issue 4).

@@ -1,0 +1,1 @@
+//! VM backends (see issue 3).

@@ -1,0 +1,1 @@
+//! cgstorm's workload language: ops, programs, the generator and the model.
