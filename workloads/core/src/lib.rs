@@ -10,6 +10,7 @@ pub mod errno;
 pub mod names;
 pub mod op;
 pub mod outcome;
+pub mod model;
 pub mod program;
 pub mod words;
 

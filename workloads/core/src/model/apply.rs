@@ -1,0 +1,85 @@
+//! One op's effect: from a state, every (outcome, next state) a correct kernel allows.
+
+use std::collections::BTreeSet;
+
+use crate::errno::Errno;
+use crate::names::Cg;
+use crate::op::Op;
+use crate::outcome::Outcome;
+
+use super::state::State;
+use super::target::Target;
+use super::{cgroup, dax, files, mounts, tasks};
+
+/// What an op may see besides the state: the kernel, and what other lanes do
+/// concurrently in the same step.
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx<'a> {
+    /// The kernel and machine.
+    pub target: &'a Target,
+    /// cgroups another lane of this step may remove: a write to one of their
+    /// files can find it gone between `open` and `write` (ENODEV).
+    pub racing_rmdir: &'a BTreeSet<Cg>,
+}
+
+/// The successors of a state under one op.
+pub type Next = Vec<(Outcome, State)>;
+
+/// The op succeeds and leaves `s`.
+pub fn ok(s: State) -> Next {
+    vec![(Outcome::Ok, s)]
+}
+
+/// The op fails with `e` and changes nothing.
+pub fn fail(s: &State, e: Errno) -> Next {
+    vec![(Outcome::Err(e), s.clone())]
+}
+
+/// Applies `op` to `s`. `Repeat`, `Barrier` and `Sleep` change nothing here;
+/// the explorer runs repeat bodies itself.
+pub fn apply(s: &State, op: &Op, ctx: Ctx<'_>) -> Next {
+    match op {
+        Op::Sync | Op::Barrier | Op::Sleep(_) | Op::Repeat(_) | Op::DropCaches(_) => {
+            ok(s.clone())
+        }
+        Op::Syncfs(_) => ok(s.clone()),
+        Op::Mkdir(cg) => cgroup::mkdir(s, cg),
+        Op::Rmdir(cg) => cgroup::rmdir(s, cg),
+        Op::SubtreeControl(a) => cgroup::subtree_control(s, a, ctx),
+        Op::Procs(a) => cgroup::attach(s, &a.task, &a.cg, true, ctx),
+        Op::Threads(a) => cgroup::attach(s, &a.task, &a.cg, false, ctx),
+        Op::MemoryMax(a) | Op::MemoryHigh(a) | Op::MemoryLow(a) | Op::MemorySwapMax(a) => {
+            cgroup::memory_limit(s, op, a, ctx)
+        }
+        Op::MemoryReclaim(a) => cgroup::reclaim(s, a, ctx),
+        Op::IoMax(a) => cgroup::io_max(s, a, ctx),
+        Op::CgroupKill(cg) => cgroup::kill(s, cg, ctx),
+        Op::Read(a) => cgroup::read(s, a, ctx),
+        Op::V1Mount => cgroup::v1_mount(s, ctx),
+        Op::V1Umount => cgroup::v1_umount(s),
+        Op::MoveCharge(a) => cgroup::move_charge(s, a, ctx),
+        Op::LimitInBytes(a) => cgroup::limit_in_bytes(s, a, ctx),
+        Op::ForceEmpty(cg) => cgroup::force_empty(s, cg, ctx),
+        Op::Spawn(a) => tasks::spawn(s, a, ctx),
+        Op::Kill(t) => tasks::kill(s, t),
+        Op::Wait(t) => tasks::wait(s, t, ctx),
+        Op::Write(a) => files::write(s, a, ctx),
+        Op::Truncate(a) => files::truncate(s, a),
+        Op::Unlink(f) => files::unlink(s, f),
+        Op::Fsync(f) => files::fsync(s, f),
+        Op::Losetup(a) => mounts::losetup(s, a, ctx),
+        Op::LosetupDetach(d) => mounts::losetup_detach(s, d),
+        Op::Mkfs(a) => mounts::mkfs(s, a),
+        Op::Mount(a) => mounts::mount(s, a, ctx),
+        Op::Umount(p) => mounts::umount(s, p, false),
+        Op::UmountLazy(p) => mounts::umount(s, p, true),
+        Op::Remount(a) => mounts::remount(s, a),
+        Op::Open(a) => dax::open(s, a, ctx),
+        Op::Close(n) => dax::close(s, n),
+        Op::Mmap(a) => dax::mmap(s, a),
+        Op::Touch(a) => dax::touch(s, a, ctx),
+        Op::Munmap(n) => dax::munmap(s, n),
+        Op::Pin(a) => dax::pin(s, a, ctx),
+        Op::Release(n) => dax::release(s, n),
+    }
+}

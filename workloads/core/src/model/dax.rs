@@ -1,0 +1,236 @@
+//! Open files, mappings and page references: the DAX half of the vocabulary.
+//!
+//! A mapping keeps its file (and so its mount) busy until `munmap`. Page
+//! references taken by `pin` do not hold the file: after munmap, close and
+//! unlink the mount can go while the pages are still referenced, which is
+//! exactly the window seed 004 is about. AIO and io_uring pins keep their
+//! O_DIRECT peer file open until `release` reaps them.
+
+use crate::errno::Errno::*;
+use crate::names::Name;
+use crate::op::{MmapArgs, OpenArgs, PinArgs, TouchArgs};
+use crate::outcome::Outcome;
+
+use super::apply::{fail, ok, Ctx, Next};
+use super::files::{open_file, Access};
+use super::state::{Fd, FileSt, Life, Map, Pin, SizeRange, State};
+
+const PAGE: u64 = 4096;
+
+pub fn open(s: &State, a: &OpenArgs, ctx: Ctx<'_>) -> Next {
+    if s.fds.contains_key(&a.fd) {
+        return fail(s, EEXIST);
+    }
+    let access = Access {
+        write: true,
+        create: a.create,
+        direct: a.direct,
+    };
+    open_file(s, &a.file, access, ctx)
+        .into_iter()
+        .map(|r| match r {
+            Err(e) => (Outcome::Err(e), s.clone()),
+            Ok(o) => {
+                let mut n = s.clone();
+                n.files
+                    .entry((o.fs.clone(), a.file.name.clone()))
+                    .or_insert(FileSt {
+                        exists: Life::Alive,
+                        size: SizeRange::exact(0),
+                        image: None,
+                    })
+                    .exists = Life::Alive;
+                n.fds.insert(
+                    a.fd.clone(),
+                    Fd {
+                        fs: o.fs,
+                        file: a.file.name.clone(),
+                        via: o.via,
+                        dax: o.dax,
+                        direct: a.direct,
+                    },
+                );
+                (Outcome::Ok, n)
+            }
+        })
+        .collect()
+}
+
+pub fn close(s: &State, fd: &Name) -> Next {
+    if !s.fds.contains_key(fd) {
+        return fail(s, EBADF);
+    }
+    let mut n = s.clone();
+    n.fds.remove(fd);
+    ok(n)
+}
+
+pub fn mmap(s: &State, a: &MmapArgs) -> Next {
+    if s.maps.contains_key(&a.map) {
+        return fail(s, EEXIST);
+    }
+    let Some(fd) = s.fds.get(&a.fd) else {
+        return fail(s, EBADF);
+    };
+    if a.len.0 == 0 {
+        return fail(s, EINVAL);
+    }
+    if a.sync && !fd.dax {
+        return fail(s, EOPNOTSUPP);
+    }
+    let mut n = s.clone();
+    n.maps.insert(
+        a.map.clone(),
+        Map {
+            fs: fd.fs.clone(),
+            file: fd.file.clone(),
+            via: fd.via.clone(),
+            dax: fd.dax,
+            len: a.len.0,
+        },
+    );
+    ok(n)
+}
+
+/// Whether the mapping reaches past the end of its file: certainly, maybe, or not.
+fn past_eof(s: &State, m: &Map) -> Life {
+    let pages = m.len.div_ceil(PAGE) * PAGE;
+    match s.file(&m.fs, &m.file) {
+        // Unlinked or unknown: the inode lives on, but its size is not tracked.
+        None => Life::Maybe,
+        Some(f) => {
+            let covered = |size: u64| size.div_ceil(PAGE) * PAGE >= pages;
+            match (covered(f.size.lo), covered(f.size.hi)) {
+                (true, _) => Life::Dead,
+                (false, true) => Life::Maybe,
+                (false, false) => Life::Alive,
+            }
+        }
+    }
+}
+
+/// EFAULT when the pages past the end of the file are touched, or both.
+fn faults(s: &State, m: &Map, n: State) -> Next {
+    match past_eof(s, m) {
+        Life::Alive => fail(s, EFAULT),
+        Life::Maybe => {
+            let mut v = fail(s, EFAULT);
+            v.push((Outcome::Ok, n));
+            v
+        }
+        Life::Dead => ok(n),
+    }
+}
+
+pub fn touch(s: &State, a: &TouchArgs, ctx: Ctx<'_>) -> Next {
+    let Some(m) = s.maps.get(&a.map) else {
+        return fail(s, EINVAL);
+    };
+    // The agent uses MADV_POPULATE_READ/WRITE (5.14), which turns SIGBUS into EFAULT.
+    if !ctx.target.kernel.at_least(5, 14) {
+        return fail(s, EINVAL);
+    }
+    faults(s, m, s.clone())
+}
+
+pub fn munmap(s: &State, map: &Name) -> Next {
+    if !s.maps.contains_key(map) {
+        return fail(s, EINVAL);
+    }
+    let mut n = s.clone();
+    n.maps.remove(map);
+    ok(n)
+}
+
+pub fn pin(s: &State, a: &PinArgs, ctx: Ctx<'_>) -> Next {
+    if s.pins.contains_key(&a.pin) {
+        return fail(s, EEXIST);
+    }
+    let Some(m) = s.maps.get(&a.map) else {
+        return fail(s, EINVAL);
+    };
+    let held = a.via.is_held();
+    let mut out = Vec::new();
+    let peer_opened = if a.via.uses_peer() {
+        let Some(peer) = &a.file else {
+            return fail(s, EINVAL);
+        };
+        // A read from the peer fills the mapping; a write sends it to the peer.
+        let reads = matches!(
+            a.via,
+            crate::words::PinVia::DioRead
+                | crate::words::PinVia::AioRead
+                | crate::words::PinVia::UringRead
+        );
+        let access = if reads {
+            Access::read(true)
+        } else {
+            Access::write(true)
+        };
+        let mut opened = None;
+        for r in open_file(s, peer, access, ctx) {
+            match r {
+                Err(e) => out.push((Outcome::Err(e), s.clone())),
+                Ok(o) => {
+                    if !o.dax && m.len % 512 != 0 {
+                        out.push((Outcome::Err(EINVAL), s.clone()));
+                    } else {
+                        opened = Some((o, reads, peer.name.clone()));
+                    }
+                }
+            }
+        }
+        match opened {
+            Some(o) => Some(o),
+            None => return out,
+        }
+    } else {
+        None
+    };
+    let mut n = s.clone();
+    if let Some((o, reads, name)) = &peer_opened {
+        if !reads {
+            let key = (o.fs.clone(), name.clone());
+            let old = n.files.get(&key).map_or(0, |f| f.size.hi);
+            n.files.insert(
+                key,
+                FileSt {
+                    exists: Life::Alive,
+                    size: SizeRange::exact(old.max(m.len)),
+                    image: None,
+                },
+            );
+        }
+    }
+    if held {
+        n.pins.insert(
+            a.pin.clone(),
+            Pin {
+                peer: peer_opened.as_ref().and_then(|(o, _, _)| o.via.clone()),
+                may_fault: past_eof(s, m) != Life::Dead,
+            },
+        );
+        // Async I/O reports a fault when it is reaped; vmsplice fails at once.
+        if a.via == crate::words::PinVia::Vmsplice {
+            out.extend(faults(s, m, n));
+        } else {
+            out.push((Outcome::Ok, n));
+        }
+        return out;
+    }
+    out.extend(faults(s, m, n));
+    out
+}
+
+pub fn release(s: &State, pin: &Name) -> Next {
+    let Some(p) = s.pins.get(pin) else {
+        return fail(s, EINVAL);
+    };
+    let mut n = s.clone();
+    n.pins.remove(pin);
+    if p.may_fault {
+        vec![(Outcome::Err(EFAULT), n.clone()), (Outcome::Ok, n)]
+    } else {
+        ok(n)
+    }
+}

@@ -1,0 +1,172 @@
+//! Prediction: run every interleaving of a program's lanes through the model
+//! and collect, per op, the outcomes some interleaving gives, and per barrier
+//! the states it can leave.
+//!
+//! Interleavings are explored as a graph of (program counters, state) nodes,
+//! deduplicated, so ops that commute collapse and loops terminate.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use crate::op::Times;
+use crate::outcome::{Outcome, Outcomes};
+use crate::program::{OpId, Program};
+
+use super::apply::{apply, Ctx};
+use super::code::{Code, Instr, EXACT_REPEATS};
+use super::state::State;
+use super::target::Target;
+use super::ModelError;
+
+/// A lane's position: instruction index and repeat pass counters.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Pc {
+    ip: usize,
+    iters: [u32; 3],
+}
+
+impl Pc {
+    fn start() -> Pc {
+        Pc {
+            ip: 0,
+            iters: [0; 3],
+        }
+    }
+}
+
+/// The model's prediction for a program.
+#[derive(Clone, Debug)]
+pub struct Prediction {
+    /// Every op's allowed outcomes.
+    pub ops: BTreeMap<OpId, Outcomes>,
+    /// The states each step can end in (the last is the program's end).
+    pub barriers: Vec<Vec<State>>,
+    /// Graph nodes explored, for benchmarks.
+    pub nodes: usize,
+}
+
+/// Explores at most this many nodes per step before giving up.
+pub const MAX_NODES: usize = 400_000;
+
+type Node = (Vec<Pc>, State);
+
+/// Predicts a program's outcomes on a target.
+pub fn predict(p: &Program, target: &Target) -> Result<Prediction, ModelError> {
+    let code = Code::new(p);
+    let mut ops: BTreeMap<OpId, BTreeSet<Outcome>> = BTreeMap::new();
+    let mut starts: Vec<State> = vec![State::initial(target)];
+    let mut barriers = Vec::new();
+    let mut total = 0;
+    for (si, lanes) in code.steps.iter().enumerate() {
+        let pcs0 = vec![Pc::start(); lanes.len()];
+        let mut seen: HashSet<Node> = HashSet::new();
+        let mut stack: Vec<Node> = Vec::new();
+        let mut ends: HashSet<State> = HashSet::new();
+        for s in starts {
+            let node = (pcs0.clone(), s);
+            if seen.insert(node.clone()) {
+                stack.push(node);
+            }
+        }
+        while let Some((pcs, state)) = stack.pop() {
+            if seen.len() > MAX_NODES {
+                return Err(ModelError::TooLarge {
+                    step: si,
+                    nodes: seen.len(),
+                });
+            }
+            let mut done = true;
+            for (li, lane) in lanes.iter().enumerate() {
+                let Some(instr) = lane.get(pcs[li].ip) else {
+                    continue;
+                };
+                done = false;
+                let ctx = Ctx {
+                    target,
+                    racing_rmdir: &code.racing[si][li],
+                };
+                for (npc, ns, rec) in step_lane(instr, &pcs[li], &state, ctx) {
+                    if let Some((id, o)) = rec {
+                        ops.entry(id).or_default().insert(o);
+                    }
+                    let mut next = pcs.clone();
+                    next[li] = npc;
+                    let node = (next, ns);
+                    if !seen.contains(&node) {
+                        seen.insert(node.clone());
+                        stack.push(node);
+                    }
+                }
+            }
+            if done {
+                ends.insert(state);
+            }
+        }
+        total += seen.len();
+        let mut end: Vec<State> = ends.into_iter().collect();
+        end.sort_by_cached_key(|s| format!("{s:?}"));
+        starts = end.clone();
+        barriers.push(end);
+    }
+    Ok(Prediction {
+        ops: ops.into_iter().map(|(k, v)| (k, Outcomes(v))).collect(),
+        barriers,
+        nodes: total,
+    })
+}
+
+/// One lane's next moves from `pc`: new pc, new state, and the op outcome to record.
+fn step_lane(
+    instr: &Instr<'_>,
+    pc: &Pc,
+    state: &State,
+    ctx: Ctx<'_>,
+) -> Vec<(Pc, State, Option<(OpId, Outcome)>)> {
+    let advance = |iters: [u32; 3]| Pc {
+        ip: pc.ip + 1,
+        iters,
+    };
+    match instr {
+        Instr::Op(id, op) => apply(state, op, ctx)
+            .into_iter()
+            .map(|(o, s)| (advance(pc.iters), s, Some((*id, o))))
+            .collect(),
+        Instr::Enter(id, depth) => {
+            let mut iters = pc.iters;
+            iters[*depth] = 1;
+            vec![(advance(iters), state.clone(), Some((*id, Outcome::Ok)))]
+        }
+        Instr::Loop {
+            start,
+            depth,
+            times,
+        } => {
+            let n = pc.iters[*depth];
+            let again = |n: u32| {
+                let mut iters = pc.iters;
+                iters[*depth] = n;
+                (
+                    Pc {
+                        ip: start + 1,
+                        iters,
+                    },
+                    state.clone(),
+                    None,
+                )
+            };
+            let mut exit_iters = pc.iters;
+            exit_iters[*depth] = 0;
+            let exit = (advance(exit_iters), state.clone(), None);
+            match times {
+                Times::Count(c) if *c <= EXACT_REPEATS => {
+                    if n < *c {
+                        vec![again(n + 1)]
+                    } else {
+                        vec![exit]
+                    }
+                }
+                Times::Count(_) if n < EXACT_REPEATS => vec![again(n + 1)],
+                _ => vec![again(n), exit],
+            }
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! File ops: write, truncate, unlink, fsync, and the open rules they share.
+
+use crate::errno::Errno::{self, *};
+use crate::names::{FilePath, Name};
+use crate::op::{TruncateArgs, WriteArgs};
+use crate::outcome::Outcome;
+use crate::words::{FsType, IoMode};
+
+use super::apply::{fail, ok, Ctx, Next};
+use super::state::{FileSt, FsId, Life, Mount, MountRef, SizeRange, State};
+use super::target::Target;
+
+/// How a file is opened.
+#[derive(Clone, Copy, Debug)]
+pub struct Access {
+    /// For writing (O_WRONLY or O_RDWR).
+    pub write: bool,
+    /// O_CREAT.
+    pub create: bool,
+    /// O_DIRECT.
+    pub direct: bool,
+}
+
+impl Access {
+    /// O_WRONLY|O_CREAT, optionally O_DIRECT.
+    pub fn write(direct: bool) -> Access {
+        Access {
+            write: true,
+            create: true,
+            direct,
+        }
+    }
+
+    /// O_RDONLY, optionally O_DIRECT.
+    pub fn read(direct: bool) -> Access {
+        Access {
+            write: false,
+            create: false,
+            direct,
+        }
+    }
+}
+
+/// A successful open.
+#[derive(Clone, Debug)]
+pub struct Opened {
+    /// The filesystem.
+    pub fs: FsId,
+    /// The mount it went through.
+    pub via: Option<MountRef>,
+    /// The file is DAX.
+    pub dax: bool,
+}
+
+/// Whether O_DIRECT opens succeed on this mount (`None`: the agent's tmpfs).
+pub fn direct_io_ok(m: Option<&Mount>, t: &Target) -> bool {
+    match m.map(|m| m.fs) {
+        None | Some(FsType::Tmpfs) => t.kernel.tmpfs_direct_io(),
+        Some(FsType::Ramfs) => false,
+        Some(FsType::Ext4 | FsType::Xfs) => true,
+    }
+}
+
+/// Every way an `open` of `f` can go (more than one when the file may or may not exist).
+pub fn open_file(s: &State, f: &FilePath, a: Access, ctx: Ctx<'_>) -> Vec<Result<Opened, Errno>> {
+    let (fs, via, m) = s.resolve(f);
+    let exists = s.file(&fs, &f.name).map_or(Life::Dead, |x| x.exists);
+    let opened = || -> Result<Opened, Errno> {
+        if m.is_some_and(|m| m.ro) && a.write {
+            return Err(EROFS);
+        }
+        if a.direct && !direct_io_ok(m, ctx.target) {
+            return Err(EINVAL);
+        }
+        Ok(Opened {
+            fs: fs.clone(),
+            via: via.clone(),
+            dax: m.is_some_and(|m| m.dax),
+        })
+    };
+    match (exists, a.create) {
+        (Life::Dead, false) => vec![Err(ENOENT)],
+        (Life::Maybe, false) => vec![Err(ENOENT), opened()],
+        _ => vec![opened()],
+    }
+}
+
+/// The filesystem's capacity in bytes.
+fn capacity(s: &State, fs: &FsId, t: &Target) -> u64 {
+    match fs {
+        FsId::Base(_) => t.machine.memory.0 / 2,
+        FsId::Dev(d) => s.devices.get(d).map_or(0, |d| d.size),
+        FsId::Anon(..) => {
+            let ramfs = s
+                .places
+                .values()
+                .flatten()
+                .any(|m| &m.id == fs && m.fs == FsType::Ramfs);
+            if ramfs {
+                u64::MAX
+            } else {
+                t.machine.memory.0 / 2
+            }
+        }
+    }
+}
+
+/// Whether writing `extra` more bytes may run out of space.
+pub fn may_fill(s: &State, fs: &FsId, extra: u64, ctx: Ctx<'_>) -> bool {
+    let used: u64 = s
+        .files
+        .iter()
+        .filter(|((f, _), _)| f == fs)
+        .map(|(_, st)| st.size.hi)
+        .fold(0u64, u64::saturating_add);
+    let cap = capacity(s, fs, ctx.target);
+    used.saturating_add(extra) > cap / 100 * 85
+}
+
+/// The largest pass of a live writer task on this file, if one may be running.
+pub fn writer_on(s: &State, fs: &FsId, name: &Name) -> Option<u64> {
+    s.tasks
+        .values()
+        .filter(|t| t.life != Life::Dead)
+        .filter(|t| t.writes.as_ref() == Some(&(fs.clone(), name.clone())))
+        .map(|t| match t.class {
+            super::state::TaskClass::Writer { bytes, .. } | super::state::TaskClass::Hog { bytes } => {
+                bytes
+            }
+            _ => 0,
+        })
+        .max()
+}
+
+/// Sets a file's size after a change, widening it while a writer task runs.
+fn set_size(n: &mut State, fs: &FsId, name: &Name, size: u64) {
+    let range = match writer_on(n, fs, name) {
+        Some(b) => SizeRange {
+            lo: 0,
+            hi: b.max(size),
+        },
+        None => SizeRange::exact(size),
+    };
+    n.files.insert(
+        (fs.clone(), name.clone()),
+        FileSt {
+            exists: Life::Alive,
+            size: range,
+            image: None,
+        },
+    );
+}
+
+pub fn write(s: &State, a: &WriteArgs, ctx: Ctx<'_>) -> Next {
+    if a.bs.0 == 0 {
+        return fail(s, EINVAL);
+    }
+    let direct = a.mode == IoMode::Direct;
+    let mut out = Vec::new();
+    for r in open_file(s, &a.file, Access::write(direct), ctx) {
+        let o = match r {
+            Ok(o) => o,
+            Err(e) => {
+                out.push((Outcome::Err(e), s.clone()));
+                continue;
+            }
+        };
+        if direct && !o.dax && (a.bs.0 % 512 != 0 || a.bytes.0 % 512 != 0) {
+            out.push((Outcome::Err(EINVAL), s.clone()));
+            continue;
+        }
+        let mut n = s.clone();
+        set_size(&mut n, &o.fs, &a.file.name, a.bytes.0);
+        if may_fill(s, &o.fs, a.bytes.0, ctx) {
+            let mut full = n.clone();
+            if let Some(f) = full.files.get_mut(&(o.fs.clone(), a.file.name.clone())) {
+                f.size.lo = 0;
+            }
+            out.push((Outcome::Err(ENOSPC), full));
+        }
+        out.push((Outcome::Ok, n));
+    }
+    out
+}
+
+/// The file must exist: ENOENT, or both when it may not.
+fn existing(s: &State, f: &FilePath, then: impl FnOnce(&FsId, Option<&Mount>) -> Next) -> Next {
+    let (fs, _, m) = s.resolve(f);
+    match s.file(&fs, &f.name).map_or(Life::Dead, |x| x.exists) {
+        Life::Dead => fail(s, ENOENT),
+        Life::Maybe => {
+            let mut v = fail(s, ENOENT);
+            v.extend(then(&fs, m));
+            v
+        }
+        Life::Alive => then(&fs, m),
+    }
+}
+
+pub fn truncate(s: &State, a: &TruncateArgs) -> Next {
+    existing(s, &a.file, |fs, m| {
+        if m.is_some_and(|m| m.ro) {
+            return fail(s, EROFS);
+        }
+        let mut n = s.clone();
+        let keep_image = n
+            .file(fs, &a.file.name)
+            .is_some_and(|f| f.size == SizeRange::exact(a.size.0));
+        let image = n.file(fs, &a.file.name).and_then(|f| f.image);
+        set_size(&mut n, fs, &a.file.name, a.size.0);
+        if keep_image {
+            n.files
+                .get_mut(&(fs.clone(), a.file.name.clone()))
+                .expect("set")
+                .image = image;
+        }
+        ok(n)
+    })
+}
+
+pub fn unlink(s: &State, f: &FilePath) -> Next {
+    existing(s, f, |fs, m| {
+        if m.is_some_and(|m| m.ro) {
+            return fail(s, EROFS);
+        }
+        let mut n = s.clone();
+        let key = (fs.clone(), f.name.clone());
+        if writer_on(&n, fs, &f.name).is_some() {
+            // A looping writer re-creates it on its next pass.
+            let st = n.files.get_mut(&key).expect("exists");
+            st.exists = Life::Maybe;
+            st.size.lo = 0;
+        } else {
+            n.files.remove(&key);
+        }
+        ok(n)
+    })
+}
+
+pub fn fsync(s: &State, f: &FilePath) -> Next {
+    existing(s, f, |_, _| ok(s.clone()))
+}

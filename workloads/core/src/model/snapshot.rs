@@ -1,0 +1,208 @@
+//! What the agent observes at a barrier, and whether a model state explains it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::{Cg, Dev, FilePath, Hier, Name};
+use crate::words::{Ctrl, FsType};
+
+use super::state::{FsId, Life, State};
+use super::target::Kernel;
+
+/// The observable state at a barrier, read by the agent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Every cgroup of v2, and of v1 while mounted.
+    pub cgroups: BTreeMap<Cg, CgView>,
+    /// The program's tasks that the agent has not reaped.
+    pub tasks: BTreeMap<Name, TaskView>,
+    /// Mount stacks per place, bottom first (from /proc/mounts).
+    pub mounts: BTreeMap<Name, Vec<MountView>>,
+    /// Regular files visible in each place, with their sizes.
+    pub files: BTreeMap<FilePath, u64>,
+}
+
+/// One cgroup.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgView {
+    /// `populated` from cgroup.events (v2), or non-empty cgroup.procs
+    /// in the subtree (v1).
+    pub populated: bool,
+    /// `cgroup.subtree_control` (v2).
+    #[serde(default)]
+    pub subtree_control: BTreeSet<Ctrl>,
+}
+
+/// One task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskView {
+    /// Running (not a zombie).
+    pub alive: bool,
+    /// Its v2 cgroup (from /proc/PID/cgroup).
+    pub v2: Cg,
+    /// Its v1 memory cgroup, if v1 is mounted.
+    pub v1: Option<Cg>,
+}
+
+/// One mount.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountView {
+    /// Filesystem type.
+    pub fs: FsType,
+    /// Device, for ext4/xfs.
+    pub dev: Option<Dev>,
+    /// Read-only.
+    pub ro: bool,
+}
+
+/// An invariant checked once the program is over and the system is quiet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Eventual {
+    /// After every task is killed and `sync` runs, `file_dirty` and
+    /// `file_writeback` are 0 in every memcg's memory.stat.
+    NoDirtyAfterSync,
+    /// After `drop_caches 3`, `nr_dying_descendants` in the root's cgroup.stat
+    /// falls to 0 within this many milliseconds (kernels ≥ 5.14).
+    NoDyingDescendants {
+        /// The bound.
+        within_ms: u64,
+    },
+    /// No "VFS: Busy inodes after unmount" on the console.
+    NoBusyInodes,
+}
+
+/// The invariants that hold on a kernel once a program is over.
+pub fn eventual(k: &Kernel) -> Vec<Eventual> {
+    let mut v = vec![Eventual::NoDirtyAfterSync, Eventual::NoBusyInodes];
+    if k.releases_dying_cgwbs() {
+        v.push(Eventual::NoDyingDescendants { within_ms: 10_000 });
+    }
+    v
+}
+
+fn cg_of(hier: Hier, parts: &[String]) -> Cg {
+    Cg {
+        hier,
+        parts: parts.to_vec(),
+    }
+}
+
+/// Every way `snap` differs from what `s` allows; empty when `s` explains it.
+pub fn mismatches(s: &State, snap: &Snapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut expect_cgs: Vec<Cg> = s.v2.keys().map(|p| cg_of(Hier::V2, p)).collect();
+    if let Some(v1) = s.v1.as_ref().filter(|v| v.mounted) {
+        expect_cgs.extend(v1.nodes.keys().map(|p| cg_of(Hier::V1, p)));
+    }
+    for cg in &expect_cgs {
+        let Some(view) = snap.cgroups.get(cg) else {
+            out.push(format!("cgroup {cg} should exist but is missing"));
+            continue;
+        };
+        let pop = s.tasks_in(cg, true);
+        if !cg.is_root() && ((pop == Life::Alive && !view.populated) || (pop == Life::Dead && view.populated)) {
+            out.push(format!(
+                "cgroup {cg}: populated is {} but the model says {}",
+                view.populated,
+                pop == Life::Alive
+            ));
+        }
+        if cg.hier == Hier::V2 {
+            let want = &s.v2[&cg.parts].subtree;
+            if want != &view.subtree_control {
+                out.push(format!(
+                    "cgroup {cg}: subtree_control is {:?}, model has {:?}",
+                    view.subtree_control, want
+                ));
+            }
+        }
+    }
+    for cg in snap.cgroups.keys() {
+        if !expect_cgs.contains(cg) {
+            out.push(format!("cgroup {cg} exists but the model has removed it or never made it"));
+        }
+    }
+    for (name, t) in &s.tasks {
+        let seen = snap.tasks.get(name).filter(|v| v.alive);
+        match (t.life, seen) {
+            (Life::Alive, None) => out.push(format!("task {name} should be running but is gone")),
+            (Life::Dead, Some(_)) => out.push(format!("task {name} should be gone but runs")),
+            (Life::Alive | Life::Maybe, Some(v)) => {
+                let v2 = cg_of(Hier::V2, &t.v2);
+                if v.v2 != v2 {
+                    out.push(format!("task {name} is in {} but the model has {v2}", v.v2));
+                }
+                let v1 = t.v1.as_ref().filter(|_| s.v1.as_ref().is_some_and(|x| x.mounted));
+                let v1 = v1.map(|p| cg_of(Hier::V1, p));
+                if v1.is_some() && v.v1 != v1 {
+                    out.push(format!("task {name} is in v1 {:?} but the model has {v1:?}", v.v1));
+                }
+            }
+            _ => {}
+        }
+    }
+    let places: BTreeSet<&Name> = s.places.keys().chain(snap.mounts.keys()).collect();
+    for place in places {
+        let want: Vec<MountView> = s
+            .places
+            .get(place)
+            .into_iter()
+            .flatten()
+            .map(|m| MountView {
+                fs: m.fs,
+                dev: match m.id {
+                    FsId::Dev(d) => Some(d),
+                    _ => None,
+                },
+                ro: m.ro,
+            })
+            .collect();
+        let got = snap.mounts.get(place).cloned().unwrap_or_default();
+        if want != got {
+            out.push(format!("mounts at {place}: {got:?}, model has {want:?}"));
+        }
+    }
+    out.extend(file_mismatches(s, snap));
+    out
+}
+
+fn file_mismatches(s: &State, snap: &Snapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut places: BTreeSet<Name> = snap.files.keys().map(|f| f.place.clone()).collect();
+    places.extend(s.files.keys().filter_map(|(fs, _)| match fs {
+        FsId::Base(p) | FsId::Anon(p, _) => Some(p.clone()),
+        FsId::Dev(_) => None,
+    }));
+    places.extend(s.places.keys().cloned());
+    for place in places {
+        let fs = match s.top(&place) {
+            Some((_, m)) => m.id.clone(),
+            None => FsId::Base(place.clone()),
+        };
+        for ((f, name), st) in &s.files {
+            if f != &fs {
+                continue;
+            }
+            let path = FilePath {
+                place: place.clone(),
+                name: name.clone(),
+            };
+            match (st.exists, snap.files.get(&path)) {
+                (Life::Alive, None) => out.push(format!("file {path} should exist")),
+                (Life::Dead, Some(_)) => out.push(format!("file {path} should not exist")),
+                (_, Some(&size)) if size < st.size.lo || size > st.size.hi => out.push(format!(
+                    "file {path} has size {size}, model allows {}..={}",
+                    st.size.lo, st.size.hi
+                )),
+                _ => {}
+            }
+        }
+        for path in snap.files.keys().filter(|p| p.place == place) {
+            if s.file(&fs, &path.name).is_none() {
+                out.push(format!("file {path} exists but the model has no such file"));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,421 @@
+//! The model's picture of the kernel: cgroups, tasks, devices, mounts, files.
+//!
+//! What the model cannot know for certain (whether a task the OOM killer may
+//! have hit is still alive, how large a file a running writer truncates is)
+//! is kept as a [`Life::Maybe`] or a size range, so predictions stay sound.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::names::{Cg, Dev, DevKind, FilePath, Hier, Name};
+use crate::words::{BlockFs, Ctrl, FsType};
+
+use super::target::Target;
+
+/// Whether something is alive / exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Life {
+    /// Certainly.
+    Alive,
+    /// It may have ended on its own or been killed; the model cannot tell.
+    Maybe,
+    /// Certainly not.
+    Dead,
+}
+
+/// A cgroup in either hierarchy.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct CgNode {
+    /// Controllers enabled in `cgroup.subtree_control` (v2 only).
+    pub subtree: BTreeSet<Ctrl>,
+    /// The memory limit (`memory.max` or v1 `memory.limit_in_bytes`), `None` for max.
+    pub limit: Option<u64>,
+    /// Some task has been in it, so it may hold charges.
+    pub charged: bool,
+}
+
+/// The cgroup v1 memory hierarchy.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct V1 {
+    /// Mounted at the agent's v1 place (it lingers unmounted while it has children).
+    pub mounted: bool,
+    /// Its cgroups, keyed by path components (root: empty).
+    pub nodes: BTreeMap<Vec<String>, CgNode>,
+}
+
+/// What a task does, as far as the model cares.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum TaskClass {
+    /// Sleeps until killed.
+    Sleeper,
+    /// Writes a file, once or in a loop.
+    Writer {
+        /// The file.
+        file: FilePath,
+        /// Bytes per pass.
+        bytes: u64,
+        /// Loops until killed.
+        looped: bool,
+    },
+    /// Reads a file.
+    Reader {
+        /// Loops until killed.
+        looped: bool,
+    },
+    /// Holds memory until killed.
+    Hog {
+        /// How much.
+        bytes: u64,
+    },
+}
+
+impl TaskClass {
+    /// Whether the task ends on its own.
+    pub fn ends_alone(&self) -> bool {
+        match self {
+            TaskClass::Writer { looped, .. } | TaskClass::Reader { looped } => !looped,
+            _ => false,
+        }
+    }
+}
+
+/// A task the program spawned.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Task {
+    /// What it does.
+    pub class: TaskClass,
+    /// Alive, maybe, or dead (reaped).
+    pub life: Life,
+    /// Its v2 cgroup.
+    pub v2: Vec<String>,
+    /// Its v1 memory cgroup while a v1 hierarchy exists.
+    pub v1: Option<Vec<String>>,
+    /// A signal may have killed it (OOM killer, cgroup.kill).
+    pub maybe_killed: bool,
+    /// The mount its open file went through, if it holds one.
+    pub holds: Option<MountRef>,
+    /// The file it writes (writers and file hogs), by filesystem and name.
+    pub writes: Option<(FsId, Name)>,
+}
+
+/// A mount on a place's stack, named by place and stack depth.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MountRef {
+    /// The place.
+    pub place: Name,
+    /// 0 for the first mount on the place.
+    pub depth: usize,
+}
+
+/// A filesystem instance files live in.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FsId {
+    /// The agent's tmpfs directory for the place, under every mount.
+    Base(Name),
+    /// The filesystem on a block device (it outlives its mounts).
+    Dev(Dev),
+    /// A tmpfs or ramfs instance: mounted at a place, the n-th mount there.
+    Anon(Name, u16),
+}
+
+/// One mount on a place.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Mount {
+    /// Its type.
+    pub fs: FsType,
+    /// The filesystem it shows.
+    pub id: FsId,
+    /// Read-only.
+    pub ro: bool,
+    /// Files on it are DAX (ext4/xfs with dax on a pmem device).
+    pub dax: bool,
+    /// Mounted with `dax=inode` (files are not DAX unless flagged).
+    pub dax_inode: bool,
+}
+
+/// A block device.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Device {
+    /// Size in bytes.
+    pub size: u64,
+    /// The filesystem mkfs made on it, if any.
+    pub fs: Option<BlockFs>,
+    /// How many mounts use it.
+    pub mounts: usize,
+    /// A loop device detached while mounted: it goes away with its last mount.
+    pub detach_pending: bool,
+    /// For loop devices: the mount the backing file went through.
+    pub backing: Option<MountRef>,
+    /// A lazily unmounted filesystem on it may still be held open.
+    pub lazy_refs: bool,
+}
+
+/// A file's size, exact or a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SizeRange {
+    /// Smallest possible size.
+    pub lo: u64,
+    /// Largest possible size.
+    pub hi: u64,
+}
+
+impl SizeRange {
+    /// An exact size.
+    pub fn exact(n: u64) -> SizeRange {
+        SizeRange { lo: n, hi: n }
+    }
+}
+
+/// A file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FileSt {
+    /// Whether it exists in its directory (a looping writer may re-create it).
+    pub exists: Life,
+    /// Its size.
+    pub size: SizeRange,
+    /// For a loop device's backing file: the filesystem mkfs made in it.
+    pub image: Option<BlockFs>,
+}
+
+/// An open descriptor (`open` op).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Fd {
+    /// The filesystem.
+    pub fs: FsId,
+    /// The file's name there.
+    pub file: Name,
+    /// The mount it was opened through (`None` once that mount is detached).
+    pub via: Option<MountRef>,
+    /// The file is DAX.
+    pub dax: bool,
+    /// Opened O_DIRECT.
+    pub direct: bool,
+}
+
+/// A mapping (`mmap` op).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Map {
+    /// The filesystem of the mapped file.
+    pub fs: FsId,
+    /// The file.
+    pub file: Name,
+    /// The mount the file was opened through.
+    pub via: Option<MountRef>,
+    /// DAX pages.
+    pub dax: bool,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// Page references held by a `pin` op until `release`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Pin {
+    /// The mount of the O_DIRECT peer file (AIO and io_uring keep it open).
+    pub peer: Option<MountRef>,
+    /// Whether the release can report an I/O error (the outcome of the async I/O).
+    pub may_fault: bool,
+}
+
+/// Everything the model tracks.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct State {
+    /// cgroup v2, keyed by path components (root: empty).
+    pub v2: BTreeMap<Vec<String>, CgNode>,
+    /// The v1 memory hierarchy, if it exists.
+    pub v1: Option<V1>,
+    /// A v2 memory cgroup may still be dying (its css pins memory on v2).
+    pub memcg_dying: bool,
+    /// Spawned tasks.
+    pub tasks: BTreeMap<Name, Task>,
+    /// Block devices.
+    pub devices: BTreeMap<Dev, Device>,
+    /// Mount stacks per place (last is on top).
+    pub places: BTreeMap<Name, Vec<Mount>>,
+    /// How many mounts each place has seen (names tmpfs instances).
+    pub gens: BTreeMap<Name, u16>,
+    /// Files by filesystem and name.
+    pub files: BTreeMap<(FsId, Name), FileSt>,
+    /// Open descriptors.
+    pub fds: BTreeMap<Name, Fd>,
+    /// Mappings.
+    pub maps: BTreeMap<Name, Map>,
+    /// Held pins.
+    pub pins: BTreeMap<Name, Pin>,
+}
+
+impl State {
+    /// The state right after the agent starts: only the v2 root, nothing
+    /// enabled, the VM's scratch and pmem devices unformatted.
+    pub fn initial(target: &Target) -> State {
+        let m = &target.machine;
+        let mut devices = BTreeMap::new();
+        for i in 0..m.scratch_disks.min(8) {
+            devices.insert(dev(DevKind::Scratch, i), Device::blank(m.scratch_size.0));
+        }
+        for i in 0..m.pmem_devices.min(8) {
+            devices.insert(dev(DevKind::Pmem, i), Device::blank(m.pmem_size.0));
+        }
+        State {
+            v2: BTreeMap::from([(Vec::new(), CgNode::default())]),
+            v1: None,
+            memcg_dying: false,
+            tasks: BTreeMap::new(),
+            devices,
+            places: BTreeMap::new(),
+            gens: BTreeMap::new(),
+            files: BTreeMap::new(),
+            fds: BTreeMap::new(),
+            maps: BTreeMap::new(),
+            pins: BTreeMap::new(),
+        }
+    }
+
+    /// The nodes of a hierarchy, if it is reachable (v1 only while mounted).
+    pub fn nodes(&self, hier: Hier) -> Option<&BTreeMap<Vec<String>, CgNode>> {
+        match hier {
+            Hier::V2 => Some(&self.v2),
+            Hier::V1 => self.v1.as_ref().filter(|v| v.mounted).map(|v| &v.nodes),
+        }
+    }
+
+    /// Mutable nodes of a hierarchy, if reachable.
+    pub fn nodes_mut(&mut self, hier: Hier) -> Option<&mut BTreeMap<Vec<String>, CgNode>> {
+        match hier {
+            Hier::V2 => Some(&mut self.v2),
+            Hier::V1 => self.v1.as_mut().filter(|v| v.mounted).map(|v| &mut v.nodes),
+        }
+    }
+
+    /// Whether a cgroup exists and is reachable.
+    pub fn cg_exists(&self, cg: &Cg) -> bool {
+        self.nodes(cg.hier)
+            .is_some_and(|n| n.contains_key(&cg.parts))
+    }
+
+    /// The node of a reachable cgroup.
+    pub fn node(&self, cg: &Cg) -> Option<&CgNode> {
+        self.nodes(cg.hier)?.get(&cg.parts)
+    }
+
+    /// Where a task sits in a hierarchy.
+    pub fn task_cg(&self, t: &Task, hier: Hier) -> Option<Vec<String>> {
+        match hier {
+            Hier::V2 => Some(t.v2.clone()),
+            Hier::V1 => t.v1.clone(),
+        }
+    }
+
+    /// Liveness of tasks in `cg` (directly, or in its subtree when `subtree`).
+    pub fn tasks_in(&self, cg: &Cg, subtree: bool) -> Life {
+        let mut best = Life::Dead;
+        for t in self.tasks.values() {
+            let Some(at) = self.task_cg(t, cg.hier) else {
+                continue;
+            };
+            let inside = if subtree {
+                at.starts_with(&cg.parts)
+            } else {
+                at == cg.parts
+            };
+            if inside {
+                best = best.min(t.life);
+            }
+        }
+        best
+    }
+
+    /// Whether some live child of `cg` is populated (v2).
+    pub fn populated_children(&self, cg: &Cg) -> Life {
+        let mut best = Life::Dead;
+        for path in self.v2.keys() {
+            if path.len() == cg.parts.len() + 1 && path.starts_with(&cg.parts) {
+                let child = Cg {
+                    hier: Hier::V2,
+                    parts: path.clone(),
+                };
+                best = best.min(self.tasks_in(&child, true));
+            }
+        }
+        best
+    }
+
+    /// Whether `cg` has child cgroups.
+    pub fn has_children(&self, cg: &Cg) -> bool {
+        self.nodes(cg.hier).is_some_and(|n| {
+            n.keys()
+                .any(|p| p.len() == cg.parts.len() + 1 && p.starts_with(&cg.parts))
+        })
+    }
+
+    /// The controllers in `cg`'s `cgroup.controllers` (v2).
+    pub fn controllers(&self, cg: &Cg, target: &Target) -> BTreeSet<Ctrl> {
+        match cg.parent() {
+            Some(p) => self.node(&p).map(|n| n.subtree.clone()).unwrap_or_default(),
+            None => {
+                let k = &target.kernel;
+                let mut s = BTreeSet::new();
+                if self.v1.is_none() {
+                    s.insert(Ctrl::Memory);
+                }
+                if k.io_controller {
+                    s.insert(Ctrl::Io);
+                }
+                if k.pids_controller {
+                    s.insert(Ctrl::Pids);
+                }
+                s
+            }
+        }
+    }
+
+    /// The top mount of a place.
+    pub fn top(&self, place: &Name) -> Option<(MountRef, &Mount)> {
+        let stack = self.places.get(place)?;
+        let m = stack.last()?;
+        Some((
+            MountRef {
+                place: place.clone(),
+                depth: stack.len() - 1,
+            },
+            m,
+        ))
+    }
+
+    /// The filesystem a file path resolves to, the mount it goes through, and that mount.
+    pub fn resolve(&self, f: &FilePath) -> (FsId, Option<MountRef>, Option<&Mount>) {
+        match self.top(&f.place) {
+            Some((r, m)) => (m.id.clone(), Some(r), Some(m)),
+            None => (FsId::Base(f.place.clone()), None, None),
+        }
+    }
+
+    /// A file's state.
+    pub fn file(&self, fs: &FsId, name: &Name) -> Option<&FileSt> {
+        self.files.get(&(fs.clone(), name.clone()))
+    }
+}
+
+impl Device {
+    fn blank(size: u64) -> Device {
+        Device {
+            size,
+            fs: None,
+            mounts: 0,
+            detach_pending: false,
+            backing: None,
+            lazy_refs: false,
+        }
+    }
+
+    /// A fresh loop device over a backing file.
+    pub fn looped(size: u64, fs: Option<BlockFs>, backing: Option<MountRef>) -> Device {
+        Device {
+            backing,
+            fs,
+            ..Device::blank(size)
+        }
+    }
+}
+
+fn dev(kind: DevKind, index: u8) -> Dev {
+    Dev { kind, index }
+}

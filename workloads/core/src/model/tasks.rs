@@ -1,0 +1,212 @@
+//! Spawned tasks: sleepers, writers, readers and memory hogs; kill and wait.
+//!
+//! Contract with the agent: `spawn` returns once the task has joined its
+//! cgroup and opened its file, with the errno of that setup; tasks are reaped
+//! only by `kill` and `wait`, so a task that died on its own stays a zombie
+//! (its pid still resolves) until then.
+
+use crate::errno::Errno::*;
+use crate::names::{Hier, Name};
+use crate::op::{Spawn, TaskKind};
+use crate::outcome::Outcome;
+
+use super::apply::{fail, ok, Ctx, Next};
+use super::cgroup::{attach, LOW_LIMIT};
+use super::files::{may_fill, open_file, Access, Opened};
+use super::state::{FileSt, Life, SizeRange, State, Task, TaskClass};
+
+pub fn spawn(s: &State, a: &Spawn, ctx: Ctx<'_>) -> Next {
+    if s.tasks.get(&a.task).is_some_and(|t| t.life != Life::Dead) {
+        return fail(s, EEXIST);
+    }
+    let class = match &a.kind {
+        TaskKind::Sleeper => TaskClass::Sleeper,
+        TaskKind::Writer(w) => TaskClass::Writer {
+            file: w.file.clone(),
+            bytes: w.bytes.0,
+            looped: w.looped,
+        },
+        TaskKind::Reader(r) => TaskClass::Reader { looped: r.looped },
+        TaskKind::Hog(h) => TaskClass::Hog { bytes: h.bytes.0 },
+    };
+    let life = if class.ends_alone() {
+        Life::Maybe
+    } else {
+        Life::Alive
+    };
+    let mut born = s.clone();
+    born.tasks.insert(
+        a.task.clone(),
+        Task {
+            class,
+            life: Life::Alive,
+            v2: Vec::new(),
+            v1: s.v1.as_ref().map(|_| Vec::new()),
+            maybe_killed: false,
+            holds: None,
+            writes: None,
+        },
+    );
+    let joined = match &a.cg {
+        Some(cg) => attach(&born, &a.task, cg, true, ctx),
+        None => ok(born),
+    };
+    let mut out = Vec::new();
+    for (o, n) in joined {
+        if o != Outcome::Ok {
+            out.push((o, s.clone()));
+            continue;
+        }
+        for r in start(n, a, ctx) {
+            match r {
+                Ok(mut n) => {
+                    n.tasks.get_mut(&a.task).expect("born").life = life;
+                    update_oom(&mut n);
+                    out.push((Outcome::Ok, n));
+                }
+                Err(e) => out.push((Outcome::Err(e), s.clone())),
+            }
+        }
+    }
+    out
+}
+
+/// Opens the task's file, as the child does before `spawn` returns.
+fn start(n: State, a: &Spawn, ctx: Ctx<'_>) -> Vec<Result<State, crate::Errno>> {
+    let (file, access, bs) = match &a.kind {
+        TaskKind::Sleeper => return vec![Ok(n)],
+        TaskKind::Writer(w) => (
+            &w.file,
+            Access::write(w.mode == crate::words::IoMode::Direct),
+            w.bs.0,
+        ),
+        TaskKind::Reader(r) => (&r.file, Access::read(r.direct), r.bs.0),
+        TaskKind::Hog(h) => match &h.file {
+            Some(f) => (f, Access::write(false), 4096),
+            None => return vec![Ok(n)],
+        },
+    };
+    if bs == 0 {
+        return vec![Err(EINVAL)];
+    }
+    open_file(&n, file, access, ctx)
+        .into_iter()
+        .map(|r| r.map(|opened| started(n.clone(), a, file, opened)))
+        .collect()
+}
+
+fn started(mut n: State, a: &Spawn, file: &crate::names::FilePath, opened: Opened) -> State {
+    let writes = matches!(a.kind, TaskKind::Writer(_) | TaskKind::Hog(_));
+    if writes {
+        let hi = match &a.kind {
+            TaskKind::Writer(w) => w.bytes.0,
+            TaskKind::Hog(h) => h.bytes.0,
+            _ => 0,
+        };
+        let key = (opened.fs.clone(), file.name.clone());
+        let old_hi = n.files.get(&key).map(|f| f.size.hi).unwrap_or(0);
+        n.files.insert(
+            key,
+            FileSt {
+                exists: Life::Alive,
+                size: SizeRange {
+                    lo: 0,
+                    hi: hi.max(old_hi),
+                },
+                image: None,
+            },
+        );
+    }
+    let t = n.tasks.get_mut(&a.task).expect("born");
+    t.holds = opened.via;
+    if writes {
+        t.writes = Some((opened.fs, file.name.clone()));
+    }
+    n
+}
+
+pub fn kill(s: &State, task: &Name) -> Next {
+    match s.tasks.get(task) {
+        Some(t) if t.life != Life::Dead => {
+            let mut n = s.clone();
+            end(&mut n, task);
+            ok(n)
+        }
+        _ => fail(s, ESRCH),
+    }
+}
+
+pub fn wait(s: &State, task: &Name, ctx: Ctx<'_>) -> Next {
+    let Some(t) = s.tasks.get(task).filter(|t| t.life != Life::Dead) else {
+        return fail(s, ESRCH);
+    };
+    let mut n = s.clone();
+    end(&mut n, task);
+    let mut outs = Vec::new();
+    if t.class.ends_alone() {
+        outs.push(Outcome::Ok);
+        if let TaskClass::Writer { file, bytes, .. } = &t.class {
+            if may_fill(s, &s.resolve(file).0, *bytes, ctx) {
+                outs.push(Outcome::Err(ENOSPC));
+            }
+        }
+    }
+    if t.maybe_killed || outs.is_empty() {
+        // A task that never ends on its own can only come back killed; if
+        // nothing kills it, the lane hangs and the watchdog reports it.
+        outs.push(Outcome::Killed);
+    }
+    outs.into_iter().map(|o| (o, n.clone())).collect()
+}
+
+/// The task is gone (reaped): it holds nothing any more.
+fn end(n: &mut State, task: &Name) {
+    let t = n.tasks.get_mut(task).expect("exists");
+    t.life = Life::Dead;
+    t.holds = None;
+    t.writes = None;
+}
+
+/// Marks tasks that the OOM killer may hit: those under a low memory limit,
+/// and hogs that want more than their limit.
+pub fn update_oom(n: &mut State) {
+    let names: Vec<Name> = n.tasks.keys().cloned().collect();
+    for name in names {
+        let t = &n.tasks[&name];
+        if t.life != Life::Alive {
+            continue;
+        }
+        let limit = effective_limit(n, t);
+        let Some(limit) = limit else { continue };
+        let at_risk = match t.class {
+            TaskClass::Hog { bytes } => bytes.saturating_add(16 << 20) > limit,
+            _ => limit < LOW_LIMIT,
+        };
+        if at_risk {
+            let t = n.tasks.get_mut(&name).expect("exists");
+            t.life = Life::Maybe;
+            t.maybe_killed = true;
+        }
+    }
+}
+
+fn effective_limit(n: &State, t: &Task) -> Option<u64> {
+    let mut best: Option<u64> = None;
+    let mut consider = |hier: Hier, path: &[String]| {
+        let nodes = match hier {
+            Hier::V2 => Some(&n.v2),
+            Hier::V1 => n.v1.as_ref().map(|v| &v.nodes),
+        };
+        let Some(nodes) = nodes else { return };
+        for len in 1..=path.len() {
+            if let Some(l) = nodes.get(&path[..len]).and_then(|x| x.limit) {
+                best = Some(best.map_or(l, |b| b.min(l)));
+            }
+        }
+    };
+    consider(Hier::V2, &t.v2);
+    if let Some(v1) = &t.v1 {
+        consider(Hier::V1, v1);
+    }
+    best
+}
