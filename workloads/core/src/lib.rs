@@ -7,10 +7,10 @@
 #![warn(missing_docs)]
 
 pub mod errno;
+pub mod model;
 pub mod names;
 pub mod op;
 pub mod outcome;
-pub mod model;
 pub mod program;
 pub mod words;
 

@@ -35,7 +35,11 @@ fn model_predicts_every_expected_result() {
                     continue;
                 }
                 let Some(want) = &spec.expect else {
-                    failures.push(format!("{}: {id} ({}) has no expect", path.display(), spec.op.keyword()));
+                    failures.push(format!(
+                        "{}: {id} ({}) has no expect",
+                        path.display(),
+                        spec.op.keyword()
+                    ));
                     continue;
                 };
                 let got = pred.ops.get(&id).cloned().unwrap_or_default();
@@ -50,6 +54,11 @@ fn model_predicts_every_expected_result() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(checked > 150, "only {checked} ops checked");
 }

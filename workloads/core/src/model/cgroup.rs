@@ -352,9 +352,7 @@ pub fn read(s: &State, a: &CgRead, ctx: Ctx<'_>) -> Next {
         (Hier::V2, ReadFile::MemoryStat) => memory_file_exists(s, cg, true, ctx),
         (Hier::V2, ReadFile::MemoryCurrent) => memory_file_exists(s, cg, false, ctx),
         (Hier::V1, ReadFile::Events | ReadFile::Stat) => false,
-        (Hier::V1, ReadFile::MemoryStat | ReadFile::MemoryCurrent) => {
-            ctx.target.kernel.memcg_v1
-        }
+        (Hier::V1, ReadFile::MemoryStat | ReadFile::MemoryCurrent) => ctx.target.kernel.memcg_v1,
     };
     if exists {
         ok(s.clone())
@@ -447,11 +445,10 @@ pub fn limit_in_bytes(s: &State, a: &CgLimit, ctx: Ctx<'_>) -> Next {
         return fail(s, EINVAL);
     }
     let mut n = s.clone();
-    let node = n
-        .v1
-        .as_mut()
-        .and_then(|v| v.nodes.get_mut(&cg.parts))
-        .expect("exists");
+    let node =
+        n.v1.as_mut()
+            .and_then(|v| v.nodes.get_mut(&cg.parts))
+            .expect("exists");
     node.limit = limit_bytes(a.value);
     let charged = node.charged;
     update_oom(&mut n);

@@ -75,7 +75,13 @@ impl<'p> Code<'p> {
     }
 }
 
-fn compile<'p>(lane: usize, s: &'p OpSpec, next: &mut usize, depth: usize, out: &mut Vec<Instr<'p>>) {
+fn compile<'p>(
+    lane: usize,
+    s: &'p OpSpec,
+    next: &mut usize,
+    depth: usize,
+    out: &mut Vec<Instr<'p>>,
+) {
     let id = OpId { lane, op: *next };
     *next += 1;
     match &s.op {

@@ -124,9 +124,8 @@ pub fn writer_on(s: &State, fs: &FsId, name: &Name) -> Option<u64> {
         .filter(|t| t.life != Life::Dead)
         .filter(|t| t.writes.as_ref() == Some(&(fs.clone(), name.clone())))
         .map(|t| match t.class {
-            super::state::TaskClass::Writer { bytes, .. } | super::state::TaskClass::Hog { bytes } => {
-                bytes
-            }
+            super::state::TaskClass::Writer { bytes, .. }
+            | super::state::TaskClass::Hog { bytes } => bytes,
             _ => 0,
         })
         .max()

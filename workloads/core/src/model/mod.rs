@@ -19,9 +19,12 @@ pub mod target;
 mod tasks;
 pub mod verify;
 
+#[cfg(test)]
+mod tests;
+
 pub use apply::{apply, Ctx};
 pub use explore::{predict, Prediction, MAX_NODES};
-pub use snapshot::{Snapshot, Eventual};
+pub use snapshot::{Eventual, Snapshot};
 pub use state::State;
 pub use target::{Kernel, Machine, Target};
 pub use verify::{verify, Divergence, OpEvent, StepTrace, Trace};

@@ -101,7 +101,9 @@ pub fn mismatches(s: &State, snap: &Snapshot) -> Vec<String> {
             continue;
         };
         let pop = s.tasks_in(cg, true);
-        if !cg.is_root() && ((pop == Life::Alive && !view.populated) || (pop == Life::Dead && view.populated)) {
+        if !cg.is_root()
+            && ((pop == Life::Alive && !view.populated) || (pop == Life::Dead && view.populated))
+        {
             out.push(format!(
                 "cgroup {cg}: populated is {} but the model says {}",
                 view.populated,
@@ -120,7 +122,9 @@ pub fn mismatches(s: &State, snap: &Snapshot) -> Vec<String> {
     }
     for cg in snap.cgroups.keys() {
         if !expect_cgs.contains(cg) {
-            out.push(format!("cgroup {cg} exists but the model has removed it or never made it"));
+            out.push(format!(
+                "cgroup {cg} exists but the model has removed it or never made it"
+            ));
         }
     }
     for (name, t) in &s.tasks {
@@ -133,10 +137,15 @@ pub fn mismatches(s: &State, snap: &Snapshot) -> Vec<String> {
                 if v.v2 != v2 {
                     out.push(format!("task {name} is in {} but the model has {v2}", v.v2));
                 }
-                let v1 = t.v1.as_ref().filter(|_| s.v1.as_ref().is_some_and(|x| x.mounted));
+                let v1 =
+                    t.v1.as_ref()
+                        .filter(|_| s.v1.as_ref().is_some_and(|x| x.mounted));
                 let v1 = v1.map(|p| cg_of(Hier::V1, p));
                 if v1.is_some() && v.v1 != v1 {
-                    out.push(format!("task {name} is in v1 {:?} but the model has {v1:?}", v.v1));
+                    out.push(format!(
+                        "task {name} is in v1 {:?} but the model has {v1:?}",
+                        v.v1
+                    ));
                 }
             }
             _ => {}

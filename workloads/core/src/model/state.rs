@@ -419,3 +419,87 @@ impl Device {
 fn dev(kind: DevKind, index: u8) -> Dev {
     Dev { kind, index }
 }
+
+impl State {
+    /// Internal consistency: what must hold in every state the model reaches.
+    /// Empty when consistent; the `model` fuzz target asserts it.
+    pub fn inconsistencies(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.v2.contains_key(&Vec::new()) {
+            out.push("the v2 root is gone".into());
+        }
+        for path in self
+            .v2
+            .keys()
+            .chain(self.v1.iter().flat_map(|v| v.nodes.keys()))
+        {
+            if let Some((_, parent)) = path.split_last() {
+                let in_v2 = self.v2.contains_key(path);
+                let nodes = if in_v2 {
+                    &self.v2
+                } else {
+                    &self.v1.as_ref().expect("v1 path").nodes
+                };
+                if !nodes.contains_key(parent) {
+                    out.push(format!("cgroup {path:?} has no parent"));
+                }
+            }
+        }
+        for (name, t) in &self.tasks {
+            if t.life == Life::Dead {
+                continue;
+            }
+            if !self.v2.contains_key(&t.v2) {
+                out.push(format!("live task {name} is in removed cgroup {:?}", t.v2));
+            }
+            match (&self.v1, &t.v1) {
+                (Some(v1), Some(p)) if !v1.nodes.contains_key(p) => {
+                    out.push(format!("live task {name} is in removed v1 cgroup {p:?}"))
+                }
+                (Some(_), None) => out.push(format!("task {name} has no v1 cgroup")),
+                (None, Some(_)) => {
+                    out.push(format!("task {name} is in a v1 hierarchy that is gone"))
+                }
+                _ => {}
+            }
+        }
+        for (d, dev) in &self.devices {
+            let n = self
+                .places
+                .values()
+                .flatten()
+                .filter(|m| m.id == FsId::Dev(*d))
+                .count();
+            if n != dev.mounts {
+                out.push(format!(
+                    "{d}: {} mounts counted, {n} on the stacks",
+                    dev.mounts
+                ));
+            }
+        }
+        for (place, stack) in &self.places {
+            if stack.is_empty() {
+                out.push(format!("{place}: empty mount stack kept"));
+            }
+            for m in stack {
+                if let FsId::Dev(d) = &m.id {
+                    if !self.devices.contains_key(d) {
+                        out.push(format!("{place}: mounted device {d} is gone"));
+                    }
+                }
+            }
+        }
+        for (name, f) in &self.fds {
+            if let Some(r) = &f.via {
+                if self.top_at(r).is_none() {
+                    out.push(format!("fd {name} goes through a mount that is gone"));
+                }
+            }
+        }
+        out
+    }
+
+    fn top_at(&self, r: &MountRef) -> Option<&Mount> {
+        self.places.get(&r.place)?.get(r.depth)
+    }
+}

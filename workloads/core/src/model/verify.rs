@@ -77,12 +77,18 @@ const MAX_NODES: usize = 2_000_000;
 type Node = (Vec<usize>, State);
 
 /// Checks a trace against the model: `Ok(None)` when some interleaving explains it.
-pub fn verify(p: &Program, target: &Target, trace: &Trace) -> Result<Option<Divergence>, ModelError> {
+pub fn verify(
+    p: &Program,
+    target: &Target,
+    trace: &Trace,
+) -> Result<Option<Divergence>, ModelError> {
     let code = Code::new(p);
     let mut starts = vec![State::initial(target)];
     for (si, st) in trace.steps.iter().enumerate() {
         let Some(lanes) = code.steps.get(si) else {
-            return Err(ModelError::BadTrace(format!("step {si} is not in the program")));
+            return Err(ModelError::BadTrace(format!(
+                "step {si} is not in the program"
+            )));
         };
         if st.lanes.len() != lanes.len() {
             return Err(ModelError::BadTrace(format!(
@@ -105,7 +111,10 @@ pub fn verify(p: &Program, target: &Target, trace: &Trace) -> Result<Option<Dive
         for (li, evs) in st.lanes.iter().enumerate() {
             for ev in evs {
                 if ev.id.lane != li {
-                    return Err(ModelError::BadTrace(format!("{} reported by lane {li}", ev.id)));
+                    return Err(ModelError::BadTrace(format!(
+                        "{} reported by lane {li}",
+                        ev.id
+                    )));
                 }
                 ops(ev)?;
             }
@@ -141,7 +150,10 @@ pub fn verify(p: &Program, target: &Target, trace: &Trace) -> Result<Option<Dive
                 };
                 // Real-time order: nothing pending finished before this started.
                 let blocked = (0..n).any(|j| {
-                    j != li && st.lanes[j].get(pos[j]).is_some_and(|o| o.end_ns < ev.start_ns)
+                    j != li
+                        && st.lanes[j]
+                            .get(pos[j])
+                            .is_some_and(|o| o.end_ns < ev.start_ns)
                 });
                 if blocked {
                     continue;

@@ -1,0 +1,238 @@
+//! Unit tests of the model's rules and of trace verification.
+
+use crate::model::{predict, verify, Divergence, OpEvent, StepTrace, Target, Trace};
+use crate::outcome::Outcome;
+use crate::program::{OpId, Program};
+use crate::Errno;
+
+fn prog(yaml: &str) -> Program {
+    Program::from_yaml("test", yaml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn ev(lane: usize, op: usize, outcome: Outcome, start: u64, end: u64) -> OpEvent {
+    OpEvent {
+        id: OpId { lane, op },
+        outcome,
+        start_ns: start,
+        end_ns: end,
+    }
+}
+
+const RACE: &str = "lanes:\n  - {name: a, ops: [{mkdir: x}]}\n  - {name: b, ops: [{mkdir: x}]}\n";
+
+fn race_trace(a: Outcome, a_t: (u64, u64), b: Outcome, b_t: (u64, u64)) -> Trace {
+    Trace {
+        steps: vec![StepTrace {
+            lanes: vec![
+                vec![ev(0, 0, a, a_t.0, a_t.1)],
+                vec![ev(1, 0, b, b_t.0, b_t.1)],
+            ],
+            snapshot: None,
+        }],
+    }
+}
+
+#[test]
+fn racing_mkdirs_allow_either_winner_but_not_two() {
+    let p = prog(RACE);
+    let t = Target::default();
+    let pred = predict(&p, &t).unwrap();
+    let both = format!("{}", pred.ops[&OpId { lane: 0, op: 0 }]);
+    assert_eq!(both, "[ok, EEXIST]");
+    let eexist = Outcome::Err(Errno::EEXIST);
+    // Overlapping in time: either may win.
+    assert_eq!(
+        verify(&p, &t, &race_trace(Outcome::Ok, (0, 10), eexist, (5, 15))).unwrap(),
+        None
+    );
+    assert_eq!(
+        verify(&p, &t, &race_trace(eexist, (0, 10), Outcome::Ok, (5, 15))).unwrap(),
+        None
+    );
+    // Two successes: no interleaving explains it.
+    let d = verify(
+        &p,
+        &t,
+        &race_trace(Outcome::Ok, (0, 10), Outcome::Ok, (5, 15)),
+    )
+    .unwrap();
+    assert!(
+        matches!(
+            d,
+            Some(Divergence::Op {
+                observed: Outcome::Ok,
+                ..
+            })
+        ),
+        "{d:?}"
+    );
+    // b finished before a started, so b went first and cannot see EEXIST.
+    let d = verify(&p, &t, &race_trace(Outcome::Ok, (20, 30), eexist, (0, 10))).unwrap();
+    match d {
+        Some(Divergence::Op {
+            id,
+            observed,
+            allowed,
+        }) => {
+            assert_eq!(id, OpId { lane: 1, op: 0 });
+            assert_eq!(observed, eexist);
+            assert_eq!(allowed.to_string(), "ok");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sequential_trace_with_a_wrong_errno_names_the_op() {
+    let p = prog("lanes:\n  - {name: a, ops: [{mkdir: x}, {rmdir: x}, {rmdir: x}]}\n");
+    let t = Target::default();
+    let good = |last| Trace {
+        steps: vec![StepTrace {
+            lanes: vec![vec![
+                ev(0, 0, Outcome::Ok, 0, 1),
+                ev(0, 1, Outcome::Ok, 2, 3),
+                ev(0, 2, last, 4, 5),
+            ]],
+            snapshot: None,
+        }],
+    };
+    assert_eq!(
+        verify(&p, &t, &good(Outcome::Err(Errno::ENOENT))).unwrap(),
+        None
+    );
+    let d = verify(&p, &t, &good(Outcome::Err(Errno::EBUSY))).unwrap();
+    assert_eq!(
+        d,
+        Some(Divergence::Op {
+            id: OpId { lane: 0, op: 2 },
+            observed: Outcome::Err(Errno::EBUSY),
+            allowed: crate::Outcomes::one(Outcome::Err(Errno::ENOENT)),
+        })
+    );
+}
+
+#[test]
+fn snapshot_that_no_state_explains_is_a_divergence() {
+    use crate::model::snapshot::{CgView, Snapshot};
+    let p = prog("lanes:\n  - {name: a, ops: [{mkdir: x}, barrier, sync]}\n");
+    let t = Target::default();
+    let mut snap = Snapshot::default();
+    snap.cgroups.insert("/".parse().unwrap(), CgView::default());
+    let step = |snap: Snapshot| StepTrace {
+        lanes: vec![vec![ev(0, 0, Outcome::Ok, 0, 1)]],
+        snapshot: Some(snap),
+    };
+    let trace = Trace {
+        steps: vec![step(snap.clone())],
+    };
+    match verify(&p, &t, &trace).unwrap() {
+        Some(Divergence::State { differences, .. }) => {
+            assert!(
+                differences
+                    .iter()
+                    .any(|d| d.contains("cgroup x should exist")),
+                "{differences:?}"
+            )
+        }
+        d => panic!("{d:?}"),
+    }
+    snap.cgroups.insert("x".parse().unwrap(), CgView::default());
+    assert_eq!(
+        verify(
+            &p,
+            &t,
+            &Trace {
+                steps: vec![step(snap)]
+            }
+        )
+        .unwrap(),
+        None
+    );
+}
+
+#[test]
+fn trace_with_foreign_ops_is_rejected() {
+    let p = prog("lanes:\n  - {name: a, ops: [sync]}\n");
+    let t = Target::default();
+    let bad = Trace {
+        steps: vec![StepTrace {
+            lanes: vec![vec![ev(0, 7, Outcome::Ok, 0, 1)]],
+            snapshot: None,
+        }],
+    };
+    assert!(verify(&p, &t, &bad).is_err());
+}
+
+#[test]
+fn predictions_depend_on_the_kernel() {
+    let p = prog(
+        "lanes:\n  - name: a\n    ops:\n      - {mkdir: x}\n      - {cgroup.kill: x}\n      - {memory.reclaim: {cg: /, bytes: 0}}\n",
+    );
+    let mut t = Target::default();
+    let pred = predict(&p, &t).unwrap();
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 1 }].to_string(), "ok");
+    t.kernel = crate::model::Kernel::from_release("5.10.0").unwrap();
+    let pred = predict(&p, &t).unwrap();
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 1 }].to_string(), "ENOENT");
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 2 }].to_string(), "ENOENT");
+    // Without CONFIG_MEMCG_V1 the v1 mount's outcome is stated as uncertain.
+    let v1 = prog("lanes:\n  - {name: a, ops: [v1_mount]}\n");
+    let mut t = Target::default();
+    t.kernel.memcg_v1 = false;
+    assert_eq!(
+        predict(&v1, &t).unwrap().ops[&OpId { lane: 0, op: 0 }].to_string(),
+        "[ok, EINVAL]"
+    );
+}
+
+#[test]
+fn memory_pressure_makes_task_deaths_uncertain() {
+    let p = prog(
+        r#"
+lanes:
+  - name: a
+    ops:
+      - {cgroup.subtree_control: {cg: /, change: "+memory"}}
+      - {mkdir: x}
+      - {memory.max: {cg: x, value: 32M}}
+      - spawn: {task: h, cg: x, hog: {bytes: 64M}}
+      - {wait: h}
+      - {rmdir: x}
+"#,
+    );
+    let pred = predict(&p, &Target::default()).unwrap();
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 4 }].to_string(), "killed");
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 5 }].to_string(), "ok");
+    for states in &pred.barriers {
+        for s in states {
+            assert!(s.inconsistencies().is_empty(), "{:?}", s.inconsistencies());
+        }
+    }
+}
+
+#[test]
+fn unbounded_repeats_terminate_and_cover_every_pass() {
+    let p = prog(
+        r#"
+lanes:
+  - name: mover
+    ops:
+      - {mkdir: a}
+      - {mkdir: b}
+      - spawn: {task: s, sleeper: {}}
+      - repeat:
+          for: run
+          ops:
+            - {cgroup.procs: {task: s, cg: a}}
+            - {cgroup.procs: {task: s, cg: b}}
+  - name: remover
+    ops:
+      - repeat: {count: 100, ops: [{rmdir: a}, {mkdir: a}]}
+"#,
+    );
+    let pred = predict(&p, &Target::default()).unwrap();
+    let moves = pred.ops[&OpId { lane: 0, op: 4 }].to_string();
+    assert_eq!(moves, "[ok, ENOENT, ENODEV]");
+    let rmdirs = pred.ops[&OpId { lane: 1, op: 1 }].to_string();
+    assert_eq!(rmdirs, "[ok, ENOENT, EBUSY]");
+}
