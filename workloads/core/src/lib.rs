@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod errno;
+pub mod gen;
 pub mod model;
 pub mod names;
 pub mod op;

@@ -6,9 +6,11 @@ use crate::names::Cg;
 use crate::op::{Op, OpSpec, Times};
 use crate::program::{OpId, Program};
 
-/// Repeats with a count up to this are followed exactly; larger counts and
-/// durations are treated as "one or more passes".
-pub const EXACT_REPEATS: u32 = 4;
+/// Repeats with a count up to this are followed exactly.
+pub const EXACT_REPEATS: u32 = 16;
+/// Larger counts and durations are predicted as 1 to this many passes.
+/// (Only prediction is bounded: `verify` follows a real run's passes exactly.)
+pub const BOUNDED_PASSES: u32 = 3;
 
 /// One instruction of a lane's step.
 #[derive(Clone, Debug)]

@@ -3,7 +3,12 @@
 //! the states it can leave.
 //!
 //! Interleavings are explored as a graph of (program counters, state) nodes,
-//! deduplicated, so ops that commute collapse and loops terminate.
+//! deduplicated, so ops that commute collapse. Repeats of up to
+//! [`EXACT_REPEATS`] passes are followed exactly; longer and timed ones are
+//! predicted for 1 to [`BOUNDED_PASSES`] passes, which keeps prediction finite
+//! when a loop body grows the state (a repeated mount stacks mounts). Checking
+//! a real run ([`super::verify`]) has no such bound: it replays the passes
+//! the trace reports.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -12,7 +17,7 @@ use crate::outcome::{Outcome, Outcomes};
 use crate::program::{OpId, Program};
 
 use super::apply::{apply, Ctx};
-use super::code::{Code, Instr, EXACT_REPEATS};
+use super::code::{Code, Instr, BOUNDED_PASSES, EXACT_REPEATS};
 use super::state::State;
 use super::target::Target;
 use super::ModelError;
@@ -164,8 +169,8 @@ fn step_lane(
                         vec![exit]
                     }
                 }
-                Times::Count(_) if n < EXACT_REPEATS => vec![again(n + 1)],
-                _ => vec![again(n), exit],
+                _ if n < BOUNDED_PASSES => vec![again(n + 1), exit],
+                _ => vec![exit],
             }
         }
     }

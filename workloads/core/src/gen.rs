@@ -1,0 +1,546 @@
+//! The generator: any byte string becomes a valid, bounded program.
+//!
+//! `Program` implements [`arbitrary::Arbitrary`]. Choices lean towards
+//! resources the program has already made (cgroups created, tasks spawned,
+//! files written, filesystems mounted), so generated programs reach deep
+//! states instead of collecting ENOENTs. Programs that would wedge a correct
+//! kernel by construction are not generated: no `wait` on a task that never
+//! ends, and page references taken in a lane are released before that lane
+//! truncates, unmounts or reaches its next barrier.
+
+use arbitrary::{Arbitrary, Result, Unstructured};
+
+use crate::names::{Cg, Dev, DevKind, FilePath, Limit, Millis, Name, Size};
+use crate::op::*;
+use crate::program::{Lane, Program};
+use crate::words::{BlockFs, Ctrl, FsType, IoMode, MountOpt, PinVia, ReadFile};
+
+/// Most lanes a generated program has.
+pub const GEN_LANES: usize = 4;
+/// Most barrier-separated steps.
+pub const GEN_STEPS: usize = 3;
+/// Most ops per lane per step (a repeat counts with its body).
+pub const GEN_OPS: usize = 6;
+
+const V2: &[&str] = &["a", "b", "c", "a/x", "a/y", "b/x"];
+const V1: &[&str] = &["v1:a", "v1:b", "v1:a/x"];
+const PLACES: &[&str] = &["m0", "m1", "tmp"];
+const FILES: &[&str] = &["f0", "f1", "big"];
+const TASKS: &[&str] = &["t0", "t1", "t2", "t3"];
+const SIZES: &[u64] = &[4 << 10, 64 << 10, 1 << 20, 8 << 20, 32 << 20, 64 << 20];
+const LIMITS: &[u64] = &[8 << 20, 32 << 20, 128 << 20, 512 << 20];
+
+fn n(s: &str) -> Name {
+    s.parse().expect("generator names are valid")
+}
+
+/// What earlier ops of the program made, to pick from.
+#[derive(Default)]
+struct Made {
+    cgroups: Vec<Cg>,
+    tasks: Vec<(Name, bool)>,
+    files: Vec<FilePath>,
+    mounted: Vec<Name>,
+    fds: Vec<Name>,
+    maps: Vec<Name>,
+    formatted: Vec<Dev>,
+    next: u32,
+}
+
+struct Gen<'a, 'b> {
+    u: &'b mut Unstructured<'a>,
+    made: Made,
+}
+
+impl<'a> Gen<'a, '_> {
+    fn pick<T: Clone>(&mut self, from: &[T]) -> Result<T> {
+        Ok(self.u.choose(from)?.clone())
+    }
+
+    /// Mostly something made earlier; sometimes anything (to reach the errors).
+    fn pick_made<T: Clone>(
+        &mut self,
+        made: Vec<T>,
+        any: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        if !made.is_empty() && self.u.ratio(4, 5)? {
+            self.pick(&made)
+        } else {
+            any(self)
+        }
+    }
+
+    fn cg(&mut self) -> Result<Cg> {
+        let made = self.made.cgroups.clone();
+        self.pick_made(made, |g| {
+            let all: Vec<&str> = V2.iter().chain(V1).copied().chain(["/"]).collect();
+            Ok(g.pick(&all)?.parse().expect("valid"))
+        })
+    }
+
+    fn v2_cg(&mut self) -> Result<Cg> {
+        let made: Vec<Cg> = self
+            .made
+            .cgroups
+            .iter()
+            .filter(|c| c.hier == crate::Hier::V2)
+            .cloned()
+            .collect();
+        self.pick_made(made, |g| Ok(g.pick(V2)?.parse().expect("valid")))
+    }
+
+    fn task(&mut self) -> Result<Name> {
+        let made: Vec<Name> = self.made.tasks.iter().map(|(t, _)| t.clone()).collect();
+        self.pick_made(made, |g| Ok(n(g.pick(TASKS)?)))
+    }
+
+    fn file(&mut self) -> Result<FilePath> {
+        let made = self.made.files.clone();
+        self.pick_made(made, |g| {
+            let place = {
+                let mounted = g.made.mounted.clone();
+                g.pick_made(mounted, |g| Ok(n(g.pick(PLACES)?)))?
+            };
+            Ok(FilePath {
+                place,
+                name: n(g.pick(FILES)?),
+            })
+        })
+    }
+
+    fn size(&mut self) -> Result<Size> {
+        Ok(Size(self.pick(SIZES)?))
+    }
+
+    fn limit(&mut self) -> Result<Limit> {
+        Ok(if self.u.ratio(1, 4)? {
+            Limit::Max
+        } else {
+            Limit::Bytes(Size(self.pick(LIMITS)?))
+        })
+    }
+
+    fn dev(&mut self) -> Result<Dev> {
+        let made = self.made.formatted.clone();
+        self.pick_made(made, |g| {
+            let kind = g.pick(&[DevKind::Scratch, DevKind::Pmem, DevKind::Loop])?;
+            Ok(Dev {
+                kind,
+                index: g.u.int_in_range(0..=1)?,
+            })
+        })
+    }
+
+    fn fresh(&mut self, prefix: &str) -> Name {
+        self.made.next += 1;
+        n(&format!("{prefix}{}", self.made.next))
+    }
+
+    fn op(&mut self, held: &mut Vec<Name>) -> Result<Op> {
+        let family = self.u.int_in_range(0..=9)?;
+        Ok(match family {
+            0 | 1 => self.cgroup_op()?,
+            2 => self.knob_op()?,
+            3 | 4 => self.task_op()?,
+            5 => self.file_op(held)?,
+            6 => self.mount_op(held)?,
+            7 => self.dax_op(held)?,
+            8 => match self.u.int_in_range(0..=3)? {
+                0 => Op::Sync,
+                1 => Op::DropCaches(DropWhat(self.u.int_in_range(1..=3)?)),
+                2 => Op::Sleep(Millis(self.u.int_in_range(1..=50)?)),
+                _ => Op::Syncfs(n(self.pick(PLACES)?)),
+            },
+            _ => {
+                if self.u.ratio(1, 6)? {
+                    if self.u.ratio(1, 2)? {
+                        Op::V1Mount
+                    } else {
+                        Op::V1Umount
+                    }
+                } else {
+                    self.cgroup_op()?
+                }
+            }
+        })
+    }
+
+    fn cgroup_op(&mut self) -> Result<Op> {
+        // Make a cgroup first, mostly, so later ops have one to work on.
+        let first = self.made.cgroups.is_empty() && self.u.ratio(3, 4)?;
+        let kind = if first {
+            0
+        } else {
+            self.u.int_in_range(0..=5)?
+        };
+        Ok(match kind {
+            0 | 1 => {
+                let all: Vec<&str> = V2.iter().chain(V1).copied().collect();
+                let cg: Cg = self.pick(&all)?.parse().expect("valid");
+                if !self.made.cgroups.contains(&cg) {
+                    self.made.cgroups.push(cg.clone());
+                }
+                Op::Mkdir(cg)
+            }
+            2 => Op::Rmdir(self.cg()?),
+            3 => {
+                let cg = if self.u.ratio(1, 2)? {
+                    Cg::root(crate::Hier::V2)
+                } else {
+                    self.v2_cg()?
+                };
+                let k = self.u.int_in_range(1..=2)?;
+                let mut change = Vec::new();
+                for _ in 0..k {
+                    change.push(CtrlChange {
+                        enable: self.u.ratio(3, 4)?,
+                        ctrl: self.pick(Ctrl::ALL)?,
+                    });
+                }
+                Op::SubtreeControl(SubtreeChange { cg, change })
+            }
+            4 => Op::Procs(CgTask {
+                task: self.task()?,
+                cg: self.cg()?,
+            }),
+            _ => Op::Threads(CgTask {
+                task: self.task()?,
+                cg: self.cg()?,
+            }),
+        })
+    }
+
+    fn knob_op(&mut self) -> Result<Op> {
+        let cg = self.cg()?;
+        Ok(match self.u.int_in_range(0..=10)? {
+            0 => Op::MemoryMax(CgLimit {
+                cg,
+                value: self.limit()?,
+            }),
+            1 => Op::MemoryHigh(CgLimit {
+                cg,
+                value: self.limit()?,
+            }),
+            2 => Op::MemoryLow(CgLimit {
+                cg,
+                value: self.limit()?,
+            }),
+            3 => Op::MemorySwapMax(CgLimit {
+                cg,
+                value: self.limit()?,
+            }),
+            4 => Op::MemoryReclaim(Reclaim {
+                cg,
+                bytes: self.size()?,
+            }),
+            5 => Op::IoMax(IoMax {
+                cg,
+                dev: self.dev()?,
+                rbps: None,
+                wbps: Some(if self.u.ratio(1, 3)? {
+                    Limit::Max
+                } else {
+                    Limit::Bytes(Size(self.pick(&[1u64 << 20, 16 << 20])?))
+                }),
+                riops: None,
+                wiops: None,
+            }),
+            6 => Op::CgroupKill(cg),
+            7 => Op::Read(CgRead {
+                cg,
+                file: self.pick(ReadFile::ALL)?,
+            }),
+            8 => Op::MoveCharge(CgValue {
+                cg,
+                value: self.u.int_in_range(0..=4)?,
+            }),
+            9 => Op::LimitInBytes(CgLimit {
+                cg,
+                value: self.limit()?,
+            }),
+            _ => Op::ForceEmpty(cg),
+        })
+    }
+
+    fn task_op(&mut self) -> Result<Op> {
+        let ending: Vec<Name> = self
+            .made
+            .tasks
+            .iter()
+            .filter(|(_, ends)| *ends)
+            .map(|(t, _)| t.clone())
+            .collect();
+        let first = self.made.tasks.is_empty() && self.u.ratio(3, 4)?;
+        let kind = if first {
+            0
+        } else {
+            self.u.int_in_range(0..=5)?
+        };
+        Ok(match kind {
+            0..=2 => {
+                let task = n(self.pick(TASKS)?);
+                let cg = if self.u.ratio(3, 4)? {
+                    Some(self.cg()?)
+                } else {
+                    None
+                };
+                let kind = match self.u.int_in_range(0..=3)? {
+                    0 => TaskKind::Sleeper,
+                    1 => TaskKind::Writer(WriterArgs {
+                        file: self.file()?,
+                        bytes: self.size()?,
+                        bs: Size(self.pick(&[4096u64, 65536, 1 << 20])?),
+                        mode: self.pick(IoMode::ALL)?,
+                        fsync: self.u.arbitrary()?,
+                        looped: self.u.arbitrary()?,
+                    }),
+                    2 => TaskKind::Reader(ReaderArgs {
+                        file: self.file()?,
+                        bs: Size(self.pick(&[4096u64, 65536])?),
+                        direct: self.u.ratio(1, 4)?,
+                        looped: self.u.arbitrary()?,
+                    }),
+                    _ => TaskKind::Hog(HogArgs {
+                        bytes: Size(self.pick(&[8u64 << 20, 32 << 20, 96 << 20])?),
+                        file: if self.u.ratio(1, 3)? {
+                            Some(self.file()?)
+                        } else {
+                            None
+                        },
+                    }),
+                };
+                let ends = match &kind {
+                    TaskKind::Writer(w) => !w.looped,
+                    TaskKind::Reader(r) => !r.looped,
+                    _ => false,
+                };
+                if let TaskKind::Writer(w) = &kind {
+                    self.made.files.push(w.file.clone());
+                }
+                self.made.tasks.retain(|(t, _)| t != &task);
+                self.made.tasks.push((task.clone(), ends));
+                Op::Spawn(Spawn { task, cg, kind })
+            }
+            3 | 4 => Op::Kill(self.task()?),
+            _ if !ending.is_empty() => Op::Wait(self.pick(&ending)?),
+            _ => Op::Kill(self.task()?),
+        })
+    }
+
+    fn file_op(&mut self, held: &[Name]) -> Result<Op> {
+        let file = self.file()?;
+        Ok(match self.u.int_in_range(0..=4)? {
+            0 | 1 => {
+                self.made.files.push(file.clone());
+                Op::Write(WriteArgs {
+                    file,
+                    bytes: self.size()?,
+                    bs: Size(self.pick(&[4096u64, 65536, 1 << 20])?),
+                    mode: self.pick(IoMode::ALL)?,
+                    fsync: self.u.arbitrary()?,
+                })
+            }
+            2 if held.is_empty() => Op::Truncate(TruncateArgs {
+                file,
+                size: Size(self.pick(&[0u64, 4096, 1 << 20])?),
+            }),
+            3 if held.is_empty() => Op::Unlink(file),
+            _ => Op::Fsync(file),
+        })
+    }
+
+    fn mount_op(&mut self, held: &[Name]) -> Result<Op> {
+        let place = n(self.pick(&PLACES[..2])?);
+        Ok(match self.u.int_in_range(0..=6)? {
+            0 => {
+                let dev = self.dev()?;
+                self.made.formatted.push(dev);
+                Op::Mkfs(MkfsArgs {
+                    dev,
+                    fs: self.pick(BlockFs::ALL)?,
+                })
+            }
+            1 | 2 => {
+                let fs = self.pick(FsType::ALL)?;
+                let dev = if fs.needs_device() {
+                    Some(self.dev()?)
+                } else {
+                    None
+                };
+                let mut opts = Vec::new();
+                if self.u.ratio(1, 2)? {
+                    opts.push(self.pick(MountOpt::ALL)?);
+                }
+                self.made.mounted.push(place.clone());
+                Op::Mount(MountArgs {
+                    at: place,
+                    fs,
+                    dev,
+                    opts,
+                })
+            }
+            3 if held.is_empty() => Op::Umount(place),
+            4 if held.is_empty() => Op::UmountLazy(place),
+            5 => Op::Remount(RemountArgs {
+                at: place,
+                opts: vec![self.pick(&[MountOpt::Ro, MountOpt::Rw, MountOpt::Lazytime])?],
+            }),
+            _ => {
+                let dev = Dev {
+                    kind: DevKind::Loop,
+                    index: self.u.int_in_range(0..=1)?,
+                };
+                if self.u.ratio(2, 3)? {
+                    let name = self.fresh("img");
+                    Op::Losetup(LosetupArgs {
+                        dev,
+                        file: FilePath {
+                            place: n("tmp"),
+                            name,
+                        },
+                        size: Size(64 << 20),
+                    })
+                } else {
+                    Op::LosetupDetach(dev)
+                }
+            }
+        })
+    }
+
+    fn dax_op(&mut self, held: &mut Vec<Name>) -> Result<Op> {
+        let fds = self.made.fds.clone();
+        let maps = self.made.maps.clone();
+        Ok(match self.u.int_in_range(0..=6)? {
+            0 => {
+                let fd = self.fresh("fd");
+                self.made.fds.push(fd.clone());
+                Op::Open(OpenArgs {
+                    fd,
+                    file: self.file()?,
+                    create: self.u.arbitrary()?,
+                    direct: self.u.ratio(1, 4)?,
+                })
+            }
+            1 if !fds.is_empty() => {
+                let map = self.fresh("map");
+                self.made.maps.push(map.clone());
+                Op::Mmap(MmapArgs {
+                    map,
+                    fd: self.pick(&fds)?,
+                    len: Size(self.pick(&[4096u64, 1 << 20, 2 << 20])?),
+                    sync: self.u.ratio(1, 3)?,
+                })
+            }
+            2 if !maps.is_empty() => Op::Touch(TouchArgs {
+                map: self.pick(&maps)?,
+                write: self.u.arbitrary()?,
+            }),
+            3 if !maps.is_empty() => {
+                let pin = self.fresh("pin");
+                let via = self.pick(PinVia::ALL)?;
+                if via.is_held() {
+                    held.push(pin.clone());
+                }
+                Op::Pin(PinArgs {
+                    pin,
+                    map: self.pick(&maps)?,
+                    via,
+                    file: if via.uses_peer() {
+                        Some(self.file()?)
+                    } else {
+                        None
+                    },
+                })
+            }
+            4 if !maps.is_empty() => Op::Munmap(self.pick(&maps)?),
+            5 if !fds.is_empty() => Op::Close(self.pick(&fds)?),
+            _ if !held.is_empty() => Op::Release(held.remove(0)),
+            _ => Op::Sync,
+        })
+    }
+
+    fn segment(&mut self, held: &mut Vec<Name>) -> Result<Vec<OpSpec>> {
+        let len = self.u.int_in_range(0..=GEN_OPS)?;
+        let mut ops = Vec::new();
+        while ops.len() < len {
+            if self.u.ratio(1, 8)? && len - ops.len() >= 2 {
+                let body_len = self.u.int_in_range(1..=(len - ops.len() - 1).min(3))?;
+                let mut body = Vec::new();
+                for _ in 0..body_len {
+                    let op = self.op(&mut Vec::new())?;
+                    // Pins taken in a loop body are released in the same pass.
+                    let release = match &op {
+                        Op::Pin(p) if p.via.is_held() => Some(Op::Release(p.pin.clone())),
+                        _ => None,
+                    };
+                    body.push(op.into());
+                    body.extend(release.map(OpSpec::from));
+                }
+                let times = if self.u.ratio(3, 4)? {
+                    Times::Count(self.u.int_in_range(2..=6)?)
+                } else {
+                    Times::For(Millis(self.u.int_in_range(10..=300)?))
+                };
+                ops.push(Op::Repeat(RepeatArgs { times, ops: body }).into());
+            } else {
+                ops.push(self.op(held)?.into());
+            }
+        }
+        // Release what this lane still holds before its barrier.
+        for pin in held.drain(..) {
+            ops.push(Op::Release(pin).into());
+        }
+        Ok(ops)
+    }
+}
+
+impl<'a> Arbitrary<'a> for Program {
+    fn arbitrary(u: &mut Unstructured<'a>) -> Result<Program> {
+        let nlanes = u.int_in_range(1..=GEN_LANES)?;
+        let nsteps = u.int_in_range(1..=GEN_STEPS)?;
+        let mut g = Gen {
+            u,
+            made: Made::default(),
+        };
+        let mut lanes: Vec<Lane> = (0..nlanes)
+            .map(|i| Lane {
+                name: n(&format!("l{i}")),
+                ops: Vec::new(),
+            })
+            .collect();
+        for step in 0..nsteps {
+            for lane in lanes.iter_mut() {
+                let mut held = Vec::new();
+                let seg = g.segment(&mut held)?;
+                lane.ops.extend(seg);
+                if step + 1 < nsteps {
+                    lane.ops.push(Op::Barrier.into());
+                }
+            }
+        }
+        Ok(Program {
+            name: "generated".into(),
+            description: String::new(),
+            duration: None,
+            lanes,
+        })
+    }
+}
+
+/// A program from a seed: the same seed gives the same program.
+pub fn from_seed(seed: u64) -> Program {
+    let mut bytes = vec![0u8; 4096];
+    let mut x = seed ^ 0x9E37_79B9_7F4A_7C15;
+    for b in bytes.iter_mut() {
+        // splitmix64
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        *b = (z ^ (z >> 31)) as u8;
+    }
+    let mut p = Program::arbitrary(&mut Unstructured::new(&bytes))
+        .expect("arbitrary never fails on enough bytes");
+    p.name = format!("gen-{seed}");
+    p
+}

@@ -1,0 +1,124 @@
+//! The generator: every byte string gives a valid program that round-trips
+//! through YAML and that the model can predict; choices favour resources
+//! the program made earlier.
+
+use std::collections::BTreeSet;
+
+use arbitrary::{Arbitrary, Unstructured};
+use cgstorm_workloads::gen::from_seed;
+use cgstorm_workloads::model::{predict, Target};
+use cgstorm_workloads::op::{Op, OpSpec};
+use cgstorm_workloads::Program;
+
+fn walk<'a>(ops: &'a [OpSpec], out: &mut Vec<&'a Op>) {
+    for s in ops {
+        out.push(&s.op);
+        if let Op::Repeat(r) = &s.op {
+            walk(&r.ops, out);
+        }
+    }
+}
+
+#[test]
+fn generated_programs_are_valid_round_trip_and_predictable() {
+    let t = Target::default();
+    for seed in 0..400 {
+        let p = from_seed(seed);
+        p.validate().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let y = p.to_yaml();
+        let back =
+            Program::from_yaml("gen", &y).unwrap_or_else(|e| panic!("seed {seed}: {e}\n{y}"));
+        assert_eq!(back, p, "seed {seed} does not round-trip:\n{y}");
+        let pred = predict(&p, &t).unwrap_or_else(|e| panic!("seed {seed}: {e}\n{y}"));
+        for states in &pred.barriers {
+            assert!(!states.is_empty(), "seed {seed}: a step with no end state");
+            for s in states {
+                let bad = s.inconsistencies();
+                assert!(bad.is_empty(), "seed {seed}: {bad:?}\n{y}");
+            }
+        }
+    }
+}
+
+#[test]
+fn same_seed_same_program() {
+    assert_eq!(from_seed(7), from_seed(7));
+    assert_ne!(from_seed(7), from_seed(8));
+}
+
+#[test]
+fn any_bytes_give_a_program() {
+    let mut x: u64 = 1;
+    for len in [0usize, 1, 3, 17, 100, 1000, 10_000] {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let p = Program::arbitrary(&mut Unstructured::new(&bytes)).unwrap();
+        p.validate().unwrap();
+    }
+}
+
+#[test]
+fn the_whole_vocabulary_comes_out() {
+    let mut seen = BTreeSet::new();
+    for seed in 0..3000 {
+        let p = from_seed(seed);
+        let mut ops = Vec::new();
+        for l in &p.lanes {
+            walk(&l.ops, &mut ops);
+        }
+        seen.extend(ops.iter().map(|o| o.keyword()));
+    }
+    let missing: Vec<&str> = Op::KEYWORDS
+        .iter()
+        .filter(|k| !seen.contains(*k))
+        .copied()
+        .collect();
+    assert!(missing.is_empty(), "never generated: {missing:?}");
+}
+
+#[test]
+fn choices_lean_on_what_the_program_made() {
+    // Of the rmdirs and migrations, most name a cgroup an earlier op created.
+    // The generator writes step by step, lane by lane within a step.
+    let (mut hits, mut total) = (0, 0);
+    for seed in 0..1000 {
+        let p = from_seed(seed);
+        let mut made = BTreeSet::new();
+        let segments: Vec<Vec<&[OpSpec]>> = p
+            .lanes
+            .iter()
+            .map(|l| l.ops.split(|s| s.op == Op::Barrier).collect())
+            .collect();
+        for step in 0..p.steps() {
+            let mut ops = Vec::new();
+            for lane in &segments {
+                if let Some(seg) = lane.get(step) {
+                    walk(seg, &mut ops);
+                }
+            }
+            for op in ops {
+                match op {
+                    Op::Mkdir(cg) => {
+                        made.insert(cg.clone());
+                    }
+                    Op::Rmdir(cg) | Op::Procs(cgstorm_workloads::op::CgTask { cg, .. }) => {
+                        total += 1;
+                        hits += made.contains(cg) as usize;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert!(total > 200, "too few samples: {total}");
+    assert!(
+        hits * 2 > total,
+        "only {hits} of {total} name a cgroup made earlier"
+    );
+}
