@@ -1,2 +1,43 @@
-//! The `cgstorm` command line.
-fn main() {}
+//! `cgstorm`: fuzz and reproduce cgroup-writeback, memcg, mount and DAX races
+//! in a real kernel.
+//!
+//! Exit codes: 0 pass, 1 finding (or a disagreement with the model), 2 bad
+//! input, 3 infrastructure failure.
+
+mod check;
+mod gen;
+mod kernel_args;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cgstorm", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate a program and print what the model predicts for every op.
+    Check(check::CheckArgs),
+    /// Write generated programs (the fuzzer's generator) to a directory.
+    Gen(gen::GenArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.cmd {
+        Cmd::Check(a) => check::run(a),
+        Cmd::Gen(a) => gen::run(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("cgstorm: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -740,3 +740,63 @@ fn unknown_op(k: &str) -> String {
         Op::KEYWORDS.join(", ")
     )
 }
+
+impl Op {
+    /// The op on one line, as a program writes it in flow style:
+    /// `mkdir a`, `cgroup.procs {task: s, cg: a}`.
+    pub fn describe(&self) -> String {
+        let spec = OpSpec::from(self.clone());
+        let v = yaml_serde::to_value(&spec).expect("ops always serialise");
+        match v {
+            yaml_serde::Value::String(s) => s,
+            yaml_serde::Value::Mapping(m) => match m.into_iter().next() {
+                Some((_, args)) => format!("{} {}", self.keyword(), flow(&args)),
+                None => self.keyword().to_string(),
+            },
+            other => flow(&other),
+        }
+    }
+}
+
+/// A YAML value in flow style on one line.
+fn flow(v: &yaml_serde::Value) -> String {
+    use yaml_serde::Value;
+    match v {
+        Value::Null => String::new(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Sequence(items) => {
+            let parts: Vec<String> = items.iter().map(flow).collect();
+            format!("[{}]", parts.join(", "))
+        }
+        Value::Mapping(m) => {
+            let parts: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{}: {}", flow(k), flow(v)))
+                .collect();
+            format!("{{{}}}", parts.join(", "))
+        }
+        Value::Tagged(t) => flow(&t.value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_describe_themselves_on_one_line() {
+        let op = |y: &str| yaml_serde::from_str::<OpSpec>(y).unwrap().op;
+        assert_eq!(op("mkdir: a/b").describe(), "mkdir a/b");
+        assert_eq!(op("sync").describe(), "sync");
+        assert_eq!(
+            op("cgroup.procs: {task: s, cg: v1:a}").describe(),
+            "cgroup.procs {task: s, cg: v1:a}"
+        );
+        assert_eq!(
+            op("repeat: {count: 2, ops: [sync, {rmdir: a}]}").describe(),
+            "repeat {count: 2, ops: [sync, {rmdir: a}]}"
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! The `cgstorm` binary's contract: exit codes, error locations, determinism.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn cgstorm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cgstorm"))
+        .args(args)
+        .output()
+        .expect("cgstorm runs")
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cgstorm-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn malformed_program_exits_2_with_file_line_column() {
+    let d = tmpdir("bad");
+    let p = write(
+        &d,
+        "bad.yaml",
+        "lanes:\n  - name: a\n    ops:\n      - mkdir: a\n      - rmdr: a\n",
+    );
+    let out = cgstorm(&["check", &p]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{p}:5:")), "{err}");
+    assert!(err.contains("unknown op `rmdr`"), "{err}");
+    let missing = cgstorm(&["check", "/nonexistent/x.yaml"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read program"));
+}
+
+#[test]
+fn check_prints_predictions_and_flags_wrong_expectations() {
+    let d = tmpdir("check");
+    let good = write(
+        &d,
+        "good.yaml",
+        "lanes:\n  - {name: a, ops: [{mkdir: x, expect: ok}, {mkdir: x, expect: EEXIST}]}\n",
+    );
+    let out = cgstorm(&["check", &good]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("mkdir x") && text.contains("-> EEXIST"),
+        "{text}"
+    );
+    let wrong = write(
+        &d,
+        "wrong.yaml",
+        "lanes:\n  - {name: a, ops: [{rmdir: x, expect: ok}]}\n",
+    );
+    let out = cgstorm(&["check", &wrong, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mismatches"], 1);
+    assert_eq!(v["ops"][0]["predicted"][0], "ENOENT");
+}
+
+#[test]
+fn kernel_options_change_predictions() {
+    let d = tmpdir("kernel");
+    let p = write(
+        &d,
+        "kill.yaml",
+        "lanes:\n  - {name: a, ops: [{mkdir: x}, {cgroup.kill: x, expect: ok}]}\n",
+    );
+    assert_eq!(cgstorm(&["check", &p]).status.code(), Some(0));
+    assert_eq!(
+        cgstorm(&["check", &p, "--kernel-release", "5.10.0"])
+            .status
+            .code(),
+        Some(1)
+    );
+    let bad = cgstorm(&["check", &p, "--kernel-release", "latest"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn gen_is_deterministic_and_its_programs_check() {
+    let a = tmpdir("gen-a");
+    let b = tmpdir("gen-b");
+    for d in [&a, &b] {
+        let out = cgstorm(&[
+            "gen",
+            "--seed",
+            "42",
+            "--count",
+            "5",
+            "--out",
+            d.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for seed in 42..47 {
+        let name = format!("gen-{seed}.yaml");
+        let x = std::fs::read_to_string(a.join(&name)).unwrap();
+        assert_eq!(x, std::fs::read_to_string(b.join(&name)).unwrap());
+        let out = cgstorm(&["check", a.join(&name).to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
