@@ -5,6 +5,7 @@
 //! input, 3 infrastructure failure.
 
 mod check;
+mod classify;
 mod gen;
 mod kernel_args;
 
@@ -25,6 +26,8 @@ enum Cmd {
     Check(check::CheckArgs),
     /// Write generated programs (the fuzzer's generator) to a directory.
     Gen(gen::GenArgs),
+    /// Find kernel reports (lockdep, hung task, KASAN, WARN, …) in a console log.
+    Classify(classify::ClassifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let result = match &cli.cmd {
         Cmd::Check(a) => check::run(a),
         Cmd::Gen(a) => gen::run(a),
+        Cmd::Classify(a) => classify::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what cgstorm's build, tests and VM runs need on a Debian machine.
+# Idempotent; run as root (or with sudo).
+set -euo pipefail
+
+need_apt=()
+for pkg in qemu-system-x86 kmod cpio e2fsprogs xfsprogs busybox-static; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if ((${#need_apt[@]})); then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "setup: cargo is missing: install Rust (https://rustup.rs) and run again" >&2
+    exit 1
+fi
+if command -v rustup >/dev/null; then
+    rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+echo "setup: done"

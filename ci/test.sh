@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# cgstorm's test command: formatting, lints, unit and integration tests, and
+# a short run of every fuzz target with a pinned seed.
+# FUZZ_SECONDS sets each fuzz target's run time (default 45).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fuzz_seconds=${FUZZ_SECONDS:-45}
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+(cd fuzz && cargo fmt -- --check)
+
+echo "== cargo clippy"
+cargo clippy --all-targets -- -D warnings
+
+echo "== cargo test"
+cargo test --all-targets
+
+echo "== cargo fuzz (stable, -s none, ${fuzz_seconds}s per target, seed 20261121)"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+declare -A seeds=(
+    [program_parse]=corpus/semantics
+    [program_roundtrip]=
+    [model]=
+    [classify]=harness/report/testdata
+)
+(cd fuzz && cargo fuzz build -s none)
+for target in $(cd fuzz && cargo fuzz list); do
+    mkdir -p "$scratch/$target"
+    extra=()
+    if [[ -n "${seeds[$target]:-}" ]]; then extra=("$PWD/${seeds[$target]}"); fi
+    echo "-- $target"
+    log="$scratch/$target.log"
+    if ! (cd fuzz && cargo fuzz run -s none "$target" "$scratch/$target" "${extra[@]}" -- \
+        -max_total_time="$fuzz_seconds" -seed=20261121 -rss_limit_mb=4096 \
+        -print_final_stats=1 >"$log" 2>&1); then
+        tail -n 60 "$log" >&2
+        echo "fuzz target $target failed; the failing input is under fuzz/artifacts/$target/" >&2
+        exit 1
+    fi
+    grep -E "^(stat::number_of_executed_units|stat::new_units_added)" "$log" || true
+done
+echo "== all checks passed"
