@@ -20,7 +20,7 @@ pub const GEN_LANES: usize = 4;
 /// Most barrier-separated steps.
 pub const GEN_STEPS: usize = 3;
 /// Most ops per lane per step (a repeat counts with its body).
-pub const GEN_OPS: usize = 6;
+pub const GEN_OPS: usize = 5;
 
 const V2: &[&str] = &["a", "b", "c", "a/x", "a/y", "b/x"];
 const V1: &[&str] = &["v1:a", "v1:b", "v1:a/x"];
@@ -477,7 +477,7 @@ impl<'a> Gen<'a, '_> {
                     body.extend(release.map(OpSpec::from));
                 }
                 let times = if self.u.ratio(3, 4)? {
-                    Times::Count(self.u.int_in_range(2..=6)?)
+                    Times::Count(self.u.int_in_range(2..=3)?)
                 } else {
                     Times::For(Millis(self.u.int_in_range(10..=300)?))
                 };

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use crate::op::Times;
+use crate::op::{Op, Times};
 use crate::outcome::{Outcome, Outcomes};
 use crate::program::{OpId, Program};
 
@@ -80,7 +80,20 @@ pub fn predict(p: &Program, target: &Target) -> Result<Prediction, ModelError> {
                 });
             }
             let mut done = true;
-            for (li, lane) in lanes.iter().enumerate() {
+            // Partial-order reduction: a lane whose next instruction is
+            // invisible to the others (loop control, or an op that neither
+            // reads nor writes model state) takes it alone; interleaving it
+            // with the other lanes cannot change any outcome.
+            let eager = lanes
+                .iter()
+                .enumerate()
+                .find(|(li, lane)| lane.get(pcs[*li].ip).is_some_and(invisible));
+            let movable: Vec<usize> = match eager {
+                Some((li, _)) => vec![li],
+                None => (0..lanes.len()).collect(),
+            };
+            for li in movable {
+                let lane = &lanes[li];
                 let Some(instr) = lane.get(pcs[li].ip) else {
                     continue;
                 };
@@ -117,6 +130,18 @@ pub fn predict(p: &Program, target: &Target) -> Result<Prediction, ModelError> {
         barriers,
         nodes: total,
     })
+}
+
+/// Whether an instruction is independent of every other lane's: loop control
+/// is lane-local, and these ops neither read nor change model state.
+fn invisible(i: &Instr<'_>) -> bool {
+    match i {
+        Instr::Enter(..) | Instr::Loop { .. } => true,
+        Instr::Op(_, op) => matches!(
+            op,
+            Op::Sync | Op::Sleep(_) | Op::DropCaches(_) | Op::Syncfs(_)
+        ),
+    }
 }
 
 /// One lane's next moves from `pc`: new pc, new state, and the op outcome to record.
