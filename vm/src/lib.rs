@@ -1,1 +1,31 @@
-//! VM backends (see issue 3).
+//! VM backends for cgstorm: boot a real kernel in QEMU with the cgstorm agent
+//! as init, and talk to the agent over virtio-serial.
+//!
+//! - [`kernel`]: find a kernel (bzImage, build tree, fetched Debian kernel),
+//!   its release and the modules it needs, in load order.
+//! - [`initramfs`]: a cpio writer and the agent initramfs.
+//! - [`accel`]: KVM if it really works, TCG otherwise.
+//! - [`qemu`]: the QEMU backend; [`virtme`]: the virtme-ng backend;
+//!   [`fake`]: a scripted backend for tests.
+//! - [`vm`]: the [`Vm`] trait they share; [`boot`]: the agent handshake on it.
+//! - [`mod@launch`]: all of the above in one call.
+
+#![warn(missing_docs)]
+
+pub mod accel;
+pub mod boot;
+pub mod error;
+pub mod fake;
+pub mod initramfs;
+pub mod kernel;
+pub mod launch;
+pub mod qemu;
+pub mod spec;
+pub mod virtme;
+pub mod vm;
+
+pub use accel::{Accel, AccelChoice};
+pub use error::{AgentError, BootError, HostError, InitramfsError, KernelError, LaunchError};
+pub use launch::{launch, launch_virtme, AgentVm, AgentVmSpec};
+pub use spec::{Pmem, VmSpec};
+pub use vm::{ConsoleEvent, Diagnosis, Vm};

@@ -54,6 +54,9 @@ pub const MAX_NODES: usize = 400_000;
 
 type Node = (Vec<Pc>, State);
 
+/// A lane's move: its new position, the new state, and the op outcome to record.
+type Move = (Pc, State, Option<(OpId, Outcome)>);
+
 /// Predicts a program's outcomes on a target.
 pub fn predict(p: &Program, target: &Target) -> Result<Prediction, ModelError> {
     let code = Code::new(p);
@@ -150,7 +153,7 @@ fn step_lane(
     pc: &Pc,
     state: &State,
     ctx: Ctx<'_>,
-) -> Vec<(Pc, State, Option<(OpId, Outcome)>)> {
+) -> Vec<Move> {
     let advance = |iters: [u32; 3]| Pc {
         ip: pc.ip + 1,
         iters,

@@ -1,0 +1,152 @@
+//! Finding the kernel to boot: a bzImage file, a built kernel tree, or the
+//! Debian cloud kernel that `vm/scripts/fetch-debian-kernel.sh` unpacked into
+//! the cache; with its release (read from the image) and modules, if any.
+
+pub mod bzimage;
+pub mod modules;
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+use crate::error::KernelError;
+
+/// Where the kernel comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelSpec {
+    /// A bzImage file.
+    Image(PathBuf),
+    /// A kernel build tree holding `arch/x86/boot/bzImage`.
+    Tree(PathBuf),
+    /// The Debian kernel fetched into a cache directory
+    /// (`None`: [`default_cache_dir`]).
+    Debian(Option<PathBuf>),
+}
+
+impl KernelSpec {
+    /// A directory is a tree, anything else an image.
+    pub fn from_path(path: &Path) -> Self {
+        if path.is_dir() {
+            KernelSpec::Tree(path.to_path_buf())
+        } else {
+            KernelSpec::Image(path.to_path_buf())
+        }
+    }
+}
+
+/// A kernel ready to boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kernel {
+    /// The bzImage.
+    pub image: PathBuf,
+    /// Its release (`uname -r`), read from the image header.
+    pub release: String,
+    /// `lib/modules/<release>` with a `modules.dep`, if the kernel has modules
+    /// there. `None` for kernels with everything built in.
+    pub modules: Option<PathBuf>,
+}
+
+/// `${XDG_CACHE_HOME:-$HOME/.cache}/cgstorm/kernels`, as the fetch script uses.
+pub fn default_cache_dir() -> PathBuf {
+    let base = env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache"));
+    base.join("cgstorm/kernels")
+}
+
+/// Finds the kernel `spec` names.
+pub fn locate(spec: &KernelSpec) -> Result<Kernel, KernelError> {
+    match spec {
+        KernelSpec::Image(image) => from_image(image, None),
+        KernelSpec::Tree(tree) => {
+            let image = tree.join("arch/x86/boot/bzImage");
+            if !image.is_file() {
+                return Err(KernelError::TreeNotBuilt { tree: tree.clone() });
+            }
+            // `make modules_install INSTALL_MOD_PATH=<tree>/.cgstorm-modules`
+            // puts modules where this finds them.
+            from_image(&image, Some(&tree.join(".cgstorm-modules")))
+        }
+        KernelSpec::Debian(cache) => {
+            let cache = cache.clone().unwrap_or_else(default_cache_dir);
+            let image = debian_image(&cache).ok_or(KernelError::NotFetched { cache })?;
+            from_image(&image, None)
+        }
+    }
+}
+
+/// The vmlinuz under `cache/default` (the fetch script's symlink), or under
+/// the newest release directory.
+fn debian_image(cache: &Path) -> Option<PathBuf> {
+    let find_in = |dir: &Path| -> Option<PathBuf> {
+        let mut images: Vec<PathBuf> = std::fs::read_dir(dir.join("boot"))
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+            })
+            .collect();
+        images.sort();
+        images.pop()
+    };
+    if let Some(image) = find_in(&cache.join("default")) {
+        return Some(image);
+    }
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(cache)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs.iter().rev().find_map(|d| find_in(d))
+}
+
+/// Reads the release and looks for modules next to the image
+/// (`<dir>/boot/vmlinuz` → `<dir>/lib/modules/<release>`) or under `root`.
+fn from_image(image: &Path, root: Option<&Path>) -> Result<Kernel, KernelError> {
+    let release = bzimage::read_release(image)?;
+    let mut candidates = Vec::new();
+    if let Some(root) = root {
+        candidates.push(root.join("lib/modules").join(&release));
+    }
+    if let Some(parent) = image.parent().and_then(Path::parent) {
+        candidates.push(parent.join("lib/modules").join(&release));
+    }
+    let modules = candidates
+        .into_iter()
+        .find(|d| d.join("modules.dep").is_file());
+    Ok(Kernel {
+        image: image.to_path_buf(),
+        release,
+        modules,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_debian_kernel_says_what_to_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = locate(&KernelSpec::Debian(Some(dir.path().to_path_buf()))).unwrap_err();
+        assert!(err.to_string().contains("fetch-debian-kernel.sh"), "{err}");
+    }
+
+    #[test]
+    fn unbuilt_tree_says_what_to_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = locate(&KernelSpec::from_path(dir.path())).unwrap_err();
+        assert!(err.to_string().contains("build-kernel.sh"), "{err}");
+    }
+
+    #[test]
+    fn missing_image_is_a_read_error() {
+        let err = locate(&KernelSpec::Image("/nonexistent/bzImage".into())).unwrap_err();
+        assert!(matches!(err, KernelError::Read { .. }));
+    }
+}

@@ -1,0 +1,187 @@
+//! Booting an agent VM in one call: resolve modules, build the initramfs,
+//! pick the accelerator, start QEMU and wait for the agent's hello.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cgstorm_agent::cmdline::Token;
+use cgstorm_agent::proto::Hello;
+use tempfile::TempDir;
+
+use crate::accel::{self, Accel, AccelChoice};
+use crate::boot;
+use crate::error::{AgentError, HostError, LaunchError};
+use crate::initramfs::AgentImage;
+use crate::kernel::modules::{default_wants, ModuleDb, ModuleFile, Want};
+use crate::kernel::Kernel;
+use crate::qemu::console::ConsoleSink;
+use crate::qemu::{BootRequest, QemuVm};
+use crate::spec::VmSpec;
+use crate::virtme::{VirtmeRequest, VirtmeVm};
+use crate::vm::Vm;
+
+/// Boot timeout under KVM; scaled by [`Accel::timeout_scale`] (TCG: 10x).
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(12);
+
+/// Power-off timeout under KVM, scaled likewise.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What agent VM to boot.
+pub struct AgentVmSpec {
+    /// The kernel.
+    pub kernel: Kernel,
+    /// The static agent binary.
+    pub agent: PathBuf,
+    /// Accelerator choice.
+    pub accel: AccelChoice,
+    /// The VM; its `kernel` field is filled in from [`AgentVmSpec::kernel`].
+    pub vm: VmSpec,
+    /// Modules to load if the kernel has modules ([`default_wants`]).
+    pub wants: Vec<Want>,
+    /// Host binaries to copy into the initramfs with their libraries.
+    pub binaries: Vec<PathBuf>,
+    /// Boot timeout under KVM, scaled for the accelerator.
+    pub boot_timeout: Duration,
+    /// Where to keep the console log.
+    pub console_log: Option<PathBuf>,
+    /// Gets every console line as it arrives.
+    pub console_sink: Option<ConsoleSink>,
+}
+
+impl AgentVmSpec {
+    /// Defaults: auto accelerator, 2 GiB, 2 vCPUs, no disks, default modules.
+    pub fn new(kernel: Kernel, agent: PathBuf) -> Self {
+        Self {
+            kernel,
+            agent,
+            accel: AccelChoice::Auto,
+            vm: VmSpec::default(),
+            wants: default_wants(),
+            binaries: Vec::new(),
+            boot_timeout: BOOT_TIMEOUT,
+            console_log: None,
+            console_sink: None,
+        }
+    }
+}
+
+/// A booted VM whose agent said hello.
+pub struct AgentVm<V: Vm = QemuVm> {
+    /// The VM.
+    pub vm: V,
+    /// The agent's hello.
+    pub hello: Hello,
+    /// The accelerator used.
+    pub accel: Accel,
+    /// The modules put into the initramfs, in load order.
+    pub modules: Vec<ModuleFile>,
+    /// From starting QEMU to receiving the hello.
+    pub boot_time: Duration,
+    _initrd_dir: Option<TempDir>,
+}
+
+impl<V: Vm> AgentVm<V> {
+    /// Asks the agent to power off and waits for QEMU to exit.
+    pub fn shutdown(mut self) -> Result<String, AgentError> {
+        let timeout = self.accel.scale(SHUTDOWN_TIMEOUT);
+        boot::shutdown(&mut self.vm, timeout)
+    }
+}
+
+/// A fresh random token from the OS.
+pub fn random_token() -> Result<Token, HostError> {
+    let mut bytes = [0u8; 16];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(HostError::io("read /dev/urandom"))?;
+    Ok(Token::from_bytes(&bytes).expect("16 bytes make a valid token"))
+}
+
+/// The modules `kernel` needs loaded for `wants` (none for a kernel without
+/// a modules directory).
+pub fn modules_for(kernel: &Kernel, wants: &[Want]) -> Result<Vec<ModuleFile>, LaunchError> {
+    match &kernel.modules {
+        Some(dir) => Ok(ModuleDb::load(dir)?.resolve(wants)?),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Boots the VM and waits for the agent's hello.
+pub fn launch(spec: AgentVmSpec) -> Result<AgentVm, LaunchError> {
+    let modules = modules_for(&spec.kernel, &spec.wants)?;
+    let initrd_dir = tempfile::Builder::new()
+        .prefix("cgstorm-initrd-")
+        .tempdir()
+        .map_err(HostError::io(
+            "create a temporary directory for the initramfs",
+        ))?;
+    let image = AgentImage {
+        agent: spec.agent.clone(),
+        modules: modules.clone(),
+        binaries: spec.binaries.clone(),
+    };
+    let initrd = image.build(&initrd_dir.path().join("initramfs.cpio"))?;
+
+    let mut vm_spec = spec.vm;
+    vm_spec.kernel = spec.kernel.image.clone();
+    let accel = accel::resolve(spec.accel, &vm_spec.qemu, &vm_spec.kernel)?;
+    let token = random_token()?;
+    let started = Instant::now();
+    let mut vm = QemuVm::boot(BootRequest {
+        spec: vm_spec,
+        initrd,
+        token: token.clone(),
+        accel,
+        console_log: spec.console_log,
+        console_sink: spec.console_sink,
+    })?;
+    let hello = boot::wait_for_hello(&mut vm, &token, accel.scale(spec.boot_timeout))?;
+    Ok(AgentVm {
+        vm,
+        hello,
+        accel,
+        modules,
+        boot_time: started.elapsed(),
+        _initrd_dir: Some(initrd_dir),
+    })
+}
+
+/// Boots the VM with virtme-ng (`vng` at `vng`) running the agent, and waits
+/// for its hello. No initramfs: `spec.wants` and `spec.binaries` are not used,
+/// and the agent must be at a host path the guest sees.
+pub fn launch_virtme(
+    spec: AgentVmSpec,
+    vng: &Path,
+    force_9p: bool,
+) -> Result<AgentVm<VirtmeVm>, LaunchError> {
+    let mut vm_spec = spec.vm;
+    vm_spec.kernel = spec.kernel.image.clone();
+    let accel = accel::resolve(spec.accel, &vm_spec.qemu, &vm_spec.kernel)?;
+    let token = random_token()?;
+    let agent = spec.agent.canonicalize().map_err(HostError::io(format!(
+        "find the agent {}",
+        spec.agent.display()
+    )))?;
+    let started = Instant::now();
+    let mut vm = VirtmeVm::boot(VirtmeRequest {
+        vng: vng.to_path_buf(),
+        spec: vm_spec,
+        agent,
+        token: token.clone(),
+        accel,
+        force_9p,
+        console_log: spec.console_log,
+        console_sink: spec.console_sink,
+    })?;
+    let hello = boot::wait_for_hello(&mut vm, &token, accel.scale(spec.boot_timeout))?;
+    Ok(AgentVm {
+        vm,
+        hello,
+        accel,
+        modules: Vec::new(),
+        boot_time: started.elapsed(),
+        _initrd_dir: None,
+    })
+}

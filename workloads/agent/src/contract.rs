@@ -1,0 +1,37 @@
+//! Names and paths that the host-side initramfs builder, the QEMU command line
+//! and the agent must agree on.
+
+/// Name of the virtio-serial port the agent talks over (QEMU `virtserialport`
+/// `name=`, guest `/sys/class/virtio-ports/*/name`).
+pub const PORT_NAME: &str = "org.cgstorm.agent";
+
+/// Kernel parameter carrying the per-boot token (hex).
+pub const TOKEN_PARAM: &str = "cgstorm.token";
+
+/// Kernel parameter listing `/dev` entries the host configured and the agent
+/// waits for before saying hello, comma separated (`cgstorm.devices=vda,pmem0`).
+pub const DEVICES_PARAM: &str = "cgstorm.devices";
+
+/// Kernel parameter overriding `kernel.hung_task_timeout_secs` (default 30).
+pub const HUNG_TASK_PARAM: &str = "cgstorm.hung_task";
+
+/// Kernel parameter overriding the `kernel.printk` levels (default `7 4 1 7`,
+/// commas stand for spaces: `cgstorm.printk=8,4,1,7`).
+pub const PRINTK_PARAM: &str = "cgstorm.printk";
+
+/// Path inside the initramfs of the module list: one absolute path per line, in
+/// load order (dependencies first). Absent when the kernel needs no modules.
+pub const MODULE_LIST: &str = "/cgstorm/modules.list";
+
+/// Directory inside the initramfs that holds the modules named in [`MODULE_LIST`].
+pub const MODULE_DIR: &str = "/cgstorm/modules";
+
+/// Line the agent writes to `/dev/kmsg` (after the `cgstorm: ` prefix) once the
+/// system is set up; a console watcher can wait for it.
+pub const READY_LINE: &str = "cgstorm: agent ready";
+
+/// Prefix of every line the agent writes to `/dev/kmsg`.
+pub const KMSG_PREFIX: &str = "cgstorm: ";
+
+/// Exit code of the agent when the guard refuses to run.
+pub const REFUSAL_EXIT_CODE: i32 = 3;

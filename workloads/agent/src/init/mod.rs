@@ -1,0 +1,127 @@
+//! What the agent does once the guard let it run: set the system up, say hello
+//! on the virtio-serial port, then wait for the host's orders.
+
+mod devices;
+pub mod kmsg;
+mod modules;
+pub mod mounts;
+mod port;
+mod sysctl;
+
+use std::fs::{self, File};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use cgstorm_agent::cmdline::param;
+use cgstorm_agent::contract::{DEVICES_PARAM, KMSG_PREFIX, MODULE_LIST, PORT_NAME, READY_LINE};
+use cgstorm_agent::guard::{Admission, Mode};
+use cgstorm_agent::proto::{self, AgentMsg, FrameError, Hello, HostMsg, PROTO_VERSION};
+use nix::sys::reboot::{reboot, RebootMode};
+
+use kmsg::klog;
+
+/// How long to wait for devices and the port to show up after module loading.
+/// Generous: under TCG with a debug kernel probing is slow.
+const DEVICE_WAIT: Duration = Duration::from_secs(30);
+
+/// How long the host end of the port may stay closed before the agent stops.
+const HOST_GONE: Duration = Duration::from_secs(60);
+
+/// Runs the agent. In PID 1 mode this only returns if power-off failed.
+pub fn run(admission: Admission) -> ExitCode {
+    let mode = admission.mode;
+    let result = serve(admission);
+    if let Err(e) = &result {
+        klog!("fatal: {e}");
+    }
+    match mode {
+        Mode::Pid1 => power_off(),
+        Mode::Virtme if result.is_ok() => ExitCode::SUCCESS,
+        Mode::Virtme => ExitCode::FAILURE,
+    }
+}
+
+fn serve(admission: Admission) -> Result<(), String> {
+    let mut warnings = mounts::mount_all()?;
+    if let Err(e) = kmsg::open() {
+        warnings.push(format!("open /dev/kmsg: {e}"));
+    }
+    let cmdline =
+        fs::read_to_string("/proc/cmdline").map_err(|e| format!("read /proc/cmdline: {e}"))?;
+    warnings.extend(sysctl::apply(&cmdline));
+    let modules = modules::load_list(MODULE_LIST);
+
+    let wanted: Vec<String> = param(&cmdline, DEVICES_PARAM)
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    let missing_devices = devices::wait_for(&wanted, DEVICE_WAIT);
+    for w in &warnings {
+        klog!("warning: {w}");
+    }
+    kmsg::log(READY_LINE.trim_start_matches(KMSG_PREFIX));
+
+    let (port_path, mut port) =
+        port::open(PORT_NAME, DEVICE_WAIT).map_err(|e| format!("open agent port: {e}"))?;
+    klog!("talking on {}", port_path.display());
+    let uts = nix::sys::utsname::uname().map_err(|e| format!("uname: {e}"))?;
+    let hello = Hello {
+        proto: PROTO_VERSION,
+        token: admission.token,
+        kernel_release: uts.release().to_string_lossy().into_owned(),
+        kernel_version: uts.version().to_string_lossy().into_owned(),
+        pid1: admission.mode == Mode::Pid1,
+        uptime_ms: uptime_ms(),
+        modules,
+        devices: devices::list(),
+        missing_devices,
+        warnings,
+    };
+    proto::write_frame(&mut port, &AgentMsg::Hello(hello))
+        .map_err(|e| format!("send hello: {e}"))?;
+    wait_for_orders(&mut port)
+}
+
+/// Serves host messages until told to shut down. A virtio-serial port reads
+/// as EOF while the host end is not connected, so EOF is retried, and only a
+/// host gone for [`HOST_GONE`] counts as the end.
+fn wait_for_orders(port: &mut File) -> Result<(), String> {
+    let mut gone_since: Option<Instant> = None;
+    loop {
+        match proto::read_frame::<_, HostMsg>(port) {
+            Ok(HostMsg::Shutdown) => {
+                klog!("shutting down");
+                return Ok(());
+            }
+            Err(FrameError::Closed) => {
+                let since = *gone_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= HOST_GONE {
+                    klog!("host gone for {HOST_GONE:?}, shutting down");
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(format!("read from host: {e}")),
+        }
+    }
+}
+
+/// Syncs and powers off (with QEMU's `-no-reboot`, QEMU then exits).
+fn power_off() -> ExitCode {
+    nix::unistd::sync();
+    let err = reboot(RebootMode::RB_POWER_OFF).unwrap_err();
+    klog!("power off failed: {err}");
+    ExitCode::FAILURE
+}
+
+/// Guest uptime in milliseconds, from /proc/uptime.
+fn uptime_ms() -> u64 {
+    fs::read_to_string("/proc/uptime")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0, |secs| (secs * 1000.0) as u64)
+}

@@ -1,0 +1,314 @@
+//! The wire protocol between host and agent over the virtio-serial port.
+//!
+//! Each message is one frame: a `u32` little-endian byte length, then that many
+//! bytes of JSON. The guest sends [`AgentMsg`], the host sends [`HostMsg`].
+
+use std::io::{self, Read, Write};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::cmdline::Token;
+
+/// Version of this protocol; the agent puts it in its hello.
+pub const PROTO_VERSION: u32 = 1;
+
+/// Largest frame body either side accepts, in bytes.
+pub const MAX_FRAME: u32 = 16 << 20;
+
+/// Messages from the agent to the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMsg {
+    /// Sent once, when the system is set up.
+    Hello(Hello),
+    /// The agent hit an error it cannot recover from and is about to stop.
+    Fatal {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Messages from the host to the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HostMsg {
+    /// Sync filesystems and power off (or exit, under virtme-ng).
+    Shutdown,
+}
+
+/// What the agent reports once the system is set up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`PROTO_VERSION`] of the agent.
+    pub proto: u32,
+    /// The token from the kernel command line.
+    pub token: Token,
+    /// `uname -r`.
+    pub kernel_release: String,
+    /// `uname -v`.
+    pub kernel_version: String,
+    /// Whether the agent is init (`true`) or runs under virtme-ng (`false`).
+    pub pid1: bool,
+    /// Guest uptime when the hello was sent, in milliseconds.
+    pub uptime_ms: u64,
+    /// Modules from the initramfs list, in load order, with what happened.
+    pub modules: Vec<ModuleLoad>,
+    /// Names of the entries in `/dev`, sorted.
+    pub devices: Vec<String>,
+    /// Devices the host asked for (`cgstorm.devices=`) that never appeared.
+    pub missing_devices: Vec<String>,
+    /// Setup steps that failed without stopping the agent.
+    pub warnings: Vec<String>,
+}
+
+/// One module load attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleLoad {
+    /// Path of the module inside the initramfs.
+    pub path: String,
+    /// What `finit_module` said.
+    pub outcome: ModuleOutcome,
+}
+
+/// Result of one `finit_module`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ModuleOutcome {
+    /// The module was loaded.
+    Loaded,
+    /// The kernel already had it (`EEXIST`).
+    AlreadyLoaded,
+    /// Loading failed.
+    Failed {
+        /// The errno.
+        errno: i32,
+        /// Its description.
+        message: String,
+    },
+}
+
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The other side closed the channel between frames.
+    #[error("channel closed")]
+    Closed,
+    /// The other side closed the channel in the middle of a frame.
+    #[error("channel closed in the middle of a frame")]
+    Truncated,
+    /// The length prefix is over [`MAX_FRAME`].
+    #[error("frame of {0} bytes is over the limit of {MAX_FRAME} bytes")]
+    TooLarge(u64),
+    /// Reading or writing the channel failed (including timeouts).
+    #[error("channel i/o failed")]
+    Io(#[source] io::Error),
+    /// The frame body is not the expected JSON message.
+    #[error("frame does not hold a valid message")]
+    Json(#[source] serde_json::Error),
+}
+
+impl FrameError {
+    /// Whether this is a read or write timeout on the channel.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, FrameError::Io(e)
+            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
+    }
+}
+
+/// Encodes one message as a frame.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    let body = serde_json::to_vec(msg).map_err(FrameError::Json)?;
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|&n| n <= MAX_FRAME)
+        .ok_or(FrameError::TooLarge(body.len() as u64))?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// Writes one message as a frame, in one `write_all`, and flushes.
+pub fn write_frame<W: Write + ?Sized, T: Serialize>(w: &mut W, msg: &T) -> Result<(), FrameError> {
+    let frame = encode(msg)?;
+    w.write_all(&frame).map_err(FrameError::Io)?;
+    w.flush().map_err(FrameError::Io)
+}
+
+/// Reads one frame and decodes it.
+///
+/// A timeout in the middle of a frame leaves the stream out of step; treat any
+/// error but [`FrameError::Json`] as the end of the channel.
+pub fn read_frame<R: Read + ?Sized, T: DeserializeOwned>(r: &mut R) -> Result<T, FrameError> {
+    let mut len = [0u8; 4];
+    match read_full(r, &mut len)? {
+        0 => return Err(FrameError::Closed),
+        4 => {}
+        _ => return Err(FrameError::Truncated),
+    }
+    let len = u32::from_le_bytes(len);
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len.into()));
+    }
+    let mut body = vec![0u8; len as usize];
+    if read_full(r, &mut body)? != body.len() {
+        return Err(FrameError::Truncated);
+    }
+    serde_json::from_slice(&body).map_err(FrameError::Json)
+}
+
+/// Takes one complete frame off the front of `buf` and decodes it, or returns
+/// `None` if `buf` does not hold a whole frame yet. For readers that collect
+/// bytes with timeouts and must not lose a partly received frame.
+pub fn try_decode<T: DeserializeOwned>(buf: &mut Vec<u8>) -> Result<Option<T>, FrameError> {
+    let Some(len) = buf.get(..4) else {
+        return Ok(None);
+    };
+    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]);
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len.into()));
+    }
+    let end = 4 + len as usize;
+    if buf.len() < end {
+        return Ok(None);
+    }
+    let msg = serde_json::from_slice(&buf[4..end]).map_err(FrameError::Json);
+    buf.drain(..end);
+    msg.map(Some)
+}
+
+/// Reads until `buf` is full or EOF; returns how much was read.
+fn read_full<R: Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> Result<usize, FrameError> {
+    let mut done = 0;
+    while done < buf.len() {
+        match r.read(&mut buf[done..]) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hello() -> Hello {
+        Hello {
+            proto: PROTO_VERSION,
+            token: Token::parse("0123456789abcdef").unwrap(),
+            kernel_release: "6.1.0-56-cloud-amd64".into(),
+            kernel_version: "#1 SMP".into(),
+            pid1: true,
+            uptime_ms: 1234,
+            modules: vec![
+                ModuleLoad {
+                    path: "/cgstorm/modules/loop.ko".into(),
+                    outcome: ModuleOutcome::Loaded,
+                },
+                ModuleLoad {
+                    path: "/cgstorm/modules/xfs.ko".into(),
+                    outcome: ModuleOutcome::Failed {
+                        errno: 2,
+                        message: "ENOENT".into(),
+                    },
+                },
+            ],
+            devices: vec!["pmem0".into(), "vda".into()],
+            missing_devices: vec![],
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn round_trip_several_frames() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &AgentMsg::Hello(hello())).unwrap();
+        write_frame(
+            &mut buf,
+            &AgentMsg::Fatal {
+                message: "x".into(),
+            },
+        )
+        .unwrap();
+        let mut r = &buf[..];
+        assert_eq!(
+            read_frame::<_, AgentMsg>(&mut r).unwrap(),
+            AgentMsg::Hello(hello())
+        );
+        assert!(matches!(
+            read_frame::<_, AgentMsg>(&mut r).unwrap(),
+            AgentMsg::Fatal { .. }
+        ));
+        assert!(matches!(
+            read_frame::<_, AgentMsg>(&mut r),
+            Err(FrameError::Closed)
+        ));
+    }
+
+    #[test]
+    fn frame_layout_is_le_length_then_json() {
+        let f = encode(&HostMsg::Shutdown).unwrap();
+        let body = br#"{"type":"shutdown"}"#;
+        assert_eq!(&f[..4], &(body.len() as u32).to_le_bytes());
+        assert_eq!(&f[4..], body);
+    }
+
+    #[test]
+    fn truncated_and_oversized_frames() {
+        let f = encode(&HostMsg::Shutdown).unwrap();
+        let mut short = &f[..f.len() - 1];
+        assert!(matches!(
+            read_frame::<_, HostMsg>(&mut short),
+            Err(FrameError::Truncated)
+        ));
+        let mut half_len = &f[..2];
+        assert!(matches!(
+            read_frame::<_, HostMsg>(&mut half_len),
+            Err(FrameError::Truncated)
+        ));
+        let big = (MAX_FRAME + 1).to_le_bytes();
+        assert!(matches!(
+            read_frame::<_, HostMsg>(&mut &big[..]),
+            Err(FrameError::TooLarge(_))
+        ));
+        let mut junk = Vec::from(3u32.to_le_bytes());
+        junk.extend_from_slice(b"{x}");
+        assert!(matches!(
+            read_frame::<_, HostMsg>(&mut &junk[..]),
+            Err(FrameError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn try_decode_waits_for_whole_frames() {
+        let mut stream = encode(&HostMsg::Shutdown).unwrap();
+        stream.extend(
+            encode(&AgentMsg::Fatal {
+                message: "m".into(),
+            })
+            .unwrap(),
+        );
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        for b in stream {
+            buf.push(b);
+            if let Some(m) = try_decode::<serde_json::Value>(&mut buf).unwrap() {
+                got.push(m);
+            }
+        }
+        assert!(buf.is_empty());
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0]["type"], "shutdown");
+        assert_eq!(got[1]["message"], "m");
+    }
+
+    #[test]
+    fn a_bad_token_in_a_hello_is_rejected() {
+        let mut v = serde_json::to_value(AgentMsg::Hello(hello())).unwrap();
+        v["token"] = "NOPE".into();
+        assert!(serde_json::from_value::<AgentMsg>(v).is_err());
+    }
+}
