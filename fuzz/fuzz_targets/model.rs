@@ -31,18 +31,34 @@ fuzz_target!(|data: &[u8]| -> Corpus {
     // Walk lane 0's first ops sequentially from the initial state with
     // outcomes chosen by the input; every outcome must be one predict allows.
     let racing = Default::default();
-    let ctx = Ctx { target: &target, racing_rmdir: &racing };
+    let ctx = Ctx {
+        target: &target,
+        racing_rmdir: &racing,
+    };
     let mut s = State::initial(&target);
     for (id, spec) in p.lane_ops(0) {
-        if p.lanes.len() > 1 || matches!(spec.op, cgstorm_workloads::Op::Repeat(_) | cgstorm_workloads::Op::Barrier) {
+        if p.lanes.len() > 1
+            || matches!(
+                spec.op,
+                cgstorm_workloads::Op::Repeat(_) | cgstorm_workloads::Op::Barrier
+            )
+        {
             break;
         }
         let next = apply(&s, &spec.op, ctx);
         assert!(!next.is_empty(), "{id}: no successor");
         let k = u.choose_index(next.len()).unwrap_or(0);
         let (o, ns) = next.into_iter().nth(k).expect("index in range");
-        assert!(pred.ops[&id].allows(o), "{id}: {o} not in prediction {}", pred.ops[&id]);
-        assert!(ns.inconsistencies().is_empty(), "{:?}", ns.inconsistencies());
+        assert!(
+            pred.ops[&id].allows(o),
+            "{id}: {o} not in prediction {}",
+            pred.ops[&id]
+        );
+        assert!(
+            ns.inconsistencies().is_empty(),
+            "{:?}",
+            ns.inconsistencies()
+        );
         s = ns;
     }
     Corpus::Keep

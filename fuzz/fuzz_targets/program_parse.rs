@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| -> Corpus {
     match Program::from_yaml("fuzz", text) {
         Err(e) => {
             let msg = e.to_string();
-            assert!(msg.starts_with("fuzz"), "error does not name the file: {msg}");
+            assert!(
+                msg.starts_with("fuzz"),
+                "error does not name the file: {msg}"
+            );
             Corpus::Keep
         }
         Ok(p) => {

@@ -148,12 +148,7 @@ fn invisible(i: &Instr<'_>) -> bool {
 }
 
 /// One lane's next moves from `pc`: new pc, new state, and the op outcome to record.
-fn step_lane(
-    instr: &Instr<'_>,
-    pc: &Pc,
-    state: &State,
-    ctx: Ctx<'_>,
-) -> Vec<Move> {
+fn step_lane(instr: &Instr<'_>, pc: &Pc, state: &State, ctx: Ctx<'_>) -> Vec<Move> {
     let advance = |iters: [u32; 3]| Pc {
         ip: pc.ip + 1,
         iters,
