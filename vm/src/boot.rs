@@ -38,6 +38,8 @@ pub fn wait_for_hello(
                     console_tail: vm.console_tail(),
                 })
             }
+            // Nothing but a hello can come before one; ignore strays.
+            Ok(Some(_)) => continue,
             Ok(None) => {}
             Err(e) => return Err(channel_err(vm, e)),
         }

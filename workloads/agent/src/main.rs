@@ -5,6 +5,7 @@
 //! carries `cgstorm.token=<hex>`. Then [`init::run`] sets the system up, says
 //! hello to the host over virtio-serial and waits for orders.
 
+mod exec;
 mod init;
 
 use std::error::Error as _;
@@ -14,6 +15,10 @@ use cgstorm_agent::contract::REFUSAL_EXIT_CODE;
 use cgstorm_agent::guard::{self, Admission, Refusal};
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("task") {
+        return task(args.get(2).map(String::as_str).unwrap_or(""));
+    }
     let admission = match admit() {
         Ok(a) => a,
         Err(refusal) => {
@@ -44,4 +49,22 @@ fn admit() -> Result<Admission, Refusal> {
         }
     };
     guard::check(pid, &cmdline)
+}
+
+/// Task mode: a workload process the agent spawned. It runs only with the
+/// VM's boot token in its environment, so on a host it refuses like the agent.
+fn task(spec: &str) -> ExitCode {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let token = cgstorm_agent::cmdline::Token::from_cmdline(&cmdline).ok();
+    let given = std::env::var(exec::tasks::TASK_ENV).ok();
+    match (token, given) {
+        (Some(t), Some(g)) if t.as_str() == g => exec::tasks::task_main(spec),
+        _ => {
+            eprintln!(
+                "cgstorm-agent: refusing to run a task: this is not a VM that cgstorm booted \
+                 (no matching boot token)"
+            );
+            ExitCode::from(REFUSAL_EXIT_CODE as u8)
+        }
+    }
 }

@@ -8,6 +8,8 @@ use std::io::{self, Read, Write};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::cmdline::Token;
+pub use cgstorm_workloads::model::{OpEvent, Snapshot};
+pub use cgstorm_workloads::OpId;
 
 /// Version of this protocol; the agent puts it in its hello.
 pub const PROTO_VERSION: u32 = 1;
@@ -26,6 +28,43 @@ pub enum AgentMsg {
         /// What went wrong.
         message: String,
     },
+    /// A [`HostMsg::Run`] was accepted: the program parsed and its lanes start.
+    Started {
+        /// Number of lanes.
+        lanes: usize,
+        /// Number of barrier-separated steps.
+        steps: usize,
+    },
+    /// Results of executed ops, in each lane's order (batched; several
+    /// lanes may share a batch, each lane's events stay in order).
+    Ops {
+        /// The results.
+        events: Vec<OpEvent>,
+    },
+    /// Every lane reached the barrier that ends `step` (or the program's end,
+    /// for the last step); the snapshot was taken while they wait.
+    Barrier {
+        /// 0 for the first barrier.
+        step: usize,
+        /// The observed state.
+        snapshot: Snapshot,
+    },
+    /// The watchdog saw a lane make no progress for `stalled_ms`; it wrote
+    /// `w` and `t` to /proc/sysrq-trigger. Sent once per stalled op.
+    Stall {
+        /// The op the lane is stuck in.
+        op: OpId,
+        /// The op as text.
+        text: String,
+        /// How long it has been running, in milliseconds.
+        stalled_ms: u64,
+    },
+    /// The program is over: every lane ended and its tasks were killed.
+    Finished {
+        /// Why the run stopped early, if it did (a lane's op could not even
+        /// be attempted, e.g. the agent failed to fork).
+        error: Option<String>,
+    },
 }
 
 /// Messages from the host to the agent.
@@ -34,6 +73,22 @@ pub enum AgentMsg {
 pub enum HostMsg {
     /// Sync filesystems and power off (or exit, under virtme-ng).
     Shutdown,
+    /// Run a program. The agent answers [`AgentMsg::Started`] (or
+    /// [`AgentMsg::Fatal`] if the program does not parse), then streams
+    /// [`AgentMsg::Ops`], one [`AgentMsg::Barrier`] per step and
+    /// [`AgentMsg::Stall`]s, and ends with [`AgentMsg::Finished`].
+    Run(RunOrder),
+}
+
+/// What to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOrder {
+    /// The program, as YAML (the agent parses it with the same code as the host).
+    pub program: String,
+    /// How long `repeat: {for: run}` blocks run, in milliseconds.
+    pub duration_ms: u64,
+    /// A lane stuck in one op this long triggers the watchdog, in milliseconds.
+    pub stall_ms: u64,
 }
 
 /// What the agent reports once the system is set up.

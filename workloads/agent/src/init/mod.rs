@@ -81,21 +81,26 @@ fn serve(admission: Admission) -> Result<(), String> {
         missing_devices,
         warnings,
     };
+    let token = hello.token.as_str().to_string();
     proto::write_frame(&mut port, &AgentMsg::Hello(hello))
         .map_err(|e| format!("send hello: {e}"))?;
-    wait_for_orders(&mut port)
+    wait_for_orders(&mut port, &token)
 }
 
 /// Serves host messages until told to shut down. A virtio-serial port reads
 /// as EOF while the host end is not connected, so EOF is retried, and only a
 /// host gone for [`HOST_GONE`] counts as the end.
-fn wait_for_orders(port: &mut File) -> Result<(), String> {
+fn wait_for_orders(port: &mut File, token: &str) -> Result<(), String> {
     let mut gone_since: Option<Instant> = None;
     loop {
         match proto::read_frame::<_, HostMsg>(port) {
             Ok(HostMsg::Shutdown) => {
                 klog!("shutting down");
                 return Ok(());
+            }
+            Ok(HostMsg::Run(order)) => {
+                gone_since = None;
+                crate::exec::run(order, port, token)?;
             }
             Err(FrameError::Closed) => {
                 let since = *gone_since.get_or_insert_with(Instant::now);

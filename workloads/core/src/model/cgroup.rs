@@ -159,6 +159,13 @@ pub fn subtree_control(s: &State, a: &SubtreeChange, ctx: Ctx<'_>) -> Next {
     if enable.is_empty() && disable.is_empty() {
         return ok(s.clone());
     }
+    if cg.is_root() && enable.contains(&Ctrl::Memory) && s.v1_dying {
+        let mut n = s.clone();
+        n.v1_dying = false;
+        let mut v = fail(s, ENOENT);
+        v.extend(subtree_control(&n, a, ctx));
+        return v;
+    }
     let mut n = s.clone();
     {
         let node = n.v2.get_mut(&cg.parts).expect("exists");
@@ -251,7 +258,7 @@ fn attach_same_domain(s: &State, same: bool, whole: bool, moved: impl FnOnce() -
 /// whose parent enabled memory, and the root while memory is on v2.
 fn memory_file_exists(s: &State, cg: &Cg, on_root: bool, ctx: Ctx<'_>) -> bool {
     if cg.is_root() {
-        on_root && s.v1.is_none()
+        on_root && s.v1.is_none() && !s.v1_dying
     } else {
         s.controllers(cg, ctx.target).contains(&Ctrl::Memory)
     }
@@ -293,6 +300,9 @@ pub fn reclaim(s: &State, a: &Reclaim, ctx: Ctx<'_>) -> Next {
     }
     if !s.cg_exists(cg) {
         return missing(s, cg, ctx);
+    }
+    if cg.is_root() && s.v1_dying {
+        return either(s, ENOENT, either(s, EAGAIN, ok(s.clone())));
     }
     if !memory_file_exists(s, cg, true, ctx) {
         return fail(s, ENOENT);
@@ -354,6 +364,9 @@ pub fn read(s: &State, a: &CgRead, ctx: Ctx<'_>) -> Next {
         (Hier::V1, ReadFile::Events | ReadFile::Stat) => false,
         (Hier::V1, ReadFile::MemoryStat | ReadFile::MemoryCurrent) => ctx.target.kernel.memcg_v1,
     };
+    if cg.is_root() && cg.hier == Hier::V2 && a.file == ReadFile::MemoryStat && s.v1_dying {
+        return either(s, ENOENT, ok(s.clone()));
+    }
     if exists {
         ok(s.clone())
     } else {
@@ -365,10 +378,19 @@ pub fn v1_mount(s: &State, ctx: Ctx<'_>) -> Next {
     if s.v1.as_ref().is_some_and(|v| v.mounted) {
         return fail(s, EBUSY);
     }
-    if s.v2[&Vec::new()].subtree.contains(&Ctrl::Memory) {
+    // rebind_subsystems: busy while memory csses exist below the v2 root,
+    // that is, memory is on at the root and the root has children.
+    let root = Cg::root(Hier::V2);
+    if s.v2[&Vec::new()].subtree.contains(&Ctrl::Memory) && s.has_children(&root) {
         return fail(s, EBUSY);
     }
     let mut n = s.clone();
+    // The controller leaves the v2 root's subtree_control as it moves.
+    n.v2.get_mut(&Vec::new())
+        .expect("root")
+        .subtree
+        .remove(&Ctrl::Memory);
+    n.v1_dying = false;
     match &mut n.v1 {
         Some(v) => v.mounted = true,
         None => {
@@ -403,6 +425,9 @@ pub fn v1_umount(s: &State) -> Next {
     let mut n = s.clone();
     if v.nodes.len() == 1 {
         n.v1 = None;
+        // cgroup_kill_sb destroys the root once its dying descendants are
+        // freed; until then memory stays bound to v1.
+        n.v1_dying = true;
         for t in n.tasks.values_mut() {
             t.v1 = None;
         }

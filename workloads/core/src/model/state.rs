@@ -224,6 +224,9 @@ pub struct State {
     pub v1: Option<V1>,
     /// A v2 memory cgroup may still be dying (its css pins memory on v2).
     pub memcg_dying: bool,
+    /// The v1 hierarchy was unmounted empty and is being destroyed: until
+    /// its dying descendants are freed, memory may still be bound to v1.
+    pub v1_dying: bool,
     /// Spawned tasks.
     pub tasks: BTreeMap<Name, Task>,
     /// Block devices.
@@ -258,6 +261,7 @@ impl State {
             v2: BTreeMap::from([(Vec::new(), CgNode::default())]),
             v1: None,
             memcg_dying: false,
+            v1_dying: false,
             tasks: BTreeMap::new(),
             devices,
             places: BTreeMap::new(),

@@ -1,0 +1,150 @@
+//! cgroup ops, written straight to cgroupfs so the kernel's errno comes back.
+
+use std::path::Path;
+
+use cgstorm_workloads::op::{CgLimit, CgRead, CgTask, CgValue, IoMax, Reclaim, SubtreeChange};
+use cgstorm_workloads::words::ReadFile;
+use cgstorm_workloads::{Cg, Hier, Limit, Outcome};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use super::paths;
+use super::sys::{self, write_file};
+use super::world::World;
+
+pub fn mkdir(cg: &Cg) -> Outcome {
+    sys::io(std::fs::create_dir(paths::cg(cg)))
+}
+
+pub fn rmdir(cg: &Cg) -> Outcome {
+    sys::io(std::fs::remove_dir(paths::cg(cg)))
+}
+
+pub fn subtree_control(a: &SubtreeChange) -> Outcome {
+    let text: Vec<String> = a
+        .change
+        .iter()
+        .map(|c| format!("{}{}", if c.enable { '+' } else { '-' }, c.ctrl))
+        .collect();
+    write_file(
+        &paths::cg(&a.cg).join("cgroup.subtree_control"),
+        &text.join(" "),
+    )
+}
+
+/// `cgroup.procs` (whole process) or `cgroup.threads` / v1 `tasks`.
+pub fn attach(w: &World, a: &CgTask, whole: bool) -> Outcome {
+    let file = match (whole, a.cg.hier) {
+        (true, _) => "cgroup.procs",
+        (false, Hier::V2) => "cgroup.threads",
+        (false, Hier::V1) => "tasks",
+    };
+    write_file(&paths::cg(&a.cg).join(file), &w.pid_text(&a.task))
+}
+
+fn limit_text(l: Limit, v1: bool) -> String {
+    match l {
+        Limit::Max if v1 => "-1".into(),
+        Limit::Max => "max".into(),
+        Limit::Bytes(b) => b.0.to_string(),
+    }
+}
+
+/// A v2 memory knob (`memory.max`, …).
+pub fn knob(a: &CgLimit, file: &str) -> Outcome {
+    write_file(&paths::cg(&a.cg).join(file), &limit_text(a.value, false))
+}
+
+pub fn limit_in_bytes(a: &CgLimit) -> Outcome {
+    write_file(
+        &paths::cg(&a.cg).join("memory.limit_in_bytes"),
+        &limit_text(a.value, true),
+    )
+}
+
+pub fn reclaim(a: &Reclaim) -> Outcome {
+    write_file(
+        &paths::cg(&a.cg).join("memory.reclaim"),
+        &a.bytes.0.to_string(),
+    )
+}
+
+pub fn io_max(w: &World, a: &IoMax) -> Outcome {
+    let dev = w.dev_path(&a.dev);
+    // A device the guest lacks is named 0:0, which the kernel answers with ENODEV.
+    let majmin = std::fs::metadata(&dev)
+        .map(|m| {
+            use std::os::unix::fs::MetadataExt;
+            let r = m.rdev();
+            format!("{}:{}", libc::major(r), libc::minor(r))
+        })
+        .unwrap_or_else(|_| "0:0".into());
+    let mut text = majmin;
+    for (k, v) in [
+        ("rbps", a.rbps),
+        ("wbps", a.wbps),
+        ("riops", a.riops),
+        ("wiops", a.wiops),
+    ] {
+        if let Some(v) = v {
+            text.push_str(&format!(" {k}={}", limit_text(v, false)));
+        }
+    }
+    write_file(&paths::cg(&a.cg).join("io.max"), &text)
+}
+
+pub fn kill(cg: &Cg) -> Outcome {
+    write_file(&paths::cg(cg).join("cgroup.kill"), "1")
+}
+
+pub fn read(a: &CgRead) -> Outcome {
+    let name = match (a.file, a.cg.hier) {
+        (ReadFile::MemoryCurrent, Hier::V1) => "memory.usage_in_bytes",
+        (f, _) => f.as_str(),
+    };
+    sys::read_file(&paths::cg(&a.cg).join(name))
+}
+
+pub fn v1_mount() -> Outcome {
+    let dir = Path::new(paths::CG1);
+    let made = !dir.exists();
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        return sys::io::<()>(Err(e));
+    }
+    let r = mount(
+        Some("cgroup"),
+        dir,
+        Some("cgroup"),
+        MsFlags::empty(),
+        Some("memory"),
+    );
+    match r {
+        Ok(()) => Outcome::Ok,
+        Err(e) => {
+            if made {
+                let _ = std::fs::remove_dir(dir);
+            }
+            sys::errno(e as i32)
+        }
+    }
+}
+
+pub fn v1_umount() -> Outcome {
+    match umount2(paths::CG1, MntFlags::empty()) {
+        Ok(()) => {
+            let _ = std::fs::remove_dir(paths::CG1);
+            Outcome::Ok
+        }
+        Err(e) => sys::errno(e as i32),
+    }
+}
+
+pub fn move_charge(a: &CgValue) -> Outcome {
+    write_file(
+        &paths::cg(&a.cg).join("memory.move_charge_at_immigrate"),
+        &a.value.to_string(),
+    )
+}
+
+pub fn force_empty(cg: &Cg) -> Outcome {
+    write_file(&paths::cg(cg).join("memory.force_empty"), "0")
+}

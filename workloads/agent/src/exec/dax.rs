@@ -1,0 +1,319 @@
+//! Open files, mappings, and page references taken from userspace.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use cgstorm_workloads::op::{MmapArgs, OpenArgs, PinArgs, TouchArgs};
+use cgstorm_workloads::words::PinVia;
+use cgstorm_workloads::{Errno, Name, Outcome};
+
+use super::paths;
+use super::sys;
+use super::world::{MapRec, PinRec, World};
+
+const MAP_SHARED_VALIDATE: i32 = 0x03;
+const MAP_SYNC: i32 = 0x80000;
+const MADV_POPULATE_READ: i32 = 22;
+const MADV_POPULATE_WRITE: i32 = 23;
+const IOCB_CMD_PREAD: u16 = 0;
+const IOCB_CMD_PWRITE: u16 = 1;
+
+pub fn open(w: &World, a: &OpenArgs) -> Outcome {
+    if w.fds().contains_key(&a.fd) {
+        return Outcome::Err(Errno::EEXIST);
+    }
+    let mut flags = libc::O_RDWR;
+    if a.create {
+        flags |= libc::O_CREAT;
+    }
+    if a.direct {
+        flags |= libc::O_DIRECT;
+    }
+    match sys::open(&paths::file(&a.file), flags) {
+        Ok(f) => {
+            w.fds().insert(a.fd.clone(), Arc::new(f));
+            Outcome::Ok
+        }
+        Err(e) => sys::io::<()>(Err(e)),
+    }
+}
+
+pub fn close(w: &World, fd: &Name) -> Outcome {
+    match w.fds().remove(fd) {
+        Some(_) => Outcome::Ok,
+        None => Outcome::Err(Errno::EBADF),
+    }
+}
+
+pub fn mmap(w: &World, a: &MmapArgs) -> Outcome {
+    if w.maps().contains_key(&a.map) {
+        return Outcome::Err(Errno::EEXIST);
+    }
+    let Some(f) = w.fds().get(&a.fd).cloned() else {
+        return Outcome::Err(Errno::EBADF);
+    };
+    let flags = if a.sync {
+        MAP_SHARED_VALIDATE | MAP_SYNC
+    } else {
+        libc::MAP_SHARED
+    };
+    // SAFETY: a fresh shared mapping of an open file; the kernel picks the address.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            a.len.0 as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            flags,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return sys::ret(-1);
+    }
+    w.maps().insert(
+        a.map.clone(),
+        MapRec {
+            addr: addr as usize,
+            len: a.len.0 as usize,
+        },
+    );
+    Outcome::Ok
+}
+
+pub fn touch(w: &World, a: &TouchArgs) -> Outcome {
+    let Some(m) = w.maps().get(&a.map).copied() else {
+        return Outcome::Err(Errno::EINVAL);
+    };
+    let advice = if a.write {
+        MADV_POPULATE_WRITE
+    } else {
+        MADV_POPULATE_READ
+    };
+    // SAFETY: the range is a live mapping of ours; populate only faults pages in.
+    sys::ret(unsafe { libc::madvise(m.addr as *mut libc::c_void, m.len, advice) } as libc::c_long)
+}
+
+pub fn munmap(w: &World, map: &Name) -> Outcome {
+    let Some(m) = w.maps().remove(map) else {
+        return Outcome::Err(Errno::EINVAL);
+    };
+    // SAFETY: the range was mapped by `mmap` above and is forgotten now.
+    sys::ret(unsafe { libc::munmap(m.addr as *mut libc::c_void, m.len) } as libc::c_long)
+}
+
+fn reads(via: PinVia) -> bool {
+    matches!(via, PinVia::DioRead | PinVia::AioRead | PinVia::UringRead)
+}
+
+pub fn pin(w: &World, a: &PinArgs) -> Outcome {
+    if w.pins().contains_key(&a.pin) {
+        return Outcome::Err(Errno::EEXIST);
+    }
+    let Some(m) = w.maps().get(&a.map).copied() else {
+        return Outcome::Err(Errno::EINVAL);
+    };
+    if a.via == PinVia::Vmsplice {
+        return vmsplice(w, &a.pin, m);
+    }
+    let Some(peer) = &a.file else {
+        return Outcome::Err(Errno::EINVAL);
+    };
+    let flags = if reads(a.via) {
+        libc::O_RDONLY | libc::O_DIRECT
+    } else {
+        libc::O_WRONLY | libc::O_CREAT | libc::O_DIRECT
+    };
+    let f = match sys::open(&paths::file(peer), flags) {
+        Ok(f) => f,
+        Err(e) => return sys::io::<()>(Err(e)),
+    };
+    let buf = m.addr as *mut libc::c_void;
+    match a.via {
+        // SAFETY: buf..buf+len is our live mapping; the kernel fills or reads it.
+        PinVia::DioRead => {
+            sys::ret(unsafe { libc::pread(f.as_raw_fd(), buf, m.len, 0) } as libc::c_long)
+        }
+        // SAFETY: as above.
+        PinVia::DioWrite => {
+            sys::ret(unsafe { libc::pwrite(f.as_raw_fd(), buf, m.len, 0) } as libc::c_long)
+        }
+        PinVia::AioRead | PinVia::AioWrite => aio(w, &a.pin, f, m, reads(a.via)),
+        PinVia::UringRead | PinVia::UringWrite => uring(w, &a.pin, f, m, reads(a.via)),
+        PinVia::Vmsplice => unreachable!("handled above"),
+    }
+}
+
+fn vmsplice(w: &World, pin: &Name, m: MapRec) -> Outcome {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+        return sys::ret(-1);
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: both descriptors were just created and are owned here.
+    let (read, write) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    // As much of the mapping as the pipe can hold (up to pipe-max-size).
+    // SAFETY: F_SETPIPE_SZ on our pipe; failure leaves the default size.
+    unsafe {
+        libc::fcntl(
+            write.as_raw_fd(),
+            libc::F_SETPIPE_SZ,
+            m.len.min(1 << 20) as libc::c_int,
+        )
+    };
+    let iov = libc::iovec {
+        iov_base: m.addr as *mut libc::c_void,
+        iov_len: m.len,
+    };
+    // SAFETY: the iovec describes our live mapping; the pipe is non-blocking.
+    let r = unsafe { libc::vmsplice(write.as_raw_fd(), &iov, 1, libc::SPLICE_F_NONBLOCK) };
+    if r < 0 {
+        return sys::ret(-1);
+    }
+    w.pins().insert(
+        pin.clone(),
+        PinRec::Pipe {
+            read,
+            _write: write,
+        },
+    );
+    Outcome::Ok
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Iocb {
+    aio_data: u64,
+    aio_key: u32,
+    aio_rw_flags: i32,
+    aio_lio_opcode: u16,
+    aio_reqprio: i16,
+    aio_fildes: u32,
+    aio_buf: u64,
+    aio_nbytes: u64,
+    aio_offset: i64,
+    aio_reserved2: u64,
+    aio_flags: u32,
+    aio_resfd: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct IoEvent {
+    data: u64,
+    obj: u64,
+    res: i64,
+    res2: i64,
+}
+
+fn aio(w: &World, pin: &Name, f: File, m: MapRec, read: bool) -> Outcome {
+    let mut ctx: libc::c_ulong = 0;
+    // SAFETY: io_setup writes a context id into ctx.
+    if unsafe { libc::syscall(libc::SYS_io_setup, 1, &mut ctx) } < 0 {
+        return sys::ret(-1);
+    }
+    let mut cb = Iocb {
+        aio_lio_opcode: if read {
+            IOCB_CMD_PREAD
+        } else {
+            IOCB_CMD_PWRITE
+        },
+        aio_fildes: f.as_raw_fd() as u32,
+        aio_buf: m.addr as u64,
+        aio_nbytes: m.len as u64,
+        ..Iocb::default()
+    };
+    let mut cbs = [&mut cb as *mut Iocb];
+    // SAFETY: one valid iocb whose buffer is our live mapping.
+    let r = unsafe { libc::syscall(libc::SYS_io_submit, ctx, 1, cbs.as_mut_ptr()) };
+    if r < 0 {
+        let out = sys::ret(-1);
+        // SAFETY: destroying the context we created.
+        unsafe { libc::syscall(libc::SYS_io_destroy, ctx) };
+        return out;
+    }
+    w.pins().insert(pin.clone(), PinRec::Aio { ctx, _peer: f });
+    Outcome::Ok
+}
+
+fn uring(w: &World, pin: &Name, f: File, m: MapRec, read: bool) -> Outcome {
+    use io_uring::{opcode, types, IoUring};
+    let mut ring = match IoUring::new(4) {
+        Ok(r) => r,
+        Err(e) => return sys::io::<()>(Err(e)),
+    };
+    let fd = types::Fd(f.as_raw_fd());
+    let entry = if read {
+        opcode::Read::new(fd, m.addr as *mut u8, m.len as u32).build()
+    } else {
+        opcode::Write::new(fd, m.addr as *const u8, m.len as u32).build()
+    };
+    // SAFETY: the buffer (our mapping) and the file live until the pin is released.
+    if unsafe { ring.submission().push(&entry) }.is_err() {
+        return Outcome::Err(Errno::EAGAIN);
+    }
+    if let Err(e) = ring.submit() {
+        return sys::io::<()>(Err(e));
+    }
+    w.pins().insert(
+        pin.clone(),
+        PinRec::Uring {
+            ring: Box::new(ring),
+            _peer: f,
+        },
+    );
+    Outcome::Ok
+}
+
+pub fn release(w: &World, pin: &Name) -> Outcome {
+    let Some(p) = w.pins().remove(pin) else {
+        return Outcome::Err(Errno::EINVAL);
+    };
+    match p {
+        PinRec::Pipe { read, _write } => {
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                // SAFETY: reading into our own buffer.
+                let n = unsafe { libc::read(read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                if n <= 0 {
+                    break;
+                }
+            }
+            Outcome::Ok
+        }
+        PinRec::Aio { ctx, _peer } => {
+            let mut ev = IoEvent::default();
+            // SAFETY: waiting for the one request on our context into ev.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_io_getevents,
+                    ctx,
+                    1,
+                    1,
+                    &mut ev,
+                    std::ptr::null::<libc::timespec>(),
+                )
+            };
+            // SAFETY: destroying the context we created.
+            unsafe { libc::syscall(libc::SYS_io_destroy, ctx) };
+            if r < 0 {
+                sys::ret(-1)
+            } else if ev.res < 0 {
+                sys::errno(-ev.res as i32)
+            } else {
+                Outcome::Ok
+            }
+        }
+        PinRec::Uring { mut ring, _peer } => {
+            if let Err(e) = ring.submit_and_wait(1) {
+                return sys::io::<()>(Err(e));
+            }
+            match ring.completion().next() {
+                Some(c) if c.result() < 0 => sys::errno(-c.result()),
+                _ => Outcome::Ok,
+            }
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! One lane: its ops in order, repeats, barriers, and the watchdog that
+//! watches every lane.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use cgstorm_agent::proto::{AgentMsg, OpEvent};
+use cgstorm_workloads::op::{Op, OpSpec, Times};
+use cgstorm_workloads::{OpId, Outcome, Program};
+
+use super::world::World;
+use super::{cgroup, dax, files, mounts, snapshot, sys, tasks};
+
+/// Flush a lane's results after this many…
+const BATCH: usize = 512;
+/// …or this long.
+const BATCH_TIME: Duration = Duration::from_millis(100);
+
+/// What a lane is doing, for the watchdog.
+#[derive(Default)]
+pub struct LaneStatus {
+    /// When the current op started (CLOCK_MONOTONIC ns), 0 between ops.
+    started: AtomicU64,
+    /// The current op's index.
+    op: AtomicUsize,
+    /// The watchdog already reported this op.
+    reported: AtomicBool,
+}
+
+/// What all lanes share.
+pub struct Shared {
+    /// Named resources.
+    pub world: World,
+    barrier: Barrier,
+    tx: mpsc::Sender<AgentMsg>,
+    duration: Duration,
+    start: Instant,
+    token: String,
+    status: Vec<LaneStatus>,
+}
+
+impl Shared {
+    /// State for `lanes` lanes.
+    pub fn new(
+        lanes: usize,
+        world: World,
+        duration_ms: u64,
+        token: String,
+        tx: mpsc::Sender<AgentMsg>,
+    ) -> Shared {
+        Shared {
+            world,
+            barrier: Barrier::new(lanes),
+            tx,
+            duration: Duration::from_millis(duration_ms),
+            start: Instant::now(),
+            token,
+            status: (0..lanes).map(|_| LaneStatus::default()).collect(),
+        }
+    }
+}
+
+struct Lane<'a> {
+    idx: usize,
+    s: &'a Shared,
+    kmsg: Option<File>,
+    events: Vec<OpEvent>,
+    last_flush: Instant,
+    printed: HashSet<usize>,
+    texts: HashMap<usize, String>,
+}
+
+/// Runs lane `idx` to its end, then passes the barriers it has no ops for.
+pub fn run(p: &Program, idx: usize, s: &Shared) {
+    let mut lane = Lane {
+        idx,
+        s,
+        kmsg: OpenOptions::new().write(true).open("/dev/kmsg").ok(),
+        events: Vec::new(),
+        last_flush: Instant::now(),
+        printed: HashSet::new(),
+        texts: HashMap::new(),
+    };
+    let mut step = 0;
+    let mut next = 0;
+    for spec in &p.lanes[idx].ops {
+        if spec.op == Op::Barrier {
+            next += 1;
+            lane.barrier(step);
+            step += 1;
+            continue;
+        }
+        lane.exec(spec, &mut next);
+    }
+    while step < p.steps() {
+        lane.barrier(step);
+        step += 1;
+    }
+}
+
+fn ids(ops: &[OpSpec]) -> usize {
+    ops.iter()
+        .map(|s| match &s.op {
+            Op::Repeat(r) => 1 + ids(&r.ops),
+            _ => 1,
+        })
+        .sum()
+}
+
+impl Lane<'_> {
+    fn flush(&mut self) {
+        if !self.events.is_empty() {
+            let events = std::mem::take(&mut self.events);
+            let _ = self.s.tx.send(AgentMsg::Ops { events });
+        }
+        self.last_flush = Instant::now();
+    }
+
+    /// All lanes meet; the leader snapshots and reports; all go on.
+    fn barrier(&mut self, step: usize) {
+        self.flush();
+        if self.s.barrier.wait().is_leader() {
+            let snapshot = snapshot::take(&self.s.world);
+            let _ = self.s.tx.send(AgentMsg::Barrier { step, snapshot });
+        }
+        self.s.barrier.wait();
+        self.printed.clear();
+    }
+
+    fn exec(&mut self, spec: &OpSpec, next: &mut usize) {
+        let id = *next;
+        *next += 1;
+        let Op::Repeat(r) = &spec.op else {
+            self.leaf(id, &spec.op);
+            return;
+        };
+        let body = *next;
+        let deadline = match r.times {
+            Times::Count(_) => None,
+            Times::For(ms) => Some(Instant::now() + Duration::from_millis(ms.0)),
+            Times::Run => Some(self.s.start + self.s.duration),
+        };
+        let mut passes = 0u32;
+        loop {
+            let mut k = body;
+            for b in &r.ops {
+                self.exec(b, &mut k);
+            }
+            passes += 1;
+            let done = match (r.times, deadline) {
+                (Times::Count(n), _) => passes >= n,
+                (_, Some(d)) => Instant::now() >= d,
+                _ => true,
+            };
+            if done {
+                break;
+            }
+        }
+        *next = body + ids(&r.ops);
+    }
+
+    fn marker(&mut self, id: usize, op: &Op) {
+        let first = self.printed.insert(id);
+        let text = self.texts.entry(id).or_insert_with(|| op.describe());
+        let level = if first { 5 } else { 7 };
+        if let Some(k) = &mut self.kmsg {
+            let _ = k.write_all(
+                format!("<{level}>cgstorm: lane {} op {id} {text}\n", self.idx).as_bytes(),
+            );
+        }
+    }
+
+    fn leaf(&mut self, id: usize, op: &Op) {
+        self.marker(id, op);
+        let status = &self.s.status[self.idx];
+        status.op.store(id, Ordering::Relaxed);
+        status.reported.store(false, Ordering::Relaxed);
+        let start_ns = sys::now_ns();
+        status.started.store(start_ns, Ordering::Release);
+        let outcome = dispatch(self.s, op);
+        let end_ns = sys::now_ns();
+        status.started.store(0, Ordering::Release);
+        self.events.push(OpEvent {
+            id: OpId {
+                lane: self.idx,
+                op: id,
+            },
+            outcome,
+            start_ns,
+            end_ns,
+        });
+        if self.events.len() >= BATCH || self.last_flush.elapsed() >= BATCH_TIME {
+            self.flush();
+        }
+    }
+}
+
+fn dispatch(s: &Shared, op: &Op) -> Outcome {
+    let w = &s.world;
+    match op {
+        Op::Mkdir(cg) => cgroup::mkdir(cg),
+        Op::Rmdir(cg) => cgroup::rmdir(cg),
+        Op::SubtreeControl(a) => cgroup::subtree_control(a),
+        Op::Procs(a) => cgroup::attach(w, a, true),
+        Op::Threads(a) => cgroup::attach(w, a, false),
+        Op::MemoryMax(a) => cgroup::knob(a, "memory.max"),
+        Op::MemoryHigh(a) => cgroup::knob(a, "memory.high"),
+        Op::MemoryLow(a) => cgroup::knob(a, "memory.low"),
+        Op::MemorySwapMax(a) => cgroup::knob(a, "memory.swap.max"),
+        Op::MemoryReclaim(a) => cgroup::reclaim(a),
+        Op::IoMax(a) => cgroup::io_max(w, a),
+        Op::CgroupKill(cg) => cgroup::kill(cg),
+        Op::Read(a) => cgroup::read(a),
+        Op::V1Mount => cgroup::v1_mount(),
+        Op::V1Umount => cgroup::v1_umount(),
+        Op::MoveCharge(a) => cgroup::move_charge(a),
+        Op::LimitInBytes(a) => cgroup::limit_in_bytes(a),
+        Op::ForceEmpty(cg) => cgroup::force_empty(cg),
+        Op::Spawn(a) => tasks::spawn(w, a, &s.token),
+        Op::Kill(t) => tasks::kill(w, t),
+        Op::Wait(t) => tasks::wait(w, t),
+        Op::Write(a) => files::write(a),
+        Op::Truncate(a) => files::truncate(a),
+        Op::Unlink(f) => files::unlink(f),
+        Op::Fsync(f) => files::fsync(f),
+        Op::Sync => files::sync(),
+        Op::Syncfs(p) => files::syncfs(p),
+        Op::DropCaches(d) => files::drop_caches(*d),
+        Op::Losetup(a) => mounts::losetup(w, a),
+        Op::LosetupDetach(d) => mounts::losetup_detach(w, d),
+        Op::Mkfs(a) => mounts::mkfs(w, a),
+        Op::Mount(a) => mounts::mount_fs(w, a),
+        Op::Umount(p) => mounts::umount(p, false),
+        Op::UmountLazy(p) => mounts::umount(p, true),
+        Op::Remount(a) => mounts::remount(a),
+        Op::Open(a) => dax::open(w, a),
+        Op::Close(n) => dax::close(w, n),
+        Op::Mmap(a) => dax::mmap(w, a),
+        Op::Touch(a) => dax::touch(w, a),
+        Op::Munmap(n) => dax::munmap(w, n),
+        Op::Pin(a) => dax::pin(w, a),
+        Op::Release(n) => dax::release(w, n),
+        Op::Sleep(ms) => {
+            std::thread::sleep(Duration::from_millis(ms.0));
+            Outcome::Ok
+        }
+        Op::Barrier | Op::Repeat(_) => Outcome::Ok,
+    }
+}
+
+/// The watchdog thread.
+pub struct Watch {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Watch {
+    /// Watches the lanes of `s`: an op running longer than `stall_ms` gets
+    /// the blocked tasks' stacks dumped and is reported once.
+    pub fn start(s: Arc<Shared>, p: Arc<Program>, stall_ms: u64) -> Watch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(250));
+                let now = sys::now_ns();
+                for (li, st) in s.status.iter().enumerate() {
+                    let started = st.started.load(Ordering::Acquire);
+                    if started == 0 || st.reported.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    let ms = now.saturating_sub(started) / 1_000_000;
+                    if ms < stall_ms {
+                        continue;
+                    }
+                    st.reported.store(true, Ordering::Relaxed);
+                    let op = st.op.load(Ordering::Relaxed);
+                    crate::init::kmsg::log(&format!(
+                        "watchdog: lane {li} op {op} stuck for {ms} ms"
+                    ));
+                    for c in ["w", "t"] {
+                        let _ = std::fs::write("/proc/sysrq-trigger", c);
+                    }
+                    let text = p
+                        .lane_ops(li)
+                        .get(op)
+                        .map(|(_, spec)| spec.op.describe())
+                        .unwrap_or_default();
+                    let _ = s.tx.send(AgentMsg::Stall {
+                        op: OpId { lane: li, op },
+                        text,
+                        stalled_ms: ms,
+                    });
+                }
+            }
+        });
+        Watch {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops the watchdog.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

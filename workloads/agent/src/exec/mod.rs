@@ -1,0 +1,169 @@
+//! Running a program: one thread per lane, barriers that line them up and
+//! snapshot the state, results streamed to the host as they come.
+//!
+//! Before each op a lane writes `cgstorm: lane L op N <op>` to /dev/kmsg.
+//! The first run of an op in a step goes out at notice level, so it reaches
+//! the console and a report there can be tied to it; later runs of the same
+//! op (repeat loops) go at debug level, into the ring buffer only: a serial
+//! console under TCG takes milliseconds per line and would throttle the race.
+//! A watchdog thread notices a lane stuck in one op, writes `w` and `t` to
+//! /proc/sysrq-trigger and tells the host.
+
+mod cgroup;
+mod dax;
+mod files;
+mod lane;
+mod mounts;
+mod paths;
+mod snapshot;
+mod sys;
+pub mod tasks;
+mod world;
+
+use std::fs::File;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use cgstorm_agent::proto::{self, AgentMsg, RunOrder};
+use cgstorm_workloads::op::Op;
+use cgstorm_workloads::Program;
+use nix::mount::{mount, MsFlags};
+
+use lane::{Shared, Watch};
+use world::World;
+
+use crate::init::kmsg::klog;
+
+/// Runs one program; results go out on `port`. Returns when the program is
+/// over (or was refused); the agent then waits for the next order.
+pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> {
+    let program = match Program::from_yaml("program", &order.program) {
+        Ok(p) => p,
+        Err(e) => {
+            return proto::write_frame(
+                port,
+                &AgentMsg::Fatal {
+                    message: format!("the program does not parse: {e}"),
+                },
+            )
+            .map_err(|e| format!("send: {e}"))
+        }
+    };
+    prepare_places(&program)?;
+    let (tx, rx) = mpsc::channel::<AgentMsg>();
+    let mut out = port.try_clone().map_err(|e| format!("clone port: {e}"))?;
+    let sender = std::thread::spawn(move || {
+        for msg in rx {
+            if let Err(e) = proto::write_frame(&mut out, &msg) {
+                klog!("cannot send to host: {e}");
+                return;
+            }
+        }
+    });
+    let steps = program.steps();
+    let _ = tx.send(AgentMsg::Started {
+        lanes: program.lanes.len(),
+        steps,
+    });
+    let shared = Arc::new(Shared::new(
+        program.lanes.len(),
+        World::default(),
+        order.duration_ms,
+        token.to_string(),
+        tx.clone(),
+    ));
+    let program = Arc::new(program);
+    let watch = Watch::start(shared.clone(), program.clone(), order.stall_ms);
+    let handles: Vec<_> = (0..program.lanes.len())
+        .map(|li| {
+            let (p, s) = (program.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name(format!("lane{li}"))
+                .spawn(move || lane::run(&p, li, &s))
+        })
+        .collect();
+    let mut error = None;
+    for h in handles {
+        match h {
+            Ok(h) => {
+                if h.join().is_err() {
+                    error = Some("a lane thread panicked".to_string());
+                }
+            }
+            Err(e) => error = Some(format!("cannot start a lane thread: {e}")),
+        }
+    }
+    watch.stop();
+    shared.world.kill_all();
+    let _ = tx.send(AgentMsg::Finished { error });
+    drop(tx);
+    drop(shared);
+    let _ = sender.join();
+    Ok(())
+}
+
+/// Mounts the tmpfs that holds the places and makes a directory for every
+/// place the program names.
+fn prepare_places(p: &Program) -> Result<(), String> {
+    std::fs::create_dir_all(paths::PLACES).map_err(|e| format!("mkdir {}: {e}", paths::PLACES))?;
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(paths::PLACES));
+    if !mounted {
+        mount(
+            Some("cgstorm"),
+            paths::PLACES,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=0755"),
+        )
+        .map_err(|e| format!("mount tmpfs on {}: {e}", paths::PLACES))?;
+    }
+    for place in places(p) {
+        let dir = paths::place(&place);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Every place a program names.
+fn places(p: &Program) -> Vec<String> {
+    let mut out = vec!["tmp".to_string()];
+    for li in 0..p.lanes.len() {
+        for (_, spec) in p.lane_ops(li) {
+            let mut add = |s: &str| {
+                if !out.iter().any(|x| x == s) {
+                    out.push(s.to_string());
+                }
+            };
+            match &spec.op {
+                Op::Mount(a) => add(a.at.as_str()),
+                Op::Umount(n) | Op::UmountLazy(n) | Op::Syncfs(n) => add(n.as_str()),
+                Op::Remount(a) => add(a.at.as_str()),
+                Op::Write(a) => add(a.file.place.as_str()),
+                Op::Truncate(a) => add(a.file.place.as_str()),
+                Op::Unlink(f) | Op::Fsync(f) => add(f.place.as_str()),
+                Op::Losetup(a) => add(a.file.place.as_str()),
+                Op::Open(a) => add(a.file.place.as_str()),
+                Op::Pin(a) => {
+                    if let Some(f) = &a.file {
+                        add(f.place.as_str())
+                    }
+                }
+                Op::Spawn(s) => match &s.kind {
+                    cgstorm_workloads::op::TaskKind::Writer(w) => add(w.file.place.as_str()),
+                    cgstorm_workloads::op::TaskKind::Reader(r) => add(r.file.place.as_str()),
+                    cgstorm_workloads::op::TaskKind::Hog(h) => {
+                        if let Some(f) = &h.file {
+                            add(f.place.as_str())
+                        }
+                    }
+                    cgstorm_workloads::op::TaskKind::Sleeper => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,50 @@
+//! Where the program's names live in the guest: cgroups, places, devices.
+
+use std::path::PathBuf;
+
+use cgstorm_workloads::{Cg, Dev, DevKind, FilePath, Hier};
+
+/// cgroup v2, mounted by init.
+pub const CG2: &str = "/sys/fs/cgroup";
+/// The v1 memory hierarchy's mount point (made by `v1_mount`, removed by `v1_umount`).
+pub const CG1: &str = "/cgstorm/v1";
+/// The tmpfs holding one directory per place.
+pub const PLACES: &str = "/cgstorm/mnt";
+/// A path that never exists: devices the program has not got resolve to it.
+pub const NO_DEVICE: &str = "/dev/cgstorm-no-such-device";
+
+/// A cgroup's directory.
+pub fn cg(c: &Cg) -> PathBuf {
+    let base = match c.hier {
+        Hier::V2 => CG2,
+        Hier::V1 => CG1,
+    };
+    let mut p = PathBuf::from(base);
+    for part in &c.parts {
+        p.push(part);
+    }
+    p
+}
+
+/// A place's directory.
+pub fn place(name: &str) -> PathBuf {
+    PathBuf::from(PLACES).join(name)
+}
+
+/// A file's path.
+pub fn file(f: &FilePath) -> PathBuf {
+    place(f.place.as_str()).join(f.name.as_str())
+}
+
+/// The device node of a scratch disk or pmem device (loop devices come from
+/// the world's loop slots).
+pub fn fixed_dev(d: &Dev) -> Option<PathBuf> {
+    match d.kind {
+        DevKind::Scratch => Some(PathBuf::from(format!(
+            "/dev/vd{}",
+            (b'a' + d.index) as char
+        ))),
+        DevKind::Pmem => Some(PathBuf::from(format!("/dev/pmem{}", d.index))),
+        DevKind::Loop => None,
+    }
+}

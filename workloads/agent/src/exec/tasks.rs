@@ -1,0 +1,307 @@
+//! Spawned tasks: the agent binary again, in task mode, as a real process that
+//! can be migrated, OOM-killed and waited for.
+//!
+//! The child joins its cgroup (writes "0" to cgroup.procs), opens its file,
+//! reports `ok` or `err ERRNO` on its stdout pipe and only then starts work,
+//! so `spawn` returns the setup's errno and its file exists when it returns.
+//! Task mode is guarded like the agent itself: it runs only with the boot
+//! token of the VM in its environment.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use cgstorm_workloads::op::{Spawn, TaskKind};
+use cgstorm_workloads::words::IoMode;
+use cgstorm_workloads::{Errno, Name, Outcome};
+use serde::{Deserialize, Serialize};
+
+use super::files::{fill, write_flags};
+use super::paths;
+use super::sys::{self, AlignedBuf};
+use super::world::{TaskRec, World};
+
+/// Environment variable carrying the boot token to task processes.
+pub const TASK_ENV: &str = "CGSTORM_TASK";
+
+/// What a task process does, as passed on its command line.
+#[derive(Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// The cgroup.procs file to join first.
+    procs: Option<PathBuf>,
+    /// The work.
+    work: Work,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Work {
+    Sleeper,
+    Writer {
+        path: PathBuf,
+        bytes: u64,
+        bs: u64,
+        flags: i32,
+        fsync: bool,
+        looped: bool,
+    },
+    Reader {
+        path: PathBuf,
+        bs: u64,
+        direct: bool,
+        looped: bool,
+    },
+    Hog {
+        bytes: u64,
+        file: Option<PathBuf>,
+    },
+}
+
+pub fn spawn(w: &World, a: &Spawn, token: &str) -> Outcome {
+    if w.tasks().contains_key(&a.task) {
+        return Outcome::Err(Errno::EEXIST);
+    }
+    let work = match &a.kind {
+        TaskKind::Sleeper => Work::Sleeper,
+        TaskKind::Writer(x) => Work::Writer {
+            path: paths::file(&x.file),
+            bytes: x.bytes.0,
+            bs: x.bs.0,
+            flags: write_flags(x.mode),
+            fsync: x.fsync,
+            looped: x.looped,
+        },
+        TaskKind::Reader(x) => Work::Reader {
+            path: paths::file(&x.file),
+            bs: x.bs.0,
+            direct: x.direct,
+            looped: x.looped,
+        },
+        TaskKind::Hog(h) => Work::Hog {
+            bytes: h.bytes.0,
+            file: h.file.as_ref().map(paths::file),
+        },
+    };
+    let spec = TaskSpec {
+        procs: a.cg.as_ref().map(|c| paths::cg(c).join("cgroup.procs")),
+        work,
+    };
+    let json = serde_json::to_string(&spec).expect("task specs serialise");
+    let child = Command::new("/proc/self/exe")
+        .arg("task")
+        .arg(json)
+        .env(TASK_ENV, token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return sys::io::<()>(Err(e)),
+    };
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped");
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    match line.trim() {
+        "ok" => {
+            w.tasks().insert(a.task.clone(), TaskRec { child });
+            Outcome::Ok
+        }
+        other => {
+            let _ = child.kill();
+            let _ = child.wait();
+            match other.strip_prefix("err ").and_then(|n| n.parse().ok()) {
+                Some(n) => sys::errno(n),
+                None => {
+                    crate::init::kmsg::log(&format!("task {} died during setup", a.task));
+                    Outcome::Err(Errno::EIO)
+                }
+            }
+        }
+    }
+}
+
+fn pid_of(w: &World, task: &Name) -> Option<i32> {
+    w.tasks().get(task).map(|t| t.child.id() as i32)
+}
+
+/// Reaps `pid`, then forgets the task. Returns the wait status.
+fn reap(w: &World, task: &Name, pid: i32) -> Option<i32> {
+    let mut status = 0;
+    // SAFETY: waiting for our own child into a local status word.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    w.tasks().remove(task);
+    (r == pid).then_some(status)
+}
+
+pub fn kill(w: &World, task: &Name) -> Outcome {
+    let Some(pid) = pid_of(w, task) else {
+        return Outcome::Err(Errno::ESRCH);
+    };
+    // SAFETY: signalling our own unreaped child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    reap(w, task, pid);
+    Outcome::Ok
+}
+
+pub fn wait(w: &World, task: &Name) -> Outcome {
+    let Some(pid) = pid_of(w, task) else {
+        return Outcome::Err(Errno::ESRCH);
+    };
+    match reap(w, task, pid) {
+        Some(s) if libc::WIFSIGNALED(s) => Outcome::Killed,
+        Some(s) if libc::WEXITSTATUS(s) == 0 => Outcome::Ok,
+        Some(s) => sys::errno(libc::WEXITSTATUS(s)),
+        None => Outcome::Err(Errno::ECHILD),
+    }
+}
+
+/// The task side: runs in the child. Never returns.
+pub fn task_main(spec_json: &str) -> ! {
+    let spec: TaskSpec = match serde_json::from_str(spec_json) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cgstorm-agent task: bad spec: {e}");
+            std::process::exit(3);
+        }
+    };
+    let report = |r: Result<(), i32>| {
+        let mut out = std::io::stdout();
+        let _ = match r {
+            Ok(()) => writeln!(out, "ok"),
+            Err(n) => writeln!(out, "err {n}"),
+        };
+        let _ = out.flush();
+    };
+    let errno_of = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+    if let Some(procs) = &spec.procs {
+        if let Err(e) = std::fs::write(procs, "0") {
+            report(Err(errno_of(e)));
+            std::process::exit(1);
+        }
+    }
+    let result = run_work(spec.work, &|r| report(r.map_err(errno_of)));
+    std::process::exit(match result {
+        Ok(()) => 0,
+        Err(e) => errno_of(e).clamp(1, 255),
+    })
+}
+
+/// Opens what the work needs, calls `ready`, then works.
+fn run_work(work: Work, ready: &dyn Fn(std::io::Result<()>)) -> std::io::Result<()> {
+    let setup = |r: std::io::Result<std::fs::File>| match r {
+        Ok(f) => {
+            ready(Ok(()));
+            Ok(f)
+        }
+        Err(e) => {
+            let n = e.raw_os_error();
+            ready(Err(e));
+            Err(std::io::Error::from_raw_os_error(n.unwrap_or(libc::EIO)))
+        }
+    };
+    match work {
+        Work::Sleeper => {
+            ready(Ok(()));
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        Work::Writer {
+            path,
+            bytes,
+            bs,
+            flags,
+            fsync,
+            looped,
+        } => {
+            if bs == 0 || bs > (64 << 20) {
+                ready(Err(std::io::Error::from_raw_os_error(libc::EINVAL)));
+                return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            let mut f = setup(sys::open(&path, flags))?;
+            let mut buf = AlignedBuf::new(bs as usize);
+            loop {
+                fill(&mut f, bytes, bs, &mut buf)?;
+                if fsync {
+                    f.sync_all()?;
+                }
+                if !looped {
+                    return Ok(());
+                }
+                f = sys::open(&path, flags)?;
+            }
+        }
+        Work::Reader {
+            path,
+            bs,
+            direct,
+            looped,
+        } => {
+            if bs == 0 || bs > (64 << 20) {
+                ready(Err(std::io::Error::from_raw_os_error(libc::EINVAL)));
+                return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            let flags = libc::O_RDONLY | if direct { libc::O_DIRECT } else { 0 };
+            let mut f = setup(sys::open(&path, flags))?;
+            let mut buf = AlignedBuf::new(bs as usize);
+            loop {
+                while f.read(buf.slice_mut(bs as usize))? > 0 {}
+                if !looped {
+                    return Ok(());
+                }
+                f = sys::open(&path, flags)?;
+            }
+        }
+        Work::Hog { bytes, file: None } => {
+            ready(Ok(()));
+            // Filled, not zeroed: every page is touched and charged.
+            let mem = vec![0xa5u8; bytes as usize];
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+                std::hint::black_box(&mem);
+            }
+        }
+        Work::Hog {
+            bytes,
+            file: Some(path),
+        } => {
+            let mut f = setup(sys::open(&path, write_flags(IoMode::Buffered)))?;
+            let mut buf = AlignedBuf::new(1 << 20);
+            fill(&mut f, bytes, 1 << 20, &mut buf)?;
+            loop {
+                let mut r = sys::open(&path, libc::O_RDONLY)?;
+                while r.read(buf.slice_mut(1 << 20))? > 0 {}
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Where a task sits, from /proc/PID/cgroup: the v2 path and the v1 memory path.
+pub fn cgroups_of(pid: u32) -> Option<(String, Option<String>)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let mut v2 = None;
+    let mut v1 = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        if ctrls.is_empty() {
+            v2 = Some(path.to_string());
+        } else if ctrls.split(',').any(|c| c == "memory") {
+            v1 = Some(path.to_string());
+        }
+    }
+    Some((v2?, v1))
+}
+
+/// Whether the process runs (is not a zombie).
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}

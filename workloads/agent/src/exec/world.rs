@@ -1,0 +1,128 @@
+//! The agent's side of the program's names: task processes, open files,
+//! mappings, pins and loop devices, shared by all lanes.
+//!
+//! Locks are held only to look names up or record them, never across a
+//! syscall that may block, so lanes race in the kernel, not in the agent.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cgstorm_workloads::{Dev, DevKind, Name};
+
+use super::paths;
+
+/// A pid no process can have (above any pid_max): writing it gives ESRCH.
+pub const NO_PID: &str = "2147483647";
+
+/// A spawned task.
+pub struct TaskRec {
+    /// Its process.
+    pub child: Child,
+}
+
+/// A mapping.
+#[derive(Clone, Copy)]
+pub struct MapRec {
+    /// Start address.
+    pub addr: usize,
+    /// Length in bytes.
+    pub len: usize,
+}
+
+/// Held page references.
+pub enum PinRec {
+    /// A pipe holding vmspliced pages: read it to release them.
+    Pipe { read: File, _write: File },
+    /// An AIO context with one request in flight.
+    Aio { ctx: libc::c_ulong, _peer: File },
+    /// An io_uring with one request in flight.
+    Uring {
+        ring: Box<io_uring::IoUring>,
+        _peer: File,
+    },
+}
+
+/// Everything named that outlives one op.
+#[derive(Default)]
+pub struct World {
+    tasks: Mutex<HashMap<Name, TaskRec>>,
+    fds: Mutex<HashMap<Name, Arc<File>>>,
+    maps: Mutex<HashMap<Name, MapRec>>,
+    pins: Mutex<HashMap<Name, PinRec>>,
+    loops: Mutex<HashMap<u8, PathBuf>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl World {
+    /// The tasks.
+    pub fn tasks(&self) -> MutexGuard<'_, HashMap<Name, TaskRec>> {
+        lock(&self.tasks)
+    }
+
+    /// The open descriptors.
+    pub fn fds(&self) -> MutexGuard<'_, HashMap<Name, Arc<File>>> {
+        lock(&self.fds)
+    }
+
+    /// The mappings.
+    pub fn maps(&self) -> MutexGuard<'_, HashMap<Name, MapRec>> {
+        lock(&self.maps)
+    }
+
+    /// The pins.
+    pub fn pins(&self) -> MutexGuard<'_, HashMap<Name, PinRec>> {
+        lock(&self.pins)
+    }
+
+    /// The loop slots.
+    pub fn loops(&self) -> MutexGuard<'_, HashMap<u8, PathBuf>> {
+        lock(&self.loops)
+    }
+
+    /// The pid to write for a task: its own while it has not been reaped.
+    pub fn pid_text(&self, task: &Name) -> String {
+        match self.tasks().get(task) {
+            Some(t) => t.child.id().to_string(),
+            None => NO_PID.to_string(),
+        }
+    }
+
+    /// A device's node; a loop slot whose device went away (autoclear after
+    /// its last user) is dropped, and devices the program has not got
+    /// resolve to a path that does not exist.
+    pub fn dev_path(&self, d: &Dev) -> PathBuf {
+        if d.kind != DevKind::Loop {
+            return paths::fixed_dev(d).expect("fixed device");
+        }
+        let mut loops = self.loops();
+        if let Some(p) = loops.get(&d.index) {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let bound = std::path::Path::new("/sys/block")
+                .join(&name)
+                .join("loop/backing_file");
+            if bound.exists() {
+                return p.clone();
+            }
+            loops.remove(&d.index);
+        }
+        PathBuf::from(paths::NO_DEVICE)
+    }
+
+    /// The pids of every task still unreaped, killed and reaped: the end of a program.
+    pub fn kill_all(&self) {
+        let mut tasks = self.tasks();
+        for (_, mut t) in tasks.drain() {
+            let _ = t.child.kill();
+            let _ = t.child.wait();
+        }
+    }
+}
