@@ -322,7 +322,8 @@ pub fn io_max(s: &State, a: &IoMax, ctx: Ctx<'_>) -> Next {
     if !s.cg_exists(cg) {
         return missing(s, cg, ctx);
     }
-    if cg.is_root() || !s.controllers(cg, ctx.target).contains(&Ctrl::Io) {
+    let io = s.controllers(cg, ctx.target).contains(&Ctrl::Io);
+    if cg.is_root() || !io || !ctx.target.kernel.blk_throttling {
         return fail(s, ENOENT);
     }
     if !s.devices.contains_key(&a.dev) {

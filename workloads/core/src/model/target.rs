@@ -27,6 +27,8 @@ pub struct Kernel {
     pub pids_controller: bool,
     /// Swap accounting: `memory.swap.max` exists.
     pub swap_accounting: bool,
+    /// `CONFIG_BLK_DEV_THROTTLING`: `io.max` exists.
+    pub blk_throttling: bool,
 }
 
 impl Kernel {
@@ -63,6 +65,48 @@ impl Kernel {
             io_controller: true,
             pids_controller: true,
             swap_accounting: true,
+            blk_throttling: true,
+        }
+    }
+
+    /// Takes the features from a kernel `.config` (`CONFIG_X=y` lines); what
+    /// the config does not mention keeps its current value.
+    pub fn apply_config(&mut self, config: &str) {
+        let on = |name: &str| -> Option<bool> {
+            let set = format!("CONFIG_{name}=");
+            let unset = format!("# CONFIG_{name} is not set");
+            config.lines().find_map(|l| {
+                if let Some(v) = l.strip_prefix(&set) {
+                    Some(v == "y" || v == "m")
+                } else if l.trim() == unset {
+                    Some(false)
+                } else {
+                    None
+                }
+            })
+        };
+        if let Some(v) = on("MEMCG_V1") {
+            self.memcg_v1 = v;
+        } else if on("MEMCG") == Some(true) && !self.at_least(6, 11) {
+            self.memcg_v1 = true;
+        }
+        if let Some(v) = on("CGROUP_WRITEBACK") {
+            self.cgroup_writeback = v;
+        }
+        if let Some(v) = on("FS_DAX") {
+            self.fs_dax = v;
+        }
+        if let Some(v) = on("BLK_CGROUP") {
+            self.io_controller = v;
+        }
+        if let Some(v) = on("CGROUP_PIDS") {
+            self.pids_controller = v;
+        }
+        if let Some(v) = on("SWAP") {
+            self.swap_accounting = v;
+        }
+        if let Some(v) = on("BLK_DEV_THROTTLING") {
+            self.blk_throttling = v;
         }
     }
 

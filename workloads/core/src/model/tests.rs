@@ -236,3 +236,22 @@ lanes:
     let rmdirs = pred.ops[&OpId { lane: 1, op: 1 }].to_string();
     assert_eq!(rmdirs, "[ok, ENOENT, EBUSY]");
 }
+
+#[test]
+fn kernel_features_come_from_its_config() {
+    let mut k = crate::model::Kernel::v6_12();
+    k.apply_config("CONFIG_MEMCG=y\n# CONFIG_BLK_DEV_THROTTLING is not set\nCONFIG_FS_DAX=y\n");
+    assert!(!k.blk_throttling);
+    assert!(k.fs_dax && k.memcg_v1);
+    k.apply_config("# CONFIG_MEMCG_V1 is not set\n");
+    assert!(!k.memcg_v1);
+    let p = prog("lanes:\n  - name: a\n    ops:\n      - {cgroup.subtree_control: {cg: /, change: \"+io\"}}\n      - {mkdir: x}\n      - {io.max: {cg: x, dev: scratch0, wbps: 1M}}\n");
+    let t = Target {
+        kernel: k,
+        ..Target::default()
+    };
+    assert_eq!(
+        predict(&p, &t).unwrap().ops[&OpId { lane: 0, op: 2 }].to_string(),
+        "ENOENT"
+    );
+}
