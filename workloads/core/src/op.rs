@@ -58,9 +58,9 @@ mod ctrl_changes {
         let s = String::deserialize(d)?;
         let mut out = Vec::new();
         for tok in s.split_whitespace() {
-            let (enable, name) = match tok.split_at(1) {
-                ("+", n) => (true, n),
-                ("-", n) => (false, n),
+            let (enable, name) = match (tok.strip_prefix('+'), tok.strip_prefix('-')) {
+                (Some(n), _) => (true, n),
+                (_, Some(n)) => (false, n),
                 _ => {
                     return Err(de::Error::custom(format!(
                         "`{tok}`: each token is +controller or -controller"
@@ -784,6 +784,21 @@ fn flow(v: &yaml_serde::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn controller_tokens_with_multibyte_characters_are_errors_not_panics() {
+        // Found by the program_parse fuzz target: "\u{492}emory" once split a char.
+        let e = yaml_serde::from_str::<OpSpec>(
+            "cgroup.subtree_control: {cg: a, change: \"\u{492}emory\"}",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("+controller or -controller"), "{e}");
+        assert!(yaml_serde::from_str::<OpSpec>(
+            "cgroup.subtree_control: {cg: a, change: \"+\u{e9}\"}"
+        )
+        .is_err());
+    }
 
     #[test]
     fn ops_describe_themselves_on_one_line() {
