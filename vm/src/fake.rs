@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
-use cgstorm_agent::proto::{self, AgentMsg};
+use cgstorm_agent::proto::{self, AgentMsg, HostMsg};
 
 use crate::error::HostError;
 use crate::vm::{AgentStream, ConsoleEvent, Diagnosis, Vm};
@@ -113,7 +113,7 @@ impl FakeVm {
         self
     }
 
-    /// Makes the VM power off when the host sends anything to the agent.
+    /// Makes the VM power off once the host has sent a shutdown message.
     pub fn powers_off_on_shutdown(mut self) -> Self {
         self.exit_on_shutdown = true;
         self
@@ -122,6 +122,20 @@ impl FakeVm {
     /// Everything the host wrote to the agent.
     pub fn written(&self) -> &[u8] {
         &self.agent.written
+    }
+
+    /// The messages the host wrote to the agent, decoded.
+    pub fn host_messages(&self) -> Vec<HostMsg> {
+        let mut buf = self.agent.written.clone();
+        let mut out = Vec::new();
+        while let Ok(Some(m)) = proto::try_decode::<HostMsg>(&mut buf) {
+            out.push(m);
+        }
+        out
+    }
+
+    fn shutdown_sent(&self) -> bool {
+        self.host_messages().contains(&HostMsg::Shutdown)
     }
 }
 
@@ -155,7 +169,7 @@ impl Vm for FakeVm {
     }
 
     fn exit_status(&mut self) -> Option<String> {
-        if self.exit.is_none() && self.exit_on_shutdown && !self.agent.written.is_empty() {
+        if self.exit.is_none() && self.exit_on_shutdown && self.shutdown_sent() {
             self.exit = Some("exit code 0".into());
             self.agent.eof = true;
         }
@@ -172,5 +186,27 @@ impl Vm for FakeVm {
         self.exit
             .get_or_insert_with(|| "killed by signal 9".into())
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cgstorm_agent::proto::RunOrder;
+
+    use super::*;
+
+    #[test]
+    fn powers_off_on_a_shutdown_message_only() {
+        let mut vm = FakeVm::new().powers_off_on_shutdown();
+        let run = HostMsg::Run(RunOrder {
+            program: "lanes: []".into(),
+            duration_ms: 1,
+            stall_ms: 1,
+        });
+        proto::write_frame(vm.agent(), &run).unwrap();
+        assert_eq!(vm.exit_status(), None);
+        proto::write_frame(vm.agent(), &HostMsg::Shutdown).unwrap();
+        assert_eq!(vm.exit_status().as_deref(), Some("exit code 0"));
+        assert_eq!(vm.host_messages(), [run, HostMsg::Shutdown]);
     }
 }

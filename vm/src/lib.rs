@@ -1,6 +1,7 @@
 //! VM backends for cgstorm: boot a real kernel in QEMU with the cgstorm agent
 //! as init, and talk to the agent over virtio-serial.
 //!
+//! - [`agent`]: the static agent binary, built when needed.
 //! - [`kernel`]: find a kernel (bzImage, build tree, fetched Debian kernel),
 //!   its release and the modules it needs, in load order.
 //! - [`initramfs`]: a cpio writer and the agent initramfs.
@@ -13,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod accel;
+pub mod agent;
 pub mod boot;
 pub mod error;
 pub mod fake;

@@ -27,25 +27,7 @@ fn workspace() -> PathBuf {
 
 /// The static agent: `$CGSTORM_AGENT`, or built now.
 fn agent() -> PathBuf {
-    if let Some(p) = std::env::var_os("CGSTORM_AGENT") {
-        return p.into();
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace())
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "cgstorm-agent",
-            "--target",
-            "x86_64-unknown-linux-gnu",
-        ])
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "building the static agent failed");
-    workspace().join("target/x86_64-unknown-linux-gnu/release/cgstorm-agent")
+    cgstorm_vm::agent::locate_or_build(&workspace()).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn kernels() -> Vec<Kernel> {

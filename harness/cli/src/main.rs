@@ -8,6 +8,7 @@ mod check;
 mod classify;
 mod gen;
 mod kernel_args;
+mod run;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,8 @@ enum Cmd {
     Gen(gen::GenArgs),
     /// Find kernel reports (lockdep, hung task, KASAN, WARN, …) in a console log.
     Classify(classify::ClassifyArgs),
+    /// Boot a kernel, run a program in it and check every result against the model.
+    Run(run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Cmd::Check(a) => check::run(a),
         Cmd::Gen(a) => gen::run(a),
         Cmd::Classify(a) => classify::run(a),
+        Cmd::Run(a) => run::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -59,6 +59,13 @@ pub enum AgentMsg {
         /// How long it has been running, in milliseconds.
         stalled_ms: u64,
     },
+    /// A benchmark loop's result.
+    BenchResult {
+        /// The order.
+        order: BenchOrder,
+        /// Wall time in nanoseconds, or why the loop could not run.
+        result: Result<u64, String>,
+    },
     /// The program is over: every lane ended and its tasks were killed.
     Finished {
         /// Why the run stopped early, if it did (a lane's op could not even
@@ -73,11 +80,37 @@ pub enum AgentMsg {
 pub enum HostMsg {
     /// Sync filesystems and power off (or exit, under virtme-ng).
     Shutdown,
+    /// Run a guest-side baseline loop for benchmarks; answered by
+    /// [`AgentMsg::BenchResult`].
+    Bench(BenchOrder),
     /// Run a program. The agent answers [`AgentMsg::Started`] (or
     /// [`AgentMsg::Fatal`] if the program does not parse), then streams
     /// [`AgentMsg::Ops`], one [`AgentMsg::Barrier`] per step and
     /// [`AgentMsg::Stall`]s, and ends with [`AgentMsg::Finished`].
     Run(RunOrder),
+}
+
+/// A baseline loop run in the guest, to compare the agent's op rate with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BenchKind {
+    /// Migrate a sleeper between two cgroups, cgroup.procs fds kept open (the floor).
+    MigrateRaw,
+    /// The same from a busybox shell loop: `echo $PID > a/cgroup.procs` (seed 001).
+    MigrateShell,
+    /// mkdir + rmdir of a memcg, raw syscalls.
+    MkdirRaw,
+    /// mkdir + rmdir of a memcg with busybox applets from a shell loop.
+    MkdirShell,
+}
+
+/// A benchmark order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BenchOrder {
+    /// Which loop.
+    pub kind: BenchKind,
+    /// How many operations (migrations, or mkdir+rmdir pairs).
+    pub count: u64,
 }
 
 /// What to run.

@@ -9,6 +9,7 @@
 //! A watchdog thread notices a lane stuck in one op, writes `w` and `t` to
 //! /proc/sysrq-trigger and tells the host.
 
+pub mod bench;
 mod cgroup;
 mod dax;
 mod files;

@@ -98,6 +98,11 @@ fn wait_for_orders(port: &mut File, token: &str) -> Result<(), String> {
                 klog!("shutting down");
                 return Ok(());
             }
+            Ok(HostMsg::Bench(order)) => {
+                let result = crate::exec::bench::run(order, token);
+                proto::write_frame(port, &AgentMsg::BenchResult { order, result })
+                    .map_err(|e| format!("send: {e}"))?;
+            }
             Ok(HostMsg::Run(order)) => {
                 gone_since = None;
                 crate::exec::run(order, port, token)?;

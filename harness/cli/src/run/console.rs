@@ -1,0 +1,184 @@
+//! Watching the guest console during a run: every line goes to the log file
+//! as it arrives and through the report scanner, so kernel reports are found
+//! while the VM still runs and nothing is lost if it dies; the log file is
+//! the user's or a temporary one kept only when the run did not pass.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use cgstorm_report::{ConsoleScanner, Report};
+
+use super::error::RunError;
+
+/// The console of one run.
+pub struct ConsoleWatch {
+    scanner: ConsoleScanner,
+    reports: Vec<Report>,
+    log: Option<Box<dyn Write>>,
+    log_error: Option<io::Error>,
+    agent_fatal: Option<String>,
+}
+
+/// What the agent logs to the kernel log before it gives up (it may not
+/// get to tell the host over its port).
+const AGENT_FATAL: &str = "cgstorm: fatal: ";
+
+impl ConsoleWatch {
+    /// A watch that writes the log to `log`, if given.
+    pub fn new(log: Option<Box<dyn Write>>) -> ConsoleWatch {
+        ConsoleWatch {
+            scanner: ConsoleScanner::new(),
+            reports: Vec::new(),
+            log,
+            log_error: None,
+            agent_fatal: None,
+        }
+    }
+
+    /// Takes one console line.
+    pub fn line(&mut self, line: &str) {
+        if let Some(log) = self.log.as_mut() {
+            if let Err(e) = writeln!(log, "{line}") {
+                self.log_error.get_or_insert(e);
+                self.log = None;
+            }
+        }
+        if let Some((_, why)) = line.split_once(AGENT_FATAL) {
+            self.agent_fatal = Some(why.trim_end().to_string());
+        }
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        self.reports.extend(self.scanner.feed(&bytes));
+    }
+
+    /// The last fatal error the agent logged on the console.
+    pub fn agent_fatal(&self) -> Option<&str> {
+        self.agent_fatal.as_deref()
+    }
+
+    /// Flushes the log; the first write error, if any, comes back.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(e) = self.log_error.take() {
+            return Err(e);
+        }
+        match self.log.as_mut() {
+            Some(log) => log.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends the console: completes open reports and returns all of them.
+    pub fn finish(mut self) -> (Vec<Report>, io::Result<()>) {
+        let flushed = self.flush();
+        self.reports.extend(self.scanner.finish());
+        (self.reports, flushed)
+    }
+}
+
+/// The console log file: the user's, or a temporary one kept only when
+/// the run did not pass.
+pub enum ConsoleLog {
+    /// The user's file.
+    Kept(PathBuf),
+    /// A temporary file.
+    Temp(tempfile::NamedTempFile),
+}
+
+impl ConsoleLog {
+    /// Opens the user's file `keep`, or a temporary one named after `program`.
+    pub fn open(keep: Option<&Path>, program: &Path) -> Result<ConsoleLog, RunError> {
+        match keep {
+            Some(p) => Ok(ConsoleLog::Kept(p.to_path_buf())),
+            None => {
+                let stem = program
+                    .file_stem()
+                    .map_or_else(|| "run".into(), |s| s.to_string_lossy().into_owned());
+                tempfile::Builder::new()
+                    .prefix(&format!("cgstorm-{stem}-"))
+                    .suffix(".console.log")
+                    .tempfile()
+                    .map(ConsoleLog::Temp)
+                    .map_err(|source| RunError::Output {
+                        path: std::env::temp_dir(),
+                        source,
+                    })
+            }
+        }
+    }
+
+    /// A handle to write the log through.
+    pub fn file(&self) -> Result<File, RunError> {
+        match self {
+            ConsoleLog::Kept(p) => File::create(p).map_err(|source| RunError::Output {
+                path: p.clone(),
+                source,
+            }),
+            ConsoleLog::Temp(t) => t.reopen().map_err(|source| RunError::Output {
+                path: t.path().to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Where the log stays, if it does.
+    pub fn finish(self, keep: bool) -> Result<Option<PathBuf>, RunError> {
+        match self {
+            ConsoleLog::Kept(p) => Ok(Some(p)),
+            ConsoleLog::Temp(t) if keep => {
+                t.keep()
+                    .map(|(_, p)| Some(p))
+                    .map_err(|e| RunError::Output {
+                        path: e.file.path().to_path_buf(),
+                        source: e.error,
+                    })
+            }
+            ConsoleLog::Temp(_) => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use cgstorm_report::Kind;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn logs_every_line_and_ties_reports_to_markers() {
+        let log = Shared::default();
+        let mut w = ConsoleWatch::new(Some(Box::new(log.clone())));
+        for l in [
+            "[    1.0] cgstorm: lane 1 op 4 rmdir a",
+            "[    1.1] WARNING: CPU: 0 PID: 1 at fs/super.c:1 evict+0x1/0x2",
+            "[    1.2] Call Trace:",
+            "[    1.3] cgstorm: fatal: mkdir /x: Read-only file system",
+        ] {
+            w.line(l);
+        }
+        assert_eq!(w.agent_fatal(), Some("mkdir /x: Read-only file system"));
+        let (reports, flushed) = w.finish();
+        flushed.unwrap();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].kind, Kind::Warning);
+        let m = reports[0].marker.as_ref().unwrap();
+        assert_eq!((m.lane, m.op, m.text.as_str()), (1, 4, "rmdir a"));
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 4);
+    }
+}

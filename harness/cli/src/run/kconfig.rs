@@ -1,0 +1,125 @@
+//! The kernel configuration the model needs (MEMCG_V1, FS_DAX, cgroup
+//! writeback, io and pids controllers), read from the `.config` next to the
+//! kernel when there is one; without it cgstorm assumes its kernels' usual
+//! configuration, which the user can correct with flags.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use cgstorm_vm::kernel::{Kernel as VmKernel, KernelSpec};
+use cgstorm_workloads::model::Kernel;
+
+/// A parsed kernel `.config`: option name (without `CONFIG_`) to value.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KConfig(HashMap<String, String>);
+
+impl KConfig {
+    /// Parses `.config` text; comments (`# CONFIG_X is not set`) mean unset.
+    pub fn parse(text: &str) -> KConfig {
+        KConfig(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("CONFIG_")?.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    /// Whether the option is built in or a module.
+    pub fn enabled(&self, name: &str) -> bool {
+        matches!(self.0.get(name).map(String::as_str), Some("y" | "m"))
+    }
+
+    /// Applies the options the model depends on to `k`.
+    pub fn apply(&self, k: &mut Kernel) {
+        if k.at_least(6, 11) {
+            k.memcg_v1 = self.enabled("MEMCG_V1");
+        }
+        k.fs_dax = self.enabled("FS_DAX");
+        k.cgroup_writeback = self.enabled("CGROUP_WRITEBACK");
+        k.io_controller = self.enabled("BLK_CGROUP");
+        k.pids_controller = self.enabled("CGROUP_PIDS");
+        k.swap_accounting = k.swap_accounting && self.enabled("SWAP");
+    }
+}
+
+/// Where a kernel's configuration may be: `<tree>/.config` for a tree;
+/// `config-<release>` beside the image or in `../boot` (Debian's layout);
+/// the image's name with `bzImage`/`vmlinuz` turned into `config`
+/// (`bzImage-6.12-lockdep` → `config-6.12-lockdep`).
+pub fn candidates(spec: &KernelSpec, kernel: &VmKernel) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let KernelSpec::Tree(tree) = spec {
+        v.push(tree.join(".config"));
+    }
+    let image = &kernel.image;
+    if let Some(dir) = image.parent() {
+        v.push(dir.join(format!("config-{}", kernel.release)));
+        v.push(
+            dir.join("../boot")
+                .join(format!("config-{}", kernel.release)),
+        );
+        if let Some(name) = image.file_name().and_then(|n| n.to_str()) {
+            for prefix in ["bzImage", "vmlinuz"] {
+                if let Some(rest) = name.strip_prefix(prefix).filter(|r| !r.is_empty()) {
+                    v.push(dir.join(format!("config{rest}")));
+                }
+            }
+        }
+    }
+    v
+}
+
+/// The first readable configuration among the candidates, with its path.
+pub fn find(spec: &KernelSpec, kernel: &VmKernel) -> Option<(PathBuf, KConfig)> {
+    candidates(spec, kernel).into_iter().find_map(|p| {
+        let text = std::fs::read_to_string(&p).ok()?;
+        Some((p, KConfig::parse(&text)))
+    })
+}
+
+/// Whether a config file says the kernel has 9p (for virtme-ng's `--force-9p`).
+pub fn has_9p(config: Option<&KConfig>) -> bool {
+    config.is_some_and(|c| c.enabled("9P_FS") && c.enabled("NET_9P_VIRTIO"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "#\n# CONFIG_MEMCG_V1 is not set\nCONFIG_FS_DAX=y\n\
+        CONFIG_CGROUP_WRITEBACK=y\nCONFIG_BLK_CGROUP=y\nCONFIG_CGROUP_PIDS=m\nCONFIG_SWAP=y\n\
+        CONFIG_DEFAULT_HOSTNAME=\"(none)\"\n";
+
+    #[test]
+    fn memcg_v1_is_read_only_from_6_11() {
+        let c = KConfig::parse(CONFIG);
+        let mut new = Kernel::from_release("6.12.3").unwrap();
+        c.apply(&mut new);
+        assert!(!new.memcg_v1 && new.fs_dax && new.pids_controller);
+        let mut old = Kernel::from_release("6.1.0-56-cloud-amd64").unwrap();
+        c.apply(&mut old);
+        assert!(old.memcg_v1);
+        let mut nodax = Kernel::from_release("6.1.0").unwrap();
+        KConfig::parse("CONFIG_SWAP=y\n").apply(&mut nodax);
+        assert!(!nodax.fs_dax && !nodax.io_controller && nodax.swap_accounting);
+    }
+
+    #[test]
+    fn finds_configs_beside_images_and_in_trees() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("bzImage-6.12-x");
+        let k = VmKernel {
+            image: image.clone(),
+            release: "6.12.0".into(),
+            modules: None,
+        };
+        assert!(find(&KernelSpec::Image(image.clone()), &k).is_none());
+        std::fs::write(dir.path().join("config-6.12-x"), CONFIG).unwrap();
+        let (p, c) = find(&KernelSpec::Image(image), &k).unwrap();
+        assert!(p.ends_with("config-6.12-x"));
+        assert!(c.enabled("FS_DAX"));
+        let tree = KernelSpec::Tree(dir.path().to_path_buf());
+        assert!(candidates(&tree, &k)[0].ends_with(".config"));
+        assert!(!has_9p(Some(&c)) && !has_9p(None));
+    }
+}

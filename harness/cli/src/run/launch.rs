@@ -1,0 +1,124 @@
+//! Booting the VM for `cgstorm run`: find the kernel (and its config), the
+//! agent, build the VM spec from the machine options and start QEMU or
+//! virtme-ng.
+
+use std::path::{Path, PathBuf};
+
+use cgstorm_vm::kernel::{self, Kernel as VmKernel, KernelSpec};
+use cgstorm_vm::launch::{launch, launch_virtme, AgentVm, AgentVmSpec};
+use cgstorm_vm::qemu::QemuVm;
+use cgstorm_vm::virtme::VirtmeVm;
+use cgstorm_vm::AccelChoice;
+
+use super::error::RunError;
+use super::kconfig::{self, KConfig};
+use super::machine::MachineOpts;
+
+/// Host tools copied into the initramfs (with their libraries) when present:
+/// the agent runs them for `mkfs`.
+const GUEST_TOOLS: [&str; 2] = ["/usr/sbin/mkfs.ext4", "/usr/sbin/mkfs.xfs"];
+
+/// Which VM runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// QEMU with cgstorm's own initramfs.
+    Qemu,
+    /// virtme-ng (`vng`), sharing the host's root filesystem.
+    Vng,
+}
+
+impl Backend {
+    /// `qemu` or `vng`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Qemu => "qemu",
+            Backend::Vng => "vng",
+        }
+    }
+}
+
+/// A kernel ready to boot, with its configuration if one was found.
+pub struct FoundKernel {
+    /// The kernel.
+    pub kernel: VmKernel,
+    /// Its `.config` and where it was.
+    pub config: Option<(PathBuf, KConfig)>,
+}
+
+/// Finds the kernel: `debian` or nothing for the fetched Debian kernel,
+/// else a bzImage or a kernel build tree.
+pub fn find_kernel(arg: Option<&str>) -> Result<FoundKernel, RunError> {
+    let spec = match arg {
+        None | Some("debian") => KernelSpec::Debian(None),
+        Some(p) => KernelSpec::from_path(Path::new(p)),
+    };
+    let kernel = kernel::locate(&spec)?;
+    let config = kconfig::find(&spec, &kernel);
+    Ok(FoundKernel { kernel, config })
+}
+
+/// The agent: `--agent`, `$CGSTORM_AGENT`, or this workspace's static build
+/// (built now if needed).
+pub fn find_agent(arg: Option<&Path>) -> Result<PathBuf, RunError> {
+    if let Some(p) = arg {
+        return if p.is_file() {
+            Ok(p.to_path_buf())
+        } else {
+            Err(RunError::Options(format!(
+                "--agent {} is not a file",
+                p.display()
+            )))
+        };
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    cgstorm_vm::agent::locate_or_build(&workspace).map_err(RunError::Agent)
+}
+
+/// A booted VM of either backend.
+pub enum Booted {
+    /// QEMU.
+    Qemu(AgentVm<QemuVm>),
+    /// virtme-ng.
+    Vng(AgentVm<VirtmeVm>),
+}
+
+/// What to boot.
+pub struct BootPlan<'a> {
+    /// The kernel.
+    pub kernel: &'a FoundKernel,
+    /// The agent binary.
+    pub agent: PathBuf,
+    /// The backend.
+    pub backend: Backend,
+    /// The accelerator choice.
+    pub accel: AccelChoice,
+    /// The machine.
+    pub machine: &'a MachineOpts,
+    /// Print console lines to stderr as they come.
+    pub echo: bool,
+}
+
+/// Boots the VM and waits for the agent's hello.
+pub fn boot(plan: BootPlan<'_>) -> Result<Booted, RunError> {
+    let mut spec = AgentVmSpec::new(plan.kernel.kernel.clone(), plan.agent);
+    spec.accel = plan.accel;
+    spec.vm = plan.machine.vm_spec()?;
+    if plan.echo {
+        spec.console_sink = Some(Box::new(|l: &str| eprintln!("{l}")));
+    }
+    match plan.backend {
+        Backend::Qemu => {
+            spec.binaries = GUEST_TOOLS
+                .iter()
+                .map(PathBuf::from)
+                .filter(|p| p.exists())
+                .collect();
+            Ok(Booted::Qemu(launch(spec)?))
+        }
+        Backend::Vng => {
+            let vng = std::env::var_os("CGSTORM_VNG").map_or_else(|| "vng".into(), PathBuf::from);
+            let force_9p = kconfig::has_9p(plan.kernel.config.as_ref().map(|(_, c)| c));
+            Ok(Booted::Vng(launch_virtme(spec, &vng, force_9p)?))
+        }
+    }
+}

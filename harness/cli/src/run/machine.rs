@@ -1,0 +1,190 @@
+//! The VM `cgstorm run` boots and the machine the model predicts for, both
+//! made from the same options so they cannot disagree.
+
+use cgstorm_vm::{Pmem, VmSpec};
+use cgstorm_workloads::model::{Kernel, Machine, Target};
+use cgstorm_workloads::Size;
+
+use super::error::RunError;
+
+/// RAM the guest keeps above a `memmap=` pmem carve-out (the vm crate checks
+/// the same headroom).
+const MEMMAP_HEADROOM_MIB: u64 = 256;
+/// Highest start of the pmem carve-out: low RAM stays for the kernel and the
+/// initramfs.
+const MEMMAP_OFFSET_MIB: u64 = 1024;
+/// Lowest start of the pmem carve-out.
+const MEMMAP_MIN_OFFSET_MIB: u64 = 256;
+
+/// The machine options of `cgstorm run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineOpts {
+    /// Guest RAM.
+    pub memory: Size,
+    /// vCPUs.
+    pub cpus: u32,
+    /// Size of the pmem device (0: none).
+    pub pmem: Size,
+    /// Number of scratch disks.
+    pub scratch_disks: u8,
+    /// Size of each scratch disk.
+    pub scratch_size: Size,
+    /// Extra kernel parameters.
+    pub append: Vec<String>,
+}
+
+fn mib(s: Size, what: &str) -> Result<u64, RunError> {
+    if s.0 % (1 << 20) != 0 {
+        return Err(RunError::Options(format!(
+            "{what} {s} is not a whole number of MiB: give it as e.g. 512M or 2G"
+        )));
+    }
+    Ok(s.0 >> 20)
+}
+
+impl MachineOpts {
+    /// The VM to boot (kernel path left empty for the launcher).
+    pub fn vm_spec(&self) -> Result<VmSpec, RunError> {
+        let memory_mib = mib(self.memory, "--memory")?;
+        let pmem_mib = mib(self.pmem, "--pmem")?;
+        let disk_mib = mib(self.scratch_size, "--scratch-size")?;
+        if self.cpus == 0 || memory_mib < 256 {
+            return Err(RunError::Options(
+                "the guest needs at least 1 cpu and 256M of memory".into(),
+            ));
+        }
+        if self.scratch_disks > 0 && disk_mib == 0 {
+            return Err(RunError::Options(
+                "--scratch-size must be above 0 (or use --scratch-disks 0)".into(),
+            ));
+        }
+        let pmem = if pmem_mib == 0 {
+            None
+        } else {
+            let room = memory_mib
+                .checked_sub(pmem_mib + MEMMAP_HEADROOM_MIB)
+                .filter(|&o| o >= MEMMAP_MIN_OFFSET_MIB)
+                .ok_or_else(|| {
+                    RunError::Options(format!(
+                        "--pmem {} is carved out of guest RAM and needs --memory of at least {}M",
+                        self.pmem,
+                        pmem_mib + MEMMAP_HEADROOM_MIB + MEMMAP_MIN_OFFSET_MIB
+                    ))
+                })?;
+            Some(Pmem::Memmap {
+                size_mib: pmem_mib,
+                offset_mib: room.min(MEMMAP_OFFSET_MIB),
+            })
+        };
+        Ok(VmSpec {
+            memory_mib,
+            cpus: self.cpus,
+            disks_mib: vec![disk_mib; self.scratch_disks.into()],
+            pmem,
+            append: self.append.clone(),
+            ..VmSpec::default()
+        })
+    }
+
+    /// The machine as the model sees it: the pmem carve-out is not RAM.
+    pub fn machine(&self) -> Machine {
+        Machine {
+            scratch_disks: self.scratch_disks,
+            scratch_size: self.scratch_size,
+            pmem_devices: u8::from(self.pmem.0 > 0),
+            pmem_size: self.pmem,
+            memory: Size(self.memory.0.saturating_sub(self.pmem.0)),
+        }
+    }
+
+    /// Kernel and machine together.
+    pub fn target(&self, kernel: Kernel) -> Target {
+        Target {
+            kernel,
+            machine: self.machine(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> MachineOpts {
+        MachineOpts {
+            memory: Size(2 << 30),
+            cpus: 2,
+            pmem: Size(512 << 20),
+            scratch_disks: 2,
+            scratch_size: Size(1 << 30),
+            append: vec!["quiet".into()],
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_model_default_machine() {
+        let o = opts();
+        let spec = o.vm_spec().unwrap();
+        assert_eq!(spec.disks_mib, [1024, 1024]);
+        assert_eq!(
+            spec.pmem,
+            Some(Pmem::Memmap {
+                size_mib: 512,
+                offset_mib: 1024
+            })
+        );
+        assert_eq!(spec.append, ["quiet"]);
+        let m = o.machine();
+        let d = Machine::default();
+        assert_eq!(
+            (m.scratch_disks, m.scratch_size, m.pmem_devices, m.pmem_size),
+            (d.scratch_disks, d.scratch_size, d.pmem_devices, d.pmem_size)
+        );
+        assert_eq!(m.memory, Size(1536 << 20));
+    }
+
+    #[test]
+    fn pmem_must_fit_in_memory() {
+        let small = MachineOpts {
+            memory: Size(1 << 30),
+            pmem: Size(1 << 30),
+            ..opts()
+        };
+        let err = small.vm_spec().unwrap_err().to_string();
+        assert!(err.contains("--memory of at least 1536M"), "{err}");
+        let lower = MachineOpts {
+            memory: Size(1 << 30),
+            pmem: Size(256 << 20),
+            ..opts()
+        };
+        assert_eq!(
+            lower.vm_spec().unwrap().pmem,
+            Some(Pmem::Memmap {
+                size_mib: 256,
+                offset_mib: 512
+            })
+        );
+    }
+
+    #[test]
+    fn no_pmem_and_no_disks() {
+        let o = MachineOpts {
+            pmem: Size(0),
+            scratch_disks: 0,
+            ..opts()
+        };
+        let spec = o.vm_spec().unwrap();
+        assert!(spec.pmem.is_none() && spec.disks_mib.is_empty());
+        assert_eq!(o.machine().pmem_devices, 0);
+        assert_eq!(o.machine().memory, Size(2 << 30));
+    }
+
+    #[test]
+    fn sizes_are_whole_mib() {
+        let o = MachineOpts {
+            memory: Size((2 << 30) + 5),
+            ..opts()
+        };
+        assert!(o.vm_spec().unwrap_err().to_string().contains("--memory"));
+    }
+}

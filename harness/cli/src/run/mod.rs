@@ -1,0 +1,389 @@
+//! `cgstorm run`: boot a kernel, run a program in it through the agent,
+//! check every result and barrier state against the model, watch the
+//! console for kernel reports, and give a verdict.
+//!
+//! Exit 0 pass, 1 finding, 2 bad input, 3 infrastructure failure. When the
+//! model cannot decide (too many interleavings, a trace that does not fit),
+//! that is a limit of the model, not of the kernel: the run passes with a
+//! warning line and the JSON's `model` says `unchecked: …`.
+
+mod console;
+mod error;
+mod json;
+mod kconfig;
+mod launch;
+mod limits;
+mod machine;
+mod session;
+mod signal;
+mod trace;
+mod verdict;
+
+#[cfg(test)]
+mod tests;
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cgstorm_agent::proto::{Hello, ModuleOutcome, RunOrder};
+use cgstorm_vm::launch::AgentVm;
+use cgstorm_vm::{AccelChoice, Vm};
+use cgstorm_workloads::model::{Kernel, Target};
+use cgstorm_workloads::{Millis, Program, Size};
+
+use console::{ConsoleLog, ConsoleWatch};
+use error::{chain, RunError};
+use launch::{Backend, BootPlan, Booted, FoundKernel};
+use limits::Limits;
+use machine::MachineOpts;
+use session::{End, Outcome};
+use verdict::{check_model, findings, Finding, ModelCheck, OpNames, RunInfo, Verdict};
+
+/// The run duration when neither the program nor `--duration` gives one.
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+
+/// Arguments of `cgstorm run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The program (YAML).
+    pub program: PathBuf,
+    /// The kernel: a bzImage, a kernel build tree, or `debian` (the default:
+    /// Debian's stock kernel, fetched by vm/scripts/fetch-debian-kernel.sh).
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// How to run the VM.
+    #[arg(long, value_enum, default_value_t = Backend::Qemu)]
+    pub backend: Backend,
+    /// Accelerator: auto (KVM if a probe boot works, else TCG), kvm or tcg.
+    #[arg(long, default_value = "auto")]
+    pub accel: AccelChoice,
+    /// How long `repeat: {for: run}` blocks run (default: the program's
+    /// `duration`, else 10s).
+    #[arg(long)]
+    pub duration: Option<Millis>,
+    /// How long an op may run before the agent's watchdog dumps the blocked
+    /// tasks (default: 6s under KVM, 60s under TCG).
+    #[arg(long)]
+    pub stall: Option<Millis>,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Guest RAM.
+    #[arg(long, default_value = "2G")]
+    pub memory: Size,
+    /// Guest vCPUs.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+    /// Size of the pmem device (`pmem0`, carved out of guest RAM); 0 for none.
+    #[arg(long, default_value = "512M")]
+    pub pmem: Size,
+    /// Number of virtio-blk scratch disks (`scratch0`…).
+    #[arg(long, default_value_t = 2)]
+    pub scratch_disks: u8,
+    /// Size of each scratch disk.
+    #[arg(long, default_value = "1G")]
+    pub scratch_size: Size,
+    /// Extra kernel parameters, space separated (may be repeated).
+    #[arg(long, allow_hyphen_values = true)]
+    pub append: Vec<String>,
+    /// Keep the console log in this file (by default it is kept, in the
+    /// temporary directory, only when the verdict is not a pass).
+    #[arg(long)]
+    pub keep_console: Option<PathBuf>,
+    /// The kernel lacks the cgroup v1 memory controller (CONFIG_MEMCG_V1=n);
+    /// read from the kernel's config when cgstorm finds it.
+    #[arg(long)]
+    pub no_memcg_v1: bool,
+    /// The kernel lacks CONFIG_FS_DAX.
+    #[arg(long)]
+    pub no_dax: bool,
+    /// The static agent binary (default: `$CGSTORM_AGENT`, or this
+    /// workspace's build, made with cargo when needed).
+    #[arg(long)]
+    pub agent: Option<PathBuf>,
+    /// Print the console to stderr as it arrives.
+    #[arg(long)]
+    pub echo: bool,
+}
+
+/// Runs `run`; returns the exit code. Errors are printed here, as their exit
+/// code depends on their kind.
+pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
+    match execute(args) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("cgstorm: {}", chain(&e));
+            Ok(e.exit_code())
+        }
+    }
+}
+
+impl RunArgs {
+    fn machine(&self) -> MachineOpts {
+        MachineOpts {
+            memory: self.memory,
+            cpus: self.cpus,
+            pmem: self.pmem,
+            scratch_disks: self.scratch_disks,
+            scratch_size: self.scratch_size,
+            append: self
+                .append
+                .iter()
+                .flat_map(|a| a.split_whitespace())
+                .map(String::from)
+                .collect(),
+        }
+    }
+}
+
+fn execute(args: &RunArgs) -> Result<u8, RunError> {
+    let program = crate::check::load(&args.program).map_err(RunError::Program)?;
+    let machine = args.machine();
+    machine.vm_spec()?;
+    let kernel = launch::find_kernel(args.kernel.as_deref())?;
+    let agent = launch::find_agent(args.agent.as_deref())?;
+    eprintln!(
+        "cgstorm: booting {} ({}) with {} …",
+        kernel.kernel.image.display(),
+        kernel.kernel.release,
+        args.backend.name()
+    );
+    let booted = launch::boot(BootPlan {
+        kernel: &kernel,
+        agent,
+        backend: args.backend,
+        accel: args.accel,
+        machine: &machine,
+        echo: args.echo,
+    })?;
+    let ctx = Ctx {
+        args,
+        program: &program,
+        kernel: &kernel,
+        machine: &machine,
+    };
+    match booted {
+        Booted::Qemu(vm) => drive(vm, &ctx),
+        Booted::Vng(vm) => drive(vm, &ctx),
+    }
+}
+
+struct Ctx<'a> {
+    args: &'a RunArgs,
+    program: &'a Program,
+    kernel: &'a FoundKernel,
+    machine: &'a MachineOpts,
+}
+
+/// The model's view of the booted kernel: its release, its config when
+/// found, then the user's switches.
+fn model_kernel(
+    hello: &Hello,
+    kernel: &FoundKernel,
+    args: &RunArgs,
+    warnings: &mut Vec<String>,
+) -> Result<Kernel, RunError> {
+    let mut k = Kernel::from_release(&hello.kernel_release).ok_or_else(|| {
+        RunError::Guest(format!(
+            "cannot read a version from the guest's kernel release `{}`",
+            hello.kernel_release
+        ))
+    })?;
+    match &kernel.config {
+        Some((_, c)) => c.apply(&mut k),
+        None if k.at_least(6, 11) => warnings.push(format!(
+            "no config found for {}: assuming CONFIG_MEMCG_V1=y (use --no-memcg-v1 if not)",
+            kernel.kernel.image.display()
+        )),
+        None => {}
+    }
+    k.memcg_v1 &= !args.no_memcg_v1;
+    k.fs_dax &= !args.no_dax;
+    Ok(k)
+}
+
+/// Checks the hello, runs the program, reports, and tears the VM down.
+fn drive<V: Vm>(mut avm: AgentVm<V>, ctx: &Ctx<'_>) -> Result<u8, RunError> {
+    let args = ctx.args;
+    let hello = avm.hello.clone();
+    if !hello.missing_devices.is_empty() {
+        return Err(RunError::Guest(format!(
+            "the guest has no /dev/{} although the vm was given them; see the kernel's \
+             messages with --echo",
+            hello.missing_devices.join(", /dev/")
+        )));
+    }
+    let mut warnings: Vec<String> = hello
+        .warnings
+        .iter()
+        .map(|w| format!("guest: {w}"))
+        .collect();
+    warnings.extend(hello.modules.iter().filter_map(|m| match &m.outcome {
+        ModuleOutcome::Failed { message, .. } => {
+            Some(format!("guest: module {}: {message}", m.path))
+        }
+        _ => None,
+    }));
+    let target = ctx
+        .machine
+        .target(model_kernel(&hello, ctx.kernel, args, &mut warnings)?);
+    let duration = args
+        .duration
+        .or(ctx.program.duration)
+        .map_or(DEFAULT_DURATION, |d| Duration::from_millis(d.0));
+    let limits = Limits::new(
+        avm.accel,
+        ctx.program,
+        duration,
+        args.stall.map(|s| Duration::from_millis(s.0)),
+    );
+    let info = RunInfo {
+        program: args.program.display().to_string(),
+        kernel_release: hello.kernel_release.clone(),
+        accel: avm.accel.to_string(),
+        backend: args.backend.name().into(),
+        boot: avm.boot_time,
+        duration,
+    };
+    eprintln!(
+        "cgstorm: agent ready after {:.1} s under {}; running {} for up to {:.0?}",
+        avm.boot_time.as_secs_f64(),
+        avm.accel,
+        info.program,
+        limits.deadline
+    );
+    let log = ConsoleLog::open(args.keep_console.as_deref(), &args.program)?;
+    let watch = ConsoleWatch::new(Some(Box::new(BufWriter::new(log.file()?))));
+    signal::install();
+    let c = conclude(
+        &mut avm.vm,
+        ctx.program,
+        &target,
+        duration,
+        &limits,
+        &signal::interrupted,
+        watch,
+    );
+    warnings.extend(c.warnings.iter().cloned());
+    let kept = log.finish(c.verdict != Verdict::Pass)?;
+    let names = OpNames::new(ctx.program);
+    let mut result = Ok(c.verdict.exit_code());
+    if let Some(path) = &args.json {
+        let report = json::build(&json::Parts {
+            info: &info,
+            verdict: &c.verdict,
+            target: &target,
+            outcome: &c.outcome,
+            model: &c.model,
+            findings: &c.findings,
+            warnings: &warnings,
+            names: &names,
+            console_log: kept.as_ref().map(|p| p.display().to_string()),
+        });
+        if let Err(source) = write_json(path, &report) {
+            result = Err(RunError::Output {
+                path: path.clone(),
+                source,
+            });
+        }
+    }
+    print!(
+        "{}",
+        verdict::render(&info, &c.verdict, &c.findings, &warnings, &c.outcome)
+    );
+    if let Some(p) = &kept {
+        eprintln!("cgstorm: console log in {}", p.display());
+    }
+    if !c.outcome.vm_gone {
+        avm.vm.kill();
+    }
+    drop(avm);
+    result
+}
+
+fn write_json(path: &Path, report: &json::RunJson<'_>) -> std::io::Result<()> {
+    let mut w = BufWriter::new(File::create(path)?);
+    serde_json::to_writer_pretty(&mut w, report)?;
+    writeln!(w)?;
+    w.flush()
+}
+
+/// What a run concluded.
+pub struct Conclusion {
+    /// What came back.
+    pub outcome: Outcome,
+    /// The model's answer.
+    pub model: ModelCheck,
+    /// The findings.
+    pub findings: Vec<Finding>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Warnings from the run and the check.
+    pub warnings: Vec<String>,
+}
+
+/// Runs `program` for `duration` on the agent of a booted `vm` and judges
+/// it: the core of `cgstorm run` without files, printing or the boot.
+pub fn conclude(
+    vm: &mut dyn Vm,
+    program: &Program,
+    target: &Target,
+    duration: Duration,
+    limits: &Limits,
+    stop: &dyn Fn() -> bool,
+    mut watch: ConsoleWatch,
+) -> Conclusion {
+    let order = RunOrder {
+        program: program.to_yaml(),
+        duration_ms: duration.as_millis() as u64,
+        stall_ms: limits.stall.as_millis() as u64,
+    };
+    let shape = (program.lanes.len(), program.steps());
+    let mut outcome = session::run(vm, &order, shape, limits, stop, &mut watch);
+    if let (End::VmExited { .. }, Some(message)) = (&outcome.end, watch.agent_fatal()) {
+        // The agent died and said why only on the console.
+        outcome.end = End::AgentFatal {
+            message: message.to_string(),
+        };
+    }
+    let (reports, flushed) = watch.finish();
+    let mut warnings = outcome.warnings.clone();
+    if let Err(e) = flushed {
+        warnings.push(format!("cannot write the console log: {e}"));
+    }
+    let model = check_model(program, target, &outcome);
+    if let ModelCheck::Unchecked(why) = &model {
+        warnings.push(format!("the model could not check this run: {why}"));
+    }
+    let names = OpNames::new(program);
+    let unchecked = outcome.trace.trace().steps.len() - outcome.trace.completed();
+    if unchecked > 0 && !matches!(outcome.end, End::Finished { error: None }) {
+        warnings.push(
+            "the step in progress when the run stopped was not checked against the model".into(),
+        );
+    }
+    let hung = match &outcome.end {
+        End::Hang { stall: Some(s), .. } => Some(s.op),
+        _ => None,
+    };
+    for s in outcome.stalls.iter().filter(|s| Some(s.op) != hung) {
+        warnings.push(format!(
+            "{} `{}` ran for {} ms before the watchdog reported it",
+            s.op,
+            names.text(s.op),
+            s.stalled_ms
+        ));
+    }
+    let steps = program.steps();
+    let findings = findings(&names, steps, &model, &reports, &outcome.end);
+    let verdict = Verdict::of(&findings, &outcome.end);
+    Conclusion {
+        outcome,
+        model,
+        findings,
+        verdict,
+        warnings,
+    }
+}

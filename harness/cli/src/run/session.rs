@@ -1,0 +1,381 @@
+//! The run loop: send the program to the agent, then read its frames and the
+//! console, alternating with short timeouts, until the program finishes, the
+//! agent hangs, the VM dies or the user interrupts. A finished run is powered
+//! off here (its shutdown may still print reports); any other VM is left
+//! running for the caller, who saves the evidence before killing it.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use cgstorm_agent::proto::{self, AgentMsg, HostMsg, RunOrder};
+use cgstorm_vm::{boot, ConsoleEvent, Diagnosis, Vm};
+use cgstorm_workloads::OpId;
+
+use super::console::ConsoleWatch;
+use super::limits::Limits;
+use super::trace::TraceBuilder;
+
+/// A lane the agent watchdog reported stuck.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stall {
+    /// The op it is stuck in.
+    pub op: OpId,
+    /// The op as text.
+    pub text: String,
+    /// How long it had been running when reported, in milliseconds.
+    pub stalled_ms: u64,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The agent finished the program (`error`: it stopped early).
+    Finished {
+        /// Why the agent stopped early, if it did.
+        error: Option<String>,
+    },
+    /// The agent stopped making progress.
+    Hang {
+        /// What was seen.
+        reason: String,
+        /// The stall report of the stuck lane, if the watchdog sent one.
+        stall: Option<Stall>,
+    },
+    /// The VM went away before the program finished.
+    VmExited {
+        /// How it ended.
+        status: String,
+    },
+    /// The agent gave up.
+    AgentFatal {
+        /// Its message.
+        message: String,
+    },
+    /// The agent channel broke or carried garbage.
+    Channel {
+        /// What went wrong.
+        message: String,
+    },
+    /// The user interrupted the run.
+    Interrupted,
+}
+
+/// Everything a run brought back.
+#[derive(Debug)]
+pub struct Outcome {
+    /// How it ended.
+    pub end: End,
+    /// The ops and barrier snapshots.
+    pub trace: TraceBuilder,
+    /// Every stall report, in order.
+    pub stalls: Vec<Stall>,
+    /// From sending the program to the end.
+    pub elapsed: Duration,
+    /// Whether the VM is down already (powered off or exited).
+    pub vm_gone: bool,
+    /// Things that went wrong without ending the run.
+    pub warnings: Vec<String>,
+}
+
+/// What stops the loop.
+enum Step {
+    Continue,
+    Stop(End),
+}
+
+struct Session<'a> {
+    vm: &'a mut dyn Vm,
+    console: &'a mut ConsoleWatch,
+    limits: &'a Limits,
+    buf: Vec<u8>,
+    trace: TraceBuilder,
+    stalls: Vec<Stall>,
+    /// Unanswered stall reports per lane, with when they came.
+    stuck: BTreeMap<usize, (Instant, Stall)>,
+    /// The program's lanes and steps.
+    shape: (usize, usize),
+    started: bool,
+    warnings: Vec<String>,
+    last_frame: Instant,
+}
+
+/// Runs `order` on the agent of `vm`, feeding the console to `console`.
+/// `shape` is the program's lanes and steps; `stop` says whether the user
+/// interrupted.
+pub fn run(
+    vm: &mut dyn Vm,
+    order: &RunOrder,
+    shape: (usize, usize),
+    limits: &Limits,
+    stop: &dyn Fn() -> bool,
+    console: &mut ConsoleWatch,
+) -> Outcome {
+    let begin = Instant::now();
+    let mut s = Session {
+        vm,
+        console,
+        limits,
+        buf: Vec::new(),
+        trace: TraceBuilder::new(shape.0),
+        stalls: Vec::new(),
+        stuck: BTreeMap::new(),
+        shape,
+        started: false,
+        warnings: Vec::new(),
+        last_frame: begin,
+    };
+    let end = match proto::write_frame(s.vm.agent(), &HostMsg::Run(order.clone())) {
+        Ok(()) => s.wait(begin, stop),
+        Err(e) => End::Channel {
+            message: format!("cannot send the program: {e}"),
+        },
+    };
+    let elapsed = begin.elapsed();
+    let vm_gone = s.after(&end);
+    if !s.started && !matches!(end, End::Channel { .. }) {
+        s.warnings
+            .push("the agent never confirmed that it started the program".into());
+    }
+    s.warnings.append(&mut s.trace.warnings);
+    Outcome {
+        end,
+        trace: s.trace,
+        stalls: s.stalls,
+        elapsed,
+        vm_gone,
+        warnings: s.warnings,
+    }
+}
+
+impl Session<'_> {
+    /// The loop proper: returns how the run ended.
+    fn wait(&mut self, begin: Instant, stop: &dyn Fn() -> bool) -> End {
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            self.drain_console();
+            if let Step::Stop(end) = self.take_frames() {
+                return end;
+            }
+            if stop() {
+                return End::Interrupted;
+            }
+            if let Some(status) = self.vm.exit_status() {
+                return self.vm_exited(status, &mut chunk);
+            }
+            if let Some(end) = self.overdue(begin) {
+                return end;
+            }
+            let limits = self.limits;
+            let stream = self.vm.agent();
+            if let Err(e) = stream.set_read_timeout(Some(limits.poll)) {
+                return End::Channel {
+                    message: format!("cannot poll the agent channel: {e}"),
+                };
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) => {
+                    // The socket closed: the VM is going away.
+                    if let Some(status) = self.vm.wait_exit(Duration::from_secs(1)) {
+                        return self.vm_exited(status, &mut chunk);
+                    }
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if is_timeout(&e) => sleep(Duration::from_millis(1)),
+                Err(e) => {
+                    return End::Channel {
+                        message: format!("reading the agent channel failed: {e}"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles every complete frame in the buffer.
+    fn take_frames(&mut self) -> Step {
+        loop {
+            let msg = match proto::try_decode::<AgentMsg>(&mut self.buf) {
+                Ok(Some(m)) => m,
+                Ok(None) => return Step::Continue,
+                Err(e) => {
+                    return Step::Stop(End::Channel {
+                        message: format!("bad frame from the agent: {}", chain(&e)),
+                    })
+                }
+            };
+            self.last_frame = Instant::now();
+            match msg {
+                AgentMsg::Started { lanes, steps } => {
+                    self.started = true;
+                    if (lanes, steps) != self.shape {
+                        self.warnings.push(format!(
+                            "the agent runs {lanes} lanes in {steps} steps, the program has {} in {}",
+                            self.shape.0, self.shape.1
+                        ));
+                    }
+                }
+                AgentMsg::Ops { events } => {
+                    for ev in &events {
+                        self.stuck.remove(&ev.id.lane);
+                    }
+                    self.trace.ops(events);
+                }
+                AgentMsg::Barrier { step, snapshot } => {
+                    self.stuck.clear();
+                    self.trace.barrier(step, snapshot);
+                }
+                AgentMsg::Stall {
+                    op,
+                    text,
+                    stalled_ms,
+                } => {
+                    let stall = Stall {
+                        op,
+                        text,
+                        stalled_ms,
+                    };
+                    self.stalls.push(stall.clone());
+                    self.stuck.insert(op.lane, (Instant::now(), stall));
+                }
+                AgentMsg::Finished { error } => return Step::Stop(End::Finished { error }),
+                AgentMsg::Fatal { message } => return Step::Stop(End::AgentFatal { message }),
+                AgentMsg::Hello(_) | AgentMsg::BenchResult { .. } => self
+                    .warnings
+                    .push("the agent sent a message that does not belong in a run".into()),
+            }
+        }
+    }
+
+    /// A hang, if a bound has passed.
+    fn overdue(&self, begin: Instant) -> Option<End> {
+        let l = self.limits;
+        if let Some((since, stall)) = self.stuck.values().min_by_key(|(t, _)| *t) {
+            if since.elapsed() > l.stall_grace {
+                return Some(End::Hang {
+                    reason: format!(
+                        "{} `{}` was stuck for {} ms and then made no progress for {:?}",
+                        stall.op, stall.text, stall.stalled_ms, l.stall_grace
+                    ),
+                    stall: Some(stall.clone()),
+                });
+            }
+        }
+        if self.last_frame.elapsed() > l.silence {
+            return Some(End::Hang {
+                reason: format!("the agent sent nothing for {:?}", l.silence),
+                stall: None,
+            });
+        }
+        if begin.elapsed() > l.deadline {
+            return Some(End::Hang {
+                reason: format!("the program did not finish within {:?}", l.deadline),
+                stall: self.stuck.values().next().map(|(_, s)| s.clone()),
+            });
+        }
+        None
+    }
+
+    /// The VM is gone: take what is left on the channel and the console.
+    fn vm_exited(&mut self, status: String, chunk: &mut [u8]) -> End {
+        let stream = self.vm.agent();
+        let _ = stream.set_read_timeout(Some(self.limits.poll));
+        while let Ok(n @ 1..) = stream.read(chunk) {
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        self.drain_until_closed(self.limits.settle_max);
+        match self.take_frames() {
+            Step::Stop(end @ End::Finished { .. }) => end,
+            _ => End::VmExited { status },
+        }
+    }
+
+    /// Takes the console lines already there.
+    fn drain_console(&mut self) {
+        while let ConsoleEvent::Line(l) = self.vm.console_line(Duration::ZERO) {
+            self.console.line(&l);
+        }
+    }
+
+    /// Takes console lines until it closes or `max` passed.
+    fn drain_until_closed(&mut self, max: Duration) {
+        let until = Instant::now() + max;
+        while Instant::now() < until {
+            match self.vm.console_line(Duration::from_millis(50)) {
+                ConsoleEvent::Line(l) => self.console.line(&l),
+                ConsoleEvent::Closed => return,
+                ConsoleEvent::Timeout => {}
+            }
+        }
+    }
+
+    /// Takes console lines until it has been quiet for `quiet`, or `max` passed.
+    fn settle(&mut self, quiet: Duration, max: Duration) {
+        let until = Instant::now() + max;
+        let mut last = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= until || now.duration_since(last) >= quiet {
+                return;
+            }
+            let wait = (until - now).min(quiet - now.duration_since(last));
+            match self.vm.console_line(wait) {
+                ConsoleEvent::Line(l) => {
+                    self.console.line(&l);
+                    last = Instant::now();
+                }
+                ConsoleEvent::Closed => return,
+                ConsoleEvent::Timeout => {}
+            }
+        }
+    }
+
+    /// Collects the evidence after the end; powers a finished guest off.
+    /// Returns whether the VM is down.
+    fn after(&mut self, end: &End) -> bool {
+        let l = self.limits;
+        match end {
+            End::Finished { .. } => {
+                if self.vm.exit_status().is_some() {
+                    self.drain_until_closed(l.settle_max);
+                    return true;
+                }
+                self.settle(l.settle_quiet, l.settle_max);
+                if let Err(e) = boot::shutdown(self.vm, l.shutdown) {
+                    self.warnings.push(chain(&e));
+                }
+                self.drain_until_closed(l.settle_max);
+                true
+            }
+            End::VmExited { .. } => true,
+            End::Hang { stall, .. } => {
+                if stall.is_none() {
+                    // The watchdog did not dump the tasks: ask the kernel.
+                    for key in ['w', 't'] {
+                        if let Err(e) = self.vm.diagnose(Diagnosis::Sysrq(key)) {
+                            self.warnings
+                                .push(format!("cannot send sysrq {key}: {}", chain(&e)));
+                        }
+                    }
+                }
+                self.settle(l.settle_quiet * 3, l.hang_settle_max);
+                self.vm.exit_status().is_some()
+            }
+            End::AgentFatal { .. } | End::Channel { .. } | End::Interrupted => {
+                self.settle(l.settle_quiet, l.settle_max);
+                self.vm.exit_status().is_some()
+            }
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    super::error::chain(e)
+}

@@ -1,0 +1,389 @@
+//! The run loop against scripted VMs ([`FakeVm`]): agent frames and console
+//! text in, verdict, findings and exit code out.
+
+use std::time::Duration;
+
+use cgstorm_agent::proto::{AgentMsg, HostMsg};
+use cgstorm_vm::fake::FakeVm;
+use cgstorm_vm::Diagnosis;
+use cgstorm_workloads::model::{OpEvent, Snapshot, Target};
+use cgstorm_workloads::{Errno, OpId, Outcome, Program};
+
+use super::console::ConsoleWatch;
+use super::json;
+use super::limits::Limits;
+use super::session::End;
+use super::verdict::{Detail, OpNames, RunInfo, Verdict, MODEL_DIVERGENCE};
+use super::{conclude, Conclusion};
+
+const TREE: &str = "name: tree\nlanes:\n  - name: main\n    ops:\n      - mkdir: a\n      - mkdir: a\n      - rmdir: a\n";
+
+fn program(yaml: &str) -> Program {
+    Program::from_yaml("t.yaml", yaml).unwrap()
+}
+
+fn limits() -> Limits {
+    let ms = Duration::from_millis;
+    Limits {
+        deadline: ms(5_000),
+        stall: ms(100),
+        stall_grace: ms(200),
+        silence: ms(300),
+        settle_quiet: ms(20),
+        settle_max: ms(100),
+        hang_settle_max: ms(100),
+        shutdown: ms(200),
+        poll: ms(5),
+    }
+}
+
+fn ev(op: usize, outcome: Outcome, t: u64) -> OpEvent {
+    OpEvent {
+        id: OpId { lane: 0, op },
+        outcome,
+        start_ns: t,
+        end_ns: t + 10,
+    }
+}
+
+fn root_only() -> Snapshot {
+    let mut s = Snapshot::default();
+    s.cgroups.insert("/".parse().unwrap(), Default::default());
+    s
+}
+
+/// A VM whose agent runs TREE with these results for its three ops.
+fn tree_vm(results: [Outcome; 3]) -> FakeVm {
+    FakeVm::new()
+        .agent_says(&AgentMsg::Started { lanes: 1, steps: 1 })
+        .agent_says(&AgentMsg::Ops {
+            events: vec![ev(0, results[0], 100), ev(1, results[1], 200)],
+        })
+        .agent_says(&AgentMsg::Ops {
+            events: vec![ev(2, results[2], 300)],
+        })
+        .agent_says(&AgentMsg::Barrier {
+            step: 0,
+            snapshot: root_only(),
+        })
+        .agent_says(&AgentMsg::Finished { error: None })
+        .agent_chunks(7)
+        .powers_off_on_shutdown()
+}
+
+const GOOD: [Outcome; 3] = [Outcome::Ok, Outcome::Err(Errno::EEXIST), Outcome::Ok];
+
+fn judge(vm: &mut FakeVm, yaml: &str) -> Conclusion {
+    judge_with(vm, yaml, &|| false)
+}
+
+fn judge_with(vm: &mut FakeVm, yaml: &str, stop: &dyn Fn() -> bool) -> Conclusion {
+    conclude(
+        vm,
+        &program(yaml),
+        &Target::default(),
+        Duration::from_secs(1),
+        &limits(),
+        stop,
+        ConsoleWatch::new(None),
+    )
+}
+
+#[test]
+fn a_clean_run_passes_and_powers_off() {
+    let mut vm = tree_vm(GOOD);
+    let c = judge(&mut vm, TREE);
+    assert_eq!(c.verdict, Verdict::Pass, "{:?}", c.findings);
+    assert_eq!(c.verdict.exit_code(), 0);
+    assert!(c.findings.is_empty());
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.outcome.end, End::Finished { error: None });
+    assert!(c.outcome.vm_gone && !vm.killed);
+    assert_eq!(c.outcome.trace.events(), 3);
+    let sent = vm.host_messages();
+    assert_eq!(sent.len(), 2);
+    let HostMsg::Run(order) = &sent[0] else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(program(&order.program), program(TREE));
+    assert_eq!((order.duration_ms, order.stall_ms), (1000, 100));
+    assert_eq!(sent[1], HostMsg::Shutdown);
+}
+
+#[test]
+fn a_wrong_errno_is_a_divergence_naming_the_op() {
+    let mut vm = tree_vm([Outcome::Ok, Outcome::Ok, Outcome::Ok]);
+    let c = judge(&mut vm, TREE);
+    assert_eq!(c.verdict, Verdict::Finding);
+    assert_eq!(c.verdict.exit_code(), 1);
+    assert_eq!(c.findings.len(), 1);
+    let f = &c.findings[0];
+    assert_eq!(f.kind, MODEL_DIVERGENCE);
+    let op = f.op.as_ref().unwrap();
+    assert_eq!((op.lane, op.op, op.text.as_str()), (0, 1, "mkdir a"));
+    assert_eq!(
+        f.detail,
+        Detail::Op {
+            observed: "ok".into(),
+            allowed: vec!["EEXIST".into()],
+        }
+    );
+    assert_eq!(
+        f.title,
+        "lane 0 (main) op 1 `mkdir a` returned ok; the model allows EEXIST"
+    );
+}
+
+#[test]
+fn a_wrong_snapshot_is_a_state_divergence() {
+    let mut vm = FakeVm::new()
+        .agent_says(&AgentMsg::Started { lanes: 1, steps: 1 })
+        .agent_says(&AgentMsg::Ops {
+            events: vec![ev(0, Outcome::Ok, 1)],
+        })
+        .agent_says(&AgentMsg::Barrier {
+            step: 0,
+            snapshot: root_only(),
+        })
+        .agent_says(&AgentMsg::Finished { error: None })
+        .powers_off_on_shutdown();
+    let c = judge(&mut vm, "lanes:\n  - {name: m, ops: [{mkdir: x}]}\n");
+    assert_eq!(c.verdict, Verdict::Finding);
+    let f = &c.findings[0];
+    assert!(f.title.starts_with("the end state differs"), "{}", f.title);
+    assert!(matches!(&f.detail, Detail::State { step: 0, differences }
+        if differences.iter().any(|d| d.contains("cgroup x should exist"))));
+}
+
+/// The lockdep report of a golden log, after an op marker of lane 0 op 1.
+fn lockdep_console() -> Vec<String> {
+    let log = include_str!("../../../report/testdata/splat-abba-6.12.log");
+    let lines: Vec<&str> = log.lines().skip_while(|l| !l.is_empty()).skip(1).collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("possible circular locking"))
+        .unwrap();
+    let mut out: Vec<String> = lines[..at - 2].iter().map(|l| l.to_string()).collect();
+    out.push("[   20.800000][    T1] cgstorm: lane 0 op 1 mkdir a".into());
+    out.extend(lines[at - 2..].iter().map(|l| l.to_string()));
+    out
+}
+
+#[test]
+fn a_lockdep_report_is_a_finding_tied_to_the_marker() {
+    let console = lockdep_console();
+    let mut vm = tree_vm(GOOD).console_lines(console.iter().map(String::as_str));
+    let c = judge(&mut vm, TREE);
+    assert_eq!(c.verdict, Verdict::Finding);
+    assert_eq!(c.findings.len(), 1, "{:?}", c.findings);
+    let f = &c.findings[0];
+    assert_eq!(f.kind, "lockdep");
+    assert_eq!(f.title, "possible deadlock in splat_abba");
+    let op = f.op.as_ref().unwrap();
+    assert_eq!((op.lane, op.op, op.text.as_str()), (0, 1, "mkdir a"));
+    assert!(
+        matches!(&f.detail, Detail::Report { corrupted: false, text } if text.contains("lock_a"))
+    );
+}
+
+#[test]
+fn a_silent_agent_is_a_hang_and_gets_sysrq() {
+    let mut vm = FakeVm::new()
+        .agent_says(&AgentMsg::Started { lanes: 1, steps: 1 })
+        .agent_says(&AgentMsg::Ops {
+            events: vec![ev(0, Outcome::Ok, 1)],
+        });
+    let c = judge(&mut vm, TREE);
+    assert!(
+        matches!(&c.outcome.end, End::Hang { stall: None, reason } if reason.contains("sent nothing"))
+    );
+    assert_eq!(c.verdict, Verdict::Finding);
+    assert_eq!(c.findings.len(), 1);
+    assert_eq!(c.findings[0].kind, "agent-hang");
+    assert_eq!(vm.diagnoses, [Diagnosis::Sysrq('w'), Diagnosis::Sysrq('t')]);
+    assert!(!c.outcome.vm_gone, "the caller kills the vm after saving");
+    assert!(c.warnings.iter().any(|w| w.contains("not checked")));
+}
+
+#[test]
+fn a_stalled_lane_is_a_hang_naming_the_op() {
+    let mut vm = FakeVm::new()
+        .agent_says(&AgentMsg::Started { lanes: 1, steps: 1 })
+        .agent_says(&AgentMsg::Ops {
+            events: vec![ev(0, Outcome::Ok, 1)],
+        })
+        .agent_says(&AgentMsg::Stall {
+            op: OpId { lane: 0, op: 1 },
+            text: "mkdir a".into(),
+            stalled_ms: 100,
+        });
+    let c = judge(&mut vm, TREE);
+    assert!(matches!(c.outcome.end, End::Hang { stall: Some(_), .. }));
+    let f = &c.findings[0];
+    assert_eq!(f.kind, "agent-hang");
+    assert_eq!(f.title, "agent hang in lane 0 (main) op 1 `mkdir a`");
+    assert!(
+        vm.diagnoses.is_empty(),
+        "the agent's watchdog already dumped"
+    );
+}
+
+#[test]
+fn a_stall_that_resolves_is_only_a_warning() {
+    let mut vm = FakeVm::new()
+        .agent_says(&AgentMsg::Started { lanes: 1, steps: 1 })
+        .agent_says(&AgentMsg::Stall {
+            op: OpId { lane: 0, op: 0 },
+            text: "mkdir a".into(),
+            stalled_ms: 100,
+        })
+        .agent_says(&AgentMsg::Ops {
+            events: vec![ev(0, GOOD[0], 1), ev(1, GOOD[1], 20), ev(2, GOOD[2], 40)],
+        })
+        .agent_says(&AgentMsg::Barrier {
+            step: 0,
+            snapshot: root_only(),
+        })
+        .agent_says(&AgentMsg::Finished { error: None })
+        .powers_off_on_shutdown();
+    let c = judge(&mut vm, TREE);
+    assert_eq!(c.verdict, Verdict::Pass);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("watchdog")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn a_vm_that_panics_mid_run_is_a_finding() {
+    let mut vm = FakeVm::new()
+        .agent_says(&AgentMsg::Started { lanes: 1, steps: 1 })
+        .agent_says(&AgentMsg::Ops {
+            events: vec![ev(0, Outcome::Ok, 1)],
+        })
+        .console_lines([
+            "[    5.0] cgstorm: lane 0 op 1 mkdir a",
+            "[    5.1] Kernel panic - not syncing: Fatal exception",
+        ])
+        .exits("exit code 0");
+    let c = judge(&mut vm, TREE);
+    assert!(matches!(c.outcome.end, End::VmExited { .. }));
+    assert_eq!(c.verdict, Verdict::Finding);
+    assert_eq!(c.verdict.exit_code(), 1);
+    assert_eq!(c.findings[0].kind, "panic");
+    assert_eq!(c.findings[0].op.as_ref().unwrap().op, 1);
+    assert_eq!(c.outcome.trace.events(), 1);
+}
+
+#[test]
+fn a_vm_that_exits_without_a_report_is_an_error() {
+    let mut vm = FakeVm::new()
+        .agent_says(&AgentMsg::Started { lanes: 1, steps: 1 })
+        .exits("killed by signal 9");
+    let c = judge(&mut vm, TREE);
+    assert!(matches!(&c.verdict, Verdict::Error(e) if e.contains("killed by signal 9")));
+    assert_eq!(c.verdict.exit_code(), 3);
+}
+
+#[test]
+fn an_interrupted_run_is_an_error() {
+    let mut vm = tree_vm(GOOD);
+    let c = judge_with(&mut vm, TREE, &|| true);
+    assert_eq!(c.outcome.end, End::Interrupted);
+    assert_eq!(c.verdict, Verdict::Error("interrupted".into()));
+    assert!(!c.outcome.vm_gone);
+}
+
+#[test]
+fn a_trace_the_model_cannot_check_passes_with_a_warning() {
+    let mut vm = FakeVm::new()
+        .agent_says(&AgentMsg::Started { lanes: 1, steps: 1 })
+        .agent_says(&AgentMsg::Ops {
+            events: vec![ev(9, Outcome::Ok, 1)],
+        })
+        .agent_says(&AgentMsg::Finished { error: None })
+        .powers_off_on_shutdown();
+    let c = judge(&mut vm, TREE);
+    assert_eq!(c.verdict, Verdict::Pass);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.starts_with("the model could not check this run")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn an_agent_that_dies_says_why_from_the_console() {
+    let mut vm = FakeVm::new()
+        .console_lines(["[    2.0] cgstorm: fatal: mkdir /cgstorm/mnt: Read-only file system"])
+        .exits("exit code 255");
+    let c = judge(&mut vm, TREE);
+    assert_eq!(
+        c.verdict,
+        Verdict::Error("the agent failed: mkdir /cgstorm/mnt: Read-only file system".into())
+    );
+}
+
+#[test]
+fn agent_fatal_and_early_finish_are_errors() {
+    let mut vm = FakeVm::new().agent_says(&AgentMsg::Fatal {
+        message: "program does not parse".into(),
+    });
+    let c = judge(&mut vm, TREE);
+    assert!(matches!(&c.verdict, Verdict::Error(e) if e.contains("does not parse")));
+    let mut vm = FakeVm::new()
+        .agent_says(&AgentMsg::Started { lanes: 1, steps: 1 })
+        .agent_says(&AgentMsg::Finished {
+            error: Some("fork: EAGAIN".into()),
+        })
+        .powers_off_on_shutdown();
+    let c = judge(&mut vm, TREE);
+    assert!(matches!(&c.verdict, Verdict::Error(e) if e.contains("fork: EAGAIN")));
+}
+
+#[test]
+fn json_has_verdict_ops_counts_and_findings() {
+    let mut vm = tree_vm([Outcome::Ok, Outcome::Ok, Outcome::Ok]);
+    let p = program(TREE);
+    let c = judge(&mut vm, TREE);
+    let info = RunInfo {
+        program: "t.yaml".into(),
+        kernel_release: "6.1.0-56-cloud-amd64".into(),
+        accel: "tcg".into(),
+        backend: "qemu".into(),
+        boot: Duration::from_secs(20),
+        duration: Duration::from_secs(1),
+    };
+    let names = OpNames::new(&p);
+    let target = Target::default();
+    let v = serde_json::to_value(json::build(&json::Parts {
+        info: &info,
+        verdict: &c.verdict,
+        target: &target,
+        outcome: &c.outcome,
+        model: &c.model,
+        findings: &c.findings,
+        warnings: &c.warnings,
+        names: &names,
+        console_log: None,
+    }))
+    .unwrap();
+    assert_eq!(v["verdict"], "finding");
+    assert_eq!(v["kernel_release"], "6.1.0-56-cloud-amd64");
+    assert_eq!(v["accelerator"], "tcg");
+    assert_eq!(v["ops_total"], 3);
+    assert_eq!(v["ops_truncated"], false);
+    assert_eq!(v["ops"][1]["text"], "mkdir a");
+    assert_eq!(v["ops"][1]["outcome"], "ok");
+    assert_eq!(v["ops"][1]["start_ns"], 200);
+    assert_eq!(v["op_counts"][0]["runs"], 1);
+    assert_eq!(v["op_counts"][0]["outcomes"]["ok"], 1);
+    assert_eq!(v["findings"][0]["kind"], "model-divergence");
+    assert_eq!(v["findings"][0]["op"]["op"], 1);
+    assert_eq!(v["findings"][0]["allowed"][0], "EEXIST");
+    assert_eq!(v["barriers"][0]["step"], 0);
+    assert_eq!(v["end"], "finished");
+}

@@ -1,0 +1,370 @@
+//! From what a run brought back to a verdict: the model's check of the trace,
+//! the findings (model divergences, kernel reports, agent hangs) and the
+//! human summary.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use cgstorm_report::{Kind, Report};
+use cgstorm_workloads::model::{verify, Divergence, Target};
+use cgstorm_workloads::{OpId, Program};
+use serde::Serialize;
+
+use super::session::{End, Outcome};
+
+/// What the model said about the trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelCheck {
+    /// Some interleaving explains every result and snapshot of these steps.
+    Explained {
+        /// Steps checked.
+        steps: usize,
+    },
+    /// Nothing explains it.
+    Diverged(Divergence),
+    /// The model could not decide (search too large, a trace that does not
+    /// fit the program): a limit of the model, not a finding.
+    Unchecked(String),
+}
+
+impl ModelCheck {
+    /// One word or phrase for the JSON.
+    pub fn describe(&self) -> String {
+        match self {
+            ModelCheck::Explained { steps: 1 } => "explained (1 step checked)".into(),
+            ModelCheck::Explained { steps } => format!("explained ({steps} steps checked)"),
+            ModelCheck::Diverged(_) => "diverged".into(),
+            ModelCheck::Unchecked(why) => format!("unchecked: {why}"),
+        }
+    }
+}
+
+/// Checks the trace. A run that did not finish is checked up to its last
+/// barrier: in the step in progress an op may have taken effect without
+/// returning, which the model cannot tell from a wrong result.
+pub fn check_model(program: &Program, target: &Target, outcome: &Outcome) -> ModelCheck {
+    let whole = matches!(outcome.end, End::Finished { error: None });
+    let trace = if whole {
+        outcome.trace.trace().clone()
+    } else {
+        outcome.trace.completed_trace()
+    };
+    match verify(program, target, &trace) {
+        Ok(None) => ModelCheck::Explained {
+            steps: trace.steps.len(),
+        },
+        Ok(Some(d)) => ModelCheck::Diverged(d),
+        Err(e) => ModelCheck::Unchecked(e.to_string()),
+    }
+}
+
+/// An op named in a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpRef {
+    /// Lane index.
+    pub lane: usize,
+    /// Lane name.
+    pub lane_name: String,
+    /// Op index in the lane (the kernel log marker's `op N`).
+    pub op: usize,
+    /// The op as the program writes it.
+    pub text: String,
+}
+
+impl OpRef {
+    fn show(&self) -> String {
+        format!(
+            "lane {} ({}) op {} `{}`",
+            self.lane, self.lane_name, self.op, self.text
+        )
+    }
+}
+
+/// What a finding says beyond its kind and title.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Detail {
+    /// An op's result no interleaving allows.
+    Op {
+        /// What came back.
+        observed: String,
+        /// What the model allowed there.
+        allowed: Vec<String>,
+    },
+    /// A barrier snapshot no model state matches.
+    State {
+        /// The step the barrier ends.
+        step: usize,
+        /// How it differs from the closest model state.
+        differences: Vec<String>,
+    },
+    /// A kernel report on the console.
+    Report {
+        /// The report was cut before its culprit frame.
+        corrupted: bool,
+        /// The report's lines.
+        text: String,
+    },
+    /// The agent stopped making progress.
+    Hang {
+        /// What was seen.
+        reason: String,
+        /// How long the op had been stuck when the watchdog reported it.
+        stalled_ms: Option<u64>,
+    },
+}
+
+/// One thing that is wrong with the kernel under test.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// `model-divergence`, `agent-hang` or a kernel report kind (`lockdep`, …).
+    pub kind: String,
+    /// One line.
+    pub title: String,
+    /// The op it names (a divergence, a hang) or follows (a kernel report).
+    pub op: Option<OpRef>,
+    /// The rest.
+    #[serde(flatten)]
+    pub detail: Detail,
+}
+
+/// The kind of a model divergence finding.
+pub const MODEL_DIVERGENCE: &str = "model-divergence";
+
+/// Names ops by id.
+pub struct OpNames<'a> {
+    program: &'a Program,
+    texts: HashMap<OpId, String>,
+}
+
+impl<'a> OpNames<'a> {
+    /// Every op of `program`.
+    pub fn new(program: &'a Program) -> OpNames<'a> {
+        let texts = (0..program.lanes.len())
+            .flat_map(|l| program.lane_ops(l))
+            .map(|(id, spec)| (id, spec.op.describe()))
+            .collect();
+        OpNames { program, texts }
+    }
+
+    /// The op's text, or a placeholder for an id the program lacks.
+    pub fn text(&self, id: OpId) -> &str {
+        self.texts.get(&id).map_or("?", String::as_str)
+    }
+
+    /// A reference to the op, with `fallback` as text if the program lacks it.
+    pub fn op_ref(&self, id: OpId, fallback: &str) -> OpRef {
+        OpRef {
+            lane: id.lane,
+            lane_name: self
+                .program
+                .lanes
+                .get(id.lane)
+                .map_or_else(|| "?".into(), |l| l.name.to_string()),
+            op: id.op,
+            text: self
+                .texts
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| fallback.to_string()),
+        }
+    }
+}
+
+/// Every finding of a run, most specific first: the model's, the kernel's,
+/// then a hang.
+pub fn findings(
+    names: &OpNames<'_>,
+    steps: usize,
+    model: &ModelCheck,
+    reports: &[Report],
+    end: &End,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    match model {
+        ModelCheck::Diverged(Divergence::Op {
+            id,
+            observed,
+            allowed,
+        }) => {
+            let op = names.op_ref(*id, "?");
+            out.push(Finding {
+                kind: MODEL_DIVERGENCE.into(),
+                title: format!(
+                    "{} returned {observed}; the model allows {allowed}",
+                    op.show()
+                ),
+                op: Some(op),
+                detail: Detail::Op {
+                    observed: observed.to_string(),
+                    allowed: allowed.0.iter().map(ToString::to_string).collect(),
+                },
+            });
+        }
+        ModelCheck::Diverged(Divergence::State { step, differences }) => {
+            let at = if step + 1 == steps {
+                "the end state".to_string()
+            } else {
+                format!("the state at barrier {step}")
+            };
+            out.push(Finding {
+                kind: MODEL_DIVERGENCE.into(),
+                title: format!(
+                    "{at} differs from every state the model reaches: {}",
+                    differences.first().map_or("", String::as_str)
+                ),
+                op: None,
+                detail: Detail::State {
+                    step: *step,
+                    differences: differences.clone(),
+                },
+            });
+        }
+        ModelCheck::Explained { .. } | ModelCheck::Unchecked(_) => {}
+    }
+    for r in reports {
+        let op = r.marker.as_ref().map(|m| {
+            let id = OpId {
+                lane: m.lane as usize,
+                op: m.op as usize,
+            };
+            names.op_ref(id, &m.text)
+        });
+        out.push(Finding {
+            kind: r.kind.to_string(),
+            title: r.title.clone(),
+            op,
+            detail: Detail::Report {
+                corrupted: r.corrupted,
+                text: r.text.clone(),
+            },
+        });
+    }
+    if let End::Hang { reason, stall } = end {
+        let op = stall.as_ref().map(|s| names.op_ref(s.op, &s.text));
+        out.push(Finding {
+            kind: Kind::AgentHang.to_string(),
+            title: match &op {
+                Some(op) => format!("agent hang in {}", op.show()),
+                None => format!("agent hang: {reason}"),
+            },
+            op,
+            detail: Detail::Hang {
+                reason: reason.clone(),
+                stalled_ms: stall.as_ref().map(|s| s.stalled_ms),
+            },
+        });
+    }
+    out
+}
+
+/// The verdict of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every op and state explained, no kernel report, no hang.
+    Pass,
+    /// At least one finding.
+    Finding,
+    /// The run could not be completed and showed nothing wrong.
+    Error(String),
+}
+
+impl Verdict {
+    /// Findings win over errors: a VM that died with a panic on its console
+    /// is a finding.
+    pub fn of(findings: &[Finding], end: &End) -> Verdict {
+        if !findings.is_empty() {
+            return Verdict::Finding;
+        }
+        match end {
+            End::Finished { error: None } => Verdict::Pass,
+            End::Finished { error: Some(e) } => {
+                Verdict::Error(format!("the agent stopped the program early: {e}"))
+            }
+            End::VmExited { status } => Verdict::Error(format!(
+                "the vm exited ({status}) in the middle of the run and its console shows no \
+                 kernel report; see the console log"
+            )),
+            End::AgentFatal { message } => Verdict::Error(format!("the agent failed: {message}")),
+            End::Channel { message } => Verdict::Error(message.clone()),
+            End::Interrupted => Verdict::Error("interrupted".into()),
+            End::Hang { reason, .. } => Verdict::Error(reason.clone()),
+        }
+    }
+
+    /// `pass`, `finding` or `error`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Finding => "finding",
+            Verdict::Error(_) => "error",
+        }
+    }
+
+    /// 0 pass, 1 finding, 3 error (infrastructure).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::Finding => 1,
+            Verdict::Error(_) => 3,
+        }
+    }
+}
+
+/// What the summary line says about the run.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    /// The program's name or path.
+    pub program: String,
+    /// `uname -r` of the guest.
+    pub kernel_release: String,
+    /// `kvm` or `tcg`.
+    pub accel: String,
+    /// `qemu` or `vng`.
+    pub backend: String,
+    /// Boot to agent hello.
+    pub boot: Duration,
+    /// The run duration given to the agent.
+    pub duration: Duration,
+}
+
+/// The human verdict: one line per finding and warning, then a summary.
+pub fn render(
+    info: &RunInfo,
+    verdict: &Verdict,
+    findings: &[Finding],
+    warnings: &[String],
+    outcome: &Outcome,
+) -> String {
+    let mut s = String::new();
+    for f in findings {
+        let after = match (&f.op, &f.detail) {
+            (Some(op), Detail::Report { .. }) => format!(" (after {})", op.show()),
+            _ => String::new(),
+        };
+        let _ = writeln!(s, "FINDING {}: {}{after}", f.kind, f.title);
+    }
+    for w in warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
+    let head = match verdict {
+        Verdict::Pass => "PASS".to_string(),
+        Verdict::Finding => format!("FINDING ({})", findings.len()),
+        Verdict::Error(e) => format!("ERROR ({e})"),
+    };
+    let steps = outcome.trace.completed();
+    let _ = writeln!(
+        s,
+        "{head}: {} on Linux {} under {} ({}): {} ops in {steps} step{}, {:.1} s run, {:.1} s boot",
+        info.program,
+        info.kernel_release,
+        info.accel,
+        info.backend,
+        outcome.trace.events(),
+        if steps == 1 { "" } else { "s" },
+        outcome.elapsed.as_secs_f64(),
+        info.boot.as_secs_f64(),
+    );
+    s
+}

@@ -1,0 +1,137 @@
+//! Guest op rates: the agent against seed 001's shell loop and a raw loop.
+//!
+//! `cargo run --release -p cgstorm-vm --example guest_bench -- [KERNEL] [SCALE]`
+//! (KERNEL: `debian` (default) or a bzImage; SCALE multiplies the counts.)
+//!
+//! cgroup.procs migrations of a sleeper between two cgroups, and memcg
+//! mkdir+rmdir pairs, each three ways: the agent running a cgstorm program
+//! (rate from its own op timestamps, markers and result reporting included),
+//! a busybox shell loop (`echo $PID > a/cgroup.procs`, `mkdir x; rmdir x`),
+//! and a raw loop in the agent (cgroup.procs fds kept open: the floor).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cgstorm_agent::proto::{self, AgentMsg, BenchKind, BenchOrder, HostMsg, RunOrder};
+use cgstorm_vm::accel::AccelChoice;
+use cgstorm_vm::kernel::{self, KernelSpec};
+use cgstorm_vm::launch::{launch, AgentVmSpec};
+use cgstorm_vm::vm::Vm;
+
+const MIGRATE: &str = r#"
+lanes:
+  - name: mover
+    ops:
+      - {mkdir: a}
+      - {mkdir: b}
+      - spawn: {task: s, sleeper: {}}
+      - repeat:
+          count: COUNT
+          ops:
+            - {cgroup.procs: {task: s, cg: a}}
+            - {cgroup.procs: {task: s, cg: b}}
+"#;
+
+const MKDIR: &str = r#"
+lanes:
+  - name: maker
+    ops:
+      - {cgroup.subtree_control: {cg: /, change: "+memory"}}
+      - repeat:
+          count: COUNT
+          ops:
+            - {mkdir: m}
+            - {rmdir: m}
+"#;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let which = args.get(1).map(String::as_str).unwrap_or("debian");
+    let scale: u64 = args.get(2).map_or(Ok(1), |s| s.parse())?;
+    let ks = if which == "debian" {
+        KernelSpec::Debian(None)
+    } else {
+        KernelSpec::from_path(Path::new(which))
+    };
+    let kernel = kernel::locate(&ks)?;
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let agent = cgstorm_vm::agent::locate_or_build(&workspace)?;
+    let mut spec = AgentVmSpec::new(kernel, agent);
+    spec.accel = AccelChoice::Auto;
+    spec.binaries = vec![PathBuf::from("/bin/busybox")];
+    let mut vm = launch(spec)?;
+    println!("kernel {} accel {:?}", vm.hello.kernel_release, vm.accel);
+    vm.vm
+        .agent()
+        .set_read_timeout(Some(Duration::from_secs(1800)))?;
+
+    let mut rates = Vec::new();
+    for (what, kind, count, program, per_pass) in [
+        ("migrations", BenchKind::MigrateRaw, 20_000, MIGRATE, 2),
+        ("migrations", BenchKind::MigrateShell, 4_000, MIGRATE, 2),
+        ("mkdir+rmdir pairs", BenchKind::MkdirRaw, 2_000, MKDIR, 1),
+        ("mkdir+rmdir pairs", BenchKind::MkdirShell, 300, MKDIR, 1),
+    ] {
+        let count = count * scale;
+        proto::write_frame(vm.vm.agent(), &HostMsg::Bench(BenchOrder { kind, count }))?;
+        let baseline = match proto::read_frame::<_, AgentMsg>(vm.vm.agent())? {
+            AgentMsg::BenchResult { result: Ok(ns), .. } => count as f64 / (ns as f64 / 1e9),
+            AgentMsg::BenchResult { result: Err(e), .. } => {
+                println!("{kind:?}: {e}");
+                continue;
+            }
+            other => return Err(format!("unexpected {other:?}").into()),
+        };
+        println!("{kind:?}: {baseline:.0} {what}/s");
+        rates.push((kind, baseline));
+        if matches!(kind, BenchKind::MigrateRaw | BenchKind::MkdirRaw) {
+            let passes = count / per_pass;
+            let agent = run_program(&mut vm.vm, &program.replace("COUNT", &passes.to_string()))?;
+            println!(
+                "agent ({what}): {agent:.0} {what}/s = {:.2}x the raw loop",
+                agent / baseline
+            );
+            rates.push((kind, agent));
+        }
+    }
+    let _ = vm.shutdown();
+    Ok(())
+}
+
+/// Runs a program; the rate of its repeated ops from first start to last end.
+fn run_program(vm: &mut dyn Vm, program: &str) -> Result<f64, Box<dyn std::error::Error>> {
+    proto::write_frame(
+        vm.agent(),
+        &HostMsg::Run(RunOrder {
+            program: program.to_string(),
+            duration_ms: 0,
+            stall_ms: 600_000,
+        }),
+    )?;
+    let (mut first, mut last, mut n) = (u64::MAX, 0, 0u64);
+    loop {
+        match proto::read_frame::<_, AgentMsg>(vm.agent())? {
+            AgentMsg::Ops { events } => {
+                // Only the repeated body ops (after the setup ops).
+                for e in events
+                    .iter()
+                    .filter(|e| e.id.op >= 4 || (program.contains("mkdir: m") && e.id.op >= 2))
+                {
+                    first = first.min(e.start_ns);
+                    last = last.max(e.end_ns);
+                    n += 1;
+                }
+            }
+            AgentMsg::Finished { .. } => break,
+            AgentMsg::Fatal { message } => return Err(message.into()),
+            _ => {}
+        }
+    }
+    // mkdir+rmdir count as one pair.
+    let per = if program.contains("mkdir: m") {
+        2.0
+    } else {
+        1.0
+    };
+    Ok(n as f64 / per / ((last - first) as f64 / 1e9))
+}
