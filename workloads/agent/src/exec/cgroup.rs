@@ -31,14 +31,20 @@ pub fn subtree_control(a: &SubtreeChange) -> Outcome {
     )
 }
 
-/// `cgroup.procs` (whole process) or `cgroup.threads` / v1 `tasks`.
-pub fn attach(w: &World, a: &CgTask, whole: bool) -> Outcome {
+/// The file a `cgroup.procs` (whole process) or `cgroup.threads` / v1 `tasks` write goes to.
+pub fn attach_path(a: &CgTask, whole: bool) -> std::path::PathBuf {
     let file = match (whole, a.cg.hier) {
         (true, _) => "cgroup.procs",
         (false, Hier::V2) => "cgroup.threads",
         (false, Hier::V1) => "tasks",
     };
-    write_file(&paths::cg(&a.cg).join(file), &w.pid_text(&a.task))
+    paths::cg(&a.cg).join(file)
+}
+
+/// A migration (op `id` of the lane): the task's pid written to its cgroup file.
+pub fn attach(w: &World, id: usize, a: &CgTask, whole: bool, cache: &mut sys::FdCache) -> Outcome {
+    let pid = w.pid_text(&a.task);
+    cache.write(id, || attach_path(a, whole), pid.as_bytes())
 }
 
 fn limit_text(l: Limit, v1: bool) -> String {

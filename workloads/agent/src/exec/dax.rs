@@ -131,13 +131,15 @@ pub fn pin(w: &World, a: &PinArgs) -> Outcome {
     };
     let buf = m.addr as *mut libc::c_void;
     match a.via {
-        // SAFETY: buf..buf+len is our live mapping; the kernel fills or reads it.
         PinVia::DioRead => {
-            sys::ret(unsafe { libc::pread(f.as_raw_fd(), buf, m.len, 0) } as libc::c_long)
+            // SAFETY: buf..buf+len is our live mapping; the kernel fills it.
+            let r = unsafe { libc::pread(f.as_raw_fd(), buf, m.len, 0) };
+            sys::ret(r as libc::c_long)
         }
-        // SAFETY: as above.
         PinVia::DioWrite => {
-            sys::ret(unsafe { libc::pwrite(f.as_raw_fd(), buf, m.len, 0) } as libc::c_long)
+            // SAFETY: buf..buf+len is our live mapping; the kernel reads it.
+            let r = unsafe { libc::pwrite(f.as_raw_fd(), buf, m.len, 0) };
+            sys::ret(r as libc::c_long)
         }
         PinVia::AioRead | PinVia::AioWrite => aio(w, &a.pin, f, m, reads(a.via)),
         PinVia::UringRead | PinVia::UringWrite => uring(w, &a.pin, f, m, reads(a.via)),

@@ -1,11 +1,11 @@
 //! One lane: its ops in order, repeats, barriers, and the watchdog that
 //! watches every lane.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,10 +16,14 @@ use cgstorm_workloads::{OpId, Outcome, Program};
 use super::world::World;
 use super::{cgroup, dax, files, mounts, snapshot, sys, tasks};
 
-/// Flush a lane's results after this many…
+/// A lane sends its results itself after this many; the watchdog thread
+/// sends what is pending every [`FLUSH_EVERY`], so the results of the ops
+/// before a hung one still reach the host.
 const BATCH: usize = 512;
-/// …or this long.
-const BATCH_TIME: Duration = Duration::from_millis(100);
+/// Repeated runs of an op are marked in the kernel log at most this often.
+const MARK_EVERY: Duration = Duration::from_millis(1);
+/// How often the watchdog thread flushes pending results.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// What a lane is doing, for the watchdog.
 #[derive(Default)]
@@ -42,6 +46,7 @@ pub struct Shared {
     start: Instant,
     token: String,
     status: Vec<LaneStatus>,
+    pending: Vec<Mutex<Vec<OpEvent>>>,
 }
 
 impl Shared {
@@ -61,6 +66,18 @@ impl Shared {
             start: Instant::now(),
             token,
             status: (0..lanes).map(|_| LaneStatus::default()).collect(),
+            pending: (0..lanes).map(|_| Mutex::new(Vec::new())).collect(),
+        }
+    }
+
+    /// Sends lane `li`'s pending results. The send happens under the lock,
+    /// so a lane's batches go out in order, and all of a step's results
+    /// before its barrier message.
+    pub fn flush(&self, li: usize) {
+        let mut p = self.pending[li].lock().unwrap_or_else(|e| e.into_inner());
+        if !p.is_empty() {
+            let events = std::mem::take(&mut *p);
+            let _ = self.tx.send(AgentMsg::Ops { events });
         }
     }
 }
@@ -69,10 +86,12 @@ struct Lane<'a> {
     idx: usize,
     s: &'a Shared,
     kmsg: Option<File>,
-    events: Vec<OpEvent>,
-    last_flush: Instant,
-    printed: HashSet<usize>,
+    cache: sys::FdCache,
+    printed: Vec<bool>,
     texts: HashMap<usize, String>,
+    last_mark: u64,
+    last_end: u64,
+    unmarked: u64,
 }
 
 /// Runs lane `idx` to its end, then passes the barriers it has no ops for.
@@ -81,10 +100,12 @@ pub fn run(p: &Program, idx: usize, s: &Shared) {
         idx,
         s,
         kmsg: OpenOptions::new().write(true).open("/dev/kmsg").ok(),
-        events: Vec::new(),
-        last_flush: Instant::now(),
-        printed: HashSet::new(),
+        cache: sys::FdCache::default(),
+        printed: Vec::new(),
         texts: HashMap::new(),
+        last_mark: 0,
+        last_end: 0,
+        unmarked: 0,
     };
     let mut step = 0;
     let mut next = 0;
@@ -113,23 +134,15 @@ fn ids(ops: &[OpSpec]) -> usize {
 }
 
 impl Lane<'_> {
-    fn flush(&mut self) {
-        if !self.events.is_empty() {
-            let events = std::mem::take(&mut self.events);
-            let _ = self.s.tx.send(AgentMsg::Ops { events });
-        }
-        self.last_flush = Instant::now();
-    }
-
     /// All lanes meet; the leader snapshots and reports; all go on.
     fn barrier(&mut self, step: usize) {
-        self.flush();
+        self.s.flush(self.idx);
         if self.s.barrier.wait().is_leader() {
             let snapshot = snapshot::take(&self.s.world);
             let _ = self.s.tx.send(AgentMsg::Barrier { step, snapshot });
         }
         self.s.barrier.wait();
-        self.printed.clear();
+        self.printed.fill(false);
     }
 
     fn exec(&mut self, spec: &OpSpec, next: &mut usize) {
@@ -164,50 +177,76 @@ impl Lane<'_> {
         *next = body + ids(&r.ops);
     }
 
-    fn marker(&mut self, id: usize, op: &Op) {
-        let first = self.printed.insert(id);
+    /// The first run of an op in a step is marked at notice level (console);
+    /// repeated runs at debug level (ring buffer only), at most one per
+    /// [`MARK_EVERY`], counting the runs it stands for: a marker per
+    /// migration would cost more than the migration under TCG.
+    fn marker(&mut self, id: usize, op: &Op, now: u64) {
+        if self.printed.len() <= id {
+            self.printed.resize(id + 1, false);
+        }
+        let first = !std::mem::replace(&mut self.printed[id], true);
+        self.unmarked += 1;
+        if !first && now.saturating_sub(self.last_mark) < MARK_EVERY.as_nanos() as u64 {
+            return;
+        }
+        let runs = std::mem::take(&mut self.unmarked);
+        self.last_mark = now;
         let text = self.texts.entry(id).or_insert_with(|| op.describe());
-        let level = if first { 5 } else { 7 };
+        let line = if first {
+            format!("<5>cgstorm: lane {} op {id} {text}\n", self.idx)
+        } else {
+            format!(
+                "<7>cgstorm: lane {} op {id} {text} ({runs} ops since the last marker)\n",
+                self.idx
+            )
+        };
         if let Some(k) = &mut self.kmsg {
-            let _ = k.write_all(
-                format!("<{level}>cgstorm: lane {} op {id} {text}\n", self.idx).as_bytes(),
-            );
+            let _ = k.write_all(line.as_bytes());
         }
     }
 
     fn leaf(&mut self, id: usize, op: &Op) {
-        self.marker(id, op);
+        // Pace markers by the previous op's end: no extra clock read.
+        self.marker(id, op, self.last_end);
         let status = &self.s.status[self.idx];
         status.op.store(id, Ordering::Relaxed);
         status.reported.store(false, Ordering::Relaxed);
         let start_ns = sys::now_ns();
         status.started.store(start_ns, Ordering::Release);
-        let outcome = dispatch(self.s, op);
+        let outcome = dispatch(self.s, id, op, &mut self.cache);
         let end_ns = sys::now_ns();
+        self.last_end = end_ns;
         status.started.store(0, Ordering::Release);
-        self.events.push(OpEvent {
-            id: OpId {
-                lane: self.idx,
-                op: id,
-            },
-            outcome,
-            start_ns,
-            end_ns,
-        });
-        if self.events.len() >= BATCH || self.last_flush.elapsed() >= BATCH_TIME {
-            self.flush();
+        let full = {
+            let mut p = self.s.pending[self.idx]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            p.push(OpEvent {
+                id: OpId {
+                    lane: self.idx,
+                    op: id,
+                },
+                outcome,
+                start_ns,
+                end_ns,
+            });
+            p.len() >= BATCH
+        };
+        if full {
+            self.s.flush(self.idx);
         }
     }
 }
 
-fn dispatch(s: &Shared, op: &Op) -> Outcome {
+fn dispatch(s: &Shared, id: usize, op: &Op, cache: &mut sys::FdCache) -> Outcome {
     let w = &s.world;
     match op {
         Op::Mkdir(cg) => cgroup::mkdir(cg),
         Op::Rmdir(cg) => cgroup::rmdir(cg),
         Op::SubtreeControl(a) => cgroup::subtree_control(a),
-        Op::Procs(a) => cgroup::attach(w, a, true),
-        Op::Threads(a) => cgroup::attach(w, a, false),
+        Op::Procs(a) => cgroup::attach(w, id, a, true, cache),
+        Op::Threads(a) => cgroup::attach(w, id, a, false, cache),
         Op::MemoryMax(a) => cgroup::knob(a, "memory.max"),
         Op::MemoryHigh(a) => cgroup::knob(a, "memory.high"),
         Op::MemoryLow(a) => cgroup::knob(a, "memory.low"),
@@ -267,7 +306,10 @@ impl Watch {
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(250));
+                std::thread::sleep(FLUSH_EVERY);
+                for li in 0..s.pending.len() {
+                    s.flush(li);
+                }
                 let now = sys::now_ns();
                 for (li, st) in s.status.iter().enumerate() {
                     let started = st.started.load(Ordering::Acquire);

@@ -95,6 +95,9 @@ pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> 
         }
     }
     watch.stop();
+    for li in 0..program.lanes.len() {
+        shared.flush(li);
+    }
     shared.world.kill_all();
     let _ = tx.send(AgentMsg::Finished { error });
     drop(tx);

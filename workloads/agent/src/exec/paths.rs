@@ -6,10 +6,12 @@ use cgstorm_workloads::{Cg, Dev, DevKind, FilePath, Hier};
 
 /// cgroup v2, mounted by init.
 pub const CG2: &str = "/sys/fs/cgroup";
-/// The v1 memory hierarchy's mount point (made by `v1_mount`, removed by `v1_umount`).
-pub const CG1: &str = "/cgstorm/v1";
+/// The v1 memory hierarchy's mount point (made by `v1_mount`, removed by
+/// `v1_umount`). Under /tmp, a tmpfs both in cgstorm's initramfs and under
+/// virtme-ng (whose root is the host's, read-only).
+pub const CG1: &str = "/tmp/cgstorm/v1";
 /// The tmpfs holding one directory per place.
-pub const PLACES: &str = "/cgstorm/mnt";
+pub const PLACES: &str = "/tmp/cgstorm/mnt";
 /// A path that never exists: devices the program has not got resolve to it.
 pub const NO_DEVICE: &str = "/dev/cgstorm-no-such-device";
 

@@ -53,6 +53,49 @@ pub fn write_file(path: &Path, data: &str) -> Outcome {
     io(f.write(data.as_bytes()))
 }
 
+/// Open cgroup control files, per lane and op: a migration loop writes the
+/// same two cgroup.procs files thousands of times, and an open+close per
+/// write would cost more than the migration itself under TCG.
+///
+/// Results are exactly those of a fresh `open` + `write`: a cached file whose
+/// cgroup was removed answers ENODEV, and then the write is redone with a
+/// fresh open (ENOENT if the cgroup is gone, success if it was made again).
+#[derive(Default)]
+pub struct FdCache {
+    slots: Vec<Option<(std::path::PathBuf, Option<File>)>>,
+}
+
+impl FdCache {
+    /// Writes `data` in one `write(2)` to op `id`'s file, `path()` the first time.
+    pub fn write(
+        &mut self,
+        id: usize,
+        path: impl FnOnce() -> std::path::PathBuf,
+        data: &[u8],
+    ) -> Outcome {
+        if self.slots.len() <= id {
+            self.slots.resize_with(id + 1, || None);
+        }
+        let (path, file) = self.slots[id].get_or_insert_with(|| (path(), None));
+        if let Some(f) = file {
+            match f.write(data) {
+                Ok(_) => return Outcome::Ok,
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => *file = None,
+                Err(e) => return io::<()>(Err(e)),
+            }
+        }
+        let mut f = match OpenOptions::new().write(true).open(&*path) {
+            Ok(f) => f,
+            Err(e) => return io::<()>(Err(e)),
+        };
+        let r = f.write(data);
+        if !matches!(&r, Err(e) if e.raw_os_error() == Some(libc::ENODEV)) {
+            *file = Some(f);
+        }
+        io(r)
+    }
+}
+
 /// Reads a file whole.
 pub fn read_file(path: &Path) -> Outcome {
     io(std::fs::read(path))

@@ -104,7 +104,8 @@ pub fn spawn(w: &World, a: &Spawn, token: &str) -> Outcome {
     let _ = BufReader::new(stdout).read_line(&mut line);
     match line.trim() {
         "ok" => {
-            w.tasks().insert(a.task.clone(), TaskRec { child });
+            let pid = std::sync::Arc::from(child.id().to_string());
+            w.tasks().insert(a.task.clone(), TaskRec { child, pid });
             Outcome::Ok
         }
         other => {

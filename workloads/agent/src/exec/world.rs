@@ -21,6 +21,8 @@ pub const NO_PID: &str = "2147483647";
 pub struct TaskRec {
     /// Its process.
     pub child: Child,
+    /// Its pid as written to cgroup files.
+    pub pid: Arc<str>,
 }
 
 /// A mapping.
@@ -86,10 +88,10 @@ impl World {
     }
 
     /// The pid to write for a task: its own while it has not been reaped.
-    pub fn pid_text(&self, task: &Name) -> String {
+    pub fn pid_text(&self, task: &Name) -> Arc<str> {
         match self.tasks().get(task) {
-            Some(t) => t.child.id().to_string(),
-            None => NO_PID.to_string(),
+            Some(t) => t.pid.clone(),
+            None => Arc::from(NO_PID),
         }
     }
 
