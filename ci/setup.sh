@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need_apt=()
-for pkg in qemu-system-x86 kmod cpio e2fsprogs xfsprogs busybox-static; do
+for pkg in qemu-system-x86 kmod cpio e2fsprogs xfsprogs busybox-static bc; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
@@ -23,4 +23,6 @@ fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
+# The default kernel: Debian's stock cloud kernel, into ~/.cache/cgstorm.
+"$(dirname "$0")/../vm/scripts/fetch-debian-kernel.sh" >/dev/null
 echo "setup: done"

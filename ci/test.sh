@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# cgstorm's test command: formatting, lints, unit and integration tests, and
-# a short run of every fuzz target with a pinned seed.
+# cgstorm's test command: formatting, lints, unit and integration tests, a
+# short run of every fuzz target with a pinned seed, and the semantics corpus
+# run in a real VM on the default kernel (run ci/setup.sh first).
 # FUZZ_SECONDS sets each fuzz target's run time (default 45).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,4 +43,7 @@ for target in $(cd fuzz && cargo fuzz list); do
     fi
     grep -E "^(stat::number_of_executed_units|stat::new_units_added)" "$log" || true
 done
+echo "== the semantics corpus in a VM (Debian's stock kernel, TCG)"
+bash ci/vm-corpus.sh debian qemu
+
 echo "== all checks passed"

@@ -42,9 +42,16 @@ pub fn attach_path(a: &CgTask, whole: bool) -> std::path::PathBuf {
 }
 
 /// A migration (op `id` of the lane): the task's pid written to its cgroup file.
+///
+/// Only v2 files are kept open between writes: an open file in the v1
+/// hierarchy would make `v1_umount` fail with EBUSY, while v2 is never
+/// unmounted and open files do not hold a cgroup against rmdir.
 pub fn attach(w: &World, id: usize, a: &CgTask, whole: bool, cache: &mut sys::FdCache) -> Outcome {
     let pid = w.pid_text(&a.task);
-    cache.write(id, || attach_path(a, whole), pid.as_bytes())
+    match a.cg.hier {
+        Hier::V2 => cache.write(id, || attach_path(a, whole), pid.as_bytes()),
+        Hier::V1 => write_file(&attach_path(a, whole), &pid),
+    }
 }
 
 fn limit_text(l: Limit, v1: bool) -> String {
