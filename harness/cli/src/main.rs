@@ -6,6 +6,7 @@
 
 mod check;
 mod classify;
+mod findings;
 mod gen;
 mod kernel_args;
 mod run;

@@ -34,7 +34,7 @@ pub struct MachineOpts {
 }
 
 fn mib(s: Size, what: &str) -> Result<u64, RunError> {
-    if s.0 % (1 << 20) != 0 {
+    if !s.0.is_multiple_of(1 << 20) {
         return Err(RunError::Options(format!(
             "{what} {s} is not a whole number of MiB: give it as e.g. 512M or 2G"
         )));

@@ -92,6 +92,10 @@ pub struct RunArgs {
     /// temporary directory, only when the verdict is not a pass).
     #[arg(long)]
     pub keep_console: Option<PathBuf>,
+    /// Store findings under DIR/findings/<hash of title>/ (description,
+    /// report, console.log, program.yaml, count), as syzkaller does.
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
     /// The kernel lacks the cgroup v1 memory controller (CONFIG_MEMCG_V1=n);
     /// read from the kernel's config when cgstorm finds it.
     #[arg(long)]
@@ -295,6 +299,39 @@ fn drive<V: Vm>(mut avm: AgentVm<V>, ctx: &Ctx<'_>) -> Result<u8, RunError> {
     );
     if let Some(p) = &kept {
         eprintln!("cgstorm: console log in {}", p.display());
+    }
+    // Findings are stored before the VM is torn down.
+    if let Some(workdir) = &args.workdir {
+        let program = ctx.program.to_yaml();
+        let context = format!(
+            "{} on {} ({}, {})",
+            info.program, info.kernel_release, info.accel, info.backend
+        );
+        for f in &c.findings {
+            let report = match &f.detail {
+                verdict::Detail::Report { text, .. } => text.clone(),
+                other => serde_json::to_string_pretty(other).unwrap_or_default(),
+            };
+            let rec = crate::findings::Record {
+                kind: &f.kind,
+                title: &f.title,
+                report: &report,
+                console: kept.as_deref(),
+                program: &program,
+                context: &context,
+            };
+            match crate::findings::record(workdir, &rec) {
+                Ok((dir, n)) => {
+                    eprintln!("cgstorm: finding stored in {} (seen {n}x)", dir.display())
+                }
+                Err(source) => {
+                    result = Err(RunError::Output {
+                        path: workdir.clone(),
+                        source,
+                    })
+                }
+            }
+        }
     }
     if !c.outcome.vm_gone {
         avm.vm.kill();

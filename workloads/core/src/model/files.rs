@@ -164,7 +164,7 @@ pub fn write(s: &State, a: &WriteArgs, ctx: Ctx<'_>) -> Next {
                 continue;
             }
         };
-        if direct && !o.dax && (a.bs.0 % 512 != 0 || a.bytes.0 % 512 != 0) {
+        if direct && !o.dax && (!a.bs.0.is_multiple_of(512) || !a.bytes.0.is_multiple_of(512)) {
             out.push((Outcome::Err(EINVAL), s.clone()));
             continue;
         }

@@ -1,0 +1,192 @@
+//! The findings store, laid out the way syzkaller users expect:
+//! `WORKDIR/findings/<hash of title>/` holding `description` (the title),
+//! `report` (the cleaned report, or what the model saw), `console.log`,
+//! `program.yaml`, and `count` (how often it was seen).
+//!
+//! The first sighting's files are kept; later sightings bump the count and
+//! add a line to `seen`. A lock file makes concurrent runs (several VMs
+//! sharing a workdir) safe.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// One thing to store.
+pub struct Record<'a> {
+    /// The finding's kind (`lockdep`, `model-divergence`, …).
+    pub kind: &'a str,
+    /// Its title; identical bugs have identical titles.
+    pub title: &'a str,
+    /// The report (kernel report text, or the divergence explained).
+    pub report: &'a str,
+    /// The whole console log, if kept.
+    pub console: Option<&'a Path>,
+    /// The program that found it.
+    pub program: &'a str,
+    /// A line for `seen`: when, which kernel.
+    pub context: &'a str,
+}
+
+/// The directory name for a title: FNV-1a 64, hex; stable across runs and builds.
+pub fn title_hash(title: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in title.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Stores a finding under `workdir`; returns its directory and how often it
+/// has now been seen.
+pub fn record(workdir: &Path, r: &Record<'_>) -> io::Result<(PathBuf, u64)> {
+    let dir = workdir.join("findings").join(title_hash(r.title));
+    fs::create_dir_all(&dir)?;
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))?;
+    lock.lock()?;
+    let first = !dir.join("description").exists();
+    if first {
+        write_new(&dir.join("report"), r.report.as_bytes())?;
+        write_new(&dir.join("program.yaml"), r.program.as_bytes())?;
+        write_new(&dir.join("kind"), format!("{}\n", r.kind).as_bytes())?;
+        if let Some(c) = r.console {
+            fs::copy(c, dir.join("console.log"))?;
+        }
+        // Last, so a crash midway leaves no description without its files.
+        write_new(
+            &dir.join("description"),
+            format!("{}\n", r.title).as_bytes(),
+        )?;
+    }
+    let count = fs::read_to_string(dir.join("count"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    write_new(&dir.join("count"), format!("{count}\n").as_bytes())?;
+    let mut seen = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("seen"))?;
+    writeln!(seen, "{}", r.context)?;
+    lock.unlock()?;
+    Ok((dir, count))
+}
+
+/// Writes a file through a temporary name and a rename, so readers never see half of it.
+fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    fs::rename(tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("cgstorm-findings-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn a_finding_is_stored_once_and_counted() {
+        let w = tmp("count");
+        let console = w.with_extension("console");
+        fs::write(&console, "boot\nWARNING: ...\n").unwrap();
+        let rec = |ctx| Record {
+            kind: "warning",
+            title: "WARNING in dax_disassociate_entry",
+            report: "WARNING: CPU: 1 PID: 68 at fs/dax.c:380 dax_disassociate_entry",
+            console: Some(&console),
+            program: "lanes: []\n",
+            context: ctx,
+        };
+        let (dir, n) = record(&w, &rec("first")).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(
+            dir,
+            w.join("findings")
+                .join(title_hash("WARNING in dax_disassociate_entry"))
+        );
+        for f in [
+            "description",
+            "report",
+            "console.log",
+            "program.yaml",
+            "count",
+            "seen",
+        ] {
+            assert!(dir.join(f).exists(), "{f} missing");
+        }
+        assert_eq!(
+            fs::read_to_string(dir.join("description")).unwrap(),
+            "WARNING in dax_disassociate_entry\n"
+        );
+        // A second sighting with another report keeps the first one's files.
+        let mut second = rec("second");
+        second.report = "other text";
+        let (_, n) = record(&w, &second).unwrap();
+        assert_eq!(n, 2);
+        assert!(fs::read_to_string(dir.join("report"))
+            .unwrap()
+            .contains("fs/dax.c"));
+        assert_eq!(
+            fs::read_to_string(dir.join("seen")).unwrap(),
+            "first\nsecond\n"
+        );
+        // Another title is another directory.
+        let mut other = rec("x");
+        other.title = "possible deadlock in inode_switch_wbs_work_fn";
+        let (d2, n) = record(&w, &other).unwrap();
+        assert_ne!(d2, dir);
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn concurrent_sightings_are_all_counted() {
+        let w = tmp("concurrent");
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let w = w.clone();
+                std::thread::spawn(move || {
+                    let ctx = format!("run {i}");
+                    record(
+                        &w,
+                        &Record {
+                            kind: "lockdep",
+                            title: "possible deadlock in f",
+                            report: "r",
+                            console: None,
+                            program: "p",
+                            context: &ctx,
+                        },
+                    )
+                    .unwrap()
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let dir = w
+            .join("findings")
+            .join(title_hash("possible deadlock in f"));
+        assert_eq!(fs::read_to_string(dir.join("count")).unwrap(), "8\n");
+        assert_eq!(
+            fs::read_to_string(dir.join("seen"))
+                .unwrap()
+                .lines()
+                .count(),
+            8
+        );
+    }
+}
