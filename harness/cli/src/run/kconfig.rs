@@ -9,9 +9,10 @@ use std::path::PathBuf;
 use cgstorm_vm::kernel::{Kernel as VmKernel, KernelSpec};
 use cgstorm_workloads::model::Kernel;
 
-/// A parsed kernel `.config`: option name (without `CONFIG_`) to value.
+/// A parsed kernel `.config`: option name (without `CONFIG_`) to value,
+/// and the text (the model reads its features from it).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct KConfig(HashMap<String, String>);
+pub struct KConfig(HashMap<String, String>, String);
 
 impl KConfig {
     /// Parses `.config` text; comments (`# CONFIG_X is not set`) mean unset.
@@ -21,6 +22,7 @@ impl KConfig {
                 .filter_map(|l| l.strip_prefix("CONFIG_")?.split_once('='))
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            text.to_string(),
         )
     }
 
@@ -29,16 +31,10 @@ impl KConfig {
         matches!(self.0.get(name).map(String::as_str), Some("y" | "m"))
     }
 
-    /// Applies the options the model depends on to `k`.
+    /// Applies the options the model depends on to `k` (the model's own
+    /// [`Kernel::apply_config`]).
     pub fn apply(&self, k: &mut Kernel) {
-        if k.at_least(6, 11) {
-            k.memcg_v1 = self.enabled("MEMCG_V1");
-        }
-        k.fs_dax = self.enabled("FS_DAX");
-        k.cgroup_writeback = self.enabled("CGROUP_WRITEBACK");
-        k.io_controller = self.enabled("BLK_CGROUP");
-        k.pids_controller = self.enabled("CGROUP_PIDS");
-        k.swap_accounting = k.swap_accounting && self.enabled("SWAP");
+        k.apply_config(&self.1);
     }
 }
 
@@ -102,6 +98,7 @@ mod tests {
         let mut nodax = Kernel::from_release("6.1.0").unwrap();
         KConfig::parse("CONFIG_SWAP=y\n").apply(&mut nodax);
         assert!(!nodax.fs_dax && !nodax.io_controller && nodax.swap_accounting);
+        assert!(!nodax.blk_throttling);
     }
 
     #[test]

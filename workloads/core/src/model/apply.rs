@@ -35,9 +35,33 @@ pub fn fail(s: &State, e: Errno) -> Next {
     vec![(Outcome::Err(e), s.clone())]
 }
 
+/// The device an op names, if any.
+fn device_of(op: &Op) -> Option<crate::names::Dev> {
+    match op {
+        Op::Losetup(a) => Some(a.dev),
+        Op::LosetupDetach(d) => Some(*d),
+        Op::Mkfs(a) => Some(a.dev),
+        Op::Mount(a) => a.dev,
+        Op::IoMax(a) => Some(a.dev),
+        _ => None,
+    }
+}
+
 /// Applies `op` to `s`. `Repeat`, `Barrier` and `Sleep` change nothing here;
 /// the explorer runs repeat bodies itself.
 pub fn apply(s: &State, op: &Op, ctx: Ctx<'_>) -> Next {
+    // A loop device being cleared may be there or gone: both are allowed.
+    if let Some(d) = device_of(op).filter(|d| s.devices.get(d).is_some_and(|x| x.clearing)) {
+        let mut gone = s.clone();
+        gone.devices.remove(&d);
+        let mut out = apply_one(&gone, op, ctx);
+        out.extend(apply_one(s, op, ctx));
+        return out;
+    }
+    apply_one(s, op, ctx)
+}
+
+fn apply_one(s: &State, op: &Op, ctx: Ctx<'_>) -> Next {
     match op {
         Op::Sync | Op::Barrier | Op::Sleep(_) | Op::Repeat(_) | Op::DropCaches(_) => ok(s.clone()),
         Op::Syncfs(_) => ok(s.clone()),

@@ -289,7 +289,7 @@ fn detach(s: &State, r: &MountRef, held: bool) -> State {
             dev.mounts -= 1;
             dev.lazy_refs |= held;
             if dev.mounts == 0 && dev.detach_pending && !held {
-                n.devices.remove(d);
+                dev.clearing = true;
             }
         }
         FsId::Anon(..) => {

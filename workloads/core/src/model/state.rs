@@ -147,6 +147,10 @@ pub struct Device {
     pub backing: Option<MountRef>,
     /// A lazily unmounted filesystem on it may still be held open.
     pub lazy_refs: bool,
+    /// Detached while mounted and now unmounted: the kernel clears it when
+    /// its last opener closes, which may be later than the umount (udev
+    /// opens new block devices briefly), so it may or may not still exist.
+    pub clearing: bool,
 }
 
 /// A file's size, exact or a range.
@@ -407,6 +411,7 @@ impl Device {
             detach_pending: false,
             backing: None,
             lazy_refs: false,
+            clearing: false,
         }
     }
 

@@ -69,45 +69,26 @@ impl Kernel {
         }
     }
 
-    /// Takes the features from a kernel `.config` (`CONFIG_X=y` lines); what
-    /// the config does not mention keeps its current value.
+    /// Takes the features from a kernel's full `.config`: an option it does
+    /// not set to `y` or `m` is off (Kconfig leaves out options whose
+    /// dependencies are off). Before 6.11 the v1 memory controller cannot be
+    /// configured out, so `memcg_v1` is only read from 6.11 on.
     pub fn apply_config(&mut self, config: &str) {
-        let on = |name: &str| -> Option<bool> {
-            let set = format!("CONFIG_{name}=");
-            let unset = format!("# CONFIG_{name} is not set");
-            config.lines().find_map(|l| {
-                if let Some(v) = l.strip_prefix(&set) {
-                    Some(v == "y" || v == "m")
-                } else if l.trim() == unset {
-                    Some(false)
-                } else {
-                    None
-                }
-            })
+        let on = |name: &str| {
+            let key = format!("CONFIG_{name}=");
+            config
+                .lines()
+                .any(|l| l.strip_prefix(&key).is_some_and(|v| v == "y" || v == "m"))
         };
-        if let Some(v) = on("MEMCG_V1") {
-            self.memcg_v1 = v;
-        } else if on("MEMCG") == Some(true) && !self.at_least(6, 11) {
-            self.memcg_v1 = true;
+        if self.at_least(6, 11) {
+            self.memcg_v1 = on("MEMCG_V1");
         }
-        if let Some(v) = on("CGROUP_WRITEBACK") {
-            self.cgroup_writeback = v;
-        }
-        if let Some(v) = on("FS_DAX") {
-            self.fs_dax = v;
-        }
-        if let Some(v) = on("BLK_CGROUP") {
-            self.io_controller = v;
-        }
-        if let Some(v) = on("CGROUP_PIDS") {
-            self.pids_controller = v;
-        }
-        if let Some(v) = on("SWAP") {
-            self.swap_accounting = v;
-        }
-        if let Some(v) = on("BLK_DEV_THROTTLING") {
-            self.blk_throttling = v;
-        }
+        self.cgroup_writeback = on("CGROUP_WRITEBACK");
+        self.fs_dax = on("FS_DAX");
+        self.io_controller = on("BLK_CGROUP");
+        self.pids_controller = on("CGROUP_PIDS");
+        self.swap_accounting &= on("SWAP");
+        self.blk_throttling = on("BLK_DEV_THROTTLING");
     }
 
     /// The 6.12 kernels in `shared/kernels` (MEMCG_V1 on).

@@ -240,11 +240,17 @@ lanes:
 #[test]
 fn kernel_features_come_from_its_config() {
     let mut k = crate::model::Kernel::v6_12();
-    k.apply_config("CONFIG_MEMCG=y\n# CONFIG_BLK_DEV_THROTTLING is not set\nCONFIG_FS_DAX=y\n");
-    assert!(!k.blk_throttling);
-    assert!(k.fs_dax && k.memcg_v1);
-    k.apply_config("# CONFIG_MEMCG_V1 is not set\n");
-    assert!(!k.memcg_v1);
+    let config = "CONFIG_MEMCG=y\nCONFIG_MEMCG_V1=y\n# CONFIG_BLK_DEV_THROTTLING is not set\n\
+                  CONFIG_FS_DAX=y\nCONFIG_BLK_CGROUP=y\nCONFIG_SWAP=y\n";
+    k.apply_config(config);
+    assert!(!k.blk_throttling && !k.pids_controller);
+    assert!(k.fs_dax && k.memcg_v1 && k.io_controller && k.swap_accounting);
+    k.apply_config("# CONFIG_MEMCG_V1 is not set\nCONFIG_BLK_CGROUP=y\n");
+    assert!(!k.memcg_v1 && !k.fs_dax);
+    // Before 6.11 memcg v1 cannot be configured out.
+    let mut old = crate::model::Kernel::debian_6_1();
+    old.apply_config("CONFIG_MEMCG=y\n");
+    assert!(old.memcg_v1);
     let p = prog("lanes:\n  - name: a\n    ops:\n      - {cgroup.subtree_control: {cg: /, change: \"+io\"}}\n      - {mkdir: x}\n      - {io.max: {cg: x, dev: scratch0, wbps: 1M}}\n");
     let t = Target {
         kernel: k,
