@@ -213,7 +213,7 @@ mod tests {
         };
         let args = qemu_args(&spec, Accel::Tcg, &token(), &files(2)).unwrap();
         let s = joined(&args);
-        assert!(s.starts_with("-nographic -no-reboot -nic none -no-user-config -accel tcg -cpu max -m 2048M -smp 2"), "{s}");
+        assert!(s.starts_with("-nographic -no-reboot -nic none -no-user-config -accel tcg -cpu max,la57=off -m 2048M -smp 2"), "{s}");
         assert!(s.contains("-kernel /k/bzImage -initrd /t/initrd"), "{s}");
         assert!(
             s.contains("-chardev socket,id=cgagent,path=/t/agent.sock"),

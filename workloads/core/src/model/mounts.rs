@@ -60,11 +60,12 @@ pub fn losetup_detach(s: &State, d: &Dev) -> Next {
         return fail(s, ENXIO);
     };
     let mut n = s.clone();
-    if dev.mounts > 0 {
-        // LOOP_CLR_FD on a busy device sets autoclear and succeeds.
-        n.devices.get_mut(d).expect("exists").detach_pending = true;
-    } else {
-        n.devices.remove(d);
+    let dev = n.devices.get_mut(d).expect("exists");
+    // LOOP_CLR_FD on a device someone has open (a mount, or udev probing it)
+    // only sets autoclear and succeeds; the device goes with its last opener.
+    dev.detach_pending = true;
+    if dev.mounts == 0 {
+        dev.clearing = true;
     }
     ok(n)
 }
