@@ -56,9 +56,9 @@ pub fn losetup(s: &State, a: &LosetupArgs, ctx: Ctx<'_>) -> Next {
 }
 
 pub fn losetup_detach(s: &State, d: &Dev) -> Next {
-    let Some(dev) = s.devices.get(d).filter(|_| d.kind == DevKind::Loop) else {
+    if !s.devices.contains_key(d) || d.kind != DevKind::Loop {
         return fail(s, ENXIO);
-    };
+    }
     let mut n = s.clone();
     let dev = n.devices.get_mut(d).expect("exists");
     // LOOP_CLR_FD on a device someone has open (a mount, or udev probing it)
