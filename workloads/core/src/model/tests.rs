@@ -261,3 +261,11 @@ fn kernel_features_come_from_its_config() {
         "ENOENT"
     );
 }
+
+#[test]
+fn op_events_travel_as_compact_arrays() {
+    let e = ev(2, 17, Outcome::Err(Errno::EBUSY), 100, 250);
+    let json = serde_json::to_string(&e).unwrap();
+    assert_eq!(json, r#"[2,17,"EBUSY",100,250]"#);
+    assert_eq!(serde_json::from_str::<OpEvent>(&json).unwrap(), e);
+}

@@ -21,8 +21,11 @@ use super::state::State;
 use super::target::Target;
 use super::ModelError;
 
-/// One executed op as the agent reports it.
+/// One executed op as the agent reports it. On the wire it is a compact
+/// array, `[lane, op, outcome, start_ns, end_ns]`: a migration loop reports
+/// tens of thousands of these a second.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "OpEventWire", into = "OpEventWire")]
 pub struct OpEvent {
     /// Which op (repeat bodies report each pass).
     pub id: OpId,
@@ -32,6 +35,25 @@ pub struct OpEvent {
     pub start_ns: u64,
     /// CLOCK_MONOTONIC when it returned, in ns.
     pub end_ns: u64,
+}
+
+type OpEventWire = (usize, usize, Outcome, u64, u64);
+
+impl From<OpEventWire> for OpEvent {
+    fn from((lane, op, outcome, start_ns, end_ns): OpEventWire) -> OpEvent {
+        OpEvent {
+            id: OpId { lane, op },
+            outcome,
+            start_ns,
+            end_ns,
+        }
+    }
+}
+
+impl From<OpEvent> for OpEventWire {
+    fn from(e: OpEvent) -> OpEventWire {
+        (e.id.lane, e.id.op, e.outcome, e.start_ns, e.end_ns)
+    }
 }
 
 /// A step's events per lane and the snapshot taken at its barrier.
