@@ -90,17 +90,18 @@ fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> PathBuf {
-        let d =
-            std::env::temp_dir().join(format!("cgstorm-findings-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        d
+    fn tmp(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("cgstorm-findings-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn a_finding_is_stored_once_and_counted() {
-        let w = tmp("count");
-        let console = w.with_extension("console");
+        let guard = tmp("count");
+        let w = guard.path().to_path_buf();
+        let console = w.join("console");
         fs::write(&console, "boot\nWARNING: ...\n").unwrap();
         let rec = |ctx| Record {
             kind: "warning",
@@ -153,7 +154,8 @@ mod tests {
 
     #[test]
     fn concurrent_sightings_are_all_counted() {
-        let w = tmp("concurrent");
+        let guard = tmp("concurrent");
+        let w = guard.path().to_path_buf();
         let handles: Vec<_> = (0..8)
             .map(|i| {
                 let w = w.clone();

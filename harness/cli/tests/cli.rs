@@ -1,6 +1,6 @@
 //! The `cgstorm` binary's contract: exit codes, error locations, determinism.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn cgstorm(args: &[&str]) -> Output {
@@ -10,11 +10,12 @@ fn cgstorm(args: &[&str]) -> Output {
         .expect("cgstorm runs")
 }
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cgstorm-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A temporary directory, removed when the guard drops.
+fn tmpdir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("cgstorm-cli-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -27,7 +28,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 fn malformed_program_exits_2_with_file_line_column() {
     let d = tmpdir("bad");
     let p = write(
-        &d,
+        d.path(),
         "bad.yaml",
         "lanes:\n  - name: a\n    ops:\n      - mkdir: a\n      - rmdr: a\n",
     );
@@ -45,7 +46,7 @@ fn malformed_program_exits_2_with_file_line_column() {
 fn check_prints_predictions_and_flags_wrong_expectations() {
     let d = tmpdir("check");
     let good = write(
-        &d,
+        d.path(),
         "good.yaml",
         "lanes:\n  - {name: a, ops: [{mkdir: x, expect: ok}, {mkdir: x, expect: EEXIST}]}\n",
     );
@@ -57,7 +58,7 @@ fn check_prints_predictions_and_flags_wrong_expectations() {
         "{text}"
     );
     let wrong = write(
-        &d,
+        d.path(),
         "wrong.yaml",
         "lanes:\n  - {name: a, ops: [{rmdir: x, expect: ok}]}\n",
     );
@@ -72,7 +73,7 @@ fn check_prints_predictions_and_flags_wrong_expectations() {
 fn kernel_options_change_predictions() {
     let d = tmpdir("kernel");
     let p = write(
-        &d,
+        d.path(),
         "kill.yaml",
         "lanes:\n  - {name: a, ops: [{mkdir: x}, {cgroup.kill: x, expect: ok}]}\n",
     );
@@ -99,7 +100,7 @@ fn gen_is_deterministic_and_its_programs_check() {
             "--count",
             "5",
             "--out",
-            d.to_str().unwrap(),
+            d.path().to_str().unwrap(),
         ]);
         assert_eq!(
             out.status.code(),
@@ -110,9 +111,9 @@ fn gen_is_deterministic_and_its_programs_check() {
     }
     for seed in 42..47 {
         let name = format!("gen-{seed}.yaml");
-        let x = std::fs::read_to_string(a.join(&name)).unwrap();
-        assert_eq!(x, std::fs::read_to_string(b.join(&name)).unwrap());
-        let out = cgstorm(&["check", a.join(&name).to_str().unwrap()]);
+        let x = std::fs::read_to_string(a.path().join(&name)).unwrap();
+        assert_eq!(x, std::fs::read_to_string(b.path().join(&name)).unwrap());
+        let out = cgstorm(&["check", a.path().join(&name).to_str().unwrap()]);
         assert_eq!(
             out.status.code(),
             Some(0),
