@@ -21,6 +21,7 @@ pub fn wait_for_hello(
     vm: &mut dyn Vm,
     token: &Token,
     timeout: Duration,
+    stop: &dyn Fn() -> bool,
 ) -> Result<Hello, BootError> {
     let deadline = Instant::now() + timeout;
     let mut buf = Vec::new();
@@ -30,6 +31,9 @@ pub fn wait_for_hello(
         console_tail: vm.console_tail(),
     };
     loop {
+        if stop() {
+            return Err(BootError::Interrupted);
+        }
         match proto::try_decode::<AgentMsg>(&mut buf) {
             Ok(Some(AgentMsg::Hello(hello))) => return check_hello(hello, token),
             Ok(Some(AgentMsg::Fatal { message })) => {
@@ -149,12 +153,19 @@ mod tests {
     }
 
     #[test]
+    fn a_stop_request_ends_the_wait() {
+        let mut vm = crate::fake::FakeVm::new();
+        let err = wait_for_hello(&mut vm, &token(), Duration::from_secs(5), &|| true).unwrap_err();
+        assert!(matches!(err, BootError::Interrupted), "{err}");
+    }
+
+    #[test]
     fn hello_in_small_chunks_is_assembled() {
         let mut vm = FakeVm::new()
             .console_lines(["Linux version 6.12.0", "cgstorm: agent ready"])
             .agent_says(&AgentMsg::Hello(hello(token())))
             .agent_chunks(3);
-        let h = wait_for_hello(&mut vm, &token(), Duration::from_secs(5)).unwrap();
+        let h = wait_for_hello(&mut vm, &token(), Duration::from_secs(5), &|| false).unwrap();
         assert_eq!(h.devices, ["console", "pmem0", "vda"]);
     }
 
@@ -162,7 +173,7 @@ mod tests {
     fn wrong_token_is_rejected() {
         let other = Token::parse("0000000000000000").unwrap();
         let mut vm = FakeVm::new().agent_says(&AgentMsg::Hello(hello(other)));
-        let err = wait_for_hello(&mut vm, &token(), Duration::from_secs(5)).unwrap_err();
+        let err = wait_for_hello(&mut vm, &token(), Duration::from_secs(5), &|| false).unwrap_err();
         assert!(err.to_string().contains("not this boot's"), "{err}");
     }
 
@@ -171,7 +182,7 @@ mod tests {
         let mut vm = FakeVm::new()
             .console_lines(["Kernel panic - not syncing: VFS: Unable to mount root fs"])
             .exits("exit code 0");
-        let err = wait_for_hello(&mut vm, &token(), Duration::from_secs(5)).unwrap_err();
+        let err = wait_for_hello(&mut vm, &token(), Duration::from_secs(5), &|| false).unwrap_err();
         assert!(matches!(err, BootError::Exited { .. }));
         let text = err.to_string();
         assert!(
@@ -184,7 +195,8 @@ mod tests {
     #[test]
     fn silence_times_out() {
         let mut vm = FakeVm::new().console_lines(["SeaBIOS"]);
-        let err = wait_for_hello(&mut vm, &token(), Duration::from_millis(50)).unwrap_err();
+        let err =
+            wait_for_hello(&mut vm, &token(), Duration::from_millis(50), &|| false).unwrap_err();
         assert!(matches!(err, BootError::Timeout { .. }), "{err}");
         assert!(err.console_tail().unwrap().contains("SeaBIOS"));
     }
@@ -194,7 +206,7 @@ mod tests {
         let mut vm = FakeVm::new().agent_says(&AgentMsg::Fatal {
             message: "mount cgroup2: ENODEV".into(),
         });
-        let err = wait_for_hello(&mut vm, &token(), Duration::from_secs(5)).unwrap_err();
+        let err = wait_for_hello(&mut vm, &token(), Duration::from_secs(5), &|| false).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("agent failed during boot: mount cgroup2: ENODEV"),
@@ -205,7 +217,7 @@ mod tests {
     #[test]
     fn garbage_on_the_channel_is_a_channel_error() {
         let mut vm = FakeVm::new().agent_bytes(&[2, 0, 0, 0, b'{', b'x']);
-        let err = wait_for_hello(&mut vm, &token(), Duration::from_secs(5)).unwrap_err();
+        let err = wait_for_hello(&mut vm, &token(), Duration::from_secs(5), &|| false).unwrap_err();
         assert!(matches!(err, BootError::Channel { .. }), "{err}");
     }
 

@@ -153,6 +153,9 @@ impl HostError {
 /// The kernel did not come up to a working agent.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
+    /// The caller asked to stop (Ctrl-C) before the agent said hello.
+    #[error("interrupted while the kernel was booting")]
+    Interrupted,
     /// QEMU exited before the agent said hello (panic, triple fault, bad init).
     #[error(
         "kernel did not come up: qemu exited ({status}) before the agent said hello{}",
@@ -208,7 +211,7 @@ impl BootError {
             | BootError::Timeout { console_tail, .. }
             | BootError::AgentFatal { console_tail, .. }
             | BootError::Channel { console_tail, .. } => Some(console_tail),
-            BootError::BadHello { .. } => None,
+            BootError::BadHello { .. } | BootError::Interrupted => None,
         }
     }
 }

@@ -48,6 +48,9 @@ pub struct AgentVmSpec {
     pub console_log: Option<PathBuf>,
     /// Gets every console line as it arrives.
     pub console_sink: Option<ConsoleSink>,
+    /// Polled while waiting for the hello: `true` stops the boot (Ctrl-C),
+    /// and the VM and its temporary files go away.
+    pub stop: fn() -> bool,
 }
 
 impl AgentVmSpec {
@@ -63,6 +66,7 @@ impl AgentVmSpec {
             boot_timeout: BOOT_TIMEOUT,
             console_log: None,
             console_sink: None,
+            stop: || false,
         }
     }
 }
@@ -137,7 +141,7 @@ pub fn launch(spec: AgentVmSpec) -> Result<AgentVm, LaunchError> {
         console_log: spec.console_log,
         console_sink: spec.console_sink,
     })?;
-    let hello = boot::wait_for_hello(&mut vm, &token, accel.scale(spec.boot_timeout))?;
+    let hello = boot::wait_for_hello(&mut vm, &token, accel.scale(spec.boot_timeout), &spec.stop)?;
     Ok(AgentVm {
         vm,
         hello,
@@ -175,7 +179,7 @@ pub fn launch_virtme(
         console_log: spec.console_log,
         console_sink: spec.console_sink,
     })?;
-    let hello = boot::wait_for_hello(&mut vm, &token, accel.scale(spec.boot_timeout))?;
+    let hello = boot::wait_for_hello(&mut vm, &token, accel.scale(spec.boot_timeout), &spec.stop)?;
     Ok(AgentVm {
         vm,
         hello,

@@ -102,6 +102,8 @@ pub struct BootPlan<'a> {
 pub fn boot(plan: BootPlan<'_>) -> Result<Booted, RunError> {
     let mut spec = AgentVmSpec::new(plan.kernel.kernel.clone(), plan.agent);
     spec.accel = plan.accel;
+    // Ctrl-C during the boot stops it; the VM and its files are removed.
+    spec.stop = super::signal::interrupted;
     spec.vm = plan.machine.vm_spec()?;
     if plan.echo {
         spec.console_sink = Some(Box::new(|l: &str| eprintln!("{l}")));

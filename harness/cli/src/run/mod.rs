@@ -154,6 +154,8 @@ fn execute(args: &RunArgs) -> Result<u8, RunError> {
         kernel.kernel.release,
         args.backend.name()
     );
+    // Before the boot, so Ctrl-C during a long boot is handled too.
+    signal::install();
     let booted = launch::boot(BootPlan {
         kernel: &kernel,
         agent,
@@ -260,7 +262,6 @@ fn drive<V: Vm>(mut avm: AgentVm<V>, ctx: &Ctx<'_>) -> Result<u8, RunError> {
     );
     let log = ConsoleLog::open(args.keep_console.as_deref(), &args.program)?;
     let watch = ConsoleWatch::new(Some(Box::new(BufWriter::new(log.file()?))));
-    signal::install();
     let c = conclude(
         &mut avm.vm,
         ctx.program,
