@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what cgstorm's build, tests and VM runs need on a Debian machine.
-# Idempotent; run as root (or with sudo).
+# Idempotent; run as root (or with sudo). `--vng` also sets up the virtme-ng
+# backend (virtme-ng, udev, and the Rust virtiofsd for Debian's kernel).
 set -euo pipefail
+vng=false
+[[ "${1:-}" == "--vng" ]] && vng=true
 
 need_apt=()
 for pkg in qemu-system-x86 kmod cpio e2fsprogs xfsprogs busybox-static bc; do
@@ -23,6 +26,13 @@ fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
+if $vng; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends udev libcap-ng-dev libseccomp-dev python3-pip
+    command -v vng >/dev/null || pip install virtme-ng
+    command -v virtiofsd >/dev/null || cargo install virtiofsd --locked
+fi
+
 # The default kernel: Debian's stock cloud kernel, into ~/.cache/cgstorm.
 "$(dirname "$0")/../vm/scripts/fetch-debian-kernel.sh" >/dev/null
 echo "setup: done"

@@ -50,6 +50,9 @@ fn serve(admission: Admission) -> Result<(), String> {
         fs::read_to_string("/proc/cmdline").map_err(|e| format!("read /proc/cmdline: {e}"))?;
     warnings.extend(sysctl::apply(&cmdline));
     let modules = modules::load_list(MODULE_LIST);
+    if admission.mode == Mode::Virtme && modules.is_empty() {
+        warnings.extend(modules::modprobe_workload_modules());
+    }
 
     let wanted: Vec<String> = param(&cmdline, DEVICES_PARAM)
         .map(|v| {

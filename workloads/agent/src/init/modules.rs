@@ -54,3 +54,28 @@ fn load(path: &str) -> ModuleOutcome {
         },
     }
 }
+
+/// Modules the workloads need that a distribution kernel may build as
+/// modules: loop devices, xfs, pmem from `memmap=`.
+pub const WORKLOAD_MODULES: &[&str] = &["loop", "xfs", "nd_e820", "nd_pmem", "dax_pmem"];
+
+/// Under virtme-ng there is no cgstorm initramfs and no module list: the
+/// guest sees the kernel's modules where vng put them, so `modprobe` them.
+/// Built-in or absent modules are fine; what fails is returned as warnings.
+pub fn modprobe_workload_modules() -> Vec<String> {
+    let mut warnings = Vec::new();
+    for m in WORKLOAD_MODULES {
+        match std::process::Command::new("modprobe")
+            .args(["-q", m])
+            .status()
+        {
+            Ok(st) if st.success() => klog!("modprobe {m}: ok"),
+            Ok(st) => warnings.push(format!("modprobe {m}: {st}")),
+            Err(e) => {
+                warnings.push(format!("cannot run modprobe: {e}"));
+                break;
+            }
+        }
+    }
+    warnings
+}
