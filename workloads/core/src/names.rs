@@ -6,9 +6,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::de::{self, Visitor};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 /// Why a name or quantity in a program is malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {what} `{text}`: {why}")]
@@ -35,24 +32,24 @@ fn bad(what: &'static str, text: &str, why: &'static str) -> NameError {
 
 /// Implements serde for a type through its `Display` and `FromStr`.
 macro_rules! serde_via_str {
-    ($ty:ty, $expecting:literal) => {
-        impl Serialize for $ty {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+    ($ty:ty, $expecting:expr) => {
+        impl ::serde::Serialize for $ty {
+            fn serialize<S: ::serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)
             }
         }
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        impl<'de> ::serde::Deserialize<'de> for $ty {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 struct V;
-                impl Visitor<'_> for V {
+                impl ::serde::de::Visitor<'_> for V {
                     type Value = $ty;
-                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    fn expecting(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                         f.write_str($expecting)
                     }
-                    fn visit_str<E: de::Error>(self, v: &str) -> Result<$ty, E> {
+                    fn visit_str<E: ::serde::de::Error>(self, v: &str) -> Result<$ty, E> {
                         v.parse().map_err(E::custom)
                     }
-                    fn visit_u64<E: de::Error>(self, v: u64) -> Result<$ty, E> {
+                    fn visit_u64<E: ::serde::de::Error>(self, v: u64) -> Result<$ty, E> {
                         v.to_string().parse().map_err(E::custom)
                     }
                 }

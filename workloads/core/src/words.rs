@@ -3,10 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::de::{self, Visitor};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use crate::names::NameError;
+use crate::names::{serde_via_str, NameError};
 
 macro_rules! word_enum {
     ($(#[$m:meta])* $ty:ident, $what:literal { $($(#[$vm:meta])* $v:ident = $s:literal,)* }) => {
@@ -39,27 +36,7 @@ macro_rules! word_enum {
             }
         }
 
-        impl Serialize for $ty {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $ty {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl Visitor<'_> for V {
-                    type Value = $ty;
-                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                        f.write_str(concat!("one of:" $(, " ", $s)*))
-                    }
-                    fn visit_str<E: de::Error>(self, v: &str) -> Result<$ty, E> {
-                        v.parse().map_err(E::custom)
-                    }
-                }
-                d.deserialize_str(V)
-            }
-        }
+        serde_via_str!($ty, concat!("one of:" $(, " ", $s)*));
     };
 }
 
