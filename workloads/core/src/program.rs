@@ -188,7 +188,9 @@ impl Program {
     }
 }
 
-fn count_ops(ops: &[OpSpec]) -> usize {
+/// How many op ids a block of ops spans (a `repeat` counts, then its body):
+/// the numbering of [`OpId`], which the agent's markers and results use too.
+pub fn count_ops(ops: &[OpSpec]) -> usize {
     ops.iter()
         .map(|s| match &s.op {
             Op::Repeat(r) => 1 + count_ops(&r.ops),

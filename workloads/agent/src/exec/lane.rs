@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use cgstorm_agent::proto::{AgentMsg, OpEvent};
 use cgstorm_workloads::op::{Op, OpSpec, Times};
+use cgstorm_workloads::program::count_ops;
 use cgstorm_workloads::{OpId, Outcome, Program};
 
 use super::world::World;
@@ -124,15 +125,6 @@ pub fn run(p: &Program, idx: usize, s: &Shared) {
     }
 }
 
-fn ids(ops: &[OpSpec]) -> usize {
-    ops.iter()
-        .map(|s| match &s.op {
-            Op::Repeat(r) => 1 + ids(&r.ops),
-            _ => 1,
-        })
-        .sum()
-}
-
 impl Lane<'_> {
     /// All lanes meet; the leader snapshots and reports; all go on.
     fn barrier(&mut self, step: usize) {
@@ -174,7 +166,7 @@ impl Lane<'_> {
                 break;
             }
         }
-        *next = body + ids(&r.ops);
+        *next = body + count_ops(&r.ops);
     }
 
     /// The first run of an op in a step is marked at notice level (console);

@@ -6,7 +6,7 @@
 //! pruning of Lowe): an op may be placed next only if no other lane's
 //! pending op finished before it started.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -119,15 +119,19 @@ pub fn verify(
                 lanes.len()
             )));
         }
+        // The step's ops by id, looked up for every event at every search node.
+        let by_id: HashMap<OpId, &Op> = lanes
+            .iter()
+            .flatten()
+            .filter_map(|i| match i {
+                Instr::Op(id, op) => Some((*id, *op)),
+                _ => None,
+            })
+            .collect();
         let ops = |ev: &OpEvent| -> Result<&Op, ModelError> {
-            lanes
-                .get(ev.id.lane)
-                .and_then(|l| {
-                    l.iter().find_map(|i| match i {
-                        Instr::Op(id, op) if *id == ev.id => Some(*op),
-                        _ => None,
-                    })
-                })
+            by_id
+                .get(&ev.id)
+                .copied()
                 .ok_or_else(|| ModelError::BadTrace(format!("{} is not an op of step {si}", ev.id)))
         };
         for (li, evs) in st.lanes.iter().enumerate() {
