@@ -59,6 +59,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut spec = AgentVmSpec::new(kernel, agent);
     spec.accel = AccelChoice::Auto;
     spec.binaries = vec![PathBuf::from("/bin/busybox")];
+    if let Ok(extra) = std::env::var("GUEST_APPEND") {
+        spec.vm.append.extend(extra.split_whitespace().map(String::from));
+    }
     let mut vm = launch(spec)?;
     println!("kernel {} accel {:?}", vm.hello.kernel_release, vm.accel);
     vm.vm

@@ -12,7 +12,7 @@ pub use cgstorm_workloads::model::{OpEvent, Snapshot};
 pub use cgstorm_workloads::OpId;
 
 /// Version of this protocol; the agent puts it in its hello.
-pub const PROTO_VERSION: u32 = 1;
+pub const PROTO_VERSION: u32 = 2;
 
 /// Largest frame body either side accepts, in bytes.
 pub const MAX_FRAME: u32 = 16 << 20;
@@ -59,6 +59,23 @@ pub enum AgentMsg {
         /// How long it has been running, in milliseconds.
         stalled_ms: u64,
     },
+    /// The answer to [`HostMsg::Reset`].
+    ResetDone {
+        /// What could not be put back (empty: the guest is as after boot).
+        /// Anything here means the next program would not start from the
+        /// model's initial state: the host restarts the VM instead.
+        leftovers: Vec<String>,
+    },
+    /// The answer to [`HostMsg::Shell`].
+    ShellDone {
+        /// The script's exit status (`-1` if it did not run, `128+N` if
+        /// killed by signal N or by the time limit).
+        status: i32,
+        /// What it wrote to stdout (lossy UTF-8, at most 1 MiB).
+        stdout: String,
+        /// What it wrote to stderr (lossy UTF-8, at most 1 MiB).
+        stderr: String,
+    },
     /// A benchmark loop's result.
     BenchResult {
         /// The order.
@@ -88,6 +105,25 @@ pub enum HostMsg {
     /// [`AgentMsg::Ops`], one [`AgentMsg::Barrier`] per step and
     /// [`AgentMsg::Stall`]s, and ends with [`AgentMsg::Finished`].
     Run(RunOrder),
+    /// Put the guest back into the state right after boot (tasks killed,
+    /// mappings and pins dropped, mounts and loop devices gone, cgroups
+    /// removed, devices blanked); answered by [`AgentMsg::ResetDone`].
+    Reset,
+    /// Run a POSIX shell script with the guest's busybox; answered by
+    /// [`AgentMsg::ShellDone`]. For shell reproducers.
+    Shell(ShellOrder),
+}
+
+/// A shell script to run in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShellOrder {
+    /// The script text.
+    pub script: String,
+    /// Files written into the script's working directory first (name,
+    /// contents; executable), e.g. a helper binary.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Kill the script after this many milliseconds.
+    pub timeout_ms: u64,
 }
 
 /// A baseline loop run in the guest, to compare the agent's op rate with.

@@ -16,6 +16,7 @@ mod files;
 mod lane;
 mod mounts;
 mod paths;
+pub mod reset;
 mod snapshot;
 mod sys;
 pub mod tasks;

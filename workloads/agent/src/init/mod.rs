@@ -110,6 +110,22 @@ fn wait_for_orders(port: &mut File, token: &str) -> Result<(), String> {
                 gone_since = None;
                 crate::exec::run(order, port, token)?;
             }
+            Ok(HostMsg::Reset) => {
+                let leftovers = crate::exec::reset::reset();
+                proto::write_frame(port, &AgentMsg::ResetDone { leftovers })
+                    .map_err(|e| format!("send: {e}"))?;
+            }
+            Ok(HostMsg::Shell(_)) => {
+                proto::write_frame(
+                    port,
+                    &AgentMsg::ShellDone {
+                        status: -1,
+                        stdout: String::new(),
+                        stderr: "this agent cannot run shell scripts yet".into(),
+                    },
+                )
+                .map_err(|e| format!("send: {e}"))?;
+            }
             Err(FrameError::Closed) => {
                 let since = *gone_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= HOST_GONE {
