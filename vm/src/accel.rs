@@ -82,6 +82,20 @@ impl Accel {
             Accel::Tcg => &["-accel", "tcg", "-cpu", "max,la57=off"],
         }
     }
+
+    /// Kernel parameters the accelerator wants, before the user's own.
+    ///
+    /// Under TCG the kernel picks the HPET as clocksource, and every
+    /// `clock_gettime` becomes a system call plus an emulated MMIO read:
+    /// the agent timestamps each op twice, which cost it about a tenth of
+    /// its migration rate (BENCHMARKS.md). TCG's TSC is monotonic and
+    /// shared by all vCPUs, so the vDSO may read it.
+    pub fn kernel_params(self) -> &'static [&'static str] {
+        match self {
+            Accel::Kvm => &[],
+            Accel::Tcg => &["clocksource=tsc", "tsc=reliable"],
+        }
+    }
 }
 
 impl fmt::Display for Accel {

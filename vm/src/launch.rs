@@ -131,6 +131,7 @@ pub fn launch(spec: AgentVmSpec) -> Result<AgentVm, LaunchError> {
     let mut vm_spec = spec.vm;
     vm_spec.kernel = spec.kernel.image.clone();
     let accel = accel::resolve(spec.accel, &vm_spec.qemu, &vm_spec.kernel)?;
+    with_accel_params(&mut vm_spec, accel);
     let token = random_token()?;
     let started = Instant::now();
     let mut vm = QemuVm::boot(BootRequest {
@@ -163,6 +164,7 @@ pub fn launch_virtme(
     let mut vm_spec = spec.vm;
     vm_spec.kernel = spec.kernel.image.clone();
     let accel = accel::resolve(spec.accel, &vm_spec.qemu, &vm_spec.kernel)?;
+    with_accel_params(&mut vm_spec, accel);
     let token = random_token()?;
     let agent = spec.agent.canonicalize().map_err(HostError::io(format!(
         "find the agent {}",
@@ -188,4 +190,37 @@ pub fn launch_virtme(
         boot_time: started.elapsed(),
         _initrd_dir: None,
     })
+}
+
+/// Puts the accelerator's kernel parameters before the user's (a later
+/// parameter wins, so the user can still override them).
+fn with_accel_params(spec: &mut VmSpec, accel: Accel) {
+    let mut append: Vec<String> = accel
+        .kernel_params()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    append.append(&mut spec.append);
+    spec.append = append;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcg_gets_the_tsc_clocksource_before_the_users_parameters() {
+        let mut spec = VmSpec {
+            append: vec!["clocksource=hpet".into()],
+            ..VmSpec::default()
+        };
+        with_accel_params(&mut spec, Accel::Tcg);
+        assert_eq!(
+            spec.append,
+            ["clocksource=tsc", "tsc=reliable", "clocksource=hpet"]
+        );
+        let mut spec = VmSpec::default();
+        with_accel_params(&mut spec, Accel::Kvm);
+        assert!(spec.append.is_empty());
+    }
 }

@@ -240,7 +240,10 @@ impl Session<'_> {
                 }
                 AgentMsg::Finished { error } => return Step::Stop(End::Finished { error }),
                 AgentMsg::Fatal { message } => return Step::Stop(End::AgentFatal { message }),
-                AgentMsg::Hello(_) | AgentMsg::BenchResult { .. } => self
+                AgentMsg::Hello(_)
+                | AgentMsg::BenchResult { .. }
+                | AgentMsg::ResetDone { .. }
+                | AgentMsg::ShellDone { .. } => self
                     .warnings
                     .push("the agent sent a message that does not belong in a run".into()),
             }

@@ -319,3 +319,18 @@ pub fn release(w: &World, pin: &Name) -> Outcome {
         }
     }
 }
+
+/// Drops every pin (completing or reading out what holds the pages), then
+/// every mapping and open descriptor: the end of a program, so nothing of it
+/// keeps a filesystem busy or a page referenced.
+pub fn release_all(w: &World) {
+    let pins: Vec<Name> = w.pins().keys().cloned().collect();
+    for p in pins {
+        let _ = release(w, &p);
+    }
+    let maps: Vec<Name> = w.maps().keys().cloned().collect();
+    for m in maps {
+        let _ = munmap(w, &m);
+    }
+    w.fds().clear();
+}

@@ -262,6 +262,10 @@ fn dispatch(s: &Shared, id: usize, op: &Op, cache: &mut sys::FdCache) -> Outcome
         Op::Sync => files::sync(),
         Op::Syncfs(p) => files::syncfs(p),
         Op::DropCaches(d) => files::drop_caches(*d),
+        Op::Sysrq(k) => sys::write_file(
+            std::path::Path::new("/proc/sysrq-trigger"),
+            &k.0.to_string(),
+        ),
         Op::Losetup(a) => mounts::losetup(w, a),
         Op::LosetupDetach(d) => mounts::losetup_detach(w, d),
         Op::Mkfs(a) => mounts::mkfs(w, a),

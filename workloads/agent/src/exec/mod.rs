@@ -100,6 +100,7 @@ pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> 
         shared.flush(li);
     }
     shared.world.kill_all();
+    dax::release_all(&shared.world);
     let _ = tx.send(AgentMsg::Finished { error });
     drop(tx);
     drop(shared);

@@ -63,7 +63,12 @@ pub fn apply(s: &State, op: &Op, ctx: Ctx<'_>) -> Next {
 
 fn apply_one(s: &State, op: &Op, ctx: Ctx<'_>) -> Next {
     match op {
-        Op::Sync | Op::Barrier | Op::Sleep(_) | Op::Repeat(_) | Op::DropCaches(_) => ok(s.clone()),
+        Op::Sync
+        | Op::Barrier
+        | Op::Sleep(_)
+        | Op::Repeat(_)
+        | Op::DropCaches(_)
+        | Op::Sysrq(_) => ok(s.clone()),
         Op::Syncfs(_) => ok(s.clone()),
         Op::Mkdir(cg) => cgroup::mkdir(s, cg),
         Op::Rmdir(cg) => cgroup::rmdir(s, cg),

@@ -142,7 +142,7 @@ fn invisible(i: &Instr<'_>) -> bool {
         Instr::Enter(..) | Instr::Loop { .. } => true,
         Instr::Op(_, op) => matches!(
             op,
-            Op::Sync | Op::Sleep(_) | Op::DropCaches(_) | Op::Syncfs(_)
+            Op::Sync | Op::Sleep(_) | Op::DropCaches(_) | Op::Syncfs(_) | Op::Sysrq(_)
         ),
     }
 }

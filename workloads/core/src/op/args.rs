@@ -502,3 +502,33 @@ impl From<DropWhat> for u8 {
         d.0
     }
 }
+
+/// A `/proc/sysrq-trigger` key a program may press.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SysrqKey(pub char);
+
+impl SysrqKey {
+    /// The keys allowed: crash, blocked tasks, backtraces, memory, tasks.
+    pub const KEYS: &'static str = "cwlmt";
+}
+
+impl TryFrom<String> for SysrqKey {
+    type Error = String;
+    fn try_from(v: String) -> Result<SysrqKey, String> {
+        let mut chars = v.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) if SysrqKey::KEYS.contains(c) => Ok(SysrqKey(c)),
+            _ => Err(format!(
+                "sysrq takes one of the keys {}, not `{v}`",
+                SysrqKey::KEYS
+            )),
+        }
+    }
+}
+
+impl From<SysrqKey> for String {
+    fn from(k: SysrqKey) -> String {
+        k.0.to_string()
+    }
+}

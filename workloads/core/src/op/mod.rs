@@ -130,6 +130,11 @@ ops! {
         Syncfs(Name) = "syncfs",
         /// Write `/proc/sys/vm/drop_caches`.
         DropCaches(DropWhat) = "drop_caches",
+        /// `echo KEY > /proc/sysrq-trigger`. Never generated: `c` crashes
+        /// the kernel on purpose (a planted finding for minimisation tests),
+        /// the others only print (`w` blocked tasks, `l` backtraces, `m`
+        /// memory, `t` all tasks).
+        Sysrq(SysrqKey) = "sysrq",
         /// Attach a loop device.
         Losetup(LosetupArgs) = "losetup",
         /// Detach a loop device (LOOP_CLR_FD).
@@ -319,5 +324,19 @@ mod tests {
             op("repeat: {count: 2, ops: [sync, {rmdir: a}]}").describe(),
             "repeat {count: 2, ops: [sync, {rmdir: a}]}"
         );
+    }
+
+    #[test]
+    fn sysrq_takes_one_allowed_key() {
+        let op = |y: &str| yaml_serde::from_str::<OpSpec>(y).map(|s| s.op);
+        assert_eq!(op("sysrq: c").unwrap(), Op::Sysrq(SysrqKey('c')));
+        assert_eq!(op("sysrq: c").unwrap().describe(), "sysrq c");
+        for bad in ["sysrq: b", "sysrq: cw", "sysrq: ''"] {
+            let e = op(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("sysrq takes one of the keys cwlmt"),
+                "{bad}: {e}"
+            );
+        }
     }
 }
