@@ -4,12 +4,17 @@
 //! Exit codes: 0 pass, 1 finding (or a disagreement with the model), 2 bad
 //! input, 3 infrastructure failure.
 
+mod campaign;
 mod check;
 mod classify;
 mod findings;
+mod fuzz;
 mod gen;
 mod kernel_args;
+mod repro;
 mod run;
+mod scenario;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -32,6 +37,16 @@ enum Cmd {
     Classify(classify::ClassifyArgs),
     /// Boot a kernel, run a program in it and check every result against the model.
     Run(run::RunArgs),
+    /// Write a standalone shell reproducer of a program or finding (and run it with --run).
+    Repro(repro::ReproArgs),
+    /// Fuzz: generate and mutate programs, run them in VMs kept up across
+    /// programs, store findings with the command that replays them.
+    Fuzz(fuzz::FuzzArgs),
+    /// The nightly mode: rotate through the scenarios and fuzzing for hours,
+    /// resumable, with a text, JSON and KTAP summary.
+    Soak(soak::SoakArgs),
+    /// The mailing-list scenarios: list them, or run one by name.
+    Scenario(scenario::ScenarioArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +56,10 @@ fn main() -> ExitCode {
         Cmd::Gen(a) => gen::run(a),
         Cmd::Classify(a) => classify::run(a),
         Cmd::Run(a) => run::run(a),
+        Cmd::Repro(a) => repro::run(a),
+        Cmd::Scenario(a) => scenario::run(a),
+        Cmd::Fuzz(a) => fuzz::run(a),
+        Cmd::Soak(a) => soak::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

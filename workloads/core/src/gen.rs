@@ -523,6 +523,8 @@ impl<'a> Arbitrary<'a> for Program {
             description: String::new(),
             duration: None,
             lanes,
+            checks: Vec::new(),
+            known_findings: Vec::new(),
         })
     }
 }

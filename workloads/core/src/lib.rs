@@ -6,13 +6,16 @@
 //! ([`model`]) run on the host, in unit tests and under `cargo fuzz`.
 #![warn(missing_docs)]
 
+pub mod checks;
 pub mod errno;
 pub mod gen;
 pub mod model;
+pub mod mutate;
 pub mod names;
 pub mod op;
 pub mod outcome;
 pub mod program;
+pub mod reduce;
 pub mod words;
 
 pub use errno::Errno;

@@ -14,6 +14,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checks::{Check, KnownFinding};
 use crate::names::{Millis, Name};
 use crate::op::{Op, OpSpec};
 
@@ -39,6 +40,13 @@ pub struct Program {
     pub duration: Option<Millis>,
     /// The lanes.
     pub lanes: Vec<Lane>,
+    /// Properties checked over the barrier snapshots once the run is over.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
+    /// Kernel reports this program is known to provoke on some kernels: the
+    /// run marks them known and passes if they are all it found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub known_findings: Vec<KnownFinding>,
 }
 
 /// One lane: a sequence of ops run by one thread of the agent.
@@ -147,6 +155,13 @@ impl Program {
         }
         for l in &self.lanes {
             check_block(&l.name, &l.ops, 0)?;
+        }
+        let steps = self.steps();
+        for c in &self.checks {
+            c.validate(steps)?;
+        }
+        for k in &self.known_findings {
+            k.validate()?;
         }
         Ok(())
     }
@@ -331,6 +346,27 @@ lanes:
         assert!(e.to_string().contains("two lanes are named"));
         let e = Program::from_yaml("p", "lanes:\n  - {name: a, ops: [mkdir]}\n").unwrap_err();
         assert!(e.to_string().contains("needs arguments"), "{e}");
+    }
+
+    #[test]
+    fn checks_and_known_findings_parse_validate_and_round_trip() {
+        let text = format!(
+            "{SEED_001}checks:\n  - reclaim_progress: {{cgroups: \"p/c*\", from: 0, to: 1}}\n\
+             known_findings:\n  - {{title: \"WARNING in x\", kernel: \"6.1\"}}\n"
+        );
+        let p = Program::from_yaml("p", &text).unwrap();
+        assert_eq!(p.checks.len(), 1);
+        assert!(p.known_findings[0].matches("WARNING in x", "6.1.0-56-cloud-amd64"));
+        assert_eq!(Program::from_yaml("again", &p.to_yaml()).unwrap(), p);
+        // Barrier 2 does not exist in a two-step program.
+        let bad = text.replace("to: 1", "to: 2");
+        let e = Program::from_yaml("p", &bad).unwrap_err().to_string();
+        assert!(e.contains("from < to < 2"), "{e}");
+        let bad = text.replace("kernel: \"6.1\"", "kernel: \"\"");
+        assert!(Program::from_yaml("p", &bad).is_err());
+        let bad = text.replace("from: 0", "form: 0");
+        let e = Program::from_yaml("p", &bad).unwrap_err().to_string();
+        assert!(e.contains("unknown field `form`"), "{e}");
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The `--json` report of a run: verdict, kernel, accelerator, findings,
 //! every op's result (the first [`MAX_OPS`]) and per-op counts (all of
-//! them), the barrier snapshots and stall reports.
+//! them), ops/s per op kind, the barrier snapshots and stall reports.
+//! Findings the program lists as known carry `known: true`.
 
 use std::collections::BTreeMap;
 
 use cgstorm_workloads::model::{Snapshot, Target};
 use serde::Serialize;
 
+use super::rates::OpRate;
 use super::session::{End, Outcome};
 use super::verdict::{Finding, ModelCheck, OpNames, RunInfo, Verdict};
 
@@ -108,6 +110,8 @@ pub struct RunJson<'a> {
     pub ops: Vec<OpResult>,
     /// Every op that ran, with counts.
     pub op_counts: Vec<OpCount>,
+    /// Ops per second per op kind, most runs first.
+    pub op_rates: &'a [OpRate],
     /// The snapshots at each barrier.
     pub barriers: Vec<Barrier<'a>>,
     /// The watchdog's stall reports.
@@ -149,6 +153,8 @@ pub struct Parts<'a> {
     pub names: &'a OpNames<'a>,
     /// The console log kept, if any.
     pub console_log: Option<String>,
+    /// Ops per second per op kind.
+    pub rates: &'a [OpRate],
 }
 
 /// Builds the report.
@@ -203,6 +209,7 @@ pub fn build<'a>(p: &Parts<'a>) -> RunJson<'a> {
         ops_truncated: trace.events() > ops.len(),
         ops,
         op_counts: counts.into_values().collect(),
+        op_rates: p.rates,
         barriers: trace
             .trace()
             .steps

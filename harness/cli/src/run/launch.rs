@@ -16,7 +16,7 @@ use super::machine::MachineOpts;
 
 /// Host tools copied into the initramfs (with their libraries) when present:
 /// the agent runs them for `mkfs`.
-const GUEST_TOOLS: [&str; 2] = ["/usr/sbin/mkfs.ext4", "/usr/sbin/mkfs.xfs"];
+pub const GUEST_TOOLS: [&str; 2] = ["/usr/sbin/mkfs.ext4", "/usr/sbin/mkfs.xfs"];
 
 /// Which VM runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -100,7 +100,13 @@ pub struct BootPlan<'a> {
 
 /// Boots the VM and waits for the agent's hello.
 pub fn boot(plan: BootPlan<'_>) -> Result<Booted, RunError> {
+    boot_logged(plan, None)
+}
+
+/// [`boot`], with the VM's whole console also written to `console_log`.
+pub fn boot_logged(plan: BootPlan<'_>, console_log: Option<PathBuf>) -> Result<Booted, RunError> {
     let mut spec = AgentVmSpec::new(plan.kernel.kernel.clone(), plan.agent);
+    spec.console_log = console_log;
     spec.accel = plan.accel;
     // Ctrl-C during the boot stops it; the VM and its files are removed.
     spec.stop = super::signal::interrupted;

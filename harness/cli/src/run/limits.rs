@@ -39,7 +39,14 @@ pub struct Limits {
     pub shutdown: Duration,
     /// How long one read of the agent channel blocks.
     pub poll: Duration,
+    /// Keep the guest running after a finished program (campaigns run the
+    /// next program in it): the console is collected only until it has
+    /// been quiet for [`KEEP_ALIVE_QUIET`], and the guest is not powered off.
+    pub keep_alive: bool,
 }
+
+/// How long the console must be quiet after a program when the guest stays up.
+pub const KEEP_ALIVE_QUIET: Duration = Duration::from_millis(500);
 
 impl Limits {
     /// The limits for `program` run for `duration` under `accel`, with the
@@ -73,6 +80,7 @@ impl Limits {
             settle_max: accel.scale(Duration::from_secs(2)),
             hang_settle_max: accel.scale(Duration::from_secs(6)),
             shutdown: accel.scale(cgstorm_vm::launch::SHUTDOWN_TIMEOUT),
+            keep_alive: false,
             poll: Duration::from_millis(20),
         }
     }

@@ -7,17 +7,19 @@
 //! that is a limit of the model, not of the kernel: the run passes with a
 //! warning line and the JSON's `model` says `unchecked: …`.
 
-mod console;
-mod error;
+mod checks;
+pub(crate) mod console;
+pub(crate) mod error;
 mod json;
-mod kconfig;
-mod launch;
-mod limits;
-mod machine;
-mod session;
-mod signal;
+pub(crate) mod kconfig;
+pub(crate) mod launch;
+pub(crate) mod limits;
+pub(crate) mod machine;
+mod rates;
+pub(crate) mod session;
+pub(crate) mod signal;
 mod trace;
-mod verdict;
+pub(crate) mod verdict;
 
 #[cfg(test)]
 mod tests;
@@ -45,7 +47,7 @@ use verdict::{check_model, findings, Finding, ModelCheck, OpNames, RunInfo, Verd
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 
 /// Arguments of `cgstorm run`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
     /// The program (YAML).
     pub program: PathBuf,
@@ -191,6 +193,16 @@ fn model_kernel(
     args: &RunArgs,
     warnings: &mut Vec<String>,
 ) -> Result<Kernel, RunError> {
+    kernel_model(hello, kernel, (args.no_memcg_v1, args.no_dax), warnings)
+}
+
+/// [`model_kernel`] with the switches `(no_memcg_v1, no_dax)` given directly.
+pub(crate) fn kernel_model(
+    hello: &Hello,
+    kernel: &FoundKernel,
+    (no_memcg_v1, no_dax): (bool, bool),
+    warnings: &mut Vec<String>,
+) -> Result<Kernel, RunError> {
     let mut k = Kernel::from_release(&hello.kernel_release).ok_or_else(|| {
         RunError::Guest(format!(
             "cannot read a version from the guest's kernel release `{}`",
@@ -205,8 +217,8 @@ fn model_kernel(
         )),
         None => {}
     }
-    k.memcg_v1 &= !args.no_memcg_v1;
-    k.fs_dax &= !args.no_dax;
+    k.memcg_v1 &= !no_memcg_v1;
+    k.fs_dax &= !no_dax;
     Ok(k)
 }
 
@@ -286,6 +298,7 @@ fn drive<V: Vm>(mut avm: AgentVm<V>, ctx: &Ctx<'_>) -> Result<u8, RunError> {
             warnings: &warnings,
             names: &names,
             console_log: kept.as_ref().map(|p| p.display().to_string()),
+            rates: &c.rates,
         });
         if let Err(source) = write_json(path, &report) {
             result = Err(RunError::Output {
@@ -296,7 +309,14 @@ fn drive<V: Vm>(mut avm: AgentVm<V>, ctx: &Ctx<'_>) -> Result<u8, RunError> {
     }
     print!(
         "{}",
-        verdict::render(&info, &c.verdict, &c.findings, &warnings, &c.outcome)
+        verdict::render(
+            &info,
+            &c.verdict,
+            &c.findings,
+            &warnings,
+            &c.outcome,
+            &c.rates
+        )
     );
     if let Some(p) = &kept {
         eprintln!("cgstorm: console log in {}", p.display());
@@ -360,6 +380,8 @@ pub struct Conclusion {
     pub verdict: Verdict,
     /// Warnings from the run and the check.
     pub warnings: Vec<String>,
+    /// Ops per second per op kind.
+    pub rates: Vec<rates::OpRate>,
 }
 
 /// Runs `program` for `duration` on the agent of a booted `vm` and judges
@@ -415,13 +437,21 @@ pub fn conclude(
         ));
     }
     let steps = program.steps();
-    let findings = findings(&names, steps, &model, &reports, &outcome.end);
+    let mut findings = findings(&names, steps, &model, &reports, &outcome.end);
+    findings.extend(checks::check_findings(
+        program,
+        &outcome.trace,
+        &mut warnings,
+    ));
+    checks::mark_known(program, &target.kernel.release, &mut findings);
     let verdict = Verdict::of(&findings, &outcome.end);
+    let rates = rates::op_rates(program, &outcome.trace);
     Conclusion {
         outcome,
         model,
         findings,
         verdict,
         warnings,
+        rates,
     }
 }

@@ -343,6 +343,10 @@ impl Session<'_> {
                     self.drain_until_closed(l.settle_max);
                     return true;
                 }
+                if l.keep_alive {
+                    self.settle(super::limits::KEEP_ALIVE_QUIET, l.settle_max);
+                    return self.vm.exit_status().is_some();
+                }
                 self.settle(l.settle_quiet, l.settle_max);
                 if let Err(e) = boot::shutdown(self.vm, l.shutdown) {
                     self.warnings.push(chain(&e));

@@ -34,6 +34,7 @@ fn limits() -> Limits {
         hang_settle_max: ms(100),
         shutdown: ms(200),
         poll: ms(5),
+        keep_alive: false,
     }
 }
 
@@ -369,6 +370,7 @@ fn json_has_verdict_ops_counts_and_findings() {
         warnings: &c.warnings,
         names: &names,
         console_log: None,
+        rates: &c.rates,
     }))
     .unwrap();
     assert_eq!(v["verdict"], "finding");
@@ -386,4 +388,7 @@ fn json_has_verdict_ops_counts_and_findings() {
     assert_eq!(v["findings"][0]["allowed"][0], "EEXIST");
     assert_eq!(v["barriers"][0]["step"], 0);
     assert_eq!(v["end"], "finished");
+    assert_eq!(v["findings"][0]["known"], false);
+    assert_eq!(v["op_rates"][0]["kind"], "mkdir");
+    assert_eq!(v["op_rates"][0]["runs"], 2);
 }

@@ -106,6 +106,11 @@ pub enum Detail {
         /// The report's lines.
         text: String,
     },
+    /// A program check that does not hold over the barrier snapshots.
+    Check {
+        /// One line per offender.
+        failures: Vec<String>,
+    },
     /// The agent stopped making progress.
     Hang {
         /// What was seen.
@@ -127,7 +132,13 @@ pub struct Finding {
     /// The rest.
     #[serde(flatten)]
     pub detail: Detail,
+    /// The program lists it in `known_findings` for this kernel: it is
+    /// shown and stored, but does not fail the run.
+    pub known: bool,
 }
+
+/// Lines of a failed check's offenders shown in the summary (the JSON has all).
+const MAX_CHECK_LINES: usize = 8;
 
 /// The kind of a model divergence finding.
 pub const MODEL_DIVERGENCE: &str = "model-divergence";
@@ -200,6 +211,7 @@ pub fn findings(
                     observed: observed.to_string(),
                     allowed: allowed.0.iter().map(ToString::to_string).collect(),
                 },
+                known: false,
             });
         }
         ModelCheck::Diverged(Divergence::State { step, differences }) => {
@@ -219,6 +231,7 @@ pub fn findings(
                     step: *step,
                     differences: differences.clone(),
                 },
+                known: false,
             });
         }
         ModelCheck::Explained { .. } | ModelCheck::Unchecked(_) => {}
@@ -239,6 +252,7 @@ pub fn findings(
                 corrupted: r.corrupted,
                 text: r.text.clone(),
             },
+            known: false,
         });
     }
     if let End::Hang { reason, stall } = end {
@@ -254,6 +268,7 @@ pub fn findings(
                 reason: reason.clone(),
                 stalled_ms: stall.as_ref().map(|s| s.stalled_ms),
             },
+            known: false,
         });
     }
     out
@@ -272,13 +287,16 @@ pub enum Verdict {
 
 impl Verdict {
     /// Findings win over errors: a VM that died with a panic on its console
-    /// is a finding.
+    /// is a finding. Known findings do not count, and excuse the end they
+    /// explain (a known hang, a known panic that stopped the VM).
     pub fn of(findings: &[Finding], end: &End) -> Verdict {
-        if !findings.is_empty() {
+        if findings.iter().any(|f| !f.known) {
             return Verdict::Finding;
         }
+        let known = !findings.is_empty();
         match end {
             End::Finished { error: None } => Verdict::Pass,
+            End::Hang { .. } | End::VmExited { .. } if known => Verdict::Pass,
             End::Finished { error: Some(e) } => {
                 Verdict::Error(format!("the agent stopped the program early: {e}"))
             }
@@ -336,6 +354,7 @@ pub fn render(
     findings: &[Finding],
     warnings: &[String],
     outcome: &Outcome,
+    rates: &[super::rates::OpRate],
 ) -> String {
     let mut s = String::new();
     for f in findings {
@@ -343,13 +362,32 @@ pub fn render(
             (Some(op), Detail::Report { .. }) => format!(" (after {})", op.show()),
             _ => String::new(),
         };
-        let _ = writeln!(s, "FINDING {}: {}{after}", f.kind, f.title);
+        let tag = if f.known { "KNOWN" } else { "FINDING" };
+        let _ = writeln!(s, "{tag} {}: {}{after}", f.kind, f.title);
+        if let Detail::Check { failures } = &f.detail {
+            for line in failures.iter().take(MAX_CHECK_LINES) {
+                let _ = writeln!(s, "    {line}");
+            }
+            if failures.len() > MAX_CHECK_LINES {
+                let _ = writeln!(s, "    … and {} more", failures.len() - MAX_CHECK_LINES);
+            }
+        }
     }
     for w in warnings {
         let _ = writeln!(s, "warning: {w}");
     }
+    s.push_str(&super::rates::render(rates).unwrap_or_default());
+    let known = findings.iter().filter(|f| f.known).count();
     let head = match verdict {
+        Verdict::Pass if known > 0 => format!(
+            "PASS ({known} known finding{})",
+            if known == 1 { "" } else { "s" }
+        ),
         Verdict::Pass => "PASS".to_string(),
+        Verdict::Finding if known > 0 => format!(
+            "FINDING ({}, and {known} known)",
+            findings.len() - known
+        ),
         Verdict::Finding => format!("FINDING ({})", findings.len()),
         Verdict::Error(e) => format!("ERROR ({e})"),
     };

@@ -17,6 +17,7 @@ mod lane;
 mod mounts;
 mod paths;
 pub mod reset;
+pub mod shell;
 mod snapshot;
 mod sys;
 pub mod tasks;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use cgstorm_workloads::model::snapshot::{CgView, MountView, TaskView};
+use cgstorm_workloads::model::snapshot::{CgView, MountView, ReclaimStat, TaskView};
 use cgstorm_workloads::model::Snapshot;
 use cgstorm_workloads::words::FsType;
 use cgstorm_workloads::{Cg, Dev, DevKind, FilePath, Hier, Name};
@@ -125,11 +125,16 @@ fn walk_v2(dir: &Path, cg: &Cg, out: &mut BTreeMap<Cg, CgView>) {
         .split_whitespace()
         .filter_map(|c| c.parse().ok())
         .collect();
+    // For program checks (reclaim progress); absent without the memory controller.
+    let reclaim = std::fs::read_to_string(dir.join("memory.stat"))
+        .ok()
+        .and_then(|t| ReclaimStat::parse(&t));
     out.insert(
         cg.clone(),
         CgView {
             populated,
             subtree_control,
+            reclaim,
         },
     );
     for (path, child) in children(dir, cg) {
@@ -149,6 +154,7 @@ fn walk_v1(dir: &Path, cg: &Cg, out: &mut BTreeMap<Cg, CgView>) -> bool {
         CgView {
             populated,
             subtree_control: Default::default(),
+            reclaim: None,
         },
     );
     populated

@@ -115,16 +115,10 @@ fn wait_for_orders(port: &mut File, token: &str) -> Result<(), String> {
                 proto::write_frame(port, &AgentMsg::ResetDone { leftovers })
                     .map_err(|e| format!("send: {e}"))?;
             }
-            Ok(HostMsg::Shell(_)) => {
-                proto::write_frame(
-                    port,
-                    &AgentMsg::ShellDone {
-                        status: -1,
-                        stdout: String::new(),
-                        stderr: "this agent cannot run shell scripts yet".into(),
-                    },
-                )
-                .map_err(|e| format!("send: {e}"))?;
+            Ok(HostMsg::Shell(order)) => {
+                gone_since = None;
+                let done = crate::exec::shell::run(&order);
+                proto::write_frame(port, &done).map_err(|e| format!("send: {e}"))?;
             }
             Err(FrameError::Closed) => {
                 let since = *gone_since.get_or_insert_with(Instant::now);

@@ -12,7 +12,7 @@ use crate::op::{MmapArgs, OpenArgs, PinArgs, TouchArgs};
 use crate::outcome::Outcome;
 
 use super::apply::{fail, ok, Ctx, Next};
-use super::files::{open_file, Access};
+use super::files::{after_failed_open, open_file, Access};
 use super::state::{Fd, FileSt, Life, Map, Pin, SizeRange, State};
 
 const PAGE: u64 = 4096;
@@ -29,7 +29,7 @@ pub fn open(s: &State, a: &OpenArgs, ctx: Ctx<'_>) -> Next {
     open_file(s, &a.file, access, ctx)
         .into_iter()
         .map(|r| match r {
-            Err(e) => (Outcome::Err(e), s.clone()),
+            Err(e) => (Outcome::Err(e), after_failed_open(s, &a.file, access, e)),
             Ok(o) => {
                 let mut n = s.clone();
                 n.files
@@ -170,7 +170,7 @@ pub fn pin(s: &State, a: &PinArgs, ctx: Ctx<'_>) -> Next {
         let mut opened = None;
         for r in open_file(s, peer, access, ctx) {
             match r {
-                Err(e) => out.push((Outcome::Err(e), s.clone())),
+                Err(e) => out.push((Outcome::Err(e), after_failed_open(s, peer, access, e))),
                 Ok(o) => {
                     if !o.dax && m.len % 512 != 0 {
                         out.push((Outcome::Err(EINVAL), s.clone()));

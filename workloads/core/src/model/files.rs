@@ -85,6 +85,26 @@ pub fn open_file(s: &State, f: &FilePath, a: Access, ctx: Ctx<'_>) -> Vec<Result
     }
 }
 
+/// The state after an `open` of `f` failed with `e`: unchanged, except that
+/// `O_CREAT|O_DIRECT` on a filesystem without direct I/O (tmpfs before 6.6,
+/// ramfs) fails with EINVAL only after the file was created
+/// (`do_dentry_open` checks direct I/O after the lookup made the inode).
+pub fn after_failed_open(s: &State, f: &FilePath, a: Access, e: Errno) -> State {
+    let mut n = s.clone();
+    if e == EINVAL && a.create && a.direct {
+        let (fs, _, _) = s.resolve(f);
+        n.files
+            .entry((fs, f.name.clone()))
+            .or_insert(FileSt {
+                exists: Life::Alive,
+                size: SizeRange::exact(0),
+                image: None,
+            })
+            .exists = Life::Alive;
+    }
+    n
+}
+
 /// The filesystem's capacity in bytes.
 fn capacity(s: &State, fs: &FsId, t: &Target) -> u64 {
     match fs {
@@ -160,7 +180,8 @@ pub fn write(s: &State, a: &WriteArgs, ctx: Ctx<'_>) -> Next {
         let o = match r {
             Ok(o) => o,
             Err(e) => {
-                out.push((Outcome::Err(e), s.clone()));
+                let n = after_failed_open(s, &a.file, Access::write(direct), e);
+                out.push((Outcome::Err(e), n));
                 continue;
             }
         };

@@ -32,6 +32,45 @@ pub struct CgView {
     /// `cgroup.subtree_control` (v2).
     #[serde(default)]
     pub subtree_control: BTreeSet<Ctrl>,
+    /// Reclaim counters from `memory.stat` (v2 cgroups with the memory
+    /// controller; not compared with the model, read by program `checks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclaim: Option<ReclaimStat>,
+}
+
+/// `pgscan` and `pgsteal` of a v2 cgroup's `memory.stat`: pages scanned and
+/// reclaimed in it, by kswapd and by direct and limit reclaim.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReclaimStat {
+    /// Pages scanned.
+    pub pgscan: u64,
+    /// Pages reclaimed.
+    pub pgsteal: u64,
+}
+
+impl ReclaimStat {
+    /// Reads the counters from the text of a `memory.stat`; `None` when it
+    /// has neither.
+    pub fn parse(memory_stat: &str) -> Option<ReclaimStat> {
+        let mut r = ReclaimStat::default();
+        let mut found = false;
+        for line in memory_stat.lines() {
+            let mut it = line.split_whitespace();
+            let (Some(k), Some(v)) = (it.next(), it.next()) else {
+                continue;
+            };
+            let slot = match k {
+                "pgscan" => &mut r.pgscan,
+                "pgsteal" => &mut r.pgsteal,
+                _ => continue,
+            };
+            if let Ok(v) = v.parse() {
+                *slot = v;
+                found = true;
+            }
+        }
+        found.then_some(r)
+    }
 }
 
 /// One task.

@@ -12,7 +12,7 @@ use crate::outcome::Outcome;
 
 use super::apply::{fail, ok, Ctx, Next};
 use super::cgroup::{attach, LOW_LIMIT};
-use super::files::{may_fill, open_file, Access, Opened};
+use super::files::{after_failed_open, may_fill, open_file, Access, Opened};
 use super::state::{FileSt, Life, SizeRange, State, Task, TaskClass};
 
 pub fn spawn(s: &State, a: &Spawn, ctx: Ctx<'_>) -> Next {
@@ -57,24 +57,23 @@ pub fn spawn(s: &State, a: &Spawn, ctx: Ctx<'_>) -> Next {
             out.push((o, s.clone()));
             continue;
         }
-        for r in start(n, a, ctx) {
-            match r {
-                Ok(mut n) => {
-                    n.tasks.get_mut(&a.task).expect("born").life = life;
-                    update_oom(&mut n);
-                    out.push((Outcome::Ok, n));
-                }
-                Err(e) => out.push((Outcome::Err(e), s.clone())),
+        for (o, mut n) in start(s, n, a, ctx) {
+            if o == Outcome::Ok {
+                n.tasks.get_mut(&a.task).expect("born").life = life;
+                update_oom(&mut n);
             }
+            out.push((o, n));
         }
     }
     out
 }
 
 /// Opens the task's file, as the child does before `spawn` returns.
-fn start(n: State, a: &Spawn, ctx: Ctx<'_>) -> Vec<Result<State, crate::Errno>> {
+/// A failure comes with the state it leaves (the original `s`, or `s` with
+/// the file created: see [`after_failed_open`]).
+fn start(s: &State, n: State, a: &Spawn, ctx: Ctx<'_>) -> Next {
     let (file, access, bs) = match &a.kind {
-        TaskKind::Sleeper => return vec![Ok(n)],
+        TaskKind::Sleeper => return ok(n),
         TaskKind::Writer(w) => (
             &w.file,
             Access::write(w.mode == crate::words::IoMode::Direct),
@@ -83,15 +82,18 @@ fn start(n: State, a: &Spawn, ctx: Ctx<'_>) -> Vec<Result<State, crate::Errno>> 
         TaskKind::Reader(r) => (&r.file, Access::read(r.direct), r.bs.0),
         TaskKind::Hog(h) => match &h.file {
             Some(f) => (f, Access::write(false), 4096),
-            None => return vec![Ok(n)],
+            None => return ok(n),
         },
     };
     if bs == 0 {
-        return vec![Err(EINVAL)];
+        return fail(s, EINVAL);
     }
     open_file(&n, file, access, ctx)
         .into_iter()
-        .map(|r| r.map(|opened| started(n.clone(), a, file, opened)))
+        .map(|r| match r {
+            Ok(opened) => (Outcome::Ok, started(n.clone(), a, file, opened)),
+            Err(e) => (Outcome::Err(e), after_failed_open(s, file, access, e)),
+        })
         .collect()
 }
 

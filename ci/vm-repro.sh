@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs the shell reproducer of every program of corpus/semantics and
+# corpus/scenarios (`cgstorm repro P --sh --run`) in a fresh VM and judges
+# its results with the model. Usage: ci/vm-repro.sh [KERNEL [DURATION]]
+# (KERNEL: debian (default), a bzImage or a kernel tree; DURATION: how long
+# `repeat: {for: run}` blocks run, default 10s). Scripts and outputs go to
+# ${CGSTORM_OUT:-target/vm-repro}.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+kernel=${1:-debian}
+duration=${2:-10s}
+out=${CGSTORM_OUT:-target/vm-repro}
+mkdir -p "$out"
+
+cargo build --release -q -p cgstorm || exit 2
+RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo build --release -q -p cgstorm-agent --target x86_64-unknown-linux-gnu || exit 2
+agent=target/x86_64-unknown-linux-gnu/release/cgstorm-agent
+
+passed=0
+failed=0
+shopt -s nullglob
+for p in ${CGSTORM_PROGRAMS:-corpus/semantics/*.yaml corpus/scenarios/*.yaml}; do
+    name=$(basename "$p" .yaml)
+    start=$(date +%s.%N)
+    ./target/release/cgstorm repro "$p" --sh -o "$out/$name.sh" --run --echo \
+        --kernel "$kernel" --duration "$duration" --agent "$agent" >"$out/$name.out" 2>&1
+    code=$?
+    secs=$(echo "$(date +%s.%N) - $start" | bc)
+    if [[ $code -eq 0 ]]; then
+        passed=$((passed + 1))
+        printf 'ok    %-28s %5.1fs  %s\n' "$name" "$secs" "$(grep '^repro:' "$out/$name.out")"
+    else
+        failed=$((failed + 1))
+        printf 'FAIL  %-28s %5.1fs (exit %d)\n' "$name" "$secs" "$code"
+        grep -v '^\[' "$out/$name.out" | sed 's/^/      /' | tail -n 15
+    fi
+done
+echo "vm-repro ($kernel): $passed passed, $failed failed"
+[[ $failed -eq 0 ]]

@@ -1,0 +1,300 @@
+//! The loop shared by `cgstorm fuzz` and `cgstorm soak`: N jobs, each with
+//! its own VM, take programs from a source, run them, store findings at
+//! once (before the VM is dropped), feed the signal and keep programs that
+//! showed something new, and save the counters after every program so a
+//! killed campaign resumes where it was.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use cgstorm_workloads::Program;
+
+use super::feedback::{self, Seen, Signal};
+use super::slot::{self, Ran, Slot};
+use super::stats::{FindingTally, Stats};
+use super::{now_unix, store, Env};
+use crate::findings::title_hash;
+use crate::run::verdict::Verdict;
+
+/// One program to run, and which part of the campaign it belongs to.
+pub struct Pick {
+    /// The program.
+    pub program: Program,
+    /// How long its `for: run` loops run.
+    pub duration: Duration,
+    /// `fuzz` or `scenario NAME`, for the summary.
+    pub part: String,
+    /// Whether a program that shows something new joins the corpus.
+    pub keep: bool,
+    /// Which of the campaign's kernels (index into [`Campaign::envs`]).
+    pub env: usize,
+}
+
+/// Where programs come from.
+pub trait Source: Sync {
+    /// The next program for `job`; `None` when the source is exhausted.
+    fn next(&self, c: &Campaign, job: usize) -> Option<Pick>;
+}
+
+/// Mutable campaign state.
+pub struct State {
+    /// The counters (saved after every program).
+    pub stats: Stats,
+    /// Features seen.
+    pub seen: Seen,
+    /// Programs to mutate.
+    pub corpus: Vec<Program>,
+    /// Programs handed out in this session.
+    pub issued: u64,
+}
+
+/// A running campaign.
+pub struct Campaign {
+    /// Kernel, agent, machine: one per kernel the campaign runs on.
+    pub envs: Vec<Env>,
+    /// The workdir.
+    pub workdir: PathBuf,
+    /// The state file (`fuzz.json`, `soak.json`).
+    state_file: PathBuf,
+    /// Shared state.
+    pub state: Mutex<State>,
+    signals: Vec<Box<dyn Signal>>,
+    began: Instant,
+    /// `elapsed_ms` of the state when this session started.
+    base_ms: u64,
+    /// When to stop.
+    pub deadline: Instant,
+    /// Jobs that have ended.
+    finished: AtomicUsize,
+}
+
+impl Campaign {
+    /// Opens (or resumes) the campaign whose state is `state_name` in
+    /// `workdir`; it runs until `total` wall time has been spent over all
+    /// sessions.
+    pub fn open(
+        envs: Vec<Env>,
+        workdir: &Path,
+        state_name: &str,
+        total: Duration,
+    ) -> Result<Campaign> {
+        anyhow::ensure!(!envs.is_empty(), "a campaign needs a kernel");
+        for d in ["findings", "corpus", "jobs"] {
+            std::fs::create_dir_all(workdir.join(d))
+                .with_context(|| format!("cannot create {}", workdir.join(d).display()))?;
+        }
+        let state_file = workdir.join(state_name);
+        let stats = Stats::load(&state_file).map_err(anyhow::Error::msg)?;
+        let base_ms = stats.elapsed_ms;
+        let left = total.saturating_sub(Duration::from_millis(base_ms));
+        let mut corpus = Vec::new();
+        let mut seen = Seen::default();
+        // The workdir's own corpus; its features are found again as it runs.
+        if let Ok(rd) = std::fs::read_dir(workdir.join("corpus")) {
+            let mut paths: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+            paths.sort();
+            for p in paths
+                .iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            {
+                if let Ok(text) = std::fs::read_to_string(p) {
+                    if let Ok(prog) = Program::from_yaml_path(p, &text) {
+                        corpus.push(prog);
+                    }
+                }
+            }
+        }
+        seen.add(stats.findings.keys().map(|t| format!("title:{t}")));
+        Ok(Campaign {
+            envs,
+            workdir: workdir.to_path_buf(),
+            state_file,
+            state: Mutex::new(State {
+                stats,
+                seen,
+                corpus,
+                issued: 0,
+            }),
+            signals: feedback::default_signals(),
+            began: Instant::now(),
+            base_ms,
+            deadline: Instant::now() + left,
+            finished: AtomicUsize::new(0),
+        })
+    }
+
+    /// Locks the state.
+    pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the campaign should stop.
+    pub fn over(&self) -> bool {
+        (self.envs[0].stop)() || Instant::now() >= self.deadline
+    }
+
+    fn tick(&self, st: &mut State) {
+        st.stats.elapsed_ms = self.base_ms + self.began.elapsed().as_millis() as u64;
+    }
+
+    /// Saves the counters now.
+    pub fn save(&self) -> std::io::Result<()> {
+        let mut st = self.state();
+        self.tick(&mut st);
+        st.stats.save(&self.state_file)
+    }
+
+    /// Runs `jobs` jobs on `source` until it is exhausted or the campaign is
+    /// over; prints a progress line every `every`.
+    pub fn run(&self, jobs: usize, source: &dyn Source, every: Duration) {
+        std::thread::scope(|s| {
+            for job in 0..jobs {
+                s.spawn(move || self.job(job, source));
+            }
+            let mut last = Instant::now();
+            let mut done = false;
+            while !done {
+                std::thread::sleep(Duration::from_millis(200));
+                done = self.finished.load(Ordering::SeqCst) >= jobs;
+                if last.elapsed() >= every {
+                    last = Instant::now();
+                    let mut st = self.state();
+                    self.tick(&mut st);
+                    eprintln!("cgstorm: {}", st.stats.progress());
+                }
+            }
+        });
+        let _ = self.save();
+    }
+
+    fn job(&self, job: usize, source: &dyn Source) {
+        let dir = self.workdir.join("jobs").join(job.to_string());
+        let _ = std::fs::create_dir_all(&dir);
+        let mut slot = Slot::new(job);
+        let mut failures = 0;
+        while !self.over() {
+            let Some(pick) = source.next(self, job) else {
+                break;
+            };
+            let yaml = pick.program.to_yaml();
+            // What is running, should the host die with it.
+            let _ = std::fs::write(dir.join("current.yaml"), &yaml);
+            let boots = slot.boots;
+            let had_vm = boots > 0;
+            let began = Instant::now();
+            let env = &self.envs[pick.env.min(self.envs.len() - 1)];
+            match slot.run(env, &pick.program, pick.duration, dir.join("console.log")) {
+                Ok(ran) => {
+                    failures = 0;
+                    let restarted = had_vm && slot.boots > boots;
+                    self.account(env, &pick, &yaml, &ran, began.elapsed(), restarted);
+                    slot.settle(&ran);
+                }
+                Err(e) => {
+                    failures += 1;
+                    eprintln!("cgstorm: job {job}: {}", crate::run::error::chain(&e));
+                    let mut st = self.state();
+                    st.stats.parts.entry(pick.part.clone()).or_default().errors += 1;
+                    if failures >= 3 {
+                        eprintln!("cgstorm: job {job}: three failures in a row, the job stops");
+                        break;
+                    }
+                }
+            }
+        }
+        slot.drop_vm();
+        self.finished.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Books one program: findings stored first, then counters, signal and
+    /// corpus; the state is saved.
+    fn account(
+        &self,
+        env: &Env,
+        pick: &Pick,
+        yaml: &str,
+        ran: &Ran,
+        took: Duration,
+        restarted: bool,
+    ) {
+        let context = format!(
+            "{} {} {} on {} ({})",
+            now_unix(),
+            pick.part,
+            pick.program.name,
+            ran.release,
+            env.backend.name()
+        );
+        let mut stored = Vec::new();
+        for f in ran.all_findings() {
+            match store(&self.workdir, f, yaml, Some(&ran.console), &context) {
+                Ok((dir, n)) => stored.push((f, dir, n)),
+                Err(e) => eprintln!("cgstorm: cannot store the finding `{}`: {e}", f.title),
+            }
+        }
+        let feats = feedback::features(&self.signals, &pick.program, ran);
+        let mut st = self.state();
+        self.tick(&mut st);
+        let s = &mut st.stats;
+        s.programs += 1;
+        s.ops += ran.conclusion.outcome.trace.events() as u64;
+        if ran.booted {
+            s.boots += 1;
+        }
+        if restarted {
+            s.restarts += 1;
+        }
+        if let Some(why) = &ran.dropped {
+            *s.drops.entry(short_reason(why)).or_default() += 1;
+        }
+        *s.per_kernel_ms.entry(ran.release.clone()).or_default() += took.as_millis() as u64;
+        let part = s.parts.entry(pick.part.clone()).or_default();
+        part.programs += 1;
+        match slot::verdict(ran) {
+            Verdict::Finding => part.failed += 1,
+            Verdict::Error(_) => part.errors += 1,
+            Verdict::Pass => {}
+        }
+        for (f, dir, n) in &stored {
+            let program = dir.join("program.yaml");
+            let t = s
+                .findings
+                .entry(f.title.clone())
+                .or_insert_with(|| FindingTally {
+                    kind: f.kind.clone(),
+                    new: *n == 1,
+                    known: f.known,
+                    count: 0,
+                    dir: dir.display().to_string(),
+                    replay: env.replay(&program),
+                });
+            t.count += 1;
+            if *n == 1 {
+                eprintln!(
+                    "cgstorm: NEW finding [{}] {}\n         in {}\n         replay: {}",
+                    f.kind,
+                    f.title,
+                    dir.display(),
+                    t.replay
+                );
+            }
+        }
+        let new = st.seen.add(feats);
+        if pick.keep && !new.is_empty() {
+            let name = format!("{}.yaml", title_hash(yaml));
+            if std::fs::write(self.workdir.join("corpus").join(name), yaml).is_ok() {
+                st.stats.kept += 1;
+                st.corpus.push(pick.program.clone());
+            }
+        }
+        let _ = st.stats.save(&self.state_file);
+    }
+}
+
+/// A drop reason without its details, for counting.
+fn short_reason(why: &str) -> String {
+    why.split(':').next().unwrap_or(why).trim().to_string()
+}

@@ -1,0 +1,258 @@
+//! One VM that stays up across programs: boot on demand, run a program and
+//! judge it exactly as `cgstorm run` does, then either reset the guest for
+//! the next program or, when the kernel may be damaged (a report, a hang, a
+//! dead VM, a reset that could not clean up), kill it so the next program
+//! gets a fresh one.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cgstorm_agent::proto::{self, AgentMsg, Hello, HostMsg};
+use cgstorm_vm::{ConsoleEvent, Vm};
+use cgstorm_workloads::model::Target;
+use cgstorm_workloads::Program;
+
+use super::Env;
+use crate::run::console::ConsoleWatch;
+use crate::run::error::RunError;
+use crate::run::launch::{self, BootPlan, Booted};
+use crate::run::limits::Limits;
+use crate::run::session::End;
+use crate::run::verdict::{findings, Finding, ModelCheck, OpNames, Verdict};
+use crate::run::{conclude, kernel_model, Conclusion};
+
+/// How long the agent's reset may take under KVM (scaled for TCG); the
+/// agent itself gives dying cgroups and loop devices 20 s.
+const RESET_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// What running one program gave.
+pub struct Ran {
+    /// The judged run.
+    pub conclusion: Conclusion,
+    /// Kernel reports printed while the guest was reset after the program
+    /// (a busy-inodes report at umount, say): they belong to the program.
+    pub after: Vec<Finding>,
+    /// The VM's whole console since its boot (this program's and those
+    /// before it in the same VM).
+    pub console: PathBuf,
+    /// The kernel release.
+    pub release: String,
+    /// The VM was booted for this program.
+    pub booted: bool,
+    /// Why the VM must go after the program (the caller stores the
+    /// findings, then calls [`Slot::settle`]).
+    pub dropped: Option<String>,
+}
+
+impl Ran {
+    /// Every finding: the run's, then the reset's.
+    pub fn all_findings(&self) -> impl Iterator<Item = &Finding> {
+        self.conclusion.findings.iter().chain(self.after.iter())
+    }
+}
+
+/// A VM slot of one job.
+pub struct Slot {
+    job: usize,
+    vm: Option<(Booted, Target, Hello)>,
+    /// The kernel image the VM runs.
+    image: PathBuf,
+    /// Boots so far.
+    pub boots: u64,
+}
+
+impl Slot {
+    /// An empty slot for job `job`.
+    pub fn new(job: usize) -> Slot {
+        Slot {
+            job,
+            vm: None,
+            image: PathBuf::new(),
+            boots: 0,
+        }
+    }
+
+    fn boot(&mut self, env: &Env, console: &Path) -> Result<(), RunError> {
+        let mut machine = env.machine.clone();
+        machine.append.push(format!("cgstorm.job={}", self.job));
+        let booted = launch::boot_logged(
+            BootPlan {
+                kernel: &env.kernel,
+                agent: env.agent.clone(),
+                backend: env.backend,
+                accel: env.accel,
+                machine: &machine,
+                echo: false,
+            },
+            Some(console.to_path_buf()),
+        )?;
+        self.boots += 1;
+        let hello = match &booted {
+            Booted::Qemu(v) => v.hello.clone(),
+            Booted::Vng(v) => v.hello.clone(),
+        };
+        if !hello.missing_devices.is_empty() {
+            return Err(RunError::Guest(format!(
+                "the guest has no /dev/{} although the vm was given them",
+                hello.missing_devices.join(", /dev/")
+            )));
+        }
+        let mut warnings = Vec::new();
+        let kernel = kernel_model(&hello, &env.kernel, env.switches, &mut warnings)?;
+        let target = env.machine.target(kernel);
+        self.vm = Some((booted, target, hello));
+        self.image = env.kernel.kernel.image.clone();
+        Ok(())
+    }
+
+    /// After a program's findings are stored: kills the VM if the program
+    /// left it unfit for the next one.
+    pub fn settle(&mut self, ran: &Ran) {
+        if ran.dropped.is_some() {
+            self.drop_vm();
+        }
+    }
+
+    /// Drops the VM (killing it).
+    pub fn drop_vm(&mut self) {
+        if let Some((mut b, _, _)) = self.vm.take() {
+            vm_of(&mut b).kill();
+        }
+    }
+
+    /// Runs `program` for `duration`, booting first if needed (the VM's
+    /// console then goes to `console`). Errors are infrastructure failures
+    /// (no boot); everything the kernel did is in the returned findings.
+    pub fn run(
+        &mut self,
+        env: &Env,
+        program: &Program,
+        duration: Duration,
+        console: PathBuf,
+    ) -> Result<Ran, RunError> {
+        if self.vm.is_some() && self.image != env.kernel.kernel.image {
+            // The next program is for another kernel.
+            self.drop_vm();
+        }
+        let booted = self.vm.is_none();
+        if booted {
+            if let Err(e) = self.boot(env, &console) {
+                self.drop_vm();
+                return Err(e);
+            }
+        }
+        let (b, target, hello) = self.vm.as_mut().expect("booted above");
+        let accel = match b {
+            Booted::Qemu(v) => v.accel,
+            Booted::Vng(v) => v.accel,
+        };
+        let release = hello.kernel_release.clone();
+        let watch = ConsoleWatch::new(None);
+        let mut limits = Limits::new(accel, program, duration, None);
+        limits.keep_alive = true;
+        let vm = vm_of(b);
+        let conclusion = conclude(vm, program, target, duration, &limits, &env.stop, watch);
+        let mut dropped = None;
+        let mut after = Vec::new();
+        let alive = !conclusion.outcome.vm_gone;
+        let clean_end = matches!(conclusion.outcome.end, End::Finished { error: None });
+        if !alive {
+            dropped = Some("the vm is gone".to_string());
+        } else if !clean_end {
+            dropped = Some(format!("the run ended early: {:?}", conclusion.outcome.end));
+        } else if conclusion
+            .findings
+            .iter()
+            .any(|f| matches!(f.detail, crate::run::verdict::Detail::Report { .. }))
+        {
+            dropped = Some("the kernel printed a report".to_string());
+        } else {
+            let mut watch = ConsoleWatch::new(None);
+            match reset(vm, &mut watch, accel.scale(RESET_TIMEOUT)) {
+                Ok(left) if left.is_empty() => {}
+                Ok(left) => dropped = Some(format!("the reset left: {}", left.join("; "))),
+                Err(e) => dropped = Some(format!("the reset failed: {e}")),
+            }
+            let (reports, _) = watch.finish();
+            if !reports.is_empty() {
+                let names = OpNames::new(program);
+                after = findings(
+                    &names,
+                    program.steps(),
+                    &ModelCheck::Explained { steps: 0 },
+                    &reports,
+                    &End::Finished { error: None },
+                );
+                dropped.get_or_insert_with(|| "the kernel printed a report".into());
+            }
+        }
+        Ok(Ran {
+            conclusion,
+            after,
+            console,
+            release,
+            booted,
+            dropped,
+        })
+    }
+}
+
+fn vm_of(b: &mut Booted) -> &mut dyn Vm {
+    match b {
+        Booted::Qemu(v) => &mut v.vm,
+        Booted::Vng(v) => &mut v.vm,
+    }
+}
+
+/// Asks the agent to reset the guest, feeding the console to `watch` while
+/// it works; the leftovers it reports.
+fn reset(
+    vm: &mut dyn Vm,
+    watch: &mut ConsoleWatch,
+    timeout: Duration,
+) -> Result<Vec<String>, String> {
+    proto::write_frame(vm.agent(), &HostMsg::Reset).map_err(|e| format!("send: {e}"))?;
+    vm.agent()
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .map_err(|e| format!("set a read timeout: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        loop {
+            match vm.console_line(Duration::ZERO) {
+                ConsoleEvent::Line(l) => watch.line(&l),
+                ConsoleEvent::Timeout => break,
+                ConsoleEvent::Closed => return Err("the vm went away".into()),
+            }
+        }
+        match proto::try_decode::<AgentMsg>(&mut buf) {
+            Ok(Some(AgentMsg::ResetDone { leftovers })) => return Ok(leftovers),
+            Ok(Some(other)) => return Err(format!("unexpected answer {other:?}")),
+            Ok(None) => {}
+            Err(e) => return Err(format!("bad frame: {e}")),
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("no answer within {timeout:?}"));
+        }
+        match vm.agent().read(&mut chunk) {
+            Ok(0) => std::thread::sleep(Duration::from_millis(20)),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+/// The verdict over a program and its reset.
+pub fn verdict(ran: &Ran) -> Verdict {
+    if ran.after.iter().any(|f| !f.known) {
+        Verdict::Finding
+    } else {
+        ran.conclusion.verdict.clone()
+    }
+}

@@ -1,0 +1,294 @@
+//! Campaign counters, the progress line and the end summary (text, JSON and
+//! KTAP, the kselftest format CI systems read). The counters are saved in
+//! the workdir after every program, so a campaign killed with SIGKILL
+//! resumes from them.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One finding title's tally in this campaign.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingTally {
+    /// The finding's kind.
+    pub kind: String,
+    /// First seen by this campaign (not in the workdir before it started).
+    pub new: bool,
+    /// Known for the kernel (a scenario's `known_findings`).
+    pub known: bool,
+    /// Times seen by this campaign.
+    pub count: u64,
+    /// Its directory under the workdir.
+    pub dir: String,
+    /// The command that replays it.
+    pub replay: String,
+}
+
+/// One test point of the summary (a scenario, or the fuzzer).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    /// Programs run.
+    pub programs: u64,
+    /// Runs with a finding not known for the kernel.
+    pub failed: u64,
+    /// Runs that could not complete (infrastructure).
+    pub errors: u64,
+}
+
+/// The counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Wall time, summed over resumed sessions, in ms.
+    pub elapsed_ms: u64,
+    /// Programs run.
+    pub programs: u64,
+    /// Ops executed (as reported by the agent).
+    pub ops: u64,
+    /// VM boots.
+    pub boots: u64,
+    /// Boots that replaced a VM dropped after a program (a report, a hang,
+    /// a dead VM, a reset that left something behind).
+    pub restarts: u64,
+    /// Programs the corpus kept for new behaviour.
+    pub kept: u64,
+    /// Wall time per kernel release, in ms.
+    pub per_kernel_ms: BTreeMap<String, u64>,
+    /// Findings by title.
+    pub findings: BTreeMap<String, FindingTally>,
+    /// Per scenario (`scenario NAME`) and for the fuzzer (`fuzz`).
+    pub parts: BTreeMap<String, Part>,
+    /// Where a rotating campaign (soak) is: its next step.
+    pub cursor: u64,
+    /// Fuzz programs drawn so far (the index of the next one).
+    pub draws: u64,
+    /// Why each dropped VM was dropped, counted.
+    pub drops: BTreeMap<String, u64>,
+}
+
+impl Stats {
+    /// Loads the counters saved in `path`, or starts at zero.
+    pub fn load(path: &Path) -> Result<Stats, String> {
+        match std::fs::read(path) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| format!("{} is not a campaign state file: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Stats::default()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Saves the counters to `path` atomically (write, then rename).
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(self).expect("stats serialise"),
+        )?;
+        std::fs::rename(tmp, path)
+    }
+
+    /// Ops per second of wall time.
+    pub fn ops_per_s(&self) -> f64 {
+        self.ops as f64 / (self.elapsed_ms.max(1) as f64 / 1000.0)
+    }
+
+    /// Programs per second of wall time.
+    pub fn programs_per_s(&self) -> f64 {
+        self.programs as f64 / (self.elapsed_ms.max(1) as f64 / 1000.0)
+    }
+
+    /// VM restarts per hour of wall time.
+    pub fn restarts_per_hour(&self) -> f64 {
+        self.restarts as f64 / (self.elapsed_ms.max(1) as f64 / 3_600_000.0)
+    }
+
+    /// New and already-known finding titles, not counting known-for-kernel ones.
+    fn split(&self) -> (usize, usize) {
+        let new = self.findings.values().filter(|f| f.new && !f.known).count();
+        let old = self
+            .findings
+            .values()
+            .filter(|f| !f.new && !f.known)
+            .count();
+        (new, old)
+    }
+
+    /// The progress line.
+    pub fn progress(&self) -> String {
+        let (new, old) = self.split();
+        format!(
+            "{} elapsed, {} programs ({:.2}/s), {} ops ({:.0}/s), findings {new} new {old} old, {} vm restarts, corpus +{}",
+            human(Duration::from_millis(self.elapsed_ms)),
+            self.programs,
+            self.programs_per_s(),
+            self.ops,
+            self.ops_per_s(),
+            self.restarts,
+            self.kept
+        )
+    }
+
+    /// The summary for people.
+    pub fn text(&self, what: &str) -> String {
+        let mut s = String::new();
+        let (new, old) = self.split();
+        let _ = writeln!(s, "cgstorm {what} summary");
+        let _ = writeln!(
+            s,
+            "  elapsed      {}",
+            human(Duration::from_millis(self.elapsed_ms))
+        );
+        let _ = writeln!(
+            s,
+            "  programs     {} ({:.2}/s)",
+            self.programs,
+            self.programs_per_s()
+        );
+        let _ = writeln!(s, "  ops          {} ({:.0}/s)", self.ops, self.ops_per_s());
+        let _ = writeln!(
+            s,
+            "  vms          {} boots, {} restarts ({:.1}/h)",
+            self.boots,
+            self.restarts,
+            self.restarts_per_hour()
+        );
+        for (reason, n) in &self.drops {
+            let _ = writeln!(s, "    {n} x {reason}");
+        }
+        for (k, ms) in &self.per_kernel_ms {
+            let _ = writeln!(
+                s,
+                "  kernel       {k}: {}",
+                human(Duration::from_millis(*ms))
+            );
+        }
+        let _ = writeln!(s, "  findings     {new} new, {old} seen before");
+        for (title, f) in &self.findings {
+            let tag = match (f.known, f.new) {
+                (true, _) => "known",
+                (false, true) => "NEW",
+                (false, false) => "old",
+            };
+            let _ = writeln!(s, "    [{tag}] {title} ({}x, {})", f.count, f.kind);
+            let _ = writeln!(s, "           {}  replay: {}", f.dir, f.replay);
+        }
+        s
+    }
+
+    /// The summary in KTAP: one test point per part; a part fails when one
+    /// of its runs found something not known for the kernel.
+    pub fn ktap(&self) -> String {
+        let mut s = String::from("KTAP version 1\n");
+        let _ = writeln!(s, "1..{}", self.parts.len());
+        for (i, (name, p)) in self.parts.iter().enumerate() {
+            let ok = if p.failed == 0 { "ok" } else { "not ok" };
+            let _ = writeln!(
+                s,
+                "{ok} {} {} # {} programs, {} with findings, {} errors",
+                i + 1,
+                name.replace('#', "_"),
+                p.programs,
+                p.failed,
+                p.errors
+            );
+        }
+        for (title, f) in &self.findings {
+            let _ = writeln!(
+                s,
+                "# finding{}: {title} ({}x)",
+                if f.new { " (new)" } else { "" },
+                f.count
+            );
+        }
+        s
+    }
+}
+
+/// `1h02m03s`.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_survives_a_save_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert_eq!(Stats::load(&path).unwrap(), Stats::default());
+        let mut s = Stats {
+            programs: 3,
+            ops: 1000,
+            elapsed_ms: 2000,
+            ..Stats::default()
+        };
+        s.findings.insert(
+            "WARNING in x".into(),
+            FindingTally {
+                count: 2,
+                new: true,
+                ..Default::default()
+            },
+        );
+        s.save(&path).unwrap();
+        assert_eq!(Stats::load(&path).unwrap(), s);
+        std::fs::write(&path, "{").unwrap();
+        assert!(Stats::load(&path)
+            .unwrap_err()
+            .contains("not a campaign state file"));
+    }
+
+    #[test]
+    fn ktap_fails_the_parts_with_findings() {
+        let mut s = Stats::default();
+        s.parts.insert(
+            "fuzz".into(),
+            Part {
+                programs: 10,
+                failed: 0,
+                errors: 0,
+            },
+        );
+        s.parts.insert(
+            "scenario dax".into(),
+            Part {
+                programs: 2,
+                failed: 1,
+                errors: 0,
+            },
+        );
+        let k = s.ktap();
+        assert!(k.starts_with("KTAP version 1\n1..2\n"), "{k}");
+        assert!(k.contains("ok 1 fuzz # 10 programs"), "{k}");
+        assert!(
+            k.contains("not ok 2 scenario dax # 2 programs, 1 with findings"),
+            "{k}"
+        );
+    }
+
+    #[test]
+    fn rates_use_wall_time() {
+        let s = Stats {
+            programs: 30,
+            ops: 6000,
+            restarts: 2,
+            elapsed_ms: 60_000,
+            ..Stats::default()
+        };
+        assert!((s.programs_per_s() - 0.5).abs() < 1e-9);
+        assert!((s.ops_per_s() - 100.0).abs() < 1e-9);
+        assert!((s.restarts_per_hour() - 120.0).abs() < 1e-9);
+        assert_eq!(human(Duration::from_secs(3723)), "1h02m03s");
+    }
+}

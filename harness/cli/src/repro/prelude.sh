@@ -1,0 +1,277 @@
+# ---- What every cgstorm reproducer does the same way ----------------------
+# Each op sets R to its result (ok, an errno name, killed) and prints
+#   lane L op N <op>: R
+# The errno name comes from the tool's message (the C library's strerror
+# text at its end) or, for the helper, from its errno.
+
+# T: centiseconds since boot (no fork).
+now() {
+	read -r T _ < /proc/uptime
+	T=$(( ${T%.*} * 100 + 1${T#*.} - 100 ))
+}
+
+# Starts an op: its start time.
+beg() {
+	read -r T0 _ < /proc/uptime
+	T0=$(( ${T0%.*} * 100 + 1${T0#*.} - 100 ))
+}
+
+# Ends op $1 (its text $2): prints the result line.
+res() {
+	now
+	if [ -n "$TIMES" ]; then
+		echo "lane $L op $1 $2: $R @$T0-$T"
+	else
+		echo "lane $L op $1 $2: $R"
+	fi
+}
+
+# R from the first line of the error file $1 (a tool's message).
+errof() {
+	m=
+	[ -s "$1" ] && read -r m < "$1"
+	msg2err "$m"
+}
+
+# Runs a command with its stderr in $E; R=ok or the errno its message names.
+run() {
+	if "$@" 2>"$E" >/dev/null; then R=ok; else errof "$E"; fi
+}
+
+# Writes $2 to the existing file $1 in one write(2), as `echo -n`: the file
+# is not created (cgroupfs would answer EACCES to O_CREAT, not ENOENT).
+wr() {
+	if [ ! -e "$1" ]; then R=ENOENT; return; fi
+	if { echo -n "$2" > "$1"; } 2>"$E"; then R=ok; else errof "$E"; fi
+}
+
+# P: the pid of task $1 (a pid no process has when there is no such task).
+pid_of() {
+	P=
+	[ -f "$RUN/task/$1/pid" ] && read -r P PL < "$RUN/task/$1/pid"
+	[ -n "$P" ] || { P=$NOPID; PL=; }
+}
+
+# Whether process $1 runs (exists and is no zombie).
+alive() {
+	al=
+	[ -r "/proc/$1/stat" ] && read -r al < "/proc/$1/stat" 2>/dev/null
+	case ${al##*) } in ''|Z*) return 1 ;; esac
+}
+
+# spawn NAME CGDIR|- KIND ARGS...: starts a task that first joins the
+# cgroup, then opens its file and says ok (or its errno) before it works.
+# The word goes through a regular file, polled: a blocking open of a FIFO
+# in a background subshell fails with EINTR when a child exits.
+spawn_task() {
+	sn=$1 scg=$2
+	shift 2
+	if ! mkdir "$RUN/task/$sn" 2>/dev/null; then R=EEXIST; return; fi
+	sf="$RUN/task/$sn/st"
+	: > "$sf"
+	(
+		exec 5>>"$sf"
+		if [ "$scg" != - ]; then
+			if ! { echo 0 > "$scg/cgroup.procs"; } 2>"$RUN/task/$sn/err"; then
+				errof "$RUN/task/$sn/err"
+				echo "err $R" >&5
+				exit 1
+			fi
+		fi
+		if [ "$1" = sleeper ]; then
+			echo ok >&5
+			exec sleep 2147483647 >/dev/null 5>&-
+		fi
+		exec "$H" task "$@" >&5 5>&-
+	) &
+	sp=$!
+	while [ ! -s "$sf" ] && alive "$sp"; do sleep 0.01; done
+	st= sn2=
+	read -r st sn2 < "$sf"
+	case $st in
+	ok)
+		echo "$sp $L" > "$RUN/task/$sn/pid"
+		R=ok
+		;;
+	*)
+		kill -9 "$sp" 2>/dev/null
+		wait "$sp" 2>/dev/null
+		rm -rf "$RUN/task/$sn"
+		case $st:$sn2 in
+		err:*[!0-9]*) R=$sn2 ;;
+		err:?*) errname "$sn2" ;;
+		*) R=EIO; echo "cgstorm: task $sn died during setup" >&2 ;;
+		esac
+		;;
+	esac
+}
+
+# S: the exit status of task pid $1, shell style (128+N: killed by signal N).
+# Its own lane reaps it with `wait`; another lane waits for it to exit and
+# reads the status from /proc/PID/stat (the lane that started it reaps it).
+reap() {
+	if [ "$PL" = "$L" ]; then
+		wait "$1" 2>/dev/null
+		S=$?
+		return
+	fi
+	S=0
+	rp=$1
+	while [ -e "/proc/$rp/stat" ]; do
+		sl=
+		read -r sl < "/proc/$rp/stat" 2>/dev/null || break
+		set -- ${sl##*) }
+		if [ "$1" = Z ]; then
+			eval "sw=\${$#}"
+			if [ $(( sw & 127 )) -ne 0 ]; then S=$(( 128 + (sw & 127) )); else S=$(( sw >> 8 )); fi
+			return
+		fi
+		sleep 0.01
+	done
+}
+
+kill_task() {
+	pid_of "$1"
+	if [ "$P" = "$NOPID" ]; then R=ESRCH; return; fi
+	kill -9 "$P" 2>/dev/null
+	reap "$P"
+	rm -rf "$RUN/task/$1"
+	R=ok
+}
+
+wait_task() {
+	pid_of "$1"
+	if [ "$P" = "$NOPID" ]; then R=ESRCH; return; fi
+	reap "$P"
+	rm -rf "$RUN/task/$1"
+	if [ "$S" -eq 0 ]; then R=ok
+	elif [ "$S" -gt 128 ]; then R=killed
+	else errname "$S"
+	fi
+}
+
+# Barrier $1: every lane gets there (marker files, polled).
+barrier() {
+	: > "$RUN/b.$1.$L"
+	while :; do
+		bn=0
+		for bl in $LANES; do [ -e "$RUN/b.$1.$bl" ] && bn=$((bn + 1)); done
+		[ "$bn" -eq "$NLANES" ] && return
+		sleep 0.01
+	done
+}
+
+# D: the device node for `scratch N`, `pmem N` or `loop N`.
+devpath() {
+	D=
+	case $1 in
+	scratch) eval "D=\${SCRATCH$2:-}" ;;
+	pmem) eval "D=\${PMEM$2:-}" ;;
+	loop)
+		if [ -f "$RUN/loop/$2" ]; then
+			read -r D < "$RUN/loop/$2"
+			# A device cleared after its last user (autoclear) is gone.
+			[ -e "/sys/block/${D##*/}/loop/backing_file" ] || { rm -f "$RUN/loop/$2"; D=; }
+		fi
+		;;
+	esac
+	[ -n "$D" ] || D=$NODEV
+}
+
+# losetup N FILE SIZE: a backing file of SIZE bytes on a free loop device.
+losetup_dev() {
+	devpath loop "$1"
+	if [ "$D" != "$NODEV" ]; then R=EBUSY; return; fi
+	run truncate -s "$3" "$2"
+	[ "$R" = ok ] || return
+	ld=$(losetup -f 2>"$E") || { errof "$E"; return; }
+	run losetup "$ld" "$2"
+	[ "$R" = ok ] && echo "$ld" > "$RUN/loop/$1"
+}
+
+losetup_detach() {
+	devpath loop "$1"
+	if [ "$D" = "$NODEV" ]; then R=ENXIO; return; fi
+	run losetup -d "$D"
+	devpath loop "$1"
+}
+
+# mkfs DEV FS, with the flags cgstorm's agent uses. A mounted or otherwise
+# claimed device is EBUSY (mkfs refuses it), any other failure EIO.
+mkfs_dev() {
+	if [ ! -e "$1" ]; then R=ENOENT; return; fi
+	case $2 in
+	ext4) mkfs.ext4 -q -F -b 4096 "$1" > /dev/null 2>"$E" ;;
+	xfs) mkfs.xfs -q -f -m reflink=0 "$1" > /dev/null 2>"$E" ;;
+	esac
+	if [ $? -eq 0 ]; then R=ok; return; fi
+	R=EIO
+	while read -r m; do
+		case $m in *mounted*|*"in use"*|*busy*|*"Resource busy"*) R=EBUSY ;; esac
+	done < "$E"
+	[ "$R" = EIO ] && { echo "cgstorm: mkfs.$2 $1 failed:"; cat "$E"; } >&2
+}
+
+v1_mount() {
+	vmade=
+	if [ ! -d "$CG1" ]; then
+		mkdir -p "$CG1" 2>"$E" || { errof "$E"; return; }
+		vmade=1
+	fi
+	run mount -t cgroup -o memory cgroup "$CG1"
+	[ "$R" = ok ] || [ -z "$vmade" ] || rmdir "$CG1"
+}
+
+v1_umount() {
+	run umount "$CG1"
+	[ "$R" = ok ] && rmdir "$CG1" 2>/dev/null
+}
+
+# io.max of cgroup dir $1 for the device $2: "MAJ:MIN $3".
+io_max() {
+	mm=0:0
+	[ -e "$2" ] && [ -r "/sys/class/block/${2##*/}/dev" ] && read -r mm < "/sys/class/block/${2##*/}/dev"
+	wr "$1/io.max" "$mm${3:+ $3}"
+}
+
+# A request to the helper, which holds open files, mappings and pins.
+hcall() {
+	echo "$*" >&3
+	hr= hn=
+	read -r hr hn <&4 || { R=EIO; echo "cgstorm: the helper is gone" >&2; return; }
+	if [ "$hr" = ok ]; then R=ok; else errname "$hn"; fi
+}
+
+# A one-shot helper command that answers ok or err N on stdout.
+hrun() {
+	hr= hn=
+	read -r hr hn <<EOF
+$("$H" "$@")
+EOF
+	if [ "$hr" = ok ]; then R=ok; elif [ "$hr" = err ]; then errname "$hn"; else R=EIO; fi
+}
+
+# Until $1 (centiseconds since boot): at least one pass, as cgstorm does.
+past() {
+	now
+	[ "$T" -ge "$1" ]
+}
+
+# The end: tasks killed, helper stopped, mounts and loop devices gone,
+# the program's cgroups removed (CGSTORM_KEEP=1 leaves everything).
+cleanup() {
+	[ -n "${CGSTORM_KEEP:-}" ] && return
+	for f in "$RUN"/task/*/pid; do
+		[ -f "$f" ] && read -r p _ < "$f" && kill -9 "$p" 2>/dev/null
+	done
+	[ -n "${HELPER_PID:-}" ] && kill -9 "$HELPER_PID" 2>/dev/null
+	wait 2>/dev/null
+	for d in "$PLACES"/*; do umount -l "$d" 2>/dev/null; done
+	for f in "$RUN"/loop/*; do
+		[ -f "$f" ] && read -r d < "$f" && losetup -d "$d" 2>/dev/null
+	done
+	umount -l "$PLACES" 2>/dev/null
+	for c in $CGROUPS; do rmdir "$c" 2>/dev/null; done
+	umount -l "$CG1" 2>/dev/null && rmdir "$CG1" 2>/dev/null
+	rm -rf "$RUN"
+}

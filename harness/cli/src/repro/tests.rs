@@ -1,0 +1,224 @@
+//! Tests of the script generator, the helper's source and the result parser.
+//! (That the scripts do the right thing in a VM is ci/vm-repro.sh's job.)
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cgstorm_workloads::model::Target;
+use cgstorm_workloads::{Op, OpId, Program};
+
+use super::results::{judge, parse, Judgement};
+use super::script::{generate, Provenance, HELPER_C};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every program of the corpus directories.
+fn corpus() -> Vec<(PathBuf, Program)> {
+    let mut v = Vec::new();
+    for d in ["corpus/semantics", "corpus/scenarios", "corpus/regressions"] {
+        let Ok(rd) = std::fs::read_dir(workspace().join(d)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "yaml") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                v.push((p.clone(), Program::from_yaml_path(&p, &text).unwrap()));
+            }
+        }
+    }
+    assert!(v.len() >= 11, "the corpus is missing: {v:?}");
+    v
+}
+
+/// `sh -n` (parse only, runs nothing) accepts the script; so does busybox's
+/// sh when it is here (the guest runs that one).
+fn assert_parses(name: &str, text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("repro.sh");
+    std::fs::write(&f, text).unwrap();
+    let mut shells = vec![vec!["sh".to_string()]];
+    if Path::new("/bin/busybox").exists() {
+        shells.push(vec!["/bin/busybox".into(), "sh".into()]);
+    }
+    for sh in shells {
+        let out = Command::new(&sh[0])
+            .args(&sh[1..])
+            .arg("-n")
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {sh:?} -n rejects the script: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Every leaf op's result line is in the script, once per op id.
+fn assert_every_op_reports(name: &str, p: &Program, text: &str) {
+    for li in 0..p.lanes.len() {
+        for (id, spec) in p.lane_ops(li) {
+            if matches!(spec.op, Op::Barrier | Op::Repeat(_)) {
+                continue;
+            }
+            let needle = format!("; res {} '{}'", id.op, spec.op.describe());
+            let lane_fn = text
+                .split(&format!("\nlane_{li}() {{"))
+                .nth(1)
+                .and_then(|t| t.split("\n}\n").next())
+                .unwrap_or_default();
+            assert_eq!(
+                lane_fn.matches(&needle).count(),
+                1,
+                "{name}: lane {li} has no single `{needle}`"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_corpus_program_gives_a_script_sh_accepts() {
+    for (path, p) in corpus() {
+        let name = path.display().to_string();
+        let s = generate(&p, &Provenance::default());
+        assert!(s.text.starts_with("#!/bin/sh\n"), "{name}");
+        assert_parses(&name, &s.text);
+        assert_every_op_reports(&name, &p, &s.text);
+        assert_eq!(
+            s.text.contains("helper_source()"),
+            s.needs_helper,
+            "{name}: the helper's source is there exactly when needed"
+        );
+    }
+}
+
+#[test]
+fn generated_programs_give_scripts_sh_accepts() {
+    for seed in 0..40 {
+        let p = cgstorm_workloads::gen::from_seed(seed);
+        let s = generate(&p, &Provenance::default());
+        assert_parses(&format!("seed {seed}"), &s.text);
+        assert_every_op_reports(&format!("seed {seed}"), &p, &s.text);
+    }
+}
+
+#[test]
+fn scripts_refuse_to_run_unless_root_and_name_their_devices() {
+    let text = std::fs::read_to_string(workspace().join("corpus/semantics/dax.yaml")).unwrap();
+    let p = Program::from_yaml("dax.yaml", &text).unwrap();
+    let s = generate(&p, &Provenance::default()).text;
+    assert!(s.contains("[ \"$(id -u)\" = 0 ] || die"), "root check");
+    assert!(s.contains("SCRATCH0=${SCRATCH0:-/dev/vda}"), "{s}");
+    assert!(s.contains("PMEM0=${PMEM0:-/dev/pmem0}"));
+    assert!(s.contains("[ -b \"$PMEM0\" ] || die"));
+    assert!(s.contains("DESTROYS ALL DATA"));
+    // mounts.yaml names scratch7, which cgstorm's VM lacks: no default node.
+    let text = std::fs::read_to_string(workspace().join("corpus/semantics/mounts.yaml")).unwrap();
+    let s = generate(&Program::from_yaml("m", &text).unwrap(), &Provenance::default()).text;
+    assert!(s.contains("SCRATCH7=${SCRATCH7:-}\n"), "{s}");
+}
+
+#[test]
+fn the_helper_compiles_without_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("helper.c");
+    std::fs::write(&src, HELPER_C).unwrap();
+    let out = Command::new("cc")
+        .args(["-Wall", "-Wextra", "-Werror", "-O2", "-pthread", "-o"])
+        .arg(dir.path().join("h"))
+        .arg(&src)
+        .output()
+        .expect("a C compiler (cc) is needed: apt-get install gcc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // It runs and refuses what it does not know.
+    let h = dir.path().join("h");
+    let ok = Command::new(&h).arg("check").output().unwrap();
+    assert!(ok.status.success());
+    assert!(!Command::new(&h).arg("nonsense").status().unwrap().success());
+}
+
+const TWO_LANES: &str = "
+lanes:
+  - name: a
+    ops:
+      - mkdir: x
+      - barrier
+      - repeat: {count: 2, ops: [{rmdir: x}]}
+  - name: b
+    ops:
+      - barrier
+      - {mkdir: x}
+";
+
+#[test]
+fn result_lines_parse_with_and_without_times() {
+    let out = "cgstorm: noise\n\
+               lane 0 op 0 mkdir x: ok @100-101\n\
+               lane 1 op 1 cgroup.procs {task: s, cg: a}: ENOENT\n";
+    let l = parse(out).unwrap();
+    assert_eq!(l.len(), 2);
+    assert_eq!(l[0].id, OpId { lane: 0, op: 0 });
+    assert_eq!((l[0].result.as_str(), l[0].times), ("ok", Some((100, 101))));
+    assert_eq!(l[1].text, "cgroup.procs {task: s, cg: a}");
+    assert_eq!((l[1].result.as_str(), l[1].times), ("ENOENT", None));
+    assert!(parse("lane x op 1 sync: ok\n").is_err());
+    assert!(parse("lane 0 op 1 sync ok\n").is_err());
+    assert!(parse("lane 0 op 1 sync: ok @1\n").is_err());
+}
+
+#[test]
+fn judging_agrees_diverges_and_catches_missing_results() {
+    let p = Program::from_yaml("p", TWO_LANES).unwrap();
+    let t = Target::default();
+    let run = |s: &str, complete| judge(&p, &t, &parse(s).unwrap(), complete);
+    // Lane b's mkdir ran between lane a's two rmdirs.
+    let good = "lane 0 op 0 mkdir x: ok\nlane 0 op 3 rmdir x: ok\n\
+                lane 1 op 1 mkdir x: ok\nlane 0 op 3 rmdir x: ok\n";
+    assert!(matches!(run(good, true), Judgement::Agree { ops: 4, .. }), "{}", run(good, true));
+    // With times, that order is impossible: b's mkdir ended before a's first rmdir began.
+    let timed = "lane 0 op 0 mkdir x: ok @1-1\nlane 1 op 1 mkdir x: ok @2-2\n\
+                 lane 0 op 3 rmdir x: ok @3-3\nlane 0 op 3 rmdir x: ok @4-4\n";
+    assert!(matches!(run(timed, true), Judgement::Diverge { .. }), "{}", run(timed, true));
+    let bad = "lane 0 op 0 mkdir x: EEXIST\n";
+    match run(bad, false) {
+        Judgement::Diverge { id, observed, .. } => {
+            assert_eq!((id.op, observed.as_str()), (0, "EEXIST"))
+        }
+        j => panic!("{j}"),
+    }
+    assert!(matches!(run("lane 0 op 0 mkdir x: ok\n", true), Judgement::BadOutput(_)));
+    assert!(matches!(run("lane 0 op 0 mkdir x: ok\n", false), Judgement::Agree { .. }));
+    assert!(matches!(run("lane 0 op 1 mkdir x: ok\n", false), Judgement::BadOutput(_)));
+    assert!(matches!(run("lane 0 op 0 rmdir x: ok\n", false), Judgement::BadOutput(_)));
+    let unnamed = run("lane 0 op 0 mkdir x: unknown\n", false);
+    assert!(unnamed.to_string().contains("no errno"), "{unnamed}");
+}
+
+#[test]
+fn a_finding_dir_gives_the_header_its_kernel_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("program.yaml"), TWO_LANES).unwrap();
+    std::fs::write(d.join("description"), "WARNING in dax_disassociate_entry\n").unwrap();
+    std::fs::write(d.join("report"), "WARNING: CPU: 1 PID: 9 at fs/dax.c:381\nCall Trace:\n").unwrap();
+    std::fs::write(
+        d.join("console.log"),
+        "[    0.000000] Linux version 6.1.0-56-cloud-amd64 (debian-kernel@lists.debian.org)\n",
+    )
+    .unwrap();
+    let (p, prov) = super::load(d).unwrap();
+    let s = generate(&p, &prov).text;
+    assert!(s.contains("# Failure: WARNING in dax_disassociate_entry"), "{s}");
+    assert!(s.contains("Found on kernel 6.1.0-56-cloud-amd64"), "{s}");
+    assert!(s.contains("#   WARNING: CPU: 1 PID: 9 at fs/dax.c:381"), "{s}");
+    let e = super::load(dir.path().join("nothere").as_path()).unwrap_err();
+    assert!(e.to_string().contains("cannot read program"), "{e}");
+}

@@ -1,0 +1,268 @@
+//! `cgstorm repro --sh --run`: boot a VM with busybox in its initramfs, send
+//! the script (and the helper, compiled here statically) to the agent as a
+//! [`HostMsg::Shell`] order, and judge the result lines with the model.
+
+use std::path::{Path, PathBuf};
+use std::io::{ErrorKind, Read};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cgstorm_agent::proto::{self, AgentMsg, HostMsg, ShellOrder};
+use cgstorm_vm::launch::{launch, AgentVmSpec};
+use cgstorm_vm::{ConsoleEvent, Vm};
+use cgstorm_workloads::model::Kernel;
+use cgstorm_workloads::{Program, Size};
+
+use super::results::{self, Judgement};
+use super::script::{Script, DEFAULT_DURATION_MS, HELPER_C};
+use super::ReproArgs;
+use crate::run::error::{chain, RunError};
+use crate::run::launch::{find_agent, find_kernel, FoundKernel, GUEST_TOOLS};
+use crate::run::machine::MachineOpts;
+
+/// Where the guest's busybox comes from (Debian's busybox-static).
+const BUSYBOX: &str = "/bin/busybox";
+/// Time for the script's own work besides the run duration (mkfs, setup),
+/// under KVM; scaled for TCG.
+const SETUP_TIME: Duration = Duration::from_secs(60);
+
+/// The machine `cgstorm run` boots by default (and the model's).
+fn machine() -> MachineOpts {
+    MachineOpts {
+        memory: Size(2 << 30),
+        cpus: 2,
+        pmem: Size(512 << 20),
+        scratch_disks: 2,
+        scratch_size: Size(1 << 30),
+        append: Vec::new(),
+    }
+}
+
+/// Compiles the helper statically from the embedded source; its bytes.
+pub fn build_helper(dir: &Path) -> Result<Vec<u8>, String> {
+    let src = dir.join("helper.c");
+    let out = dir.join("cgstorm-helper");
+    std::fs::write(&src, HELPER_C).map_err(|e| format!("write {}: {e}", src.display()))?;
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let st = Command::new(&cc)
+        .args(["-static", "-O2", "-pthread", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .map_err(|e| format!("cannot run {cc}: {e}"))?;
+    if !st.success() {
+        return Err(format!(
+            "{cc} -static failed ({st}): static glibc (libc6-dev) is needed"
+        ));
+    }
+    std::fs::read(&out).map_err(|e| format!("read {}: {e}", out.display()))
+}
+
+/// Runs the script in a VM; returns the exit code (errors are printed).
+pub fn run(args: &ReproArgs, program: &Program, script: &Script) -> u8 {
+    match execute(args, program, script) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cgstorm: {}", chain(&e));
+            e.exit_code()
+        }
+    }
+}
+
+fn model_kernel(release: &str, kernel: &FoundKernel) -> Result<Kernel, RunError> {
+    let mut k = Kernel::from_release(release).ok_or_else(|| {
+        RunError::Guest(format!(
+            "cannot read a version from the guest's kernel release `{release}`"
+        ))
+    })?;
+    if let Some((_, c)) = &kernel.config {
+        c.apply(&mut k);
+    }
+    Ok(k)
+}
+
+fn execute(args: &ReproArgs, program: &Program, script: &Script) -> Result<u8, RunError> {
+    let tmp = tempfile::tempdir().map_err(|e| RunError::Guest(format!("temp dir: {e}")))?;
+    let mut files = vec![("repro.sh".to_string(), script.text.clone().into_bytes())];
+    if script.needs_helper {
+        let bytes = build_helper(tmp.path()).map_err(RunError::Guest)?;
+        files.push(("cgstorm-helper".to_string(), bytes));
+    }
+    if !Path::new(BUSYBOX).is_file() {
+        return Err(RunError::Guest(format!(
+            "no {BUSYBOX} to put into the guest: apt-get install busybox-static"
+        )));
+    }
+    let machine = machine();
+    let kernel = find_kernel(args.kernel.as_deref())?;
+    let agent = find_agent(args.agent.as_deref())?;
+    let mut spec = AgentVmSpec::new(kernel.kernel.clone(), agent);
+    spec.accel = args.accel;
+    spec.vm = machine.vm_spec()?;
+    spec.stop = crate::run::signal::interrupted;
+    spec.binaries = GUEST_TOOLS
+        .iter()
+        .chain(&[BUSYBOX])
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .collect();
+    if args.echo {
+        spec.console_sink = Some(Box::new(|l: &str| eprintln!("{l}")));
+    }
+    eprintln!(
+        "cgstorm: booting {} ({}) …",
+        kernel.kernel.image.display(),
+        kernel.kernel.release
+    );
+    crate::run::signal::install();
+    let mut avm = launch(spec)?;
+    let hello = avm.hello.clone();
+    if !hello.missing_devices.is_empty() {
+        return Err(RunError::Guest(format!(
+            "the guest has no /dev/{}",
+            hello.missing_devices.join(", /dev/")
+        )));
+    }
+    let target = machine.target(model_kernel(&hello.kernel_release, &kernel)?);
+    let duration_ms = args
+        .duration
+        .or(program.duration)
+        .map_or(DEFAULT_DURATION_MS, |d| d.0);
+    let setup = SETUP_TIME * avm.accel.timeout_scale();
+    let timeout_ms = 2 * duration_ms + setup.as_millis() as u64;
+    let helper_env = if script.needs_helper {
+        "CGSTORM_HELPER=\"$PWD/cgstorm-helper\" "
+    } else {
+        ""
+    };
+    let order = ShellOrder {
+        script: format!(
+            "{helper_env}CGSTORM_TIMES=1 exec sh ./repro.sh --duration {duration_ms}ms"
+        ),
+        files,
+        timeout_ms,
+    };
+    eprintln!(
+        "cgstorm: agent ready after {:.1} s under {} on {}; running the script ({} ms)",
+        avm.boot_time.as_secs_f64(),
+        avm.accel,
+        hello.kernel_release,
+        duration_ms
+    );
+    let done = exchange(&mut avm.vm, order, timeout_ms);
+    let console = drain_console(&mut avm.vm);
+    let (status, stdout, stderr) = match done {
+        Ok(d) => d,
+        Err(e) => {
+            avm.vm.kill();
+            return Err(RunError::Guest(format!(
+                "{e}\nconsole tail:\n{}",
+                avm.vm.console_tail()
+            )));
+        }
+    };
+    let _ = avm.shutdown();
+    Ok(verdict(program, &target, status, &stdout, &stderr, &console, args.echo))
+}
+
+/// Sends the order and waits for `ShellDone`, in short reads so that
+/// Ctrl-C (or SIGTERM) stops the wait.
+fn exchange(
+    vm: &mut dyn Vm,
+    order: ShellOrder,
+    timeout_ms: u64,
+) -> Result<(i32, String, String), String> {
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms) + Duration::from_secs(120);
+    proto::write_frame(vm.agent(), &HostMsg::Shell(order))
+        .map_err(|e| format!("send the script: {e}"))?;
+    vm.agent()
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .map_err(|e| format!("agent channel: {e}"))?;
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        match proto::try_decode::<AgentMsg>(&mut buf) {
+            Ok(Some(AgentMsg::ShellDone {
+                status,
+                stdout,
+                stderr,
+            })) => return Ok((status, stdout, stderr)),
+            Ok(Some(AgentMsg::Fatal { message })) => {
+                return Err(format!("the agent failed: {message}"))
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => {}
+            Err(e) => return Err(format!("bad message from the agent: {e}")),
+        }
+        if crate::run::signal::interrupted() {
+            return Err("interrupted".into());
+        }
+        if Instant::now() >= deadline {
+            return Err("the agent did not answer in time".into());
+        }
+        match vm.agent().read(&mut chunk) {
+            Ok(0) => return Err("the agent channel closed".into()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            Err(e) => return Err(format!("agent channel: {e}")),
+        }
+    }
+}
+
+fn drain_console(vm: &mut dyn Vm) -> String {
+    let mut s = String::new();
+    while let ConsoleEvent::Line(l) = vm.console_line(Duration::from_millis(200)) {
+        s.push_str(&l);
+        s.push('\n');
+    }
+    s
+}
+
+fn verdict(
+    program: &Program,
+    target: &cgstorm_workloads::model::Target,
+    status: i32,
+    stdout: &str,
+    stderr: &str,
+    console: &str,
+    echo: bool,
+) -> u8 {
+    if echo {
+        print!("{stdout}");
+    }
+    for l in stderr.lines() {
+        eprintln!("script: {l}");
+    }
+    for r in cgstorm_report::parse(console) {
+        eprintln!("cgstorm: the kernel printed a report: {}", r.title);
+    }
+    let lines = match results::parse(stdout) {
+        Ok(l) => l,
+        Err(e) => {
+            println!("repro: FAIL (the output does not parse: {e})");
+            return 1;
+        }
+    };
+    if lines.is_empty() {
+        eprintln!("cgstorm: the script printed no results (exit status {status})");
+        return 3;
+    }
+    if status != 0 {
+        eprintln!("cgstorm: warning: the script's exit status is {status}; judging the {} results it printed", lines.len());
+    }
+    let j = results::judge(program, target, &lines, status == 0);
+    match &j {
+        Judgement::Agree { .. } => {
+            println!("repro: PASS ({j})");
+            0
+        }
+        Judgement::Unchecked(_) => {
+            println!("repro: PASS, unchecked ({j})");
+            0
+        }
+        Judgement::Diverge { .. } | Judgement::BadOutput(_) => {
+            println!("repro: FAIL ({j})");
+            1
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! `cgstorm soak`: the nightly mode. Rotates through the scenario library
+//! and slices of fuzzing, on one or more kernels, restarting VMs after
+//! panics and hangs, until the duration is spent. Counters are saved in the
+//! workdir after every program: started again with the same workdir (after
+//! Ctrl-C, a reboot, or SIGKILL) it resumes where it was, and no finding
+//! already stored is lost. Ends with a summary as text, JSON and KTAP.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use cgstorm_workloads::{Millis, Program};
+use serde::Serialize;
+
+use crate::campaign::engine::{Campaign, Pick, Source};
+use crate::campaign::stats::Stats;
+use crate::campaign::{Env, VmArgs};
+use crate::fuzz::{default_corpus, load_programs, FuzzSource};
+
+/// Arguments of `cgstorm soak`.
+#[derive(clap::Args, Debug)]
+pub struct SoakArgs {
+    /// How long to soak (e.g. 8h), summed over resumed sessions.
+    #[arg(long, default_value = "8h")]
+    pub duration: Millis,
+    /// Where findings, the corpus, the state and the summaries go; the same
+    /// workdir resumes a soak.
+    #[arg(long, default_value = "cgstorm-soak")]
+    pub workdir: PathBuf,
+    /// More kernels to rotate through (each full rotation of scenarios and
+    /// fuzzing runs on the next kernel); `--kernel` is the first.
+    #[arg(long = "also-kernel")]
+    pub also_kernels: Vec<String>,
+    /// How long each scenario runs.
+    #[arg(long, default_value = "60s")]
+    pub scenario_duration: Millis,
+    /// How long each slice of fuzzing between scenarios lasts.
+    #[arg(long, default_value = "5m")]
+    pub fuzz_slice: Millis,
+    /// The scenarios (default: this checkout's corpus/scenarios).
+    #[arg(long)]
+    pub scenarios: Option<PathBuf>,
+    /// The fuzzer's seed (default: 1, so a soak is repeatable).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// VMs side by side.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Print a progress line this often.
+    #[arg(long, default_value = "60s")]
+    pub progress: Millis,
+    #[command(flatten)]
+    pub vm: VmArgs,
+}
+
+/// One step of the rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Run this scenario once.
+    Scenario(usize),
+    /// Fuzz for the slice.
+    Fuzz,
+}
+
+/// The rotation: each scenario, with a fuzz slice after each, then the
+/// same on the next kernel.
+pub fn rotation(scenarios: usize, kernels: usize) -> Vec<(Step, usize)> {
+    let mut out = Vec::new();
+    for k in 0..kernels.max(1) {
+        for s in 0..scenarios {
+            out.push((Step::Scenario(s), k));
+            out.push((Step::Fuzz, k));
+        }
+        if scenarios == 0 {
+            out.push((Step::Fuzz, k));
+        }
+    }
+    out
+}
+
+/// The soak's program source: walks the rotation; the cursor lives in the
+/// saved state, so a resumed soak continues with the step it was in.
+struct SoakSource {
+    scenarios: Vec<Program>,
+    steps: Vec<(Step, usize)>,
+    fuzz: FuzzSource,
+    scenario_duration: Duration,
+    slice: Duration,
+    /// When the current fuzz slice ends (set when it starts).
+    slice_end: Mutex<Option<Instant>>,
+}
+
+impl Source for SoakSource {
+    fn next(&self, c: &Campaign, job: usize) -> Option<Pick> {
+        loop {
+            let mut st = c.state();
+            let (step, env) = self.steps[(st.stats.cursor as usize) % self.steps.len()].clone();
+            match step {
+                Step::Scenario(i) => {
+                    st.stats.cursor += 1;
+                    let p = &self.scenarios[i];
+                    return Some(Pick {
+                        program: p.clone(),
+                        duration: self.scenario_duration,
+                        part: format!("scenario {}", p.name),
+                        keep: false,
+                        env,
+                    });
+                }
+                Step::Fuzz => {
+                    let mut end = self.slice_end.lock().unwrap_or_else(|e| e.into_inner());
+                    let until = *end.get_or_insert_with(|| Instant::now() + self.slice);
+                    if Instant::now() >= until {
+                        *end = None;
+                        st.stats.cursor += 1;
+                        continue;
+                    }
+                    drop(end);
+                    drop(st);
+                    let mut pick = self.fuzz.next(c, job)?;
+                    pick.env = env;
+                    return Some(pick);
+                }
+            }
+        }
+    }
+}
+
+/// The JSON summary: the counters plus the rates.
+#[derive(Serialize)]
+struct Summary<'a> {
+    #[serde(flatten)]
+    stats: &'a Stats,
+    programs_per_s: f64,
+    ops_per_s: f64,
+    restarts_per_hour: f64,
+    complete: bool,
+}
+
+/// Writes the three summaries into the workdir; returns the text one.
+pub fn write_summaries(workdir: &Path, stats: &Stats, complete: bool) -> std::io::Result<String> {
+    let text = stats.text("soak");
+    std::fs::write(workdir.join("soak-summary.txt"), &text)?;
+    std::fs::write(workdir.join("soak.ktap"), stats.ktap())?;
+    let json = serde_json::to_vec_pretty(&Summary {
+        stats,
+        programs_per_s: stats.programs_per_s(),
+        ops_per_s: stats.ops_per_s(),
+        restarts_per_hour: stats.restarts_per_hour(),
+        complete,
+    })
+    .expect("the summary serialises");
+    std::fs::write(workdir.join("soak-summary.json"), json)?;
+    Ok(text)
+}
+
+/// Runs `soak`.
+pub fn run(a: &SoakArgs) -> Result<u8> {
+    if a.jobs == 0 {
+        anyhow::bail!("--jobs must be at least 1");
+    }
+    let dir = a
+        .scenarios
+        .clone()
+        .unwrap_or_else(|| default_corpus().join("scenarios"));
+    let scenarios = load_programs(&[dir.clone()]);
+    crate::run::signal::install();
+    let mut envs =
+        vec![Env::new(&a.vm).map_err(|e| anyhow::anyhow!(crate::run::error::chain(&e)))?];
+    for k in &a.also_kernels {
+        let mut vm = a.vm.clone();
+        vm.kernel = Some(k.clone());
+        envs.push(Env::new(&vm).map_err(|e| anyhow::anyhow!(crate::run::error::chain(&e)))?);
+    }
+    std::fs::create_dir_all(&a.workdir)
+        .with_context(|| format!("cannot create the workdir {}", a.workdir.display()))?;
+    let kernels = envs.len();
+    let campaign = Campaign::open(
+        envs,
+        &a.workdir,
+        "soak.json",
+        Duration::from_millis(a.duration.0),
+    )?;
+    {
+        let mut st = campaign.state();
+        let resumed = st.stats.programs > 0;
+        eprintln!(
+            "cgstorm soak: {} {} scenarios from {}, {kernels} kernel(s), seed {}, workdir {}{}",
+            if resumed { "resuming;" } else { "starting;" },
+            scenarios.len(),
+            dir.display(),
+            a.seed,
+            a.workdir.display(),
+            if resumed {
+                format!(
+                    " (already {} programs, {} findings)",
+                    st.stats.programs,
+                    st.stats.findings.len()
+                )
+            } else {
+                String::new()
+            }
+        );
+        let seeds = load_programs(&[default_corpus()]);
+        st.corpus.extend(seeds);
+    }
+    let source = SoakSource {
+        steps: rotation(scenarios.len(), kernels),
+        scenarios,
+        fuzz: FuzzSource { seed: a.seed },
+        scenario_duration: Duration::from_millis(a.scenario_duration.0),
+        slice: Duration::from_millis(a.fuzz_slice.0),
+        slice_end: Mutex::new(None),
+    };
+    campaign.run(a.jobs, &source, Duration::from_millis(a.progress.0));
+    let complete = !crate::run::signal::interrupted();
+    let st = campaign.state();
+    let text = write_summaries(&a.workdir, &st.stats, complete)
+        .with_context(|| format!("cannot write the summaries into {}", a.workdir.display()))?;
+    print!("{text}");
+    eprintln!(
+        "cgstorm soak: summaries in {0}/soak-summary.txt, soak-summary.json, soak.ktap",
+        a.workdir.display()
+    );
+    let failed = st.stats.findings.values().any(|f| f.new && !f.known);
+    Ok(if failed { 1 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rotation_alternates_scenarios_and_fuzzing_per_kernel() {
+        let r = rotation(2, 2);
+        assert_eq!(
+            r,
+            [
+                (Step::Scenario(0), 0),
+                (Step::Fuzz, 0),
+                (Step::Scenario(1), 0),
+                (Step::Fuzz, 0),
+                (Step::Scenario(0), 1),
+                (Step::Fuzz, 1),
+                (Step::Scenario(1), 1),
+                (Step::Fuzz, 1),
+            ]
+        );
+        assert_eq!(rotation(0, 1), [(Step::Fuzz, 0)]);
+    }
+
+    #[test]
+    fn summaries_are_written_in_three_forms() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Stats {
+            programs: 4,
+            elapsed_ms: 8_000,
+            ..Stats::default()
+        };
+        s.parts.insert("fuzz".into(), Default::default());
+        let text = write_summaries(dir.path(), &s, false).unwrap();
+        assert!(text.contains("programs     4 (0.50/s)"), "{text}");
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("soak-summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["programs"], 4);
+        assert_eq!(json["complete"], false);
+        let ktap = std::fs::read_to_string(dir.path().join("soak.ktap")).unwrap();
+        assert!(
+            ktap.starts_with("KTAP version 1\n1..1\nok 1 fuzz"),
+            "{ktap}"
+        );
+    }
+}
