@@ -90,10 +90,21 @@ impl Accel {
     /// the agent timestamps each op twice, which cost it about a tenth of
     /// its migration rate (BENCHMARKS.md). TCG's TSC is monotonic and
     /// shared by all vCPUs, so the vDSO may read it.
+    ///
+    /// The soft-lockup and RCU-stall detectors are scaled like every other
+    /// timeout: the guest cannot see that TCG (or a loaded host) starves its
+    /// vCPUs, so at their defaults (20 s, 21 s) a slow boot on a busy host
+    /// reports a "soft lockup" in whatever ran (seen while fuzzing with
+    /// kernel builds alongside). Real lockups still show, at 60 s.
     pub fn kernel_params(self) -> &'static [&'static str] {
         match self {
             Accel::Kvm => &[],
-            Accel::Tcg => &["clocksource=tsc", "tsc=reliable"],
+            Accel::Tcg => &[
+                "clocksource=tsc",
+                "tsc=reliable",
+                "watchdog_thresh=30",
+                "rcupdate.rcu_cpu_stall_timeout=60",
+            ],
         }
     }
 }

@@ -11,6 +11,7 @@ mod findings;
 mod fuzz;
 mod gen;
 mod kernel_args;
+mod minimize;
 mod repro;
 mod run;
 mod scenario;
@@ -42,6 +43,8 @@ enum Cmd {
     /// Fuzz: generate and mutate programs, run them in VMs kept up across
     /// programs, store findings with the command that replays them.
     Fuzz(fuzz::FuzzArgs),
+    /// Shrink a failing program while the same finding still appears.
+    Minimize(minimize::MinimizeArgs),
     /// The nightly mode: rotate through the scenarios and fuzzing for hours,
     /// resumable, with a text, JSON and KTAP summary.
     Soak(soak::SoakArgs),
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Cmd::Scenario(a) => scenario::run(a),
         Cmd::Fuzz(a) => fuzz::run(a),
         Cmd::Soak(a) => soak::run(a),
+        Cmd::Minimize(a) => minimize::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

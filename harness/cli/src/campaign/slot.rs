@@ -256,3 +256,52 @@ pub fn verdict(ran: &Ran) -> Verdict {
         ran.conclusion.verdict.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cgstorm_vm::fake::FakeVm;
+
+    use super::*;
+
+    const WARN: [&str; 6] = [
+        "[   10.000000] ------------[ cut here ]------------",
+        "[   10.000001] WARNING: CPU: 1 PID: 77 at fs/inode.c:1234 evict+0x10/0x20",
+        "[   10.000002] Modules linked in:",
+        "[   10.000003] Call Trace:",
+        "[   10.000004]  evict+0x10/0x20",
+        "[   10.000005] ---[ end trace 0000000000000000 ]---",
+    ];
+
+    #[test]
+    fn reset_asks_the_agent_and_watches_the_console_meanwhile() {
+        let mut vm = FakeVm::new()
+            .console_lines(WARN)
+            .agent_chunks(3)
+            .agent_says(&AgentMsg::ResetDone {
+                leftovers: vec!["/tmp/cgstorm/mnt/m0 is still mounted".into()],
+            });
+        let mut watch = ConsoleWatch::new(None);
+        let left = reset(&mut vm, &mut watch, Duration::from_secs(5)).unwrap();
+        assert_eq!(left, ["/tmp/cgstorm/mnt/m0 is still mounted"]);
+        assert_eq!(vm.host_messages(), [HostMsg::Reset]);
+        let (reports, _) = watch.finish();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert_eq!(reports[0].title, "WARNING in evict");
+    }
+
+    #[test]
+    fn a_reset_without_an_answer_times_out() {
+        let mut vm = FakeVm::new();
+        let mut watch = ConsoleWatch::new(None);
+        let e = reset(&mut vm, &mut watch, Duration::from_millis(200)).unwrap_err();
+        assert!(e.contains("no answer") || e.contains("went away"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_answer_is_an_error() {
+        let mut vm = FakeVm::new().agent_says(&AgentMsg::Finished { error: None });
+        let mut watch = ConsoleWatch::new(None);
+        let e = reset(&mut vm, &mut watch, Duration::from_secs(5)).unwrap_err();
+        assert!(e.contains("unexpected answer"), "{e}");
+    }
+}

@@ -1,0 +1,279 @@
+//! `cgstorm minimize`: shrink a failing program while the same finding
+//! title still appears. Candidates come from `reduce` (drop lanes, steps,
+//! chunks of ops, single ops; fewer repeat passes; unrolled repeats), the
+//! biggest cut first; the first that still shows the finding is kept and
+//! the search starts again from it. Every attempt runs in a fresh VM. Races
+//! are flaky, so a candidate gets several attempts before it is given up,
+//! and the end result says how often it reproduces.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use cgstorm_workloads::reduce::{candidates, size};
+use cgstorm_workloads::{Millis, Program};
+
+use crate::campaign::slot::Slot;
+use crate::campaign::{Env, VmArgs};
+use crate::run::error::chain;
+
+/// Arguments of `cgstorm minimize`.
+#[derive(clap::Args, Debug)]
+pub struct MinimizeArgs {
+    /// A finding directory (its program.yaml and description) or a program.
+    pub input: PathBuf,
+    /// The finding title to keep (default: the finding's description, or
+    /// the first finding the program shows).
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Attempts per candidate before it counts as not reproducing.
+    #[arg(long, default_value_t = 3)]
+    pub attempts: u32,
+    /// Runs of the final program, to say how often it reproduces.
+    #[arg(long, default_value_t = 10)]
+    pub final_runs: u32,
+    /// Stop looking for smaller programs after this long.
+    #[arg(long, default_value = "30m")]
+    pub time: Millis,
+    /// How long `for: run` loops run in each attempt.
+    #[arg(long, default_value = "5s")]
+    pub duration: Millis,
+    /// Where the result goes (default: minimized.yaml next to the input).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub vm: VmArgs,
+}
+
+/// How a program is tried: one attempt in a fresh VM, the titles it shows.
+pub trait Tester {
+    /// The finding titles of one run of `p` (empty: nothing found).
+    fn titles(&mut self, p: &Program) -> Result<Vec<String>>;
+}
+
+/// Runs attempts in fresh VMs.
+struct VmTester<'a> {
+    env: &'a Env,
+    duration: Duration,
+    console: PathBuf,
+    runs: u64,
+}
+
+impl Tester for VmTester<'_> {
+    fn titles(&mut self, p: &Program) -> Result<Vec<String>> {
+        self.runs += 1;
+        let mut slot = Slot::new(0);
+        let ran = slot
+            .run(self.env, p, self.duration, self.console.clone())
+            .map_err(|e| anyhow::anyhow!(chain(&e)))?;
+        slot.drop_vm();
+        Ok(ran.all_findings().map(|f| f.title.clone()).collect())
+    }
+}
+
+/// Whether `p` shows `title` within `attempts` runs.
+fn shows(t: &mut dyn Tester, p: &Program, title: &str, attempts: u32) -> Result<Option<u32>> {
+    for i in 1..=attempts {
+        if t.titles(p)?.iter().any(|x| x == title) {
+            return Ok(Some(i));
+        }
+    }
+    Ok(None)
+}
+
+/// The greedy search; `progress` gets one line per candidate.
+pub fn minimize(
+    t: &mut dyn Tester,
+    start: Program,
+    title: &str,
+    attempts: u32,
+    budget: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Program> {
+    let began = Instant::now();
+    let mut cur = start;
+    'outer: loop {
+        let cands = candidates(&cur);
+        for (i, c) in cands.iter().enumerate() {
+            if began.elapsed() >= budget {
+                progress("time is up; keeping the smallest program so far");
+                break 'outer;
+            }
+            let hit = shows(t, &c.program, title, attempts)?;
+            progress(&format!(
+                "[size {} -> {}] candidate {}/{}: {} ... {}",
+                size(&cur),
+                size(&c.program),
+                i + 1,
+                cands.len(),
+                c.what,
+                match hit {
+                    Some(n) => format!("reproduces (attempt {n})"),
+                    None => format!("gone in {attempts} attempts"),
+                }
+            ));
+            if hit.is_some() {
+                cur = c.program.clone();
+                continue 'outer;
+            }
+        }
+        break;
+    }
+    Ok(cur)
+}
+
+fn load(input: &Path) -> Result<(Program, Option<String>, PathBuf)> {
+    let (file, title) = if input.is_dir() {
+        let title = std::fs::read_to_string(input.join("description"))
+            .map(|s| s.trim().to_string())
+            .ok();
+        (input.join("program.yaml"), title)
+    } else {
+        (input.to_path_buf(), None)
+    };
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let program = Program::from_yaml_path(&file, &text)?;
+    let out = file.with_file_name("minimized.yaml");
+    Ok((program, title, out))
+}
+
+/// Runs `minimize`.
+pub fn run(a: &MinimizeArgs) -> Result<u8> {
+    if a.attempts == 0 {
+        bail!("--attempts must be at least 1");
+    }
+    let (program, stored_title, default_out) = load(&a.input)?;
+    crate::run::signal::install();
+    let env = Env::new(&a.vm).map_err(|e| anyhow::anyhow!(chain(&e)))?;
+    let console = std::env::temp_dir().join(format!("cgstorm-minimize-{}.log", std::process::id()));
+    let mut t = VmTester {
+        env: &env,
+        duration: Duration::from_millis(a.duration.0),
+        console: console.clone(),
+        runs: 0,
+    };
+    let title = match a.title.clone().or(stored_title) {
+        Some(t) => t,
+        None => {
+            eprintln!("cgstorm minimize: running the program to see what it finds …");
+            let mut found = None;
+            for _ in 0..a.attempts {
+                if let Some(first) = t.titles(&program)?.into_iter().next() {
+                    found = Some(first);
+                    break;
+                }
+            }
+            match found {
+                Some(f) => f,
+                None => {
+                    eprintln!(
+                        "cgstorm minimize: the program shows no finding in {} runs: nothing to keep",
+                        a.attempts
+                    );
+                    return Ok(0);
+                }
+            }
+        }
+    };
+    eprintln!(
+        "cgstorm minimize: keeping `{title}`; {} ops to start, {} attempts per candidate, fresh VM each",
+        size(&program),
+        a.attempts
+    );
+    let began = Instant::now();
+    let small = minimize(
+        &mut t,
+        program,
+        &title,
+        a.attempts,
+        Duration::from_millis(a.time.0),
+        &mut |l| eprintln!("cgstorm minimize: {l}"),
+    )?;
+    let mut hits = 0;
+    for i in 1..=a.final_runs {
+        if (env.stop)() {
+            break;
+        }
+        if t.titles(&small)?.iter().any(|x| *x == title) {
+            hits += 1;
+        }
+        eprintln!(
+            "cgstorm minimize: final run {i}/{}: {hits} reproduced",
+            a.final_runs
+        );
+    }
+    let out = a.output.clone().unwrap_or(default_out);
+    let mut small = small;
+    small.name = format!("{}-min", small.name.trim_end_matches("-min"));
+    small.description = format!(
+        "Minimised by cgstorm minimize: shows `{title}` in {hits}/{} runs.\n{}",
+        a.final_runs, small.description
+    );
+    std::fs::write(&out, small.to_yaml())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    let _ = std::fs::remove_file(&console);
+    println!(
+        "minimized to {} ops in {:.0?} ({} VM runs): {}\nreproduces `{title}` in {hits}/{} runs",
+        size(&small),
+        began.elapsed(),
+        t.runs,
+        out.display(),
+        a.final_runs
+    );
+    Ok(if hits > 0 { 1 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flaky "kernel": the finding shows when the program has `sysrq c`,
+    /// on every second run.
+    struct Flaky {
+        n: u32,
+    }
+
+    impl Tester for Flaky {
+        fn titles(&mut self, p: &Program) -> Result<Vec<String>> {
+            self.n += 1;
+            let hit = p.to_yaml().contains("sysrq: c") && self.n % 2 == 0;
+            Ok(if hit {
+                vec!["kernel panic: sysrq triggered crash".into()]
+            } else {
+                vec![]
+            })
+        }
+    }
+
+    #[test]
+    fn a_flaky_finding_shrinks_to_its_op() {
+        let mut text = String::from("lanes:\n");
+        for l in 0..4 {
+            text.push_str(&format!("  - name: l{l}\n    ops:\n"));
+            for i in 0..10 {
+                let op = if l == 1 && i == 3 {
+                    "{sysrq: c}".to_string()
+                } else {
+                    format!("{{mkdir: m{l}x{i}}}")
+                };
+                text.push_str(&format!("      - {op}\n"));
+            }
+        }
+        let p = Program::from_yaml("p", &text).unwrap();
+        let mut lines = 0;
+        let small = minimize(
+            &mut Flaky { n: 0 },
+            p,
+            "kernel panic: sysrq triggered crash",
+            3,
+            Duration::from_secs(60),
+            &mut |_| lines += 1,
+        )
+        .unwrap();
+        assert_eq!(small.lanes.len(), 1);
+        assert_eq!(small.lanes[0].ops.len(), 1, "{}", small.to_yaml());
+        assert!(small.to_yaml().contains("sysrq: c"));
+        assert!(lines > 0);
+    }
+}
