@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cgstorm_workloads::reduce::{candidates, size};
-use cgstorm_workloads::{Millis, Program};
+use cgstorm_workloads::program::count_ops;
+use cgstorm_workloads::{Millis, Op, Program};
 
 use crate::campaign::slot::Slot;
 use crate::campaign::{Env, VmArgs};
@@ -122,6 +123,14 @@ pub fn minimize(
     Ok(cur)
 }
 
+/// Ops of a program, barriers left out, a repeat counted with its body.
+fn ops(p: &Program) -> usize {
+    p.lanes
+        .iter()
+        .map(|l| count_ops(&l.ops) - l.ops.iter().filter(|s| s.op == Op::Barrier).count())
+        .sum()
+}
+
 fn load(input: &Path) -> Result<(Program, Option<String>, PathBuf)> {
     let (file, title) = if input.is_dir() {
         let title = std::fs::read_to_string(input.join("description"))
@@ -177,8 +186,9 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
         }
     };
     eprintln!(
-        "cgstorm minimize: keeping `{title}`; {} ops to start, {} attempts per candidate, fresh VM each",
-        size(&program),
+        "cgstorm minimize: keeping `{title}`; {} ops in {} lanes to start, {} attempts per candidate, fresh VM each",
+        ops(&program),
+        program.lanes.len(),
         a.attempts
     );
     let began = Instant::now();
@@ -214,8 +224,9 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
         .with_context(|| format!("cannot write {}", out.display()))?;
     let _ = std::fs::remove_file(&console);
     println!(
-        "minimized to {} ops in {:.0?} ({} VM runs): {}\nreproduces `{title}` in {hits}/{} runs",
-        size(&small),
+        "minimized to {} ops in {} lanes in {:.0?} ({} VM runs): {}\nreproduces `{title}` in {hits}/{} runs",
+        ops(&small),
+        small.lanes.len(),
         began.elapsed(),
         t.runs,
         out.display(),
