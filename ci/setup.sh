@@ -7,7 +7,7 @@ vng=false
 [[ "${1:-}" == "--vng" ]] && vng=true
 
 need_apt=()
-for pkg in qemu-system-x86 kmod cpio e2fsprogs xfsprogs busybox-static bc; do
+for pkg in qemu-system-x86 kmod cpio e2fsprogs xfsprogs busybox-static bc gcc libc6-dev; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then

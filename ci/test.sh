@@ -45,5 +45,7 @@ for target in $(cd fuzz && cargo fuzz list); do
 done
 echo "== the semantics corpus in a VM (Debian's stock kernel, TCG)"
 bash ci/vm-corpus.sh debian qemu
+echo "== the shell reproducers of the corpus in a VM (cgstorm repro --sh --run, 10s each)" && bash ci/vm-repro.sh debian 10s
+echo "== the mailing-list scenarios in a VM (Debian's stock kernel, TCG, 10s each)" && bash ci/vm-scenarios.sh debian 10s
 
 echo "== all checks passed"

@@ -29,7 +29,7 @@ for p in ${CGSTORM_PROGRAMS:-corpus/semantics/*.yaml corpus/scenarios/*.yaml}; d
     secs=$(echo "$(date +%s.%N) - $start" | bc)
     if [[ $code -eq 0 ]]; then
         passed=$((passed + 1))
-        printf 'ok    %-28s %5.1fs  %s\n' "$name" "$secs" "$(grep '^repro:' "$out/$name.out")"
+        printf 'ok    %-28s %5.1fs  %s\n' "$name" "$secs" "$(grep '^repro:' "$out/$name.out" | tr '\n' ' ')"
     else
         failed=$((failed + 1))
         printf 'FAIL  %-28s %5.1fs (exit %d)\n' "$name" "$secs" "$code"

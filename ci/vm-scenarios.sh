@@ -8,6 +8,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 kernel=${1:-debian}
+# qemu runs elsewhere: a kernel file is passed by absolute path.
+if [[ -e $kernel ]]; then kernel=$(realpath "$kernel"); fi
 duration=${2:-10s}
 out=${CGSTORM_OUT:-target/vm-scenarios}
 mkdir -p "$out"
@@ -36,6 +38,7 @@ for p in ${CGSTORM_SCENARIOS_RUN:-corpus/scenarios/*.yaml}; do
         failed=$((failed + 1))
         printf 'FAIL  %-28s %6.1fs (exit %d)\n' "$name" "$secs" "$code"
         sed 's/^/      /' "$out/$name.out" | tail -n 15
+        continue
     fi
     grep '^ops/s:' "$out/$name.out" | sed 's/^/      /' || true
 done

@@ -60,7 +60,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     spec.accel = AccelChoice::Auto;
     spec.binaries = vec![PathBuf::from("/bin/busybox")];
     if let Ok(extra) = std::env::var("GUEST_APPEND") {
-        spec.vm.append.extend(extra.split_whitespace().map(String::from));
+        spec.vm
+            .append
+            .extend(extra.split_whitespace().map(String::from));
     }
     let mut vm = launch(spec)?;
     println!("kernel {} accel {:?}", vm.hello.kernel_release, vm.accel);

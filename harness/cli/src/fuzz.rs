@@ -31,7 +31,7 @@ pub struct FuzzArgs {
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
     /// Programs to start the corpus from (directories of YAML programs;
-    /// default: this checkout's corpus/).
+    /// default: this checkout's corpus/semantics and corpus/regressions).
     #[arg(long)]
     pub corpus: Vec<PathBuf>,
     /// Print a progress line this often.
@@ -157,8 +157,12 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
     )?;
     {
         let mut st = campaign.state();
+        // Scenarios are long and heavy by design; `cgstorm soak` runs them.
         let dirs = if a.corpus.is_empty() {
-            vec![default_corpus()]
+            vec![
+                default_corpus().join("semantics"),
+                default_corpus().join("regressions"),
+            ]
         } else {
             a.corpus.clone()
         };

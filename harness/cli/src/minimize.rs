@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use cgstorm_workloads::reduce::{candidates, size};
 use cgstorm_workloads::program::count_ops;
+use cgstorm_workloads::reduce::{candidates, size};
 use cgstorm_workloads::{Millis, Op, Program};
 
 use crate::campaign::slot::Slot;
@@ -205,7 +205,7 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
         if (env.stop)() {
             break;
         }
-        if t.titles(&small)?.iter().any(|x| *x == title) {
+        if t.titles(&small)?.contains(&title) {
             hits += 1;
         }
         eprintln!(
@@ -248,7 +248,7 @@ mod tests {
     impl Tester for Flaky {
         fn titles(&mut self, p: &Program) -> Result<Vec<String>> {
             self.n += 1;
-            let hit = p.to_yaml().contains("sysrq: c") && self.n % 2 == 0;
+            let hit = p.to_yaml().contains("sysrq: c") && self.n.is_multiple_of(2);
             Ok(if hit {
                 vec!["kernel panic: sysrq triggered crash".into()]
             } else {

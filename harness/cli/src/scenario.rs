@@ -36,7 +36,7 @@ enum ScenarioCmd {
     #[command(mut_arg("program", |a| a
         .value_name("NAME")
         .help("The scenario's name (see `cgstorm scenario list`), or a program file")))]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 /// One scenario file.
@@ -66,7 +66,7 @@ pub fn run(args: &ScenarioArgs) -> Result<u8> {
         }
         ScenarioCmd::Run(a) => {
             let path = resolve(&a.program)?;
-            let mut a = a.clone();
+            let mut a = RunArgs::clone(a);
             a.program = path;
             run::run(&a)
         }
@@ -121,8 +121,8 @@ pub fn list(dir: &Path) -> Result<Vec<Scenario>> {
 }
 
 fn read(path: &Path) -> Result<Scenario> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let program = Program::from_yaml_path(path, &text)?;
     let header = |key: &str| {
         text.lines()
@@ -130,14 +130,8 @@ fn read(path: &Path) -> Result<Scenario> {
             .find_map(|l| l.strip_prefix('#')?.trim().strip_prefix(key))
             .map(|v| v.trim().to_string())
     };
-    let stresses = header("Stresses:").unwrap_or_else(|| {
-        program
-            .description
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string()
-    });
+    let stresses = header("Stresses:")
+        .unwrap_or_else(|| program.description.lines().next().unwrap_or("").to_string());
     Ok(Scenario {
         name: path
             .file_stem()
@@ -188,7 +182,9 @@ mod tests {
         let all = list(&dir().unwrap()).unwrap();
         let first = &all[0];
         assert_eq!(resolve(Path::new(&first.name)).unwrap(), first.path);
-        let e = resolve(Path::new("no-such-scenario")).unwrap_err().to_string();
+        let e = resolve(Path::new("no-such-scenario"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(&first.name), "{e}");
         assert_eq!(
             resolve(Path::new("x/y.yaml")).unwrap(),

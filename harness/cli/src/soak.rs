@@ -164,7 +164,7 @@ pub fn run(a: &SoakArgs) -> Result<u8> {
         .scenarios
         .clone()
         .unwrap_or_else(|| default_corpus().join("scenarios"));
-    let scenarios = load_programs(&[dir.clone()]);
+    let scenarios = load_programs(std::slice::from_ref(&dir));
     crate::run::signal::install();
     let mut envs =
         vec![Env::new(&a.vm).map_err(|e| anyhow::anyhow!(crate::run::error::chain(&e)))?];
@@ -202,7 +202,10 @@ pub fn run(a: &SoakArgs) -> Result<u8> {
                 String::new()
             }
         );
-        let seeds = load_programs(&[default_corpus()]);
+        let seeds = load_programs(&[
+            default_corpus().join("semantics"),
+            default_corpus().join("regressions"),
+        ]);
         st.corpus.extend(seeds);
     }
     let source = SoakSource {

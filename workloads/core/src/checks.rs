@@ -251,7 +251,11 @@ mod tests {
         assert!(glob("p/c*", "p/c017", Some('/')));
         assert!(!glob("p/c*", "p/c017/x", Some('/')));
         assert!(glob("p/*/x", "p/c0/x", Some('/')));
-        assert!(glob("WARNING in dax_*", "WARNING in dax_disassociate_entry", None));
+        assert!(glob(
+            "WARNING in dax_*",
+            "WARNING in dax_disassociate_entry",
+            None
+        ));
         assert!(glob("a?c", "abc", None));
         assert!(!glob("a?c", "abcd", None));
         assert!(glob("*", "", None));
@@ -299,7 +303,12 @@ mod tests {
             to: 1,
         });
         let a = snap(&[("p/c0", 10, 5), ("p/c1", 10, 5), ("q", 0, 0)]);
-        let b = snap(&[("p/c0", 20, 9), ("p/c1", 30, 8), ("q", 0, 0), ("p/c9", 0, 0)]);
+        let b = snap(&[
+            ("p/c0", 20, 9),
+            ("p/c1", 30, 8),
+            ("q", 0, 0),
+            ("p/c9", 0, 0),
+        ]);
         assert_eq!(c.evaluate(&[Some(&a), Some(&b)]), CheckResult::Holds);
         let stuck = snap(&[("p/c0", 20, 9), ("p/c1", 10, 5)]);
         match c.evaluate(&[Some(&a), Some(&stuck)]) {

@@ -50,6 +50,8 @@ struct Made {
 struct Gen<'a, 'b> {
     u: &'b mut Unstructured<'a>,
     made: Made,
+    /// The family most themed segments of this program take.
+    favourite: u8,
 }
 
 impl<'a> Gen<'a, '_> {
@@ -136,8 +138,11 @@ impl<'a> Gen<'a, '_> {
         n(&format!("{prefix}{}", self.made.next))
     }
 
-    fn op(&mut self, held: &mut Vec<Name>) -> Result<Op> {
-        let family = self.u.int_in_range(0..=9)?;
+    fn op(&mut self, held: &mut Vec<Name>, theme: Option<u8>) -> Result<Op> {
+        let family = match theme {
+            Some(f) => f,
+            None => self.u.int_in_range(0..=9)?,
+        };
         Ok(match family {
             0 | 1 => self.cgroup_op()?,
             2 => self.knob_op()?,
@@ -410,7 +415,16 @@ impl<'a> Gen<'a, '_> {
     fn dax_op(&mut self, held: &mut Vec<Name>) -> Result<Op> {
         let fds = self.made.fds.clone();
         let maps = self.made.maps.clone();
-        Ok(match self.u.int_in_range(0..=6)? {
+        // An op that needs a mapping or a descriptor the program lacks makes
+        // one instead: open, map, touch, pin, unmap, close come in order.
+        let mut kind = self.u.int_in_range(0..=6)?;
+        if maps.is_empty() && (2..=4).contains(&kind) {
+            kind = 1;
+        }
+        if fds.is_empty() && (kind == 1 || kind == 5) {
+            kind = 0;
+        }
+        Ok(match kind {
             0 => {
                 let fd = self.fresh("fd");
                 self.made.fds.push(fd.clone());
@@ -459,15 +473,28 @@ impl<'a> Gen<'a, '_> {
         })
     }
 
+    /// One lane's ops between two barriers. Half the segments are themed:
+    /// every op comes from one family (cgroups, knobs, tasks, files, mounts,
+    /// DAX, sync and caches), mostly the program's favourite, as the lanes
+    /// of a race scenario hammer one subsystem each or all the same one (the
+    /// shapes of the scenarios in corpus/scenarios).
     fn segment(&mut self, held: &mut Vec<Name>) -> Result<Vec<OpSpec>> {
-        let len = self.u.int_in_range(0..=GEN_OPS)?;
+        let theme = if !self.u.ratio(1, 2)? {
+            None
+        } else if self.u.ratio(2, 3)? {
+            Some(self.favourite)
+        } else {
+            Some(self.u.int_in_range(0..=8)?)
+        };
+        let min_len = if theme.is_some() { 3 } else { 0 };
+        let len = self.u.int_in_range(min_len..=GEN_OPS)?;
         let mut ops = Vec::new();
         while ops.len() < len {
             if self.u.ratio(1, 8)? && len - ops.len() >= 2 {
                 let body_len = self.u.int_in_range(1..=(len - ops.len() - 1).min(3))?;
                 let mut body = Vec::new();
                 for _ in 0..body_len {
-                    let op = self.op(&mut Vec::new())?;
+                    let op = self.op(&mut Vec::new(), theme)?;
                     // Pins taken in a loop body are released in the same pass.
                     let release = match &op {
                         Op::Pin(p) if p.via.is_held() => Some(Op::Release(p.pin.clone())),
@@ -483,7 +510,7 @@ impl<'a> Gen<'a, '_> {
                 };
                 ops.push(Op::Repeat(RepeatArgs { times, ops: body }).into());
             } else {
-                ops.push(self.op(held)?.into());
+                ops.push(self.op(held, theme)?.into());
             }
         }
         // Release what this lane still holds before its barrier.
@@ -498,9 +525,11 @@ impl<'a> Arbitrary<'a> for Program {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Program> {
         let nlanes = u.int_in_range(1..=GEN_LANES)?;
         let nsteps = u.int_in_range(1..=GEN_STEPS)?;
+        let favourite = u.int_in_range(0..=8)?;
         let mut g = Gen {
             u,
             made: Made::default(),
+            favourite,
         };
         let mut lanes: Vec<Lane> = (0..nlanes)
             .map(|i| Lane {

@@ -190,6 +190,12 @@ impl Campaign {
                 Ok(ran) => {
                     failures = 0;
                     let restarted = had_vm && slot.boots > boots;
+                    if let Some(why) = &ran.dropped {
+                        log_line(
+                            &dir.join("drops.log"),
+                            &format!("{} {}: {why}", now_unix(), pick.program.name),
+                        );
+                    }
                     self.account(env, &pick, &yaml, &ran, began.elapsed(), restarted);
                     slot.settle(&ran);
                 }
@@ -297,4 +303,16 @@ impl Campaign {
 /// A drop reason without its details, for counting.
 fn short_reason(why: &str) -> String {
     why.split(':').next().unwrap_or(why).trim().to_string()
+}
+
+/// Appends a line to a log file (best effort: logs must not stop a campaign).
+fn log_line(path: &Path, line: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
 }

@@ -108,7 +108,12 @@ pub fn load(source: &Path) -> Result<(Program, Provenance)> {
         p,
         Provenance {
             source: source.display().to_string(),
-            failure: failure_lines(&read("description"), &read("report"), &read("console.log"), &read("seen")),
+            failure: failure_lines(
+                &read("description"),
+                &read("report"),
+                &read("console.log"),
+                &read("seen"),
+            ),
         },
     ))
 }
@@ -122,7 +127,11 @@ fn failure_lines(description: &str, report: &str, console: &str, seen: &str) -> 
     let title = description.trim();
     v.push(format!(
         "Failure: {}",
-        if title.is_empty() { "(no description)" } else { title }
+        if title.is_empty() {
+            "(no description)"
+        } else {
+            title
+        }
     ));
     let release = console.lines().find_map(|l| {
         let rest = &l[l.find("Linux version ")? + "Linux version ".len()..];

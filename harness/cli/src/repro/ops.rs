@@ -101,7 +101,11 @@ pub fn is_hcall(op: &Op) -> bool {
 /// The dd command for a write, when dd does exactly what cgstorm does
 /// (whole blocks, buffered or O_DIRECT).
 fn write_by_dd(w: &WriteArgs) -> Option<String> {
-    if w.bs.0 == 0 || w.bs.0 > MAX_BS || w.bytes.0 % w.bs.0 != 0 || w.mode == IoMode::Dsync {
+    if w.bs.0 == 0
+        || w.bs.0 > MAX_BS
+        || !w.bytes.0.is_multiple_of(w.bs.0)
+        || w.mode == IoMode::Dsync
+    {
         return None;
     }
     let mut s = format!(
@@ -235,9 +239,21 @@ pub fn leaf(op: &Op) -> String {
             };
             format!("pid_of {}; wr {} \"$P\"", a.task, cg_file(&a.cg, f))
         }
-        Op::MemoryMax(a) => format!("wr {} {}", cg_file(&a.cg, "memory.max"), limit(a.value, false)),
-        Op::MemoryHigh(a) => format!("wr {} {}", cg_file(&a.cg, "memory.high"), limit(a.value, false)),
-        Op::MemoryLow(a) => format!("wr {} {}", cg_file(&a.cg, "memory.low"), limit(a.value, false)),
+        Op::MemoryMax(a) => format!(
+            "wr {} {}",
+            cg_file(&a.cg, "memory.max"),
+            limit(a.value, false)
+        ),
+        Op::MemoryHigh(a) => format!(
+            "wr {} {}",
+            cg_file(&a.cg, "memory.high"),
+            limit(a.value, false)
+        ),
+        Op::MemoryLow(a) => format!(
+            "wr {} {}",
+            cg_file(&a.cg, "memory.low"),
+            limit(a.value, false)
+        ),
         Op::MemorySwapMax(a) => format!(
             "wr {} {}",
             cg_file(&a.cg, "memory.swap.max"),
@@ -315,12 +331,7 @@ pub fn leaf(op: &Op) -> String {
         Op::Losetup(a) if a.dev.kind != DevKind::Loop => {
             "R=EINVAL  # cgstorm's rule: losetup takes a loop device".into()
         }
-        Op::Losetup(a) => format!(
-            "losetup_dev {} {} {}",
-            a.dev.index,
-            file(&a.file),
-            a.size.0
-        ),
+        Op::Losetup(a) => format!("losetup_dev {} {} {}", a.dev.index, file(&a.file), a.size.0),
         Op::LosetupDetach(d) if d.kind != DevKind::Loop => {
             "R=ENXIO  # cgstorm's rule: only loop devices detach".into()
         }
@@ -345,13 +356,7 @@ pub fn leaf(op: &Op) -> String {
             flag(a.direct)
         ),
         Op::Close(n) => format!("hcall close {n}"),
-        Op::Mmap(a) => format!(
-            "hcall mmap {} {} {} {}",
-            a.map,
-            a.fd,
-            a.len.0,
-            flag(a.sync)
-        ),
+        Op::Mmap(a) => format!("hcall mmap {} {} {} {}", a.map, a.fd, a.len.0, flag(a.sync)),
         Op::Touch(a) => format!("hcall touch {} {}", a.map, flag(a.write)),
         Op::Munmap(n) => format!("hcall munmap {n}"),
         Op::Pin(a) => pin(a),
@@ -407,7 +412,7 @@ pub fn block(out: &mut String, ops: &[OpSpec], next: &mut usize, step: &mut usiz
                     }
                     None => code,
                 };
-                let _ = writeln!(out, "{ind}beg; {code}; res {id} {text}");
+                let _ = writeln!(out, "{ind}beg {id}; {code}; res {id} {text}");
             }
         }
     }

@@ -10,15 +10,18 @@ now() {
 	T=$(( ${T%.*} * 100 + 1${T#*.} - 100 ))
 }
 
-# Starts an op: its start time.
+# Starts op $1: its start time (and, with a stall limit, a note for the
+# watchdog in main).
 beg() {
 	read -r T0 _ < /proc/uptime
 	T0=$(( ${T0%.*} * 100 + 1${T0#*.} - 100 ))
+	[ -z "$STALL" ] || echo "$T0 $1" > "$RUN/busy.$L"
 }
 
 # Ends op $1 (its text $2): prints the result line.
 res() {
 	now
+	[ -z "$STALL" ] || : > "$RUN/busy.$L"
 	if [ -n "$TIMES" ]; then
 		echo "lane $L op $1 $2: $R @$T0-$T"
 	else
@@ -255,6 +258,33 @@ EOF
 past() {
 	now
 	[ "$T" -ge "$1" ]
+}
+
+# Waits for the lanes (pids $@). With a stall limit, a lane stuck in one
+# op for STALL seconds is reported (blocked tasks dumped with sysrq w) and
+# the script ends with status 4, as cgstorm's agent watchdog would.
+wait_lanes() {
+	status=0
+	if [ -n "$STALL" ]; then
+		while :; do
+			sleep 1
+			up=0
+			for lp in "$@"; do alive "$lp" && up=1; done
+			[ "$up" = 1 ] || break
+			now
+			for l in $LANES; do
+				bt= bop=
+				[ -s "$RUN/busy.$l" ] && read -r bt bop < "$RUN/busy.$l"
+				if [ -n "$bt" ] && [ $((T - bt)) -gt $((STALL * 100)) ]; then
+					echo "cgstorm: lane $l stuck in op $bop for more than ${STALL}s" >&2
+					echo w > /proc/sysrq-trigger 2>/dev/null
+					return 4
+				fi
+			done
+		done
+	fi
+	for lp in "$@"; do wait "$lp" || status=1; done
+	return $status
 }
 
 # The end: tasks killed, helper stopped, mounts and loop devices gone,

@@ -47,10 +47,7 @@ pub fn parse(out: &str) -> Result<Vec<ResultLine>, String> {
                 let (a, b) = t.split_once('-').ok_or_else(bad)?;
                 (
                     r,
-                    Some((
-                        a.parse().map_err(|_| bad())?,
-                        b.parse().map_err(|_| bad())?,
-                    )),
+                    Some((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?)),
                 )
             }
             None => (result, None),
@@ -110,7 +107,9 @@ impl fmt::Display for Judgement {
                 f,
                 "{id} `{text}` returned {observed}; the model allows {allowed}"
             ),
-            Judgement::BadOutput(m) => write!(f, "the script's output does not fit the program: {m}"),
+            Judgement::BadOutput(m) => {
+                write!(f, "the script's output does not fit the program: {m}")
+            }
             Judgement::Unchecked(m) => write!(f, "the model could not judge the results: {m}"),
         }
     }
@@ -146,7 +145,9 @@ pub fn judge(p: &Program, target: &Target, lines: &[ResultLine], complete: bool)
         let seen: std::collections::HashSet<OpId> = lines.iter().map(|l| l.id).collect();
         let mut missing: Vec<(OpId, String)> = steps
             .iter()
-            .filter(|(id, (_, op))| !matches!(op, Op::Barrier | Op::Repeat(_)) && !seen.contains(id))
+            .filter(|(id, (_, op))| {
+                !matches!(op, Op::Barrier | Op::Repeat(_)) && !seen.contains(id)
+            })
             .map(|(id, (_, op))| (*id, op.describe()))
             .collect();
         missing.sort();
@@ -170,7 +171,11 @@ pub fn judge(p: &Program, target: &Target, lines: &[ResultLine], complete: bool)
             return Judgement::BadOutput(format!("{} is not an op of the program", l.id));
         };
         if matches!(op, Op::Barrier | Op::Repeat(_)) {
-            return Judgement::BadOutput(format!("{} is a {}, which has no result", l.id, op.keyword()));
+            return Judgement::BadOutput(format!(
+                "{} is a {}, which has no result",
+                l.id,
+                op.keyword()
+            ));
         }
         if l.text != op.describe() {
             return Judgement::BadOutput(format!(
@@ -202,7 +207,11 @@ pub fn judge(p: &Program, target: &Target, lines: &[ResultLine], complete: bool)
             end_ns,
         });
     }
-    while trace.steps.last().is_some_and(|s| s.lanes.iter().all(Vec::is_empty)) {
+    while trace
+        .steps
+        .last()
+        .is_some_and(|s| s.lanes.iter().all(Vec::is_empty))
+    {
         trace.steps.pop();
     }
     match verify(p, target, &trace) {
@@ -216,7 +225,10 @@ pub fn judge(p: &Program, target: &Target, lines: &[ResultLine], complete: bool)
             allowed,
         })) => Judgement::Diverge {
             id,
-            text: steps.get(&id).map(|(_, o)| o.describe()).unwrap_or_default(),
+            text: steps
+                .get(&id)
+                .map(|(_, o)| o.describe())
+                .unwrap_or_default(),
             observed: observed.to_string(),
             allowed,
         },

@@ -139,7 +139,11 @@ fn comment(out: &mut String, text: &str) {
 }
 
 fn header(out: &mut String, p: &Program, prov: &Provenance, devs: &BTreeSet<Dev>, helper: bool) {
-    let name = if p.name.is_empty() { "(unnamed)" } else { &p.name };
+    let name = if p.name.is_empty() {
+        "(unnamed)"
+    } else {
+        &p.name
+    };
     let _ = writeln!(out, "#!/bin/sh");
     let _ = writeln!(
         out,
@@ -176,7 +180,11 @@ fn header(out: &mut String, p: &Program, prov: &Provenance, devs: &BTreeSet<Dev>
          #   sh {} [--duration 10s]\n\
          # Lanes run concurrently (background subshells, lined up at barriers);\n\
          # each op prints `lane L op N <op>: <result>`.",
-        if p.name.is_empty() { "repro.sh".to_string() } else { format!("{}.sh", p.name) }
+        if p.name.is_empty() {
+            "repro.sh".to_string()
+        } else {
+            format!("{}.sh", p.name)
+        }
     );
     if !devs.is_empty() {
         let _ = writeln!(
@@ -199,12 +207,17 @@ fn header(out: &mut String, p: &Program, prov: &Provenance, devs: &BTreeSet<Dev>
     let _ = writeln!(
         out,
         "# Other settings: CGSTORM_WORK (scratch directory, default /tmp/cgstorm-repro),\n\
-         # CGSTORM_TIMES=1 (times on result lines), CGSTORM_KEEP=1 (no cleanup)."
+         # CGSTORM_TIMES=1 (times on result lines), CGSTORM_KEEP=1 (no cleanup),\n\
+         # CGSTORM_STALL=S (an op running S seconds is a hang: the script says which,\n\
+         # dumps blocked tasks and exits 4; default 120, empty: never)."
     );
 }
 
 fn tables(out: &mut String) {
-    let _ = writeln!(out, "# R: the errno a tool's message names (strerror text at its end).");
+    let _ = writeln!(
+        out,
+        "# R: the errno a tool's message names (strerror text at its end)."
+    );
     let _ = writeln!(out, "msg2err() {{\n\tcase $1 in\n\t\"\") R=EIO ;;");
     for e in Errno::ALL {
         let _ = writeln!(out, "\t*{}) R={} ;;", quote(e.description()), e.name());
@@ -232,7 +245,10 @@ fn tables(out: &mut String) {
     for e in Errno::ALL {
         let _ = writeln!(out, "\t{}) R={} ;;", e.number(), e.name());
     }
-    let _ = writeln!(out, "\t*) R=unknown; echo \"cgstorm: errno $1 has no name here\" >&2 ;;\n\tesac\n}}");
+    let _ = writeln!(
+        out,
+        "\t*) R=unknown; echo \"cgstorm: errno $1 has no name here\" >&2 ;;\n\tesac\n}}"
+    );
 }
 
 const OPTIONS: &str = r#"
@@ -290,6 +306,7 @@ pub fn generate(p: &Program, prov: &Provenance) -> Script {
          CG1=$W/v1\nPLACES=$W/mnt\nRUN=$W/run\n\
          NODEV=/dev/cgstorm-no-such-device\nNOPID=2147483647\n\
          TIMES=${{CGSTORM_TIMES:-}}\n\
+         STALL=${{CGSTORM_STALL-120}}\n\
          LANES='{}'\nNLANES={}\n\
          CGROUPS=\"{}\"",
         lanes.join(" "),
@@ -386,8 +403,15 @@ fn main(out: &mut String, p: &Program, devs: &BTreeSet<Dev>, helper: bool, hlane
          mkdir -p \"$RUN/task\" \"$RUN/loop\" \"$PLACES\" || die \"cannot make $W\"\n\
          mount -t tmpfs -o mode=0755 cgstorm \"$PLACES\" || die \"cannot mount a tmpfs on $PLACES\""
     );
-    let places: Vec<String> = places(p).into_iter().map(|s| format!("\"$PLACES/{s}\"")).collect();
-    let _ = writeln!(out, "mkdir -p {} || die \"cannot make the places\"", places.join(" "));
+    let places: Vec<String> = places(p)
+        .into_iter()
+        .map(|s| format!("\"$PLACES/{s}\""))
+        .collect();
+    let _ = writeln!(
+        out,
+        "mkdir -p {} || die \"cannot make the places\"",
+        places.join(" ")
+    );
     for d in devs {
         let v = var(d);
         let _ = writeln!(
@@ -398,9 +422,16 @@ fn main(out: &mut String, p: &Program, devs: &BTreeSet<Dev>, helper: bool, hlane
     }
     if !hlanes.is_empty() {
         for l in hlanes {
-            let _ = writeln!(out, "mkfifo \"$RUN/h.{l}.in\" \"$RUN/h.{l}.out\" || die mkfifo");
+            let _ = writeln!(
+                out,
+                "mkfifo \"$RUN/h.{l}.in\" \"$RUN/h.{l}.out\" || die mkfifo"
+            );
         }
-        let _ = writeln!(out, "\"$H\" serve \"$RUN\" {} &\nHELPER_PID=$!", hlanes.join(" "));
+        let _ = writeln!(
+            out,
+            "\"$H\" serve \"$RUN\" {} &\nHELPER_PID=$!",
+            hlanes.join(" ")
+        );
     }
     let _ = writeln!(
         out,
@@ -415,8 +446,9 @@ fn main(out: &mut String, p: &Program, devs: &BTreeSet<Dev>, helper: bool, hlane
     }
     let _ = writeln!(
         out,
-        "status=0\nfor lp in {}; do wait \"$lp\" || status=1; done\n\
+        "wait_lanes {}\nstatus=$?\n\
+         [ \"$status\" = 4 ] && exit 4  # a hung kernel: no cleanup, it would hang too\n\
          cleanup\necho \"cgstorm: done\" >&2\nexit $status",
-        pids.join(" ").replace('"', "")
+        pids.join(" ")
     );
 }

@@ -118,7 +118,11 @@ fn scripts_refuse_to_run_unless_root_and_name_their_devices() {
     assert!(s.contains("DESTROYS ALL DATA"));
     // mounts.yaml names scratch7, which cgstorm's VM lacks: no default node.
     let text = std::fs::read_to_string(workspace().join("corpus/semantics/mounts.yaml")).unwrap();
-    let s = generate(&Program::from_yaml("m", &text).unwrap(), &Provenance::default()).text;
+    let s = generate(
+        &Program::from_yaml("m", &text).unwrap(),
+        &Provenance::default(),
+    )
+    .text;
     assert!(s.contains("SCRATCH7=${SCRATCH7:-}\n"), "{s}");
 }
 
@@ -142,7 +146,12 @@ fn the_helper_compiles_without_warnings() {
     let h = dir.path().join("h");
     let ok = Command::new(&h).arg("check").output().unwrap();
     assert!(ok.status.success());
-    assert!(!Command::new(&h).arg("nonsense").status().unwrap().success());
+    assert!(!Command::new(&h)
+        .arg("nonsense")
+        .output()
+        .unwrap()
+        .status
+        .success());
 }
 
 const TWO_LANES: &str = "
@@ -182,11 +191,19 @@ fn judging_agrees_diverges_and_catches_missing_results() {
     // Lane b's mkdir ran between lane a's two rmdirs.
     let good = "lane 0 op 0 mkdir x: ok\nlane 0 op 3 rmdir x: ok\n\
                 lane 1 op 1 mkdir x: ok\nlane 0 op 3 rmdir x: ok\n";
-    assert!(matches!(run(good, true), Judgement::Agree { ops: 4, .. }), "{}", run(good, true));
+    assert!(
+        matches!(run(good, true), Judgement::Agree { ops: 4, .. }),
+        "{}",
+        run(good, true)
+    );
     // With times, that order is impossible: b's mkdir ended before a's first rmdir began.
     let timed = "lane 0 op 0 mkdir x: ok @1-1\nlane 1 op 1 mkdir x: ok @2-2\n\
                  lane 0 op 3 rmdir x: ok @3-3\nlane 0 op 3 rmdir x: ok @4-4\n";
-    assert!(matches!(run(timed, true), Judgement::Diverge { .. }), "{}", run(timed, true));
+    assert!(
+        matches!(run(timed, true), Judgement::Diverge { .. }),
+        "{}",
+        run(timed, true)
+    );
     let bad = "lane 0 op 0 mkdir x: EEXIST\n";
     match run(bad, false) {
         Judgement::Diverge { id, observed, .. } => {
@@ -194,10 +211,22 @@ fn judging_agrees_diverges_and_catches_missing_results() {
         }
         j => panic!("{j}"),
     }
-    assert!(matches!(run("lane 0 op 0 mkdir x: ok\n", true), Judgement::BadOutput(_)));
-    assert!(matches!(run("lane 0 op 0 mkdir x: ok\n", false), Judgement::Agree { .. }));
-    assert!(matches!(run("lane 0 op 1 mkdir x: ok\n", false), Judgement::BadOutput(_)));
-    assert!(matches!(run("lane 0 op 0 rmdir x: ok\n", false), Judgement::BadOutput(_)));
+    assert!(matches!(
+        run("lane 0 op 0 mkdir x: ok\n", true),
+        Judgement::BadOutput(_)
+    ));
+    assert!(matches!(
+        run("lane 0 op 0 mkdir x: ok\n", false),
+        Judgement::Agree { .. }
+    ));
+    assert!(matches!(
+        run("lane 0 op 1 mkdir x: ok\n", false),
+        Judgement::BadOutput(_)
+    ));
+    assert!(matches!(
+        run("lane 0 op 0 rmdir x: ok\n", false),
+        Judgement::BadOutput(_)
+    ));
     let unnamed = run("lane 0 op 0 mkdir x: unknown\n", false);
     assert!(unnamed.to_string().contains("no errno"), "{unnamed}");
 }
@@ -208,7 +237,11 @@ fn a_finding_dir_gives_the_header_its_kernel_and_report() {
     let d = dir.path();
     std::fs::write(d.join("program.yaml"), TWO_LANES).unwrap();
     std::fs::write(d.join("description"), "WARNING in dax_disassociate_entry\n").unwrap();
-    std::fs::write(d.join("report"), "WARNING: CPU: 1 PID: 9 at fs/dax.c:381\nCall Trace:\n").unwrap();
+    std::fs::write(
+        d.join("report"),
+        "WARNING: CPU: 1 PID: 9 at fs/dax.c:381\nCall Trace:\n",
+    )
+    .unwrap();
     std::fs::write(
         d.join("console.log"),
         "[    0.000000] Linux version 6.1.0-56-cloud-amd64 (debian-kernel@lists.debian.org)\n",
@@ -216,9 +249,15 @@ fn a_finding_dir_gives_the_header_its_kernel_and_report() {
     .unwrap();
     let (p, prov) = super::load(d).unwrap();
     let s = generate(&p, &prov).text;
-    assert!(s.contains("# Failure: WARNING in dax_disassociate_entry"), "{s}");
+    assert!(
+        s.contains("# Failure: WARNING in dax_disassociate_entry"),
+        "{s}"
+    );
     assert!(s.contains("Found on kernel 6.1.0-56-cloud-amd64"), "{s}");
-    assert!(s.contains("#   WARNING: CPU: 1 PID: 9 at fs/dax.c:381"), "{s}");
+    assert!(
+        s.contains("#   WARNING: CPU: 1 PID: 9 at fs/dax.c:381"),
+        "{s}"
+    );
     let e = super::load(dir.path().join("nothere").as_path()).unwrap_err();
     assert!(e.to_string().contains("cannot read program"), "{e}");
 }

@@ -2,8 +2,8 @@
 //! the script (and the helper, compiled here statically) to the agent as a
 //! [`HostMsg::Shell`] order, and judge the result lines with the model.
 
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::io::{ErrorKind, Read};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,9 @@ use crate::run::machine::MachineOpts;
 
 /// Where the guest's busybox comes from (Debian's busybox-static).
 const BUSYBOX: &str = "/bin/busybox";
+/// An op running this long under KVM is a hang (scaled for TCG), as
+/// `cgstorm run`'s default stall limit.
+const STALL_SECS: u64 = 6;
 /// Time for the script's own work besides the run duration (mkfs, setup),
 /// under KVM; scaled for TCG.
 const SETUP_TIME: Duration = Duration::from_secs(60);
@@ -129,6 +132,7 @@ fn execute(args: &ReproArgs, program: &Program, script: &Script) -> Result<u8, R
         .or(program.duration)
         .map_or(DEFAULT_DURATION_MS, |d| d.0);
     let setup = SETUP_TIME * avm.accel.timeout_scale();
+    let stall_s = STALL_SECS * u64::from(avm.accel.timeout_scale());
     let timeout_ms = 2 * duration_ms + setup.as_millis() as u64;
     let helper_env = if script.needs_helper {
         "CGSTORM_HELPER=\"$PWD/cgstorm-helper\" "
@@ -137,7 +141,8 @@ fn execute(args: &ReproArgs, program: &Program, script: &Script) -> Result<u8, R
     };
     let order = ShellOrder {
         script: format!(
-            "{helper_env}CGSTORM_TIMES=1 exec sh ./repro.sh --duration {duration_ms}ms"
+            "{helper_env}CGSTORM_TIMES=1 CGSTORM_STALL={stall_s} \
+             exec sh ./repro.sh --duration {duration_ms}ms"
         ),
         files,
         timeout_ms,
@@ -162,7 +167,9 @@ fn execute(args: &ReproArgs, program: &Program, script: &Script) -> Result<u8, R
         }
     };
     let _ = avm.shutdown();
-    Ok(verdict(program, &target, status, &stdout, &stderr, &console, args.echo))
+    Ok(verdict(
+        program, &target, status, &stdout, &stderr, &console, args.echo,
+    ))
 }
 
 /// Sends the order and waits for `ShellDone`, in short reads so that
@@ -203,7 +210,11 @@ fn exchange(
         match vm.agent().read(&mut chunk) {
             Ok(0) => return Err("the agent channel closed".into()),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
             Err(e) => return Err(format!("agent channel: {e}")),
         }
     }
@@ -249,6 +260,9 @@ fn verdict(
     }
     if status != 0 {
         eprintln!("cgstorm: warning: the script's exit status is {status}; judging the {} results it printed", lines.len());
+    }
+    if let Some(l) = stderr.lines().find(|l| l.contains(" stuck in op ")) {
+        println!("repro: HANG ({})", l.trim_start_matches("cgstorm: "));
     }
     let j = results::judge(program, target, &lines, status == 0);
     match &j {

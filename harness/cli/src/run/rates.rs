@@ -109,7 +109,10 @@ mod tests {
         assert!((r[0].span_ms - 30.5).abs() < 1e-9, "{:?}", r[0]);
         assert!((r[0].per_s - 4.0 / 0.0305).abs() < 1e-6);
         let line = render(&r).unwrap();
-        assert!(line.starts_with("ops/s: sync 131.1 (4 in 0.0 s), mount "), "{line}");
+        assert!(
+            line.starts_with("ops/s: sync 131.1 (4 in 0.0 s), mount "),
+            "{line}"
+        );
         assert!(!line.contains("mkdir"), "{line}");
     }
 }

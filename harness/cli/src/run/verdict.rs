@@ -384,10 +384,9 @@ pub fn render(
             if known == 1 { "" } else { "s" }
         ),
         Verdict::Pass => "PASS".to_string(),
-        Verdict::Finding if known > 0 => format!(
-            "FINDING ({}, and {known} known)",
-            findings.len() - known
-        ),
+        Verdict::Finding if known > 0 => {
+            format!("FINDING ({}, and {known} known)", findings.len() - known)
+        }
         Verdict::Finding => format!("FINDING ({})", findings.len()),
         Verdict::Error(e) => format!("ERROR ({e})"),
     };

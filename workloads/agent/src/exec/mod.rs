@@ -52,6 +52,7 @@ pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> 
             .map_err(|e| format!("send: {e}"))
         }
     };
+    reset::note_base_taint();
     prepare_places(&program)?;
     let (tx, rx) = mpsc::channel::<AgentMsg>();
     let mut out = port.try_clone().map_err(|e| format!("clone port: {e}"))?;

@@ -11,6 +11,7 @@ use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::mount::{umount2, MntFlags};
@@ -27,10 +28,33 @@ const WIPE: u64 = 1 << 20;
 /// Generous: under TCG freeing a memcg's pages takes a while.
 const SETTLE: Duration = Duration::from_secs(20);
 
+/// `/proc/sys/kernel/tainted` before the first program (module taints from
+/// the boot are not the programs' doing); `u64::MAX` until read.
+static BASE_TAINT: AtomicU64 = AtomicU64::new(u64::MAX);
+
+fn taint() -> u64 {
+    std::fs::read_to_string("/proc/sys/kernel/tainted")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Records the kernel's taint before the first program.
+pub fn note_base_taint() {
+    let _ = BASE_TAINT.compare_exchange(u64::MAX, taint(), Ordering::SeqCst, Ordering::SeqCst);
+}
+
 /// Undoes what programs did; returns what could not be undone (empty: the
-/// guest is as the model's initial state says).
+/// guest is as the model's initial state says). A kernel tainted since the
+/// first program (a WARN, a BUG, a lockdep splat turned lockdep off) cannot
+/// be undone either: the next program would run on a damaged kernel.
 pub fn reset() -> Vec<String> {
     let mut left = Vec::new();
+    let base = BASE_TAINT.load(Ordering::SeqCst);
+    let now = taint();
+    if base != u64::MAX && now & !base != 0 {
+        left.push(format!("the kernel is tainted ({now:#x}, was {base:#x})"));
+    }
     let deadline = Instant::now() + SETTLE;
     unmount_places(&mut left, deadline);
     remove_v1(&mut left, deadline);

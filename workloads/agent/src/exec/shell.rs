@@ -25,7 +25,7 @@ static RUNS: AtomicU32 = AtomicU32::new(0);
 
 /// Runs the order; never fails (a script that could not run is status -1).
 pub fn run(order: &ShellOrder) -> AgentMsg {
-    match execute(order) {
+    match execute(order, Path::new(BASE)) {
         Ok(msg) => msg,
         Err(e) => AgentMsg::ShellDone {
             status: -1,
@@ -43,8 +43,8 @@ fn busybox() -> Result<&'static str, String> {
 }
 
 /// A directory with a symlink to busybox for each of its applets.
-fn applets(busybox: &str) -> Result<PathBuf, String> {
-    let dir = Path::new(BASE).join("bin");
+fn applets(busybox: &str, base: &Path) -> Result<PathBuf, String> {
+    let dir = base.join("bin");
     if dir.join("sh").exists() {
         return Ok(dir);
     }
@@ -55,16 +55,19 @@ fn applets(busybox: &str) -> Result<PathBuf, String> {
         .status()
         .map_err(|e| format!("run {busybox} --install: {e}"))?;
     if !st.success() {
-        return Err(format!("{busybox} --install -s {} failed: {st}", dir.display()));
+        return Err(format!(
+            "{busybox} --install -s {} failed: {st}",
+            dir.display()
+        ));
     }
     Ok(dir)
 }
 
-fn execute(order: &ShellOrder) -> Result<AgentMsg, String> {
+fn execute(order: &ShellOrder, base: &Path) -> Result<AgentMsg, String> {
     let busybox = busybox()?;
-    let bin = applets(busybox)?;
+    let bin = applets(busybox, base)?;
     let n = RUNS.fetch_add(1, Ordering::Relaxed);
-    let dir = Path::new(BASE).join(format!("run{}-{n}", std::process::id()));
+    let dir = base.join(format!("run{}-{n}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
     for (name, bytes) in &order.files {
@@ -97,11 +100,7 @@ fn execute(order: &ShellOrder) -> Result<AgentMsg, String> {
     let deadline = Instant::now() + Duration::from_millis(order.timeout_ms);
     let status = loop {
         match child.try_wait() {
-            Ok(Some(st)) => {
-                break st
-                    .code()
-                    .unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
-            }
+            Ok(Some(st)) => break st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)),
             Ok(None) if Instant::now() >= deadline => {
                 crate::init::kmsg::log(&format!(
                     "shell script over its {} ms: killed",
@@ -150,4 +149,102 @@ fn read_capped(p: &Path) -> String {
         let _ = f.take(MAX_OUTPUT as u64).read_to_end(&mut buf);
     }
     String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(script: &str, timeout_ms: u64) -> ShellOrder {
+        ShellOrder {
+            script: script.into(),
+            files: vec![("hello.sh".into(), b"echo \"from $0\"\n".to_vec())],
+            timeout_ms,
+        }
+    }
+
+    /// A scratch directory, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let p = std::env::temp_dir()
+                .join(format!("cgstorm-shell-test-{}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir_all(&p).unwrap();
+            Scratch(p)
+        }
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn done(m: AgentMsg) -> (i32, String, String) {
+        match m {
+            AgentMsg::ShellDone {
+                status,
+                stdout,
+                stderr,
+            } => (status, stdout, stderr),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn scripts_run_with_their_files_and_busybox_applets() {
+        if busybox().is_err() {
+            eprintln!("no busybox here: skipped");
+            return;
+        }
+        let base = Scratch::new("files");
+        let o = order(
+            "./hello.sh; command -v rmdir; echo oops >&2; exit 3",
+            10_000,
+        );
+        let (status, out, err) = done(execute(&o, base.path()).unwrap());
+        assert_eq!(status, 3);
+        assert!(out.starts_with("from ./hello.sh\n"), "{out}");
+        assert!(out.contains("rmdir"), "{out}");
+        assert_eq!(err, "oops\n");
+        let bad = ShellOrder {
+            files: vec![("../x".into(), vec![])],
+            ..o
+        };
+        assert!(execute(&bad, base.path())
+            .unwrap_err()
+            .contains("plain name"));
+    }
+
+    #[test]
+    fn the_time_limit_kills_the_script_and_what_it_started() {
+        if busybox().is_err() {
+            eprintln!("no busybox here: skipped");
+            return;
+        }
+        let base = Scratch::new("limit");
+        let t0 = Instant::now();
+        let o = order("sleep 30 & echo $! > bg.pid; echo started; sleep 30", 300);
+        let (status, out, _) = done(execute(&o, base.path()).unwrap());
+        assert_eq!(status, 128 + libc::SIGKILL);
+        assert_eq!(out, "started\n");
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        let run = fs::read_dir(base.path())
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("run"))
+            .unwrap()
+            .path();
+        let pid = fs::read_to_string(run.join("bg.pid")).unwrap();
+        let stat = fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z "),
+            "the background sleep survived: {stat}"
+        );
+    }
 }
