@@ -2,11 +2,13 @@
 # Build cgstorm's debug kernel (vm/debug.config) from a kernel source tree or
 # from Debian's linux-source-6.12, and print the path of the bzImage.
 #
-# usage: build-kernel.sh [--flavor debug|lockdep] [--out DIR] [--config-only]
+# usage: build-kernel.sh [--flavor debug|lockdep|report] [--out DIR] [--config-only]
 #                        [--vng] [-j N] [SOURCE_TREE]
 #   SOURCE_TREE  kernel sources; default: Debian's linux-source-6.12, fetched
 #                with apt-get download and unpacked under CACHE/src
-#   --flavor     debug (lockdep+KASAN+KCOV, default) or lockdep (no KASAN/KCOV)
+#   --flavor     debug (lockdep+KASAN+KCOV, default), lockdep (no KASAN/KCOV)
+#                or report (lockdep + report.config: KFENCE, UBSAN, lockup
+#                and workqueue watchdogs, for the test module in vm/testmod)
 #   --out DIR    build directory (make O=DIR); default CACHE/build/<tree>-<flavor>
 #   --config-only  stop once .config is made and checked against the fragments
 #   --vng        make the config with `vng --kconfig --config` (virtme-ng's
@@ -37,7 +39,7 @@ while [ $# -gt 0 ]; do
         --config-only) CONFIG_ONLY=1; shift ;;
         --vng) USE_VNG=1; shift ;;
         -j) JOBS=${2:?-j needs a value}; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
         *) SRC=$1; shift ;;
     esac
@@ -46,7 +48,8 @@ done
 case "$FLAVOR" in
     debug) FRAGMENTS="$VMDIR/debug.config" ;;
     lockdep) FRAGMENTS="$VMDIR/debug.config $VMDIR/lockdep.config" ;;
-    *) die "unknown flavor $FLAVOR: want debug or lockdep" ;;
+    report) FRAGMENTS="$VMDIR/debug.config $VMDIR/lockdep.config $VMDIR/report.config" ;;
+    *) die "unknown flavor $FLAVOR: want debug, lockdep or report" ;;
 esac
 
 need make "apt-get install make"
@@ -147,5 +150,6 @@ if [ "$CONFIG_ONLY" = 1 ]; then
 fi
 
 echo "build-kernel: make -j$JOBS bzImage (about 15 minutes on 2 cores)" >&2
-make -s -C "$SRC" O="$OUT" -j"$JOBS" bzImage >&2 || die "kernel build failed"
+# modules_prepare: out-of-tree test modules (vm/testmod) build against $OUT
+make -s -C "$SRC" O="$OUT" -j"$JOBS" bzImage modules_prepare >&2 || die "kernel build failed"
 echo "$OUT/arch/x86/boot/bzImage"

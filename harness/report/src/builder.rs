@@ -22,7 +22,8 @@ enum Phase {
     /// After the trace: only lines that reports print after their traces
     /// (lock lists, irq event stamps, end markers) continue the report.
     AfterTrace,
-    /// Until a `=====` separator: KASAN, KFENCE, UBSAN and lock lists.
+    /// Until a `=====` separator (or `---[ end trace`): KASAN, KFENCE, UBSAN
+    /// and lock lists.
     UntilSeparator,
     /// After `---[ end trace`: a repeated register dump and a panic may follow.
     Tail(usize),
@@ -146,11 +147,12 @@ impl Builder {
         if is_separator(t) && self.lines.len() >= 2 {
             return Verdict::TakeAndClose;
         }
-        if self.phase == Phase::UntilSeparator {
-            return Verdict::Take;
-        }
+        // UBSAN ends its reports this way since 6.5 (no `=====` any more).
         if t.starts_with("---[ end trace") {
             self.phase = Phase::Tail(0);
+            return Verdict::Take;
+        }
+        if self.phase == Phase::UntilSeparator {
             return Verdict::Take;
         }
         if t.starts_with("Sending NMI from CPU") {
@@ -217,7 +219,7 @@ fn is_trace_line(t: &str) -> bool {
 
 /// Lines printed after a report's trace that still belong to it.
 fn is_continuation(t: &str) -> bool {
-    const PREFIXES: [&str; 46] = [
+    const PREFIXES: [&str; 47] = [
         "Modules linked in",
         "irq event stamp",
         "hardirqs last",
@@ -242,6 +244,7 @@ fn is_continuation(t: &str) -> bool {
         "inactive:",
         "delayed:",
         "task:",
+        "Workqueue:",
         "rcu: ",
         "rcu:\t",
         "Future hung task reports are suppressed",

@@ -286,10 +286,18 @@ static STALL: SkipList = SkipList {
     exact: &[],
 };
 
-/// For UBSAN and suspicious RCU usage: the checker's own frames.
+/// For UBSAN and suspicious RCU usage: the checker's own frames. RCU's own
+/// functions start with `rcu_` (or a known RCU verb): a caller whose name only
+/// contains "rcu" (`splat_rcu`, `free_css_rcu_fn`) is the culprit.
 static CHECKER: SkipList = SkipList {
-    contains: &["rcu", "kmem", "slab", "kmalloc", "kzalloc", "vmalloc"],
-    prefixes: &[],
+    contains: &["kmem", "slab", "kmalloc", "kzalloc", "vmalloc"],
+    prefixes: &[
+        "rcu_",
+        "srcu_",
+        "call_rcu",
+        "kvfree_call_rcu",
+        "synchronize_rcu",
+    ],
     exact: &[],
 };
 
@@ -407,6 +415,12 @@ mod tests {
         assert!(Skip::Stall.skips("asm_sysvec_apic_timer_interrupt"));
         assert!(Skip::Stall.skips("__rcu_read_unlock"));
         assert!(!Skip::Stall.skips("rcu_fn"));
+        assert!(Skip::Checker.skips("lockdep_rcu_suspicious"));
+        assert!(Skip::Checker.skips("rcu_read_lock_held"));
+        assert!(Skip::Checker.skips("__rcu_read_lock"));
+        assert!(Skip::Checker.skips("__kmalloc_noprof"));
+        assert!(!Skip::Checker.skips("splat_rcu"));
+        assert!(!Skip::Checker.skips("free_css_rcu_fn"));
     }
 
     #[test]

@@ -15,13 +15,19 @@
 #
 # Scenarios:
 #   splat:KIND  insmod $SPLAT kind=KIND (6.12 debug kernel only), wait $WAIT s
+#   mod:KIND    insmod $MOD kind=KIND (cgstorm's own vm/testmod, built for
+#               KERNEL), wait $WAIT s; adds the boot parameters KIND needs
+#               (hard-lockup and wq-lockup: see vm/report.config)
+#   busy-inodes a filesystem (ext2 on /dev/ram0 when the kernel has brd built
+#               in, else tmpfs) with a file whose inode $MOD pins, then umount
 #   oom         cgroup v2 memcg with memory.max=16M, a `tail /dev/zero` hog in it
 #   sysrq-c     echo c > /proc/sysrq-trigger (kernel panic)
 #   sysrq-lw    sysrq l and w: all-CPU backtraces and blocked tasks (no bug)
 #   vmalloc     zram disksize far beyond RAM: a warn_alloc "vmalloc error" (no bug)
 #   boot        boot and power off
 #
-# Environment: KERNEL (default the 6.12 debug bzImage), SPLAT, MODDIR (a
+# Environment: KERNEL (default the 6.12 debug bzImage), SPLAT, MOD (the
+# cgstorm_splat.ko built for KERNEL, for mod: and busy-inodes), MODDIR (a
 # /lib/modules/<version> tree to take zram/zsmalloc from, for stock kernels),
 # BUSYBOX (static), WAIT (seconds after the step, default 10), TIMEOUT (hard
 # limit for QEMU, default 300), APPEND (extra kernel command line).
@@ -37,6 +43,11 @@ BUSYBOX=${BUSYBOX:-/bin/busybox}
 WAIT=${WAIT:-10}
 TIMEOUT=${TIMEOUT:-300}
 APPEND=${APPEND:-}
+# What the report kernel's detectors need to fire within a short run.
+case $SCENARIO in
+mod:hard-lockup) APPEND="nmi_watchdog=1 watchdog_thresh=3 $APPEND" ;;
+mod:wq-lockup) APPEND="workqueue.watchdog_thresh=5 workqueue.cpu_intensive_thresh_us=100000000 $APPEND" ;;
+esac
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT INT TERM
@@ -45,6 +56,10 @@ mkdir -p "$root/bin" "$root/proc" "$root/sys" "$root/dev" "$root/tmp"
 cp "$BUSYBOX" "$root/bin/busybox"
 case $SCENARIO in
 splat:*) cp "$SPLAT" "$root/splat.ko" ;;
+mod:* | busy-inodes)
+    [ -n "${MOD:-}" ] || { echo "record: $SCENARIO needs MOD=cgstorm_splat.ko" >&2; exit 2; }
+    cp "$MOD" "$root/cgstorm_splat.ko"
+    ;;
 vmalloc)
     if [ -n "${MODDIR:-}" ]; then
         find "$MODDIR" \( -name zsmalloc.ko -o -name zram.ko \) -exec cp {} "$root/" \;
@@ -67,6 +82,31 @@ splat:*)
     kind=${scenario#splat:}
     mark "insmod splat kind=$kind"
     insmod /splat.ko kind="$kind"
+    ;;
+mod:*)
+    kind=${scenario#mod:}
+    mark "insmod cgstorm_splat kind=$kind"
+    insmod /cgstorm_splat.ko kind="$kind"
+    echo "insmod: $?"
+    ;;
+busy-inodes)
+    mkdir -p /mnt
+    if [ -b /dev/ram0 ]; then
+        mark "mkfs ext2 ram0"
+        mke2fs -q /dev/ram0
+        mark "mount ram0 /mnt"
+        mount -t ext2 /dev/ram0 /mnt
+    else
+        mark "mount tmpfs /mnt"
+        mount -t tmpfs tmpfs /mnt
+    fi
+    mark "write /mnt/pinned"
+    echo data >/mnt/pinned
+    mark "insmod cgstorm_splat kind=busy-inodes path=/mnt/pinned"
+    insmod /cgstorm_splat.ko kind=busy-inodes path=/mnt/pinned
+    mark "umount /mnt"
+    umount /mnt
+    echo "umount: $?"
     ;;
 oom)
     mkdir -p /sys/fs/cgroup
@@ -107,7 +147,8 @@ boot) ;;
 esac
 sleep "${wait:-10}"
 mark "poweroff"
-poweroff -f
+# -n: no sync, which would hang on a superblock a killed umount left locked
+poweroff -n -f
 EOF
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"

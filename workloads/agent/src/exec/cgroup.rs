@@ -1,6 +1,7 @@
 //! cgroup ops, written straight to cgroupfs so the kernel's errno comes back.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use cgstorm_workloads::op::{CgLimit, CgRead, CgTask, CgValue, IoMax, Reclaim, SubtreeChange};
 use cgstorm_workloads::words::ReadFile;
@@ -131,7 +132,10 @@ pub fn v1_mount() -> Outcome {
         Some("memory"),
     );
     match r {
-        Ok(()) => Outcome::Ok,
+        Ok(()) => {
+            paths::V1_MOUNTS.fetch_add(1, Ordering::SeqCst);
+            Outcome::Ok
+        }
         Err(e) => {
             if made {
                 let _ = std::fs::remove_dir(dir);
@@ -142,8 +146,18 @@ pub fn v1_mount() -> Outcome {
 }
 
 pub fn v1_umount() -> Outcome {
-    match umount2(paths::CG1, MntFlags::empty()) {
+    // Not mounted: the mount point may be gone or a plain directory; the
+    // model's answer is the one for a missing mount point.
+    let at = if paths::V1_MOUNTS.load(Ordering::SeqCst) == 0 {
+        paths::NO_V1
+    } else {
+        paths::CG1
+    };
+    match umount2(at, MntFlags::empty()) {
         Ok(()) => {
+            let _ = paths::V1_MOUNTS.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                n.checked_sub(1)
+            });
             let _ = std::fs::remove_dir(paths::CG1);
             Outcome::Ok
         }

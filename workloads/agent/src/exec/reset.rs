@@ -246,6 +246,11 @@ fn remove_v1(left: &mut Vec<String>, deadline: Instant) {
         }
         let _ = std::fs::remove_dir(CG1);
     }
+    // A plain directory left by racing v1_mount/v1_umount ops.
+    if !is_mounted(CG1) {
+        let _ = std::fs::remove_dir_all(CG1);
+        super::paths::V1_MOUNTS.store(0, Ordering::SeqCst);
+    }
     while memory_hierarchy().is_some_and(|h| h != 0) {
         if Instant::now() >= deadline {
             left.push("the memory controller is still bound to a v1 hierarchy".into());
