@@ -155,9 +155,8 @@ pub fn v1_umount() -> Outcome {
     };
     match umount2(at, MntFlags::empty()) {
         Ok(()) => {
-            let _ = paths::V1_MOUNTS.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                n.checked_sub(1)
-            });
+            let _ = paths::V1_MOUNTS
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
             let _ = std::fs::remove_dir(paths::CG1);
             Outcome::Ok
         }
