@@ -249,6 +249,7 @@ impl Campaign {
         s.ops += ran.conclusion.outcome.trace.events() as u64;
         if ran.booted {
             s.boots += 1;
+            s.boot_ms += ran.boot_time.as_millis() as u64;
         }
         if restarted {
             s.restarts += 1;

@@ -39,6 +39,8 @@ pub struct Ran {
     pub release: String,
     /// The VM was booted for this program.
     pub booted: bool,
+    /// How long that boot took (QEMU start to the agent's hello).
+    pub boot_time: Duration,
     /// Why the VM must go after the program (the caller stores the
     /// findings, then calls [`Slot::settle`]).
     pub dropped: Option<String>,
@@ -57,6 +59,8 @@ pub struct Slot {
     vm: Option<(Booted, Target, Hello)>,
     /// The kernel image the VM runs.
     image: PathBuf,
+    /// How long the last boot took.
+    last_boot: Duration,
     /// Boots so far.
     pub boots: u64,
 }
@@ -68,6 +72,7 @@ impl Slot {
             job,
             vm: None,
             image: PathBuf::new(),
+            last_boot: Duration::ZERO,
             boots: 0,
         }
     }
@@ -87,10 +92,11 @@ impl Slot {
             Some(console.to_path_buf()),
         )?;
         self.boots += 1;
-        let hello = match &booted {
-            Booted::Qemu(v) => v.hello.clone(),
-            Booted::Vng(v) => v.hello.clone(),
+        let (hello, took) = match &booted {
+            Booted::Qemu(v) => (v.hello.clone(), v.boot_time),
+            Booted::Vng(v) => (v.hello.clone(), v.boot_time),
         };
+        self.last_boot = took;
         if !hello.missing_devices.is_empty() {
             return Err(RunError::Guest(format!(
                 "the guest has no /dev/{} although the vm was given them",
@@ -192,6 +198,11 @@ impl Slot {
             console,
             release,
             booted,
+            boot_time: if booted {
+                self.last_boot
+            } else {
+                Duration::ZERO
+            },
             dropped,
         })
     }

@@ -49,6 +49,9 @@ pub struct Stats {
     pub ops: u64,
     /// VM boots.
     pub boots: u64,
+    /// Time spent booting VMs, in ms (the cost of restarts).
+    #[serde(default)]
+    pub boot_ms: u64,
     /// Boots that replaced a VM dropped after a program (a report, a hang,
     /// a dead VM, a reset that left something behind).
     pub restarts: u64,
@@ -63,6 +66,7 @@ pub struct Stats {
     /// Where a rotating campaign (soak) is: its next step.
     pub cursor: u64,
     /// Fuzz programs drawn so far (the index of the next one).
+    #[serde(default)]
     pub draws: u64,
     /// Why each dropped VM was dropped, counted.
     pub drops: BTreeMap<String, u64>,
@@ -149,10 +153,11 @@ impl Stats {
         let _ = writeln!(s, "  ops          {} ({:.0}/s)", self.ops, self.ops_per_s());
         let _ = writeln!(
             s,
-            "  vms          {} boots, {} restarts ({:.1}/h)",
+            "  vms          {} boots, {} restarts ({:.1}/h), {:.1}% of the time booting",
             self.boots,
             self.restarts,
-            self.restarts_per_hour()
+            self.restarts_per_hour(),
+            self.boot_ms as f64 * 100.0 / self.elapsed_ms.max(1) as f64
         );
         for (reason, n) in &self.drops {
             let _ = writeln!(s, "    {n} x {reason}");

@@ -126,30 +126,59 @@ fn pid_of(w: &World, task: &Name) -> Option<i32> {
     w.tasks().get(task).map(|t| t.child.id() as i32)
 }
 
-/// Reaps `pid`, then forgets the task. Returns the wait status.
-fn reap(w: &World, task: &Name, pid: i32) -> Option<i32> {
+/// Reaps `pid` (blocking); the wait status.
+fn reap_pid(pid: i32) -> Option<i32> {
     let mut status = 0;
     // SAFETY: waiting for our own child into a local status word.
     let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-    w.tasks().remove(task);
     (r == pid).then_some(status)
 }
 
+/// `kill` and `wait` on one task may race (two lanes). Each is atomic for
+/// the model: `kill` takes the task out of the world first, then signals
+/// and reaps it, so a racing `wait` either took it before (and reports how
+/// it ended on its own) or finds it gone (ESRCH); it never sees the kill's
+/// signal, nor reaps what `kill` must reap.
 pub fn kill(w: &World, task: &Name) -> Outcome {
-    let Some(pid) = pid_of(w, task) else {
+    let Some(rec) = w.tasks().remove(task) else {
         return Outcome::Err(Errno::ESRCH);
     };
+    let pid = rec.child.id() as i32;
     // SAFETY: signalling our own unreaped child.
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    reap(w, task, pid);
+    reap_pid(pid);
     Outcome::Ok
 }
 
+/// Waits for the task to end without reaping it, then takes it out of the
+/// world (unless a racing `kill` did) and reaps it.
 pub fn wait(w: &World, task: &Name) -> Outcome {
     let Some(pid) = pid_of(w, task) else {
         return Outcome::Err(Errno::ESRCH);
     };
-    match reap(w, task, pid) {
+    // SAFETY: an all-zero siginfo_t is a valid value for waitid to fill.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting (WNOWAIT: without reaping) for our own child.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT,
+        )
+    };
+    let mine = {
+        let mut tasks = w.tasks();
+        match tasks.get(task) {
+            Some(t) if t.child.id() as i32 == pid => tasks.remove(task),
+            _ => None,
+        }
+    };
+    if mine.is_none() || r != 0 {
+        // A racing kill took it (and reaps it): it is gone for us.
+        return Outcome::Err(Errno::ESRCH);
+    }
+    match reap_pid(pid) {
         Some(s) if libc::WIFSIGNALED(s) => Outcome::Killed,
         Some(s) if libc::WEXITSTATUS(s) == 0 => Outcome::Ok,
         Some(s) => sys::errno(libc::WEXITSTATUS(s)),
