@@ -27,6 +27,10 @@ const V1: &[&str] = &["v1:a", "v1:b", "v1:a/x"];
 const PLACES: &[&str] = &["m0", "m1", "tmp"];
 const FILES: &[&str] = &["f0", "f1", "big"];
 const TASKS: &[&str] = &["t0", "t1", "t2", "t3"];
+/// Names of tasks that never end by themselves (sleepers, hogs, loops).
+const ENDLESS: [&str; 2] = ["t0", "t1"];
+/// Names of tasks that end by themselves (the only ones `wait` is made for).
+const ENDING: [&str; 2] = ["t2", "t3"];
 const SIZES: &[u64] = &[4 << 10, 64 << 10, 1 << 20, 8 << 20, 32 << 20, 64 << 20];
 const LIMITS: &[u64] = &[8 << 20, 32 << 20, 128 << 20, 512 << 20];
 
@@ -319,6 +323,14 @@ impl<'a> Gen<'a, '_> {
                     TaskKind::Reader(r) => !r.looped,
                     _ => false,
                 };
+                // Tasks that end by themselves and those that never do get
+                // disjoint names: a `wait` is only generated for the former,
+                // and must never meet a sleeper of the same name that another
+                // lane (or an earlier spawn whose name a later, failing spawn
+                // reuses) left running: that program would hang by
+                // construction (seen while fuzzing).
+                let slot = TASKS.iter().position(|t| *t == task.as_str()).unwrap_or(0) % 2;
+                let task = n(if ends { ENDING[slot] } else { ENDLESS[slot] });
                 if let TaskKind::Writer(w) = &kind {
                     self.made.files.push(w.file.clone());
                 }

@@ -124,3 +124,41 @@ fn choices_lean_on_what_the_program_made() {
         "only {hits} of {total} name a cgroup made earlier"
     );
 }
+
+#[test]
+fn a_wait_only_ever_names_tasks_that_end_by_themselves() {
+    use cgstorm_workloads::op::TaskKind;
+    let mut waits = 0;
+    for seed in 0..3000 {
+        let p = from_seed(seed);
+        let mut ops = Vec::new();
+        for l in &p.lanes {
+            walk(&l.ops, &mut ops);
+        }
+        let endless: BTreeSet<String> = ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Spawn(s) => {
+                    let ends = match &s.kind {
+                        TaskKind::Writer(w) => !w.looped,
+                        TaskKind::Reader(r) => !r.looped,
+                        _ => false,
+                    };
+                    (!ends).then(|| s.task.to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        for o in &ops {
+            if let Op::Wait(t) = o {
+                waits += 1;
+                assert!(
+                    !endless.contains(t.as_str()),
+                    "seed {seed}: `wait {t}` may meet a task that never ends:\n{}",
+                    p.to_yaml()
+                );
+            }
+        }
+    }
+    assert!(waits > 100, "only {waits} waits generated");
+}
