@@ -592,6 +592,8 @@ static int hog(char **a, int n)
 		if (!mem)
 			return ENOMEM;
 		memset(mem, 0xa5, bytes);
+		/* The compiler must not drop the allocation it never sees read. */
+		__asm__ volatile("" : : "r"(mem) : "memory");
 		for (;;)
 			pause();
 	}

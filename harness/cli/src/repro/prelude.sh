@@ -48,11 +48,18 @@ wr() {
 	if { echo -n "$2" > "$1"; } 2>"$E"; then R=ok; else errof "$E"; fi
 }
 
-# P: the pid of task $1 (a pid no process has when there is no such task).
+# Tasks. A task runs under a small keeper subshell that waits for it and
+# writes its exit status (shell style: 128+N when killed by signal N) to a
+# file: any lane can then kill it or wait for it, and its status is never
+# lost to another shell's reaping. The task's pid and that file are kept in
+# $RUN/task/NAME/pid while the name is in use.
+
+# P: the pid of task $1 (a pid no process has when there is no such task),
+# PS: its status file.
 pid_of() {
-	P=
-	[ -f "$RUN/task/$1/pid" ] && read -r P PL < "$RUN/task/$1/pid"
-	[ -n "$P" ] || { P=$NOPID; PL=; }
+	P= PS=
+	[ -f "$RUN/task/$1/pid" ] && read -r P PS < "$RUN/task/$1/pid"
+	[ -n "$P" ] || P=$NOPID
 }
 
 # Whether process $1 runs (exists and is no zombie).
@@ -62,44 +69,65 @@ alive() {
 	case ${al##*) } in ''|Z*) return 1 ;; esac
 }
 
+# Polls (no blocking opens: a blocking open of a FIFO in a background
+# subshell fails with EINTR when a child exits) until file $1 has data.
+# With $2, gives up (status 1) once process $2 is gone.
+await() {
+	aw=0
+	while [ ! -s "$1" ]; do
+		[ -z "${2:-}" ] || alive "$2" || { [ -s "$1" ]; return; }
+		if [ "$aw" -lt 50 ]; then sleep 0.01; else sleep 0.1; fi
+		aw=$((aw + 1))
+	done
+}
+
 # spawn NAME CGDIR|- KIND ARGS...: starts a task that first joins the
 # cgroup, then opens its file and says ok (or its errno) before it works.
-# The word goes through a regular file, polled: a blocking open of a FIFO
-# in a background subshell fails with EINTR when a child exits.
 spawn_task() {
 	sn=$1 scg=$2
 	shift 2
-	if ! mkdir "$RUN/task/$sn" 2>/dev/null; then R=EEXIST; return; fi
-	sf="$RUN/task/$sn/st"
+	# A name is in use once a spawn of it succeeded (as in cgstorm's agent).
+	if [ -f "$RUN/task/$sn/pid" ]; then R=EEXIST; return; fi
+	NSPAWN=$((NSPAWN + 1))
+	sf="$RUN/spawn.$L.st" sp="$RUN/spawn.$L.pid" ss="$RUN/status.$L.$NSPAWN"
 	: > "$sf"
+	: > "$sp"
 	(
-		exec 5>>"$sf"
-		if [ "$scg" != - ]; then
-			if ! { echo 0 > "$scg/cgroup.procs"; } 2>"$RUN/task/$sn/err"; then
-				errof "$RUN/task/$sn/err"
-				echo "err $R" >&5
-				exit 1
+		(
+			exec 5>>"$sf"
+			if [ "$scg" != - ]; then
+				if ! { echo 0 > "$scg/cgroup.procs"; } 2>"$RUN/spawn.$L.err"; then
+					errof "$RUN/spawn.$L.err"
+					echo "err $R" >&5
+					exit 1
+				fi
 			fi
-		fi
-		if [ "$1" = sleeper ]; then
-			echo ok >&5
-			exec sleep 2147483647 >/dev/null 5>&-
-		fi
-		exec "$H" task "$@" >&5 5>&-
+			if [ "$1" = sleeper ]; then
+				echo ok >&5
+				exec sleep 2147483647 >/dev/null 5>&-
+			fi
+			exec "$H" task "$@" >&5 5>&-
+		) &
+		tp=$!
+		exec 2>/dev/null  # no "Killed" from this shell
+		echo "$tp" > "$sp"
+		wait "$tp"
+		echo $? > "$ss"
 	) &
-	sp=$!
-	while [ ! -s "$sf" ] && alive "$sp"; do sleep 0.01; done
-	st= sn2=
+	kp=$!
+	await "$sf" "$kp"
+	await "$sp" "$kp"
+	st= sn2= tp=
 	read -r st sn2 < "$sf"
+	read -r tp < "$sp"
 	case $st in
 	ok)
-		echo "$sp $L" > "$RUN/task/$sn/pid"
+		mkdir -p "$RUN/task/$sn"
+		echo "$tp $ss" > "$RUN/task/$sn/pid"
 		R=ok
 		;;
 	*)
-		kill -9 "$sp" 2>/dev/null
-		wait "$sp" 2>/dev/null
-		rm -rf "$RUN/task/$sn"
+		[ -z "$tp" ] || kill -9 "$tp" 2>/dev/null
 		case $st:$sn2 in
 		err:*[!0-9]*) R=$sn2 ;;
 		err:?*) errname "$sn2" ;;
@@ -109,45 +137,31 @@ spawn_task() {
 	esac
 }
 
-# S: the exit status of task pid $1, shell style (128+N: killed by signal N).
-# Its own lane reaps it with `wait`; another lane waits for it to exit and
-# reads the status from /proc/PID/stat (the lane that started it reaps it).
-reap() {
-	if [ "$PL" = "$L" ]; then
-		wait "$1" 2>/dev/null
-		S=$?
-		return
-	fi
-	S=0
-	rp=$1
-	while [ -e "/proc/$rp/stat" ]; do
-		sl=
-		read -r sl < "/proc/$rp/stat" 2>/dev/null || break
-		set -- ${sl##*) }
-		if [ "$1" = Z ]; then
-			eval "sw=\${$#}"
-			if [ $(( sw & 127 )) -ne 0 ]; then S=$(( 128 + (sw & 127) )); else S=$(( sw >> 8 )); fi
-			return
-		fi
-		sleep 0.01
-	done
+# Takes task $1's name out of use (atomically: one lane wins); false if
+# it is not in use.
+forget() {
+	NGONE=$((NGONE + 1))
+	mv "$RUN/task/$1" "$RUN/gone.$L.$NGONE" 2>/dev/null || return 1
+	rm -rf "$RUN/gone.$L.$NGONE"
 }
 
 kill_task() {
 	pid_of "$1"
-	if [ "$P" = "$NOPID" ]; then R=ESRCH; return; fi
+	if [ "$P" = "$NOPID" ] || ! forget "$1"; then R=ESRCH; return; fi
 	kill -9 "$P" 2>/dev/null
-	reap "$P"
-	rm -rf "$RUN/task/$1"
+	await "$PS"
 	R=ok
 }
 
 wait_task() {
 	pid_of "$1"
 	if [ "$P" = "$NOPID" ]; then R=ESRCH; return; fi
-	reap "$P"
-	rm -rf "$RUN/task/$1"
-	if [ "$S" -eq 0 ]; then R=ok
+	await "$PS"
+	forget "$1"
+	S=
+	read -r S < "$PS"
+	if [ "$S" = 0 ]; then R=ok
+	elif [ -z "$S" ]; then R=EIO
 	elif [ "$S" -gt 128 ]; then R=killed
 	else errname "$S"
 	fi
@@ -294,6 +308,7 @@ cleanup() {
 	for f in "$RUN"/task/*/pid; do
 		[ -f "$f" ] && read -r p _ < "$f" && kill -9 "$p" 2>/dev/null
 	done
+	sleep 0.1
 	[ -n "${HELPER_PID:-}" ] && kill -9 "$HELPER_PID" 2>/dev/null
 	wait 2>/dev/null
 	for d in "$PLACES"/*; do umount -l "$d" 2>/dev/null; done

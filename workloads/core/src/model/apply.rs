@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use crate::errno::Errno;
-use crate::names::Cg;
+use crate::names::{Cg, Dev};
 use crate::op::Op;
 use crate::outcome::Outcome;
 
@@ -20,6 +20,9 @@ pub struct Ctx<'a> {
     /// cgroups another lane of this step may remove: a write to one of their
     /// files can find it gone between `open` and `write` (ENODEV).
     pub racing_rmdir: &'a BTreeSet<Cg>,
+    /// Loop devices another lane of this step may attach or detach: a
+    /// mount reading one can meet I/O errors midway (EIO).
+    pub racing_loop: &'a BTreeSet<Dev>,
 }
 
 /// The successors of a state under one op.

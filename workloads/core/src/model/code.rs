@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::names::Cg;
+use crate::names::{Cg, Dev};
 use crate::op::{Op, OpSpec, Times};
 use crate::program::{OpId, Program};
 
@@ -38,6 +38,9 @@ pub struct Code<'p> {
     pub steps: Vec<Vec<Vec<Instr<'p>>>>,
     /// `racing[step][lane]`: cgroups another lane may rmdir concurrently.
     pub racing: Vec<Vec<BTreeSet<Cg>>>,
+    /// `racing_loops[step][lane]`: loop devices another lane may attach or
+    /// detach concurrently.
+    pub racing_loops: Vec<Vec<BTreeSet<Dev>>>,
 }
 
 impl<'p> Code<'p> {
@@ -73,7 +76,12 @@ impl<'p> Code<'p> {
                     .collect(),
             );
         }
-        Code { steps, racing }
+        let racing_loops = steps.iter().map(|lanes| others(lanes, loops)).collect();
+        Code {
+            steps,
+            racing,
+            racing_loops,
+        }
     }
 }
 
@@ -101,6 +109,34 @@ fn compile<'p>(
         }
         op => out.push(Instr::Op(id, op)),
     }
+}
+
+/// For each lane, the union of `f` over the other lanes' code.
+fn others<T: Ord + Clone>(
+    lanes: &[Vec<Instr<'_>>],
+    f: fn(&[Instr<'_>]) -> BTreeSet<T>,
+) -> Vec<BTreeSet<T>> {
+    let each: Vec<BTreeSet<T>> = lanes.iter().map(|l| f(l)).collect();
+    (0..lanes.len())
+        .map(|i| {
+            each.iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .flat_map(|(_, s)| s.iter().cloned())
+                .collect()
+        })
+        .collect()
+}
+
+/// Loop devices a lane attaches or detaches.
+fn loops(code: &[Instr<'_>]) -> BTreeSet<Dev> {
+    code.iter()
+        .filter_map(|i| match i {
+            Instr::Op(_, Op::Losetup(a)) => Some(a.dev),
+            Instr::Op(_, Op::LosetupDetach(d)) => Some(*d),
+            _ => None,
+        })
+        .collect()
 }
 
 fn rmdirs(code: &[Instr<'_>]) -> BTreeSet<Cg> {

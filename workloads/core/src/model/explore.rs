@@ -104,6 +104,7 @@ pub fn predict(p: &Program, target: &Target) -> Result<Prediction, ModelError> {
                 let ctx = Ctx {
                     target,
                     racing_rmdir: &code.racing[si][li],
+                    racing_loop: &code.racing_loops[si][li],
                 };
                 for (npc, ns, rec) in step_lane(instr, &pcs[li], &state, ctx) {
                     if let Some((id, o)) = rec {

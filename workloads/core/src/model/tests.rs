@@ -269,3 +269,21 @@ fn op_events_travel_as_compact_arrays() {
     assert_eq!(json, r#"[2,17,"EBUSY",100,250]"#);
     assert_eq!(serde_json::from_str::<OpEvent>(&json).unwrap(), e);
 }
+
+#[test]
+fn a_mount_on_a_loop_device_another_lane_detaches_may_see_eio() {
+    let racing = prog(
+        "lanes:\n  - {name: a, ops: [{losetup: {dev: loop0, file: tmp/img, size: 64M}}, {mkfs: {dev: loop0, fs: ext4}}, barrier, {losetup_detach: loop0}]}\n  - {name: b, ops: [barrier, {mount: {at: m0, fs: ext4, dev: loop0}}]}\n",
+    );
+    let t = Target::default();
+    let pred = predict(&racing, &t).unwrap();
+    let mount = &pred.ops[&OpId { lane: 1, op: 1 }];
+    assert!(mount.0.contains(&Outcome::Err(Errno::EIO)), "{mount}");
+    assert!(mount.0.contains(&Outcome::Ok), "{mount}");
+    // Alone, the same mount cannot meet a detach.
+    let alone = prog(
+        "lanes:\n  - {name: a, ops: [{losetup: {dev: loop0, file: tmp/img, size: 64M}}, {mkfs: {dev: loop0, fs: ext4}}, {mount: {at: m0, fs: ext4, dev: loop0}}]}\n",
+    );
+    let pred = predict(&alone, &t).unwrap();
+    assert_eq!(format!("{}", pred.ops[&OpId { lane: 0, op: 2 }]), "ok");
+}

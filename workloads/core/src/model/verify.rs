@@ -187,6 +187,7 @@ pub fn verify(
                 let ctx = Ctx {
                     target,
                     racing_rmdir: &code.racing[si][li],
+                    racing_loop: &code.racing_loops[si][li],
                 };
                 let succ = apply(&state, ops(ev)?, ctx);
                 let mut matched = false;
