@@ -20,8 +20,9 @@ pub struct Ctx<'a> {
     /// cgroups another lane of this step may remove: a write to one of their
     /// files can find it gone between `open` and `write` (ENODEV).
     pub racing_rmdir: &'a BTreeSet<Cg>,
-    /// Loop devices another lane of this step may attach or detach: a
-    /// mount reading one can meet I/O errors midway (EIO).
+    /// Devices another lane of this step may attach, detach, format or
+    /// mount: a mount or mkfs is many steps, and one of those racing it can
+    /// make it fail midway (EIO, or EBUSY from mkfs's own checks).
     pub racing_loop: &'a BTreeSet<Dev>,
 }
 
@@ -99,7 +100,7 @@ fn apply_one(s: &State, op: &Op, ctx: Ctx<'_>) -> Next {
         Op::Fsync(f) => files::fsync(s, f),
         Op::Losetup(a) => mounts::losetup(s, a, ctx),
         Op::LosetupDetach(d) => mounts::losetup_detach(s, d),
-        Op::Mkfs(a) => mounts::mkfs(s, a),
+        Op::Mkfs(a) => mounts::mkfs(s, a, ctx),
         Op::Mount(a) => mounts::mount(s, a, ctx),
         Op::Umount(p) => mounts::umount(s, p, false),
         Op::UmountLazy(p) => mounts::umount(s, p, true),

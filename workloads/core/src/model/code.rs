@@ -38,8 +38,8 @@ pub struct Code<'p> {
     pub steps: Vec<Vec<Vec<Instr<'p>>>>,
     /// `racing[step][lane]`: cgroups another lane may rmdir concurrently.
     pub racing: Vec<Vec<BTreeSet<Cg>>>,
-    /// `racing_loops[step][lane]`: loop devices another lane may attach or
-    /// detach concurrently.
+    /// `racing_loops[step][lane]`: devices another lane may attach, detach,
+    /// mkfs or mount concurrently.
     pub racing_loops: Vec<Vec<BTreeSet<Dev>>>,
 }
 
@@ -128,12 +128,14 @@ fn others<T: Ord + Clone>(
         .collect()
 }
 
-/// Loop devices a lane attaches or detaches.
+/// Devices a lane attaches, detaches, formats or mounts.
 fn loops(code: &[Instr<'_>]) -> BTreeSet<Dev> {
     code.iter()
         .filter_map(|i| match i {
             Instr::Op(_, Op::Losetup(a)) => Some(a.dev),
             Instr::Op(_, Op::LosetupDetach(d)) => Some(*d),
+            Instr::Op(_, Op::Mkfs(a)) => Some(a.dev),
+            Instr::Op(_, Op::Mount(a)) => a.dev,
             _ => None,
         })
         .collect()

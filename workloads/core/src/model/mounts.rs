@@ -70,7 +70,22 @@ pub fn losetup_detach(s: &State, d: &Dev) -> Next {
     ok(n)
 }
 
-pub fn mkfs(s: &State, a: &MkfsArgs) -> Next {
+pub fn mkfs(s: &State, a: &MkfsArgs, ctx: Ctx<'_>) -> Next {
+    let mut out = mkfs_at_once(s, a);
+    // mkfs checks the device (O_EXCL), then the tool opens and writes it:
+    // another lane mounting, formatting or detaching it meanwhile makes it
+    // fail (the agent reports a failed tool as EIO, a busy device as EBUSY).
+    if ctx.racing_loop.contains(&a.dev) {
+        for e in [EIO, EBUSY] {
+            if !out.iter().any(|(o, _)| *o == Outcome::Err(e)) {
+                out.push((Outcome::Err(e), s.clone()));
+            }
+        }
+    }
+    out
+}
+
+fn mkfs_at_once(s: &State, a: &MkfsArgs) -> Next {
     let Some(dev) = s.devices.get(&a.dev) else {
         return fail(s, ENOENT);
     };
@@ -155,10 +170,16 @@ pub fn mount(s: &State, a: &MountArgs, ctx: Ctx<'_>) -> Next {
     // or rebound by another lane of the step meanwhile gives I/O errors, EIO (seen
     // while fuzzing: "XFS (loop1): SB validate failed with error -5"),
     // which no single point in time explains.
-    let on_loop = matches!(a.fs, FsType::Ext4 | FsType::Xfs)
+    let racing = matches!(a.fs, FsType::Ext4 | FsType::Xfs)
         && a.dev.is_some_and(|d| ctx.racing_loop.contains(&d));
-    if on_loop && !out.iter().any(|(o, _)| *o == Outcome::Err(EIO)) {
-        out.push((Outcome::Err(EIO), s.clone()));
+    if racing {
+        // A superblock half written by a racing mkfs reads as no
+        // filesystem (EINVAL) or fails to read (EIO).
+        for e in [EIO, EINVAL] {
+            if !out.iter().any(|(o, _)| *o == Outcome::Err(e)) {
+                out.push((Outcome::Err(e), s.clone()));
+            }
+        }
     }
     out
 }

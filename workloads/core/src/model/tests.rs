@@ -287,3 +287,18 @@ fn a_mount_on_a_loop_device_another_lane_detaches_may_see_eio() {
     let pred = predict(&alone, &t).unwrap();
     assert_eq!(format!("{}", pred.ops[&OpId { lane: 0, op: 2 }]), "ok");
 }
+
+#[test]
+fn two_lanes_formatting_one_device_may_fail_each_other() {
+    let p = prog(
+        "lanes:\n  - {name: a, ops: [{mkfs: {dev: scratch0, fs: ext4}}]}\n  - {name: b, ops: [{mkfs: {dev: scratch0, fs: xfs}}]}\n",
+    );
+    let pred = predict(&p, &Target::default()).unwrap();
+    assert_eq!(
+        format!("{}", pred.ops[&OpId { lane: 0, op: 0 }]),
+        "[ok, EIO, EBUSY]"
+    );
+    let alone = prog("lanes:\n  - {name: a, ops: [{mkfs: {dev: scratch0, fs: ext4}}]}\n");
+    let pred = predict(&alone, &Target::default()).unwrap();
+    assert_eq!(format!("{}", pred.ops[&OpId { lane: 0, op: 0 }]), "ok");
+}
