@@ -57,10 +57,19 @@ enum Work {
     },
 }
 
+/// Spawns the task. The name is reserved first, under the world's lock, so
+/// two lanes spawning one name at once give one ok and one EEXIST, as the
+/// model says (checking, then forking, then recording let both succeed).
 pub fn spawn(w: &World, a: &Spawn, token: &str) -> Outcome {
-    if w.tasks().contains_key(&a.task) {
+    if !w.reserve(&a.task) {
         return Outcome::Err(Errno::EEXIST);
     }
+    let r = spawn_reserved(w, a, token);
+    w.unreserve(&a.task);
+    r
+}
+
+fn spawn_reserved(w: &World, a: &Spawn, token: &str) -> Outcome {
     let work = match &a.kind {
         TaskKind::Sleeper => Work::Sleeper,
         TaskKind::Writer(x) => Work::Writer {

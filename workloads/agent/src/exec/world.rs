@@ -51,6 +51,8 @@ pub enum PinRec {
 #[derive(Default)]
 pub struct World {
     tasks: Mutex<HashMap<Name, TaskRec>>,
+    /// Names being spawned right now (reserved, not yet in `tasks`).
+    spawning: Mutex<std::collections::HashSet<Name>>,
     fds: Mutex<HashMap<Name, Arc<File>>>,
     maps: Mutex<HashMap<Name, MapRec>>,
     pins: Mutex<HashMap<Name, PinRec>>,
@@ -65,6 +67,19 @@ impl World {
     /// The tasks.
     pub fn tasks(&self) -> MutexGuard<'_, HashMap<Name, TaskRec>> {
         lock(&self.tasks)
+    }
+
+    /// Reserves a task name for a spawn: false if a task has it or another
+    /// spawn holds it.
+    pub fn reserve(&self, task: &Name) -> bool {
+        let tasks = self.tasks();
+        let mut spawning = lock(&self.spawning);
+        !tasks.contains_key(task) && spawning.insert(task.clone())
+    }
+
+    /// Gives a reserved name back (the spawn has recorded its task, or failed).
+    pub fn unreserve(&self, task: &Name) {
+        lock(&self.spawning).remove(task);
     }
 
     /// The open descriptors.
