@@ -139,6 +139,34 @@ fn steps_of(p: &Program) -> HashMap<OpId, (usize, &Op)> {
 /// Judges result lines against the model on `target`. With `complete`
 /// (the script ran to its end), every op must have printed a result at
 /// least once (every repeat makes at least one pass).
+/// The results of the steps before the one `stuck` is in. When an op hangs,
+/// ops of its step may have taken effect without returning, which the model
+/// cannot tell from a wrong result: `cgstorm run` checks such a run up to its
+/// last barrier, and so does this.
+pub fn before_step_of(p: &Program, lines: &[ResultLine], stuck: OpId) -> Vec<ResultLine> {
+    let steps = steps_of(p);
+    let Some(&(limit, _)) = steps.get(&stuck) else {
+        return lines.to_vec();
+    };
+    lines
+        .iter()
+        .filter(|l| steps.get(&l.id).is_some_and(|(s, _)| *s < limit))
+        .cloned()
+        .collect()
+}
+
+/// The op a script's "lane L stuck in op N" line names.
+pub fn stuck_op(line: &str) -> Option<OpId> {
+    let rest = &line[line.find("lane ")? + 5..];
+    let (lane, rest) = rest.split_once(' ')?;
+    let rest = rest.strip_prefix("stuck in op ")?;
+    let op = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+    Some(OpId {
+        lane: lane.parse().ok()?,
+        op: op.parse().ok()?,
+    })
+}
+
 pub fn judge(p: &Program, target: &Target, lines: &[ResultLine], complete: bool) -> Judgement {
     let steps = steps_of(p);
     if complete {

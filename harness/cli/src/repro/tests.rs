@@ -261,3 +261,30 @@ fn a_finding_dir_gives_the_header_its_kernel_and_report() {
     let e = super::load(dir.path().join("nothere").as_path()).unwrap_err();
     assert!(e.to_string().contains("cannot read program"), "{e}");
 }
+
+#[test]
+fn a_hang_limits_the_judgement_to_the_steps_before_it() {
+    use super::results::{before_step_of, stuck_op};
+    let p = Program::from_yaml(
+        "h.yaml",
+        "lanes:\n  - {name: a, ops: [{mkdir: x}, barrier, {truncate: {file: tmp/f, size: 0}}]}\n  - {name: b, ops: [{mkdir: y}, barrier, {mkdir: z}]}\n",
+    )
+    .unwrap();
+    let stuck = stuck_op("cgstorm: lane 0 stuck in op 2 for more than 60s").unwrap();
+    assert_eq!(stuck, OpId { lane: 0, op: 2 });
+    assert_eq!(stuck_op("nothing stuck here"), None);
+    // b's mkdir z "failed" in the hung step: not judged.
+    let lines =
+        parse("lane 0 op 0 mkdir x: ok\nlane 1 op 0 mkdir y: ok\nlane 1 op 2 mkdir z: EIO\n")
+            .unwrap();
+    let kept = before_step_of(&p, &lines, stuck);
+    assert_eq!(kept.len(), 2);
+    assert!(matches!(
+        judge(&p, &Target::default(), &kept, false),
+        Judgement::Agree { .. }
+    ));
+    assert!(matches!(
+        judge(&p, &Target::default(), &lines, false),
+        Judgement::Diverge { .. }
+    ));
+}

@@ -261,10 +261,20 @@ fn verdict(
     if status != 0 {
         eprintln!("cgstorm: warning: the script's exit status is {status}; judging the {} results it printed", lines.len());
     }
+    let mut lines = lines;
+    let mut complete = status == 0;
     if let Some(l) = stderr.lines().find(|l| l.contains(" stuck in op ")) {
         println!("repro: HANG ({})", l.trim_start_matches("cgstorm: "));
+        if let Some(stuck) = results::stuck_op(l) {
+            lines = results::before_step_of(program, &lines, stuck);
+            complete = false;
+            eprintln!(
+                "cgstorm: judging the {} results of the steps before the hang (ops of its step may have taken effect without returning)",
+                lines.len()
+            );
+        }
     }
-    let j = results::judge(program, target, &lines, status == 0);
+    let j = results::judge(program, target, &lines, complete);
     match &j {
         Judgement::Agree { .. } => {
             println!("repro: PASS ({j})");
