@@ -10,11 +10,8 @@ backend=${2:-qemu}
 out=${CGSTORM_OUT:-target/vm-corpus}
 mkdir -p "$out"
 
-cargo build --release -q -p cgstorm || exit 2
-# Build the static agent once, up front, so each run does not ask cargo.
-RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --release -q -p cgstorm-agent --target x86_64-unknown-linux-gnu || exit 2
-agent=target/x86_64-unknown-linux-gnu/release/cgstorm-agent
+. ci/lib.sh
+build_cgstorm_and_agent
 
 passed=0
 failed=0

@@ -12,10 +12,8 @@ duration=${2:-10s}
 out=${CGSTORM_OUT:-target/vm-repro}
 mkdir -p "$out"
 
-cargo build --release -q -p cgstorm || exit 2
-RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --release -q -p cgstorm-agent --target x86_64-unknown-linux-gnu || exit 2
-agent=target/x86_64-unknown-linux-gnu/release/cgstorm-agent
+. ci/lib.sh
+build_cgstorm_and_agent
 
 passed=0
 failed=0

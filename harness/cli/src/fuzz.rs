@@ -146,7 +146,7 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
             .map_or(1, |d| d.as_nanos() as u64)
     });
     crate::run::signal::install();
-    let env = Env::new(&a.vm).map_err(|e| anyhow::anyhow!(crate::run::error::chain(&e)))?;
+    let env = Env::new(&a.vm)?;
     std::fs::create_dir_all(&a.workdir)
         .with_context(|| format!("cannot create the workdir {}", a.workdir.display()))?;
     let campaign = Campaign::open(

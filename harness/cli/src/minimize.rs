@@ -172,7 +172,7 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
     }
     let (program, stored_title, default_out) = load(&a.input)?;
     crate::run::signal::install();
-    let env = Env::new(&a.vm).map_err(|e| anyhow::anyhow!(chain(&e)))?;
+    let env = Env::new(&a.vm)?;
     let console = std::env::temp_dir().join(format!("cgstorm-minimize-{}.log", std::process::id()));
     let mut t = VmTester {
         env: &env,

@@ -166,12 +166,11 @@ pub fn run(a: &SoakArgs) -> Result<u8> {
         .unwrap_or_else(|| default_corpus().join("scenarios"));
     let scenarios = load_programs(std::slice::from_ref(&dir));
     crate::run::signal::install();
-    let mut envs =
-        vec![Env::new(&a.vm).map_err(|e| anyhow::anyhow!(crate::run::error::chain(&e)))?];
+    let mut envs = vec![Env::new(&a.vm)?];
     for k in &a.also_kernels {
         let mut vm = a.vm.clone();
         vm.kernel = Some(k.clone());
-        envs.push(Env::new(&vm).map_err(|e| anyhow::anyhow!(crate::run::error::chain(&e)))?);
+        envs.push(Env::new(&vm)?);
     }
     std::fs::create_dir_all(&a.workdir)
         .with_context(|| format!("cannot create the workdir {}", a.workdir.display()))?;

@@ -75,8 +75,13 @@ pub struct Env {
 }
 
 impl Env {
-    /// Finds the kernel and the agent.
-    pub fn new(a: &VmArgs) -> Result<Env, RunError> {
+    /// Finds the kernel and the agent; the error is the whole chain, as
+    /// `cgstorm run` prints it.
+    pub fn new(a: &VmArgs) -> anyhow::Result<Env> {
+        Env::find(a).map_err(|e| anyhow::anyhow!(crate::run::error::chain(&e)))
+    }
+
+    fn find(a: &VmArgs) -> Result<Env, RunError> {
         let machine = MachineOpts {
             memory: a.memory,
             cpus: a.cpus,
