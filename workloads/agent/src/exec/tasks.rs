@@ -59,7 +59,9 @@ enum Work {
 
 /// Spawns the task. The name is reserved first, under the world's lock, so
 /// two lanes spawning one name at once give one ok and one EEXIST, as the
-/// model says (checking, then forking, then recording let both succeed).
+/// model says (checking, then forking, then recording let both succeed);
+/// the second waits for the first to end, so it never answers EEXIST for a
+/// spawn that then fails.
 pub fn spawn(w: &World, a: &Spawn, token: &str) -> Outcome {
     if !w.reserve(&a.task) {
         return Outcome::Err(Errno::EEXIST);

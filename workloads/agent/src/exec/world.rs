@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::Child;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use cgstorm_workloads::{Dev, DevKind, Name};
 
@@ -53,6 +53,8 @@ pub struct World {
     tasks: Mutex<HashMap<Name, TaskRec>>,
     /// Names being spawned right now (reserved, not yet in `tasks`).
     spawning: Mutex<std::collections::HashSet<Name>>,
+    /// Signalled when a spawn gives its name back.
+    spawned: Condvar,
     fds: Mutex<HashMap<Name, Arc<File>>>,
     maps: Mutex<HashMap<Name, MapRec>>,
     pins: Mutex<HashMap<Name, PinRec>>,
@@ -69,17 +71,30 @@ impl World {
         lock(&self.tasks)
     }
 
-    /// Reserves a task name for a spawn: false if a task has it or another
-    /// spawn holds it.
+    /// Reserves a task name for a spawn: false if a task has it. A spawn of
+    /// the same name in progress is waited for first: for the model a spawn
+    /// takes its name when it returns ok, so a racing spawn must not see a
+    /// name that the first one may still fail to take (it would return
+    /// EEXIST beside a spawn that failed). Lock order: spawning, then tasks.
     pub fn reserve(&self, task: &Name) -> bool {
-        let tasks = self.tasks();
         let mut spawning = lock(&self.spawning);
-        !tasks.contains_key(task) && spawning.insert(task.clone())
+        while spawning.contains(task) {
+            spawning = self
+                .spawned
+                .wait(spawning)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        if self.tasks().contains_key(task) {
+            return false;
+        }
+        spawning.insert(task.clone());
+        true
     }
 
     /// Gives a reserved name back (the spawn has recorded its task, or failed).
     pub fn unreserve(&self, task: &Name) {
         lock(&self.spawning).remove(task);
+        self.spawned.notify_all();
     }
 
     /// The open descriptors.
@@ -141,5 +156,37 @@ impl World {
             let _ = t.child.kill();
             let _ = t.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    fn name(s: &str) -> Name {
+        s.parse().expect("task name")
+    }
+
+    /// A second spawn of a name being spawned waits for the first, and takes
+    /// the name if the first gave it back without recording a task (failed).
+    #[test]
+    fn a_racing_spawn_waits_for_the_first_to_end() {
+        let w = Arc::new(World::default());
+        assert!(w.reserve(&name("t0")));
+        let (tx, rx) = mpsc::channel();
+        let w2 = w.clone();
+        let racer = std::thread::spawn(move || tx.send(w2.reserve(&name("t0"))));
+        // Still waiting: it must not answer while the first spawn may fail.
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(200)),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        );
+        w.unreserve(&name("t0"));
+        assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(true));
+        racer.join().expect("racer").expect("sent");
+        // Other names are never held up.
+        assert!(w.reserve(&name("t1")));
     }
 }

@@ -83,7 +83,8 @@ pub fn rmdir(s: &State, cg: &Cg) -> Next {
         {
             n.memcg_dying = true;
         }
-        // Whatever was maybe alive in it must have exited.
+        // Whatever was maybe alive in it must have exited; it stays a
+        // zombie under its name until `kill` or `wait` reaps it.
         for t in n.tasks.values_mut() {
             let inside = match cg.hier {
                 Hier::V2 => t.v2 == cg.parts,
@@ -91,6 +92,9 @@ pub fn rmdir(s: &State, cg: &Cg) -> Next {
             };
             if inside && t.life == Life::Maybe {
                 t.life = Life::Dead;
+                t.zombie = true;
+                t.holds = None;
+                t.writes = None;
             }
         }
         n
@@ -207,7 +211,9 @@ pub fn attach(s: &State, task: &Name, cg: &Cg, whole: bool, ctx: Ctx<'_>) -> Nex
     if !s.cg_exists(cg) {
         return missing(s, cg, ctx);
     }
-    let Some(t) = s.tasks.get(task).filter(|t| t.life != Life::Dead) else {
+    // A zombie's pid still resolves: the kernel skips the exiting task and
+    // the write succeeds, as for a live one.
+    let Some(t) = s.tasks.get(task).filter(|t| t.named()) else {
         return fail(s, ESRCH);
     };
     let moved = || {

@@ -83,8 +83,13 @@ impl TaskClass {
 pub struct Task {
     /// What it does.
     pub class: TaskClass,
-    /// Alive, maybe, or dead (reaped).
+    /// Running, maybe running, or certainly not running (exited or reaped).
     pub life: Life,
+    /// Exited but not yet reaped: `life` is `Dead`, yet the name stays
+    /// taken (the agent reaps only in `kill` and `wait`), so `kill` and
+    /// `wait` still find it and `spawn` of the name is EEXIST. Known only
+    /// when a `rmdir` of its cgroup succeeded while it was `Maybe`.
+    pub zombie: bool,
     /// Its v2 cgroup.
     pub v2: Vec<String>,
     /// Its v1 memory cgroup while a v1 hierarchy exists.
@@ -95,6 +100,14 @@ pub struct Task {
     pub holds: Option<MountRef>,
     /// The file it writes (writers and file hogs), by filesystem and name.
     pub writes: Option<(FsId, Name)>,
+}
+
+impl Task {
+    /// Whether the agent still has it under its name (running, or a zombie
+    /// not reaped yet): what `spawn`, `kill` and `wait` look at.
+    pub fn named(&self) -> bool {
+        self.life != Life::Dead || self.zombie
+    }
 }
 
 /// A mount on a place's stack, named by place and stack depth.

@@ -16,7 +16,7 @@ use super::files::{after_failed_open, may_fill, open_file, Access, Opened};
 use super::state::{FileSt, Life, SizeRange, State, Task, TaskClass};
 
 pub fn spawn(s: &State, a: &Spawn, ctx: Ctx<'_>) -> Next {
-    if s.tasks.get(&a.task).is_some_and(|t| t.life != Life::Dead) {
+    if s.tasks.get(&a.task).is_some_and(|t| t.named()) {
         return fail(s, EEXIST);
     }
     let class = match &a.kind {
@@ -43,6 +43,7 @@ pub fn spawn(s: &State, a: &Spawn, ctx: Ctx<'_>) -> Next {
             v2: Vec::new(),
             v1: s.v1.as_ref().map(|_| Vec::new()),
             maybe_killed: false,
+            zombie: false,
             holds: None,
             writes: None,
         },
@@ -129,7 +130,7 @@ fn started(mut n: State, a: &Spawn, file: &crate::names::FilePath, opened: Opene
 
 pub fn kill(s: &State, task: &Name) -> Next {
     match s.tasks.get(task) {
-        Some(t) if t.life != Life::Dead => {
+        Some(t) if t.named() => {
             let mut n = s.clone();
             end(&mut n, task);
             ok(n)
@@ -139,7 +140,7 @@ pub fn kill(s: &State, task: &Name) -> Next {
 }
 
 pub fn wait(s: &State, task: &Name, ctx: Ctx<'_>) -> Next {
-    let Some(t) = s.tasks.get(task).filter(|t| t.life != Life::Dead) else {
+    let Some(t) = s.tasks.get(task).filter(|t| t.named()) else {
         return fail(s, ESRCH);
     };
     let mut n = s.clone();
@@ -165,6 +166,7 @@ pub fn wait(s: &State, task: &Name, ctx: Ctx<'_>) -> Next {
 fn end(n: &mut State, task: &Name) {
     let t = n.tasks.get_mut(task).expect("exists");
     t.life = Life::Dead;
+    t.zombie = false;
     t.holds = None;
     t.writes = None;
 }

@@ -302,3 +302,39 @@ fn two_lanes_formatting_one_device_may_fail_each_other() {
     let pred = predict(&alone, &Target::default()).unwrap();
     assert_eq!(format!("{}", pred.ops[&OpId { lane: 0, op: 0 }]), "ok");
 }
+
+/// A task `cgroup.kill` hit is certainly gone once `rmdir` of its cgroup
+/// succeeds, but the agent has not reaped it: its name stays taken until
+/// `kill` or `wait` (fuzz found `kill` ok where the model said ESRCH).
+#[test]
+fn a_task_known_exited_keeps_its_name_until_reaped() {
+    let p = prog(
+        r#"
+lanes:
+  - name: a
+    ops:
+      - {mkdir: x}
+      - spawn: {task: s, cg: x, sleeper: {}}
+      - {cgroup.kill: x}
+      - {rmdir: x}
+      - spawn: {task: s, sleeper: {}}
+      - {cgroup.procs: {task: s, cg: /}}
+      - {kill: s}
+      - {kill: s}
+      - spawn: {task: s, sleeper: {}}
+"#,
+    );
+    let pred = predict(&p, &Target::default()).unwrap();
+    let at = |op| pred.ops[&OpId { lane: 0, op }].to_string();
+    assert_eq!(at(3), "[ok, EBUSY]");
+    assert_eq!(at(4), "EEXIST");
+    assert_eq!(at(5), "ok");
+    assert_eq!(at(6), "ok");
+    assert_eq!(at(7), "ESRCH");
+    assert_eq!(at(8), "ok");
+    for states in &pred.barriers {
+        for s in states {
+            assert!(s.inconsistencies().is_empty(), "{:?}", s.inconsistencies());
+        }
+    }
+}
