@@ -30,12 +30,10 @@ fuzz_target!(|data: &[u8]| -> Corpus {
     }
     // Walk lane 0's first ops sequentially from the initial state with
     // outcomes chosen by the input; every outcome must be one predict allows.
-    let racing = Default::default();
-    let no_loops = Default::default();
+    let alone = Default::default();
     let ctx = Ctx {
         target: &target,
-        racing_rmdir: &racing,
-        racing_loop: &no_loops,
+        racing: &alone,
     };
     let mut s = State::initial(&target);
     for (id, spec) in p.lane_ops(0) {

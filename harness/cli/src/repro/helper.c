@@ -531,19 +531,21 @@ static int writer(char **a, int report)
 	}
 	if (report)
 		say(0);
+	/* Each pass starts over on the same descriptor, as O_TRUNC would:
+	 * reopening the path would find whatever was mounted over it or
+	 * unlinked since (as the agent does; the model follows the file). */
 	for (;;) {
 		int e = fill(fd, bytes, bs, buf);
 		if (!e && fsync_ && fsync(fd))
 			e = err();
-		close(fd);
+		if (!e && looped && (ftruncate(fd, 0) || lseek(fd, 0, SEEK_SET) < 0))
+			e = err();
 		if (e || !looped) {
+			close(fd);
 			if (!report)
 				say(e);
 			return e;
 		}
-		fd = open(a[0], flags, 0644);
-		if (fd < 0)
-			return err();
 	}
 }
 
@@ -570,13 +572,11 @@ static int reader(char **a)
 		ssize_t r;
 		while ((r = read(fd, buf, bs)) > 0)
 			;
-		close(fd);
 		if (r < 0)
 			return err();
 		if (!looped)
 			return 0;
-		fd = open(a[0], flags);
-		if (fd < 0)
+		if (lseek(fd, 0, SEEK_SET) < 0)
 			return err();
 	}
 }
@@ -597,7 +597,7 @@ static int hog(char **a, int n)
 		for (;;)
 			pause();
 	}
-	int fd = open(a[1], wflags("buffered"), 0644);
+	int fd = open(a[1], (wflags("buffered") & ~O_WRONLY) | O_RDWR, 0644);
 	if (fd < 0) {
 		int e = err();
 		say(e);
@@ -608,17 +608,15 @@ static int hog(char **a, int n)
 	if (!buf)
 		return ENOMEM;
 	int e = fill(fd, bytes, 1 << 20, buf);
-	close(fd);
 	if (e)
 		return e;
+	/* It reads its file back through the descriptor it holds. */
 	for (;;) {
-		int r = open(a[1], O_RDONLY | O_CLOEXEC);
-		if (r < 0)
-			return err();
 		ssize_t k;
-		while ((k = read(r, buf, 1 << 20)) > 0)
+		if (lseek(fd, 0, SEEK_SET) < 0)
+			return err();
+		while ((k = read(fd, buf, 1 << 20)) > 0)
 			;
-		close(r);
 		if (k < 0)
 			return err();
 		nanosleep(&tenth, NULL);

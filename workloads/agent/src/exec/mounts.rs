@@ -17,41 +17,58 @@ const LOOP_SET_FD: libc::c_ulong = 0x4C00;
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 
+/// Binds a loop slot: creates and sizes the backing file, takes a free loop
+/// device and attaches the file. The slot is reserved for the whole op (a
+/// racing `losetup` of the slot waits, then fails with EBUSY before touching
+/// its file), so the op is atomic for the model.
 pub fn losetup(w: &World, a: &LosetupArgs) -> Outcome {
     if a.dev.kind != DevKind::Loop {
         return Outcome::Err(Errno::EINVAL);
     }
-    if w.dev_path(&a.dev) != Path::new(paths::NO_DEVICE) {
+    if !w.reserve_loop(&a.dev) {
         return Outcome::Err(Errno::EBUSY);
     }
-    let backing = match sys::open(&paths::file(&a.file), libc::O_RDWR | libc::O_CREAT) {
-        Ok(f) => f,
-        Err(e) => return sys::io::<()>(Err(e)),
+    let r = bind(a);
+    let out = match r {
+        Ok(node) => {
+            w.loops().insert(a.dev.index, node);
+            Outcome::Ok
+        }
+        Err(e) => sys::io::<()>(Err(e)),
     };
-    if let Err(e) = backing.set_len(a.size.0) {
-        return sys::io::<()>(Err(e));
+    w.unreserve_loop(&a.dev);
+    out
+}
+
+/// How often `losetup` takes another free device when a racing bind of a
+/// different slot took the one it was given (LOOP_SET_FD: EBUSY), as
+/// losetup(8) does.
+const BIND_TRIES: usize = 16;
+
+fn bind(a: &LosetupArgs) -> std::io::Result<PathBuf> {
+    let backing = sys::open(&paths::file(&a.file), libc::O_RDWR | libc::O_CREAT)?;
+    backing.set_len(a.size.0)?;
+    let ctl = sys::open(Path::new("/dev/loop-control"), libc::O_RDWR)?;
+    let mut tries = 0;
+    loop {
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
+        let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let node = PathBuf::from(format!("/dev/loop{n}"));
+        let dev = sys::open(&node, libc::O_RDWR)?;
+        // SAFETY: LOOP_SET_FD takes the backing file's descriptor, open for the call.
+        let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_SET_FD, backing.as_raw_fd()) };
+        if r == 0 {
+            return Ok(node);
+        }
+        let e = std::io::Error::last_os_error();
+        tries += 1;
+        if e.raw_os_error() != Some(libc::EBUSY) || tries == BIND_TRIES {
+            return Err(e);
+        }
     }
-    let ctl = match sys::open(Path::new("/dev/loop-control"), libc::O_RDWR) {
-        Ok(f) => f,
-        Err(e) => return sys::io::<()>(Err(e)),
-    };
-    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number.
-    let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) };
-    if n < 0 {
-        return sys::ret(-1);
-    }
-    let node = PathBuf::from(format!("/dev/loop{n}"));
-    let dev = match sys::open(&node, libc::O_RDWR) {
-        Ok(f) => f,
-        Err(e) => return sys::io::<()>(Err(e)),
-    };
-    // SAFETY: LOOP_SET_FD takes the backing file's descriptor, open for the call.
-    let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_SET_FD, backing.as_raw_fd()) };
-    if r < 0 {
-        return sys::ret(-1);
-    }
-    w.loops().insert(a.dev.index, node);
-    Outcome::Ok
 }
 
 pub fn losetup_detach(w: &World, d: &Dev) -> Outcome {

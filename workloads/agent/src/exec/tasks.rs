@@ -7,7 +7,7 @@
 //! Task mode is guarded like the agent itself: it runs only with the boot
 //! token of the VM in its environment.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read, Seek, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -270,7 +270,13 @@ fn run_work(work: Work, ready: &dyn Fn(std::io::Result<()>)) -> std::io::Result<
                 if !looped {
                     return Ok(());
                 }
-                f = sys::open(&path, flags)?;
+                // Again from the start, as O_TRUNC did, on the file it
+                // holds: reopening the path would find whatever another
+                // lane has since mounted over it or unlinked, which the
+                // model does not follow (it knows the task by the mount
+                // its first open went through).
+                f.set_len(0)?;
+                f.rewind()?;
             }
         }
         Work::Reader {
@@ -291,7 +297,7 @@ fn run_work(work: Work, ready: &dyn Fn(std::io::Result<()>)) -> std::io::Result<
                 if !looped {
                     return Ok(());
                 }
-                f = sys::open(&path, flags)?;
+                f.rewind()?;
             }
         }
         Work::Hog { bytes, file: None } => {
@@ -307,12 +313,15 @@ fn run_work(work: Work, ready: &dyn Fn(std::io::Result<()>)) -> std::io::Result<
             bytes,
             file: Some(path),
         } => {
-            let mut f = setup(sys::open(&path, write_flags(IoMode::Buffered)))?;
+            // Read and write: it reads its own file back through the same
+            // descriptor (see the writer on reopening paths).
+            let flags = write_flags(IoMode::Buffered) & !libc::O_WRONLY | libc::O_RDWR;
+            let mut f = setup(sys::open(&path, flags))?;
             let mut buf = AlignedBuf::new(1 << 20);
             fill(&mut f, bytes, 1 << 20, &mut buf)?;
             loop {
-                let mut r = sys::open(&path, libc::O_RDONLY)?;
-                while r.read(buf.slice_mut(1 << 20))? > 0 {}
+                f.rewind()?;
+                while f.read(buf.slice_mut(1 << 20))? > 0 {}
                 std::thread::sleep(Duration::from_millis(100));
             }
         }

@@ -5,8 +5,10 @@
 //! syscall that may block, so lanes race in the kernel, not in the agent.
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fs::File;
-use std::path::PathBuf;
+use std::hash::Hash;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -52,9 +54,9 @@ pub enum PinRec {
 pub struct World {
     tasks: Mutex<HashMap<Name, TaskRec>>,
     /// Names being spawned right now (reserved, not yet in `tasks`).
-    spawning: Mutex<std::collections::HashSet<Name>>,
-    /// Signalled when a spawn gives its name back.
-    spawned: Condvar,
+    spawning: Claims<Name>,
+    /// Loop slots being bound right now (reserved, not yet in `loops`).
+    binding: Claims<u8>,
     fds: Mutex<HashMap<Name, Arc<File>>>,
     maps: Mutex<HashMap<Name, MapRec>>,
     pins: Mutex<HashMap<Name, PinRec>>,
@@ -63,6 +65,45 @@ pub struct World {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Names an op is setting up right now. An op that would set up the same
+/// name waits until the first is done, so each such op is atomic as the
+/// model sees it. Lock order: a claim set, then the world's maps.
+struct Claims<K> {
+    held: Mutex<HashSet<K>>,
+    freed: Condvar,
+}
+
+impl<K> Default for Claims<K> {
+    fn default() -> Self {
+        Claims {
+            held: Mutex::new(HashSet::new()),
+            freed: Condvar::new(),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone> Claims<K> {
+    /// Waits until nobody holds `k`, then claims it if `free()` says the
+    /// name is free; false (and no claim) if it is not.
+    fn claim(&self, k: &K, free: impl FnOnce() -> bool) -> bool {
+        let mut held = lock(&self.held);
+        while held.contains(k) {
+            held = self.freed.wait(held).unwrap_or_else(|e| e.into_inner());
+        }
+        if !free() {
+            return false;
+        }
+        held.insert(k.clone());
+        true
+    }
+
+    /// Gives `k` back and wakes whoever waits for it.
+    fn release(&self, k: &K) {
+        lock(&self.held).remove(k);
+        self.freed.notify_all();
+    }
 }
 
 impl World {
@@ -75,26 +116,28 @@ impl World {
     /// the same name in progress is waited for first: for the model a spawn
     /// takes its name when it returns ok, so a racing spawn must not see a
     /// name that the first one may still fail to take (it would return
-    /// EEXIST beside a spawn that failed). Lock order: spawning, then tasks.
+    /// EEXIST beside a spawn that failed).
     pub fn reserve(&self, task: &Name) -> bool {
-        let mut spawning = lock(&self.spawning);
-        while spawning.contains(task) {
-            spawning = self
-                .spawned
-                .wait(spawning)
-                .unwrap_or_else(|e| e.into_inner());
-        }
-        if self.tasks().contains_key(task) {
-            return false;
-        }
-        spawning.insert(task.clone());
-        true
+        self.spawning
+            .claim(task, || !self.tasks().contains_key(task))
     }
 
     /// Gives a reserved name back (the spawn has recorded its task, or failed).
     pub fn unreserve(&self, task: &Name) {
-        lock(&self.spawning).remove(task);
-        self.spawned.notify_all();
+        self.spawning.release(task);
+    }
+
+    /// Reserves a loop slot for a `losetup`: false if a device is bound to
+    /// it. As with spawns, a racing `losetup` of the slot is waited for, so
+    /// the second one fails with EBUSY before it creates its backing file.
+    pub fn reserve_loop(&self, d: &Dev) -> bool {
+        self.binding
+            .claim(&d.index, || self.dev_path(d) == Path::new(paths::NO_DEVICE))
+    }
+
+    /// Gives a reserved loop slot back (bound, or failed).
+    pub fn unreserve_loop(&self, d: &Dev) {
+        self.binding.release(&d.index);
     }
 
     /// The open descriptors.
@@ -165,28 +208,48 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
-    fn name(s: &str) -> Name {
-        s.parse().expect("task name")
-    }
-
-    /// A second spawn of a name being spawned waits for the first, and takes
-    /// the name if the first gave it back without recording a task (failed).
-    #[test]
-    fn a_racing_spawn_waits_for_the_first_to_end() {
+    /// A second op on a name being set up waits for the first to end, and
+    /// takes the name if the first gave it back without recording it (it
+    /// failed); other names are never held up.
+    fn racer_waits<K: 'static>(
+        key: fn() -> K,
+        other: K,
+        claim: fn(&World, &K) -> bool,
+        release: fn(&World, &K),
+    ) {
         let w = Arc::new(World::default());
-        assert!(w.reserve(&name("t0")));
+        assert!(claim(&w, &key()));
         let (tx, rx) = mpsc::channel();
         let w2 = w.clone();
-        let racer = std::thread::spawn(move || tx.send(w2.reserve(&name("t0"))));
-        // Still waiting: it must not answer while the first spawn may fail.
+        let racer = std::thread::spawn(move || tx.send(claim(&w2, &key())));
+        // Still waiting: it must not answer while the first op may fail.
         assert_eq!(
             rx.recv_timeout(Duration::from_millis(200)),
             Err(mpsc::RecvTimeoutError::Timeout)
         );
-        w.unreserve(&name("t0"));
+        release(&w, &key());
         assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok(true));
         racer.join().expect("racer").expect("sent");
-        // Other names are never held up.
-        assert!(w.reserve(&name("t1")));
+        assert!(claim(&w, &other));
+    }
+
+    #[test]
+    fn a_racing_spawn_waits_for_the_first_to_end() {
+        racer_waits(
+            || "t0".parse::<Name>().expect("name"),
+            "t1".parse().expect("name"),
+            World::reserve,
+            World::unreserve,
+        );
+    }
+
+    #[test]
+    fn a_racing_losetup_of_a_slot_waits_for_the_first_to_end() {
+        racer_waits(
+            || "loop1".parse::<Dev>().expect("dev"),
+            "loop0".parse().expect("dev"),
+            World::reserve_loop,
+            World::unreserve_loop,
+        );
     }
 }

@@ -1,12 +1,10 @@
 //! One op's effect: from a state, every (outcome, next state) a correct kernel allows.
 
-use std::collections::BTreeSet;
-
 use crate::errno::Errno;
-use crate::names::{Cg, Dev};
 use crate::op::Op;
 use crate::outcome::Outcome;
 
+use super::code::Racing;
 use super::state::State;
 use super::target::Target;
 use super::{cgroup, dax, files, mounts, tasks};
@@ -17,13 +15,8 @@ use super::{cgroup, dax, files, mounts, tasks};
 pub struct Ctx<'a> {
     /// The kernel and machine.
     pub target: &'a Target,
-    /// cgroups another lane of this step may remove: a write to one of their
-    /// files can find it gone between `open` and `write` (ENODEV).
-    pub racing_rmdir: &'a BTreeSet<Cg>,
-    /// Devices another lane of this step may attach, detach, format or
-    /// mount: a mount or mkfs is many steps, and one of those racing it can
-    /// make it fail midway (EIO, or EBUSY from mkfs's own checks).
-    pub racing_loop: &'a BTreeSet<Dev>,
+    /// What other lanes of this step may do while the op runs.
+    pub racing: &'a Racing,
 }
 
 /// The successors of a state under one op.
@@ -95,16 +88,16 @@ fn apply_one(s: &State, op: &Op, ctx: Ctx<'_>) -> Next {
         Op::Kill(t) => tasks::kill(s, t),
         Op::Wait(t) => tasks::wait(s, t, ctx),
         Op::Write(a) => files::write(s, a, ctx),
-        Op::Truncate(a) => files::truncate(s, a),
+        Op::Truncate(a) => files::truncate(s, a, ctx),
         Op::Unlink(f) => files::unlink(s, f),
         Op::Fsync(f) => files::fsync(s, f),
         Op::Losetup(a) => mounts::losetup(s, a, ctx),
         Op::LosetupDetach(d) => mounts::losetup_detach(s, d),
         Op::Mkfs(a) => mounts::mkfs(s, a, ctx),
         Op::Mount(a) => mounts::mount(s, a, ctx),
-        Op::Umount(p) => mounts::umount(s, p, false),
-        Op::UmountLazy(p) => mounts::umount(s, p, true),
-        Op::Remount(a) => mounts::remount(s, a),
+        Op::Umount(p) => mounts::umount(s, p, false, ctx),
+        Op::UmountLazy(p) => mounts::umount(s, p, true, ctx),
+        Op::Remount(a) => mounts::remount(s, a, ctx),
         Op::Open(a) => dax::open(s, a, ctx),
         Op::Close(n) => dax::close(s, n),
         Op::Mmap(a) => dax::mmap(s, a),

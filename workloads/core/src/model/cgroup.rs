@@ -28,7 +28,7 @@ pub const LOW_LIMIT: u64 = 64 << 20;
 /// remove it between the agent's `open` and `write`.
 fn missing(s: &State, cg: &Cg, ctx: Ctx<'_>) -> Next {
     let mut v = fail(s, ENOENT);
-    if ctx.racing_rmdir.contains(cg) {
+    if ctx.racing.rmdirs.contains(cg) {
         v.push((Outcome::Err(ENODEV), s.clone()));
     }
     v

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::names::{Cg, Dev};
+use crate::names::{Cg, Dev, FilePath, Name};
 use crate::op::{Op, OpSpec, Times};
 use crate::program::{OpId, Program};
 
@@ -30,17 +30,45 @@ pub enum Instr<'p> {
     },
 }
 
+/// What the other lanes of a step do that an op of one lane may run into
+/// halfway: the op is atomic for the model, but the kernel (or the agent)
+/// runs it in several steps, between which these can happen.
+#[derive(Clone, Debug, Default)]
+pub struct Racing {
+    /// cgroups another lane may remove: a write to one of their files can
+    /// find it gone between `open` and `write` (ENODEV).
+    pub rmdirs: BTreeSet<Cg>,
+    /// Devices another lane may attach, detach, format or mount: a mount or
+    /// mkfs is many steps, and one of those racing it can make it fail
+    /// midway (EIO, EINVAL, or EBUSY from an exclusive open).
+    pub loops: BTreeSet<Dev>,
+    /// Files another lane may write or truncate: a write creates and
+    /// truncates its file when it starts and extends it until it ends, so
+    /// with another writer or truncate in between, the size the file is
+    /// left with is that of any of them.
+    pub files: BTreeSet<FilePath>,
+    /// Places another lane walks a path through (file ops, mounts, umounts
+    /// and remounts there): while the walk holds the place's top mount, a
+    /// plain `umount` of it is EBUSY.
+    pub places: BTreeSet<Name>,
+    /// Places another lane unmounts, lazily or not: an `umount` that looked
+    /// up the top mount before the other took it off finds it gone from
+    /// the namespace (EINVAL), though mounts may remain below it.
+    pub unmounts: BTreeSet<Name>,
+    /// Places another lane lazily unmounts: a `mount` or `remount` there
+    /// that looked the place up before it was detached finds its mount out
+    /// of the namespace (`check_mnt`: EINVAL).
+    pub detaches: BTreeSet<Name>,
+}
+
 /// The program as instruction lists: `steps[step][lane]`, plus for each
-/// step and lane the cgroups other lanes remove during that step.
+/// step and lane what the other lanes may do concurrently.
 #[derive(Debug)]
 pub struct Code<'p> {
     /// Instructions.
     pub steps: Vec<Vec<Vec<Instr<'p>>>>,
-    /// `racing[step][lane]`: cgroups another lane may rmdir concurrently.
-    pub racing: Vec<Vec<BTreeSet<Cg>>>,
-    /// `racing_loops[step][lane]`: devices another lane may attach, detach,
-    /// mkfs or mount concurrently.
-    pub racing_loops: Vec<Vec<BTreeSet<Dev>>>,
+    /// `racing[step][lane]`: what other lanes of the step may do meanwhile.
+    pub racing: Vec<Vec<Racing>>,
 }
 
 impl<'p> Code<'p> {
@@ -60,28 +88,28 @@ impl<'p> Code<'p> {
                 compile(li, s, &mut next_id, 0, &mut steps[step][li]);
             }
         }
-        let mut racing = Vec::new();
-        for lanes in &steps {
-            let removed: Vec<BTreeSet<Cg>> = lanes.iter().map(|l| rmdirs(l)).collect();
-            racing.push(
+        let racing = steps
+            .iter()
+            .map(|lanes| {
+                let rmdirs = others(lanes, rmdirs);
+                let loops = others(lanes, loops);
+                let files = others(lanes, sized_files);
+                let places = others(lanes, walked_places);
+                let unmounts = others(lanes, |c| unmounted(c, false));
+                let detaches = others(lanes, |c| unmounted(c, true));
                 (0..lanes.len())
-                    .map(|i| {
-                        removed
-                            .iter()
-                            .enumerate()
-                            .filter(|(j, _)| *j != i)
-                            .flat_map(|(_, s)| s.iter().cloned())
-                            .collect()
+                    .map(|i| Racing {
+                        rmdirs: rmdirs[i].clone(),
+                        loops: loops[i].clone(),
+                        files: files[i].clone(),
+                        places: places[i].clone(),
+                        unmounts: unmounts[i].clone(),
+                        detaches: detaches[i].clone(),
                     })
-                    .collect(),
-            );
-        }
-        let racing_loops = steps.iter().map(|lanes| others(lanes, loops)).collect();
-        Code {
-            steps,
-            racing,
-            racing_loops,
-        }
+                    .collect()
+            })
+            .collect();
+        Code { steps, racing }
     }
 }
 
@@ -136,6 +164,61 @@ fn loops(code: &[Instr<'_>]) -> BTreeSet<Dev> {
             Instr::Op(_, Op::LosetupDetach(d)) => Some(*d),
             Instr::Op(_, Op::Mkfs(a)) => Some(a.dev),
             Instr::Op(_, Op::Mount(a)) => a.dev,
+            _ => None,
+        })
+        .collect()
+}
+
+/// Places a lane's ops walk a path through.
+fn walked_places(code: &[Instr<'_>]) -> BTreeSet<Name> {
+    let file = |f: &FilePath| Some(f.place.clone());
+    code.iter()
+        .filter_map(|i| match i {
+            Instr::Op(_, op) => match op {
+                Op::Write(a) => file(&a.file),
+                Op::Truncate(a) => file(&a.file),
+                Op::Unlink(f) | Op::Fsync(f) => file(f),
+                Op::Open(a) => file(&a.file),
+                Op::Losetup(a) => file(&a.file),
+                Op::Spawn(a) => match &a.kind {
+                    crate::op::TaskKind::Writer(w) => file(&w.file),
+                    crate::op::TaskKind::Reader(r) => file(&r.file),
+                    crate::op::TaskKind::Hog(h) => h.file.as_ref().and_then(file),
+                    crate::op::TaskKind::Sleeper => None,
+                },
+                Op::Pin(a) => a.file.as_ref().and_then(file),
+                Op::Mount(a) => Some(a.at.clone()),
+                Op::Remount(a) => Some(a.at.clone()),
+                Op::Umount(p) | Op::UmountLazy(p) | Op::Syncfs(p) => Some(p.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// Places a lane unmounts (only lazily, with `lazy_only`).
+fn unmounted(code: &[Instr<'_>], lazy_only: bool) -> BTreeSet<Name> {
+    code.iter()
+        .filter_map(|i| match i {
+            Instr::Op(_, Op::UmountLazy(p)) => Some(p.clone()),
+            Instr::Op(_, Op::Umount(p)) if !lazy_only => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Files a lane writes or truncates (with `write`, or a writer or hog task).
+fn sized_files(code: &[Instr<'_>]) -> BTreeSet<FilePath> {
+    code.iter()
+        .filter_map(|i| match i {
+            Instr::Op(_, Op::Write(a)) => Some(a.file.clone()),
+            Instr::Op(_, Op::Truncate(a)) => Some(a.file.clone()),
+            Instr::Op(_, Op::Spawn(a)) => match &a.kind {
+                crate::op::TaskKind::Writer(w) => Some(w.file.clone()),
+                crate::op::TaskKind::Hog(h) => h.file.clone(),
+                _ => None,
+            },
             _ => None,
         })
         .collect()

@@ -103,8 +103,7 @@ pub fn predict(p: &Program, target: &Target) -> Result<Prediction, ModelError> {
                 done = false;
                 let ctx = Ctx {
                     target,
-                    racing_rmdir: &code.racing[si][li],
-                    racing_loop: &code.racing_loops[si][li],
+                    racing: &code.racing[si][li],
                 };
                 for (npc, ns, rec) in step_lane(instr, &pcs[li], &state, ctx) {
                     if let Some((id, o)) = rec {

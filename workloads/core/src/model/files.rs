@@ -151,15 +151,27 @@ pub fn writer_on(s: &State, fs: &FsId, name: &Name) -> Option<u64> {
         .max()
 }
 
-/// Sets a file's size after a change, widening it while a writer task runs.
-fn set_size(n: &mut State, fs: &FsId, name: &Name, size: u64) {
-    let range = match writer_on(n, fs, name) {
+/// Sets a file's size after a change, widening it while a writer task runs,
+/// and to any size it had when another lane of the step writes or truncates
+/// it too (`racing`): a write that started earlier but ends later extends
+/// the file past what a later op set (see [`super::code::Racing::files`]).
+fn set_size(n: &mut State, fs: &FsId, name: &Name, size: u64, racing: bool) {
+    let mut range = match writer_on(n, fs, name) {
         Some(b) => SizeRange {
             lo: 0,
             hi: b.max(size),
         },
         None => SizeRange::exact(size),
     };
+    if racing {
+        if let Some(old) = n
+            .file(fs, name)
+            .filter(|f| f.exists != Life::Dead)
+            .map(|f| f.size)
+        {
+            range = range.union(old);
+        }
+    }
     n.files.insert(
         (fs.clone(), name.clone()),
         FileSt {
@@ -190,7 +202,8 @@ pub fn write(s: &State, a: &WriteArgs, ctx: Ctx<'_>) -> Next {
             continue;
         }
         let mut n = s.clone();
-        set_size(&mut n, &o.fs, &a.file.name, a.bytes.0);
+        let racing = ctx.racing.files.contains(&a.file);
+        set_size(&mut n, &o.fs, &a.file.name, a.bytes.0, racing);
         if may_fill(s, &o.fs, a.bytes.0, ctx) {
             let mut full = n.clone();
             if let Some(f) = full.files.get_mut(&(o.fs.clone(), a.file.name.clone())) {
@@ -217,7 +230,7 @@ fn existing(s: &State, f: &FilePath, then: impl FnOnce(&FsId, Option<&Mount>) ->
     }
 }
 
-pub fn truncate(s: &State, a: &TruncateArgs) -> Next {
+pub fn truncate(s: &State, a: &TruncateArgs, ctx: Ctx<'_>) -> Next {
     existing(s, &a.file, |fs, m| {
         if m.is_some_and(|m| m.ro) {
             return fail(s, EROFS);
@@ -227,7 +240,13 @@ pub fn truncate(s: &State, a: &TruncateArgs) -> Next {
             .file(fs, &a.file.name)
             .is_some_and(|f| f.size == SizeRange::exact(a.size.0));
         let image = n.file(fs, &a.file.name).and_then(|f| f.image);
-        set_size(&mut n, fs, &a.file.name, a.size.0);
+        set_size(
+            &mut n,
+            fs,
+            &a.file.name,
+            a.size.0,
+            ctx.racing.files.contains(&a.file),
+        );
         if keep_image {
             n.files
                 .get_mut(&(fs.clone(), a.file.name.clone()))
@@ -245,13 +264,14 @@ pub fn unlink(s: &State, f: &FilePath) -> Next {
         }
         let mut n = s.clone();
         let key = (fs.clone(), f.name.clone());
-        if writer_on(&n, fs, &f.name).is_some() {
-            // A looping writer re-creates it on its next pass.
-            let st = n.files.get_mut(&key).expect("exists");
-            st.exists = Life::Maybe;
-            st.size.lo = 0;
-        } else {
-            n.files.remove(&key);
+        n.files.remove(&key);
+        // A writer task goes on writing the unlinked inode through the
+        // descriptor it holds (it never reopens the path): what it writes
+        // no longer shows under the name.
+        for t in n.tasks.values_mut() {
+            if t.writes.as_ref() == Some(&key) {
+                t.writes = None;
+            }
         }
         ok(n)
     })

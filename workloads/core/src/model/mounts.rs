@@ -5,7 +5,7 @@
 //! (EINVAL), xfs mounts and turns DAX off; tmpfs rejects options it does not
 //! know, ramfs ignores them.
 
-use crate::errno::Errno::*;
+use crate::errno::Errno::{self, *};
 use crate::names::{Dev, DevKind, Name};
 use crate::op::{LosetupArgs, MkfsArgs, MountArgs, RemountArgs};
 use crate::outcome::Outcome;
@@ -75,11 +75,9 @@ pub fn mkfs(s: &State, a: &MkfsArgs, ctx: Ctx<'_>) -> Next {
     // mkfs checks the device (O_EXCL), then the tool opens and writes it:
     // another lane mounting, formatting or detaching it meanwhile makes it
     // fail (the agent reports a failed tool as EIO, a busy device as EBUSY).
-    if ctx.racing_loop.contains(&a.dev) {
+    if ctx.racing.loops.contains(&a.dev) {
         for e in [EIO, EBUSY] {
-            if !out.iter().any(|(o, _)| *o == Outcome::Err(e)) {
-                out.push((Outcome::Err(e), s.clone()));
-            }
+            also_fail(&mut out, s, e);
         }
     }
     out
@@ -171,15 +169,20 @@ pub fn mount(s: &State, a: &MountArgs, ctx: Ctx<'_>) -> Next {
     // while fuzzing: "XFS (loop1): SB validate failed with error -5"),
     // which no single point in time explains.
     let racing = matches!(a.fs, FsType::Ext4 | FsType::Xfs)
-        && a.dev.is_some_and(|d| ctx.racing_loop.contains(&d));
+        && a.dev.is_some_and(|d| ctx.racing.loops.contains(&d));
     if racing {
         // A superblock half written by a racing mkfs reads as no
-        // filesystem (EINVAL) or fails to read (EIO).
-        for e in [EIO, EINVAL] {
-            if !out.iter().any(|(o, _)| *o == Outcome::Err(e)) {
-                out.push((Outcome::Err(e), s.clone()));
-            }
+        // filesystem (EINVAL) or fails to read (EIO); a racing mkfs tool,
+        // or a mount of another filesystem type, holds the device open
+        // exclusively for as long as it runs (EBUSY: seen while fuzzing, a
+        // mount between another lane's mkfs.ext4 start and end).
+        for e in [EIO, EINVAL, EBUSY] {
+            also_fail(&mut out, s, e);
         }
+    }
+    // See `Racing::detaches`.
+    if ctx.racing.detaches.contains(&a.at) && s.top(&a.at).is_some() {
+        also_fail(&mut out, s, EINVAL);
     }
     out
 }
@@ -264,7 +267,28 @@ fn busy(s: &State, r: &MountRef) -> Life {
         .unwrap_or(Life::Dead)
 }
 
-pub fn umount(s: &State, place: &Name, lazy: bool) -> Next {
+/// Adds failing with `e` (and changing nothing) to what an op may do.
+fn also_fail(out: &mut Next, s: &State, e: Errno) {
+    if !out.iter().any(|(o, _)| *o == Outcome::Err(e)) {
+        out.push((Outcome::Err(e), s.clone()));
+    }
+}
+
+pub fn umount(s: &State, place: &Name, lazy: bool, ctx: Ctx<'_>) -> Next {
+    let mut out = umount_at_once(s, place, lazy);
+    if s.top(place).is_some() {
+        // See `Racing::places` and `Racing::unmounts`.
+        if !lazy && ctx.racing.places.contains(place) {
+            also_fail(&mut out, s, EBUSY);
+        }
+        if ctx.racing.unmounts.contains(place) {
+            also_fail(&mut out, s, EINVAL);
+        }
+    }
+    out
+}
+
+fn umount_at_once(s: &State, place: &Name, lazy: bool) -> Next {
     let Some((r, _)) = s.top(place) else {
         return fail(s, EINVAL);
     };
@@ -368,10 +392,19 @@ fn writers(s: &State, id: &FsId) -> Life {
         .unwrap_or(Life::Dead)
 }
 
-pub fn remount(s: &State, a: &RemountArgs) -> Next {
+pub fn remount(s: &State, a: &RemountArgs, ctx: Ctx<'_>) -> Next {
     let Some((_, m)) = s.top(&a.at) else {
         return fail(s, EINVAL);
     };
+    let mut out = remount_at_once(s, a, m);
+    // See `Racing::detaches`.
+    if ctx.racing.detaches.contains(&a.at) {
+        also_fail(&mut out, s, EINVAL);
+    }
+    out
+}
+
+fn remount_at_once(s: &State, a: &RemountArgs, m: &Mount) -> Next {
     let o = parse(&a.opts);
     let mut out = Vec::new();
     match m.fs {

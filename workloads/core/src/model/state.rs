@@ -180,12 +180,20 @@ impl SizeRange {
     pub fn exact(n: u64) -> SizeRange {
         SizeRange { lo: n, hi: n }
     }
+
+    /// Every size either range allows (and those between).
+    pub fn union(self, o: SizeRange) -> SizeRange {
+        SizeRange {
+            lo: self.lo.min(o.lo),
+            hi: self.hi.max(o.hi),
+        }
+    }
 }
 
 /// A file.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FileSt {
-    /// Whether it exists in its directory (a looping writer may re-create it).
+    /// Whether it exists in its directory.
     pub exists: Life,
     /// Its size.
     pub size: SizeRange,

@@ -338,3 +338,84 @@ lanes:
         }
     }
 }
+
+/// mkfs holds the device exclusively while the tool runs: a mount of it in
+/// another lane meanwhile is EBUSY (fuzz: a mount of loop0 between the start
+/// and end of another lane's mkfs.ext4 of it).
+#[test]
+fn a_mount_racing_a_mkfs_of_its_device_may_be_busy() {
+    let racing = prog(
+        "lanes:\n  - {name: a, ops: [{losetup: {dev: loop0, file: tmp/img, size: 64M}}, {mkfs: {dev: loop0, fs: ext4}}, barrier, {mkfs: {dev: loop0, fs: ext4}}]}\n  - {name: b, ops: [barrier, {mount: {at: m0, fs: ext4, dev: loop0}}]}\n",
+    );
+    let pred = predict(&racing, &Target::default()).unwrap();
+    let mount = &pred.ops[&OpId { lane: 1, op: 1 }];
+    assert!(mount.0.contains(&Outcome::Err(Errno::EBUSY)), "{mount}");
+    assert!(mount.0.contains(&Outcome::Ok), "{mount}");
+}
+
+/// Two lanes writing one file: the one that starts first may end last and
+/// extend the file past what the other wrote (fuzz: 64 MiB left where the
+/// model allowed only the 4 KiB of the write it placed last). One lane
+/// alone leaves exactly what its last write wrote.
+#[test]
+fn racing_writes_of_one_file_leave_any_of_their_sizes() {
+    let sizes = |yaml: &str| -> Vec<(u64, u64)> {
+        let pred = predict(&prog(yaml), &Target::default()).unwrap();
+        let mut v: Vec<(u64, u64)> = pred
+            .barriers
+            .last()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s.files.values().map(|f| (f.size.lo, f.size.hi)))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let raced = sizes(
+        "lanes:\n  - {name: a, ops: [{write: {file: tmp/f, bytes: 64M, bs: 1M}}]}\n  - {name: b, ops: [{write: {file: tmp/f, bytes: 4K, bs: 4K}}]}\n",
+    );
+    assert!(
+        raced.iter().any(|&(lo, hi)| lo <= 4096 && hi >= 64 << 20),
+        "{raced:?}"
+    );
+    let alone = sizes(
+        "lanes:\n  - {name: a, ops: [{write: {file: tmp/f, bytes: 64M, bs: 1M}}, {write: {file: tmp/f, bytes: 4K, bs: 4K}}]}\n",
+    );
+    assert_eq!(alone, vec![(4096, 4096)]);
+}
+
+/// A writer task holds its file open and never reopens the path: once the
+/// file is unlinked it stays gone.
+#[test]
+fn an_unlinked_file_stays_gone_while_its_writer_runs() {
+    let p = prog(
+        "lanes:\n  - {name: a, ops: [{spawn: {task: w, writer: {file: tmp/f, bytes: 1M, bs: 64K, loop: true}}}, {unlink: tmp/f}, {fsync: tmp/f}, {kill: w}]}\n",
+    );
+    let pred = predict(&p, &Target::default()).unwrap();
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 2 }].to_string(), "ENOENT");
+}
+
+/// A mount looks its place up, then adds itself on top: if another lane
+/// lazily unmounts the place's top mount in between, the mount finds it out
+/// of the namespace (EINVAL; fuzz: an ext4 mount of pmem0 on m1). A plain
+/// umount racing a lane that walks a path on the place may find the mount
+/// busy. Neither happens without the other lane.
+#[test]
+fn ops_on_a_place_another_lane_unmounts_may_fail_midway() {
+    let racing = prog(
+        "lanes:\n  - {name: a, ops: [{mount: {at: m1, fs: tmpfs}}, barrier, {umount_lazy: m1}]}\n  - {name: b, ops: [barrier, {mount: {at: m1, fs: ramfs}}]}\n  - {name: c, ops: [barrier, {write: {file: m1/f, bytes: 4K, bs: 4K}}, {umount: m1}]}\n",
+    );
+    let pred = predict(&racing, &Target::default()).unwrap();
+    let mount = &pred.ops[&OpId { lane: 1, op: 1 }];
+    assert!(mount.0.contains(&Outcome::Err(Errno::EINVAL)), "{mount}");
+    let umount = &pred.ops[&OpId { lane: 2, op: 2 }];
+    assert!(umount.0.contains(&Outcome::Err(Errno::EBUSY)), "{umount}");
+    let alone = prog(
+        "lanes:\n  - {name: a, ops: [{mount: {at: m1, fs: tmpfs}}, {mount: {at: m1, fs: ramfs}}, {write: {file: m1/f, bytes: 4K, bs: 4K}}, {umount: m1}, {umount_lazy: m1}]}\n",
+    );
+    let pred = predict(&alone, &Target::default()).unwrap();
+    for op in 1..5 {
+        assert_eq!(pred.ops[&OpId { lane: 0, op }].to_string(), "ok", "op {op}");
+    }
+}

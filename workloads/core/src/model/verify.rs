@@ -186,8 +186,7 @@ pub fn verify(
                 }
                 let ctx = Ctx {
                     target,
-                    racing_rmdir: &code.racing[si][li],
-                    racing_loop: &code.racing_loops[si][li],
+                    racing: &code.racing[si][li],
                 };
                 let succ = apply(&state, ops(ev)?, ctx);
                 let mut matched = false;

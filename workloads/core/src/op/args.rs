@@ -153,7 +153,8 @@ pub enum TaskKind {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WriterArgs {
-    /// The file, created and truncated on each pass.
+    /// The file: opened (created, truncated) once; each further pass
+    /// truncates it again through the same descriptor.
     pub file: FilePath,
     /// Bytes per pass.
     pub bytes: Size,
@@ -165,7 +166,8 @@ pub struct WriterArgs {
     /// fsync after each pass.
     #[serde(default, skip_serializing_if = "is_false")]
     pub fsync: bool,
-    /// Repeat passes until killed (`while true; do dd ...; done`).
+    /// Repeat passes until killed (like `while true; do dd ...; done`, but
+    /// on the file opened first, not the path).
     #[serde(default, rename = "loop", skip_serializing_if = "is_false")]
     pub looped: bool,
 }
