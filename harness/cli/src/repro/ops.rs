@@ -138,7 +138,7 @@ fn spawn(s: &Spawn) -> String {
                 flag(w.looped)
             ),
             format!(
-                "{}dd if=/dev/zero of={} bs={} count={}{}{}{} &",
+                "{}dd if=/dev/zero of={} bs={} count={}{}{}{}",
                 if w.looped { "while true; do " } else { "" },
                 w.file,
                 w.bs,
@@ -149,7 +149,11 @@ fn spawn(s: &Spawn) -> String {
                     IoMode::Dsync => " oflag=dsync",
                 },
                 if w.fsync { " conv=fsync" } else { "" },
-                if w.looped { "; done" } else { "" }
+                if w.looped {
+                    "; done &, but every pass on the file opened first"
+                } else {
+                    " &"
+                }
             ),
         ),
         TaskKind::Reader(r) => (
@@ -161,10 +165,14 @@ fn spawn(s: &Spawn) -> String {
                 flag(r.looped)
             ),
             format!(
-                "{}cat {} > /dev/null{} &",
+                "{}cat {} > /dev/null{}",
                 if r.looped { "while true; do " } else { "" },
                 r.file,
-                if r.looped { "; done" } else { "" }
+                if r.looped {
+                    "; done &, but every pass on the file opened first"
+                } else {
+                    " &"
+                }
             ),
         ),
         TaskKind::Hog(h) => match &h.file {
