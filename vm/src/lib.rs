@@ -7,7 +7,7 @@
 //! - [`initramfs`]: a cpio writer and the agent initramfs.
 //! - [`accel`]: KVM if it really works, TCG otherwise.
 //! - [`qemu`]: the QEMU backend; [`virtme`]: the virtme-ng backend;
-//!   [`fake`]: a scripted backend for tests.
+//!   [`process`]: what the two share; [`fake`]: a scripted backend for tests.
 //! - [`vm`]: the [`Vm`] trait they share; [`boot`]: the agent handshake on it.
 //! - [`mod@launch`]: all of the above in one call.
 
@@ -21,6 +21,7 @@ pub mod fake;
 pub mod initramfs;
 pub mod kernel;
 pub mod launch;
+pub mod process;
 pub mod qemu;
 pub mod spec;
 pub mod virtme;

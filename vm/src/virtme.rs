@@ -9,25 +9,23 @@
 //! for. NVDIMM is not supported here (vng owns `-m` and `-machine`).
 
 use std::ffi::OsString;
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread::sleep;
 use std::time::Duration;
 
 use cgstorm_agent::cmdline::Token;
-use tempfile::TempDir;
 
 use crate::accel::Accel;
 use crate::error::HostError;
+use crate::process::{temp_dir, Diagnose, ProcessVm, Start};
 use crate::qemu::args::{cgstorm_params, device_args, validate, RunFiles};
-use crate::qemu::child::{describe, GuardedChild};
-use crate::qemu::console::{Console, ConsoleSink};
-use crate::qemu::{accept, make_files};
+use crate::qemu::console::ConsoleSink;
+use crate::qemu::make_files;
 use crate::spec::{Pmem, VmSpec};
-use crate::vm::{AgentStream, ConsoleEvent, Diagnosis, Vm};
+use crate::vm::Diagnosis;
 
 /// How long vng may take, under KVM, to start QEMU and connect the agent
 /// socket (it is a Python program; scaled by the accelerator).
@@ -55,15 +53,10 @@ pub struct VirtmeRequest {
 }
 
 /// A VM run by virtme-ng. Dropping it kills vng and QEMU (one process group).
-pub struct VirtmeVm {
-    child: GuardedChild,
-    agent: UnixStream,
-    console: Console,
-    monitor: PathBuf,
-    console_log: PathBuf,
-    accel: Accel,
-    dir: TempDir,
-}
+pub type VirtmeVm = ProcessVm<Monitor>;
+
+/// virtme-ng's own part of a [`VirtmeVm`]: the QEMU monitor socket.
+pub struct Monitor(PathBuf);
 
 /// Whether `s` passes through a POSIX shell unchanged.
 fn shell_safe(s: &str) -> bool {
@@ -140,98 +133,31 @@ pub fn vng_args(
 impl VirtmeVm {
     /// Starts vng and waits until QEMU has connected the agent socket.
     pub fn boot(req: VirtmeRequest) -> Result<Self, HostError> {
-        let dir = tempfile::Builder::new()
-            .prefix("cgstorm-vng-")
-            .tempdir()
-            .map_err(HostError::io("create the vm's temporary directory"))?;
+        let dir = temp_dir("cgstorm-vng-")?;
         let files = make_files(dir.path(), &req.spec, Path::new(""))?;
         let monitor = dir.path().join("monitor.sock");
         let args = vng_args(&req, &files, &monitor)?;
-        let listener = UnixListener::bind(&files.agent_socket).map_err(HostError::io(format!(
-            "listen on {}",
-            files.agent_socket.display()
-        )))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(HostError::io("make the agent socket non-blocking"))?;
-
-        let mut cmd = Command::new(&req.vng);
-        cmd.args(&args)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = GuardedChild::spawn(cmd).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => HostError::Config(format!(
+        let start = Start {
+            dir,
+            program: &req.vng,
+            args,
+            stdin: Stdio::null(),
+            missing: HostError::Config(format!(
                 "{} not found: install virtme-ng (pip install virtme-ng)",
                 req.vng.display()
             )),
-            _ => HostError::Io {
-                what: format!("start {}", req.vng.display()),
-                source: e,
-            },
-        })?;
-        let console_log = req
-            .console_log
-            .clone()
-            .unwrap_or_else(|| dir.path().join("console.log"));
-        let log = File::create(&console_log)
-            .map_err(HostError::io(format!("create {}", console_log.display())))?;
-        let (Some(stdout), Some(stderr)) = (child.take_stdout(), child.take_stderr()) else {
-            unreachable!("stdout and stderr are piped");
-        };
-        let console = Console::start(stdout, stderr, "", Some(log), req.console_sink);
-        let agent = accept(
-            &listener,
-            &mut child,
-            &console,
-            req.accel.scale(CONNECT_TIMEOUT),
-        )?;
-        Ok(Self {
-            child,
-            agent,
-            console,
-            monitor,
-            console_log,
+            agent_socket: &files.agent_socket,
+            console_log: req.console_log,
+            console_sink: req.console_sink,
+            stderr_prefix: "",
             accel: req.accel,
-            dir,
-        })
-    }
-
-    /// The PID of vng (QEMU runs in its process group).
-    pub fn pid(&self) -> u32 {
-        self.child.pid()
-    }
-
-    /// The accelerator it runs with.
-    pub fn accel(&self) -> Accel {
-        self.accel
-    }
-
-    /// The console log file.
-    pub fn console_log(&self) -> &Path {
-        &self.console_log
-    }
-
-    /// The VM's temporary directory.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
+            connect_timeout: CONNECT_TIMEOUT,
+        };
+        ProcessVm::start(start, |_| Monitor(monitor))
     }
 }
 
-impl Vm for VirtmeVm {
-    fn console_line(&mut self, timeout: Duration) -> ConsoleEvent {
-        self.console.line(timeout)
-    }
-
-    fn console_tail(&self) -> String {
-        self.console.tail()
-    }
-
-    fn agent(&mut self) -> &mut dyn AgentStream {
-        &mut self.agent
-    }
-
+impl Diagnose for Monitor {
     /// vng's serial console is a file, so sysrq goes through the QEMU
     /// monitor as a PS/2 key press (`sendkey alt-sysrq-KEY`).
     fn diagnose(&mut self, what: Diagnosis) -> Result<(), HostError> {
@@ -241,8 +167,8 @@ impl Vm for VirtmeVm {
                 "sysrq key {key:?} cannot be sent as a key press"
             )));
         }
-        let mut mon = UnixStream::connect(&self.monitor)
-            .map_err(HostError::io("connect to the qemu monitor"))?;
+        let mut mon =
+            UnixStream::connect(&self.0).map_err(HostError::io("connect to the qemu monitor"))?;
         mon.set_read_timeout(Some(Duration::from_secs(2)))
             .map_err(HostError::io("set monitor timeout"))?;
         let mut banner = [0u8; 512];
@@ -251,18 +177,6 @@ impl Vm for VirtmeVm {
             .map_err(HostError::io("write to the qemu monitor"))?;
         sleep(Duration::from_millis(100));
         Ok(())
-    }
-
-    fn exit_status(&mut self) -> Option<String> {
-        self.child.try_wait().map(describe)
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> Option<String> {
-        self.child.wait_timeout(timeout).map(describe)
-    }
-
-    fn kill(&mut self) -> String {
-        describe(self.child.kill())
     }
 }
 

@@ -10,7 +10,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use cgstorm_workloads::{mutate, Millis, Program};
 
 use crate::campaign::engine::{Campaign, Pick, Source};
-use crate::campaign::{Env, VmArgs};
+use crate::campaign::Env;
+use crate::vm_args::VmArgs;
 
 /// How long a fuzz program's `for: run` loops run.
 const PROGRAM_DURATION: Duration = Duration::from_secs(2);

@@ -16,6 +16,7 @@ mod repro;
 mod run;
 mod scenario;
 mod soak;
+mod vm_args;
 
 use std::process::ExitCode;
 

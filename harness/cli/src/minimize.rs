@@ -15,8 +15,9 @@ use cgstorm_workloads::reduce::{candidates, size};
 use cgstorm_workloads::{Millis, Op, Program};
 
 use crate::campaign::slot::Slot;
-use crate::campaign::{Env, VmArgs};
+use crate::campaign::Env;
 use crate::run::error::chain;
+use crate::vm_args::VmArgs;
 
 /// Arguments of `cgstorm minimize`.
 #[derive(clap::Args, Debug)]

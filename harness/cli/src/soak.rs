@@ -15,8 +15,9 @@ use serde::Serialize;
 
 use crate::campaign::engine::{Campaign, Pick, Source};
 use crate::campaign::stats::Stats;
-use crate::campaign::{Env, VmArgs};
+use crate::campaign::Env;
 use crate::fuzz::{default_corpus, load_programs, FuzzSource};
+use crate::vm_args::VmArgs;
 
 /// Arguments of `cgstorm soak`.
 #[derive(clap::Args, Debug)]
@@ -169,7 +170,7 @@ pub fn run(a: &SoakArgs) -> Result<u8> {
     let mut envs = vec![Env::new(&a.vm)?];
     for k in &a.also_kernels {
         let mut vm = a.vm.clone();
-        vm.kernel = Some(k.clone());
+        vm.boot.kernel = Some(k.clone());
         envs.push(Env::new(&vm)?);
     }
     std::fs::create_dir_all(&a.workdir)

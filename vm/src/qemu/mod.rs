@@ -7,23 +7,21 @@ pub mod child;
 pub mod console;
 
 use std::fs::File;
-use std::io::{self, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cgstorm_agent::cmdline::Token;
-use tempfile::TempDir;
 
 use crate::accel::Accel;
 use crate::error::HostError;
+use crate::process::{temp_dir, Diagnose, ProcessVm, Start};
 use crate::spec::{Pmem, VmSpec};
-use crate::vm::{AgentStream, ConsoleEvent, Diagnosis, Vm};
+use crate::vm::Diagnosis;
 use args::RunFiles;
-use child::{describe, GuardedChild};
-use console::{Console, ConsoleSink};
+use console::ConsoleSink;
 
 /// How long QEMU may take, under KVM, to start and connect the agent socket
 /// (scaled by the accelerator).
@@ -47,97 +45,34 @@ pub struct BootRequest {
 }
 
 /// A running QEMU VM. Dropping it kills QEMU and removes its files.
-pub struct QemuVm {
-    // Field order is drop order: QEMU dies before its directory goes.
-    child: GuardedChild,
-    stdin: Option<ChildStdin>,
-    agent: UnixStream,
-    console: Console,
-    console_log: PathBuf,
-    accel: Accel,
-    dir: TempDir,
-}
+pub type QemuVm = ProcessVm<SerialInput>;
+
+/// QEMU's own part of a [`QemuVm`]: its stdin, the serial console's input.
+pub struct SerialInput(Option<ChildStdin>);
 
 impl QemuVm {
     /// Starts QEMU and waits until it has connected the agent socket. Does
     /// not wait for the kernel: see [`crate::boot::wait_for_hello`].
     pub fn boot(req: BootRequest) -> Result<Self, HostError> {
-        let dir = tempfile::Builder::new()
-            .prefix("cgstorm-vm-")
-            .tempdir()
-            .map_err(HostError::io("create the vm's temporary directory"))?;
+        let dir = temp_dir("cgstorm-vm-")?;
         let files = make_files(dir.path(), &req.spec, &req.initrd)?;
         let args = args::qemu_args(&req.spec, req.accel, &req.token, &files)?;
-        let listener = UnixListener::bind(&files.agent_socket).map_err(HostError::io(format!(
-            "listen on {}",
-            files.agent_socket.display()
-        )))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(HostError::io("make the agent socket non-blocking"))?;
-
-        let mut cmd = Command::new(&req.spec.qemu);
-        cmd.args(&args)
-            .current_dir(dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = GuardedChild::spawn(cmd).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => HostError::QemuMissing {
+        let start = Start {
+            dir,
+            program: &req.spec.qemu,
+            args,
+            stdin: Stdio::piped(),
+            missing: HostError::QemuMissing {
                 qemu: req.spec.qemu.clone(),
             },
-            _ => HostError::Io {
-                what: format!("start {}", req.spec.qemu.display()),
-                source: e,
-            },
-        })?;
-        let console_log = req
-            .console_log
-            .clone()
-            .unwrap_or_else(|| dir.path().join("console.log"));
-        let log = File::create(&console_log)
-            .map_err(HostError::io(format!("create {}", console_log.display())))?;
-        let (Some(stdout), Some(stderr)) = (child.take_stdout(), child.take_stderr()) else {
-            unreachable!("stdout and stderr are piped");
-        };
-        let console = Console::start(stdout, stderr, "qemu: ", Some(log), req.console_sink);
-        let stdin = child.take_stdin();
-
-        let agent = accept(
-            &listener,
-            &mut child,
-            &console,
-            req.accel.scale(CONNECT_TIMEOUT),
-        )?;
-        Ok(Self {
-            child,
-            stdin,
-            agent,
-            console,
-            console_log,
+            agent_socket: &files.agent_socket,
+            console_log: req.console_log,
+            console_sink: req.console_sink,
+            stderr_prefix: "qemu: ",
             accel: req.accel,
-            dir,
-        })
-    }
-
-    /// QEMU's PID.
-    pub fn pid(&self) -> u32 {
-        self.child.pid()
-    }
-
-    /// The accelerator it runs with.
-    pub fn accel(&self) -> Accel {
-        self.accel
-    }
-
-    /// The console log file.
-    pub fn console_log(&self) -> &Path {
-        &self.console_log
-    }
-
-    /// The VM's temporary directory (disks, socket, default console log).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
+            connect_timeout: CONNECT_TIMEOUT,
+        };
+        ProcessVm::start(start, |child| SerialInput(child.take_stdin()))
     }
 }
 
@@ -167,65 +102,14 @@ pub(crate) fn make_files(dir: &Path, spec: &VmSpec, initrd: &Path) -> Result<Run
     })
 }
 
-/// Accepts QEMU's connection to the agent socket, failing early if QEMU exits.
-pub(crate) fn accept(
-    listener: &UnixListener,
-    child: &mut GuardedChild,
-    console: &Console,
-    timeout: Duration,
-) -> Result<UnixStream, HostError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                stream
-                    .set_nonblocking(false)
-                    .map_err(HostError::io("make the agent socket blocking"))?;
-                return Ok(stream);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => {
-                return Err(HostError::Io {
-                    what: "accept the agent connection".into(),
-                    source: e,
-                })
-            }
-        }
-        if let Some(status) = child.try_wait() {
-            // Let the reader threads catch QEMU's last words.
-            sleep(Duration::from_millis(100));
-            return Err(HostError::QemuStartup {
-                status: describe(status),
-                output: console.tail(),
-            });
-        }
-        if Instant::now() >= deadline {
-            return Err(HostError::QemuNoConnect(timeout));
-        }
-        sleep(Duration::from_millis(10));
-    }
-}
-
-impl Vm for QemuVm {
-    fn console_line(&mut self, timeout: Duration) -> ConsoleEvent {
-        self.console.line(timeout)
-    }
-
-    fn console_tail(&self) -> String {
-        self.console.tail()
-    }
-
-    fn agent(&mut self) -> &mut dyn AgentStream {
-        &mut self.agent
-    }
-
+impl Diagnose for SerialInput {
     /// Sysrq goes over the serial console: with `-nographic` the console is
     /// multiplexed with the monitor, and `ctrl-a b` makes QEMU send a BREAK;
     /// the next character is then the sysrq key (CONFIG_MAGIC_SYSRQ_SERIAL).
     fn diagnose(&mut self, what: Diagnosis) -> Result<(), HostError> {
         let Diagnosis::Sysrq(key) = what;
         let stdin = self
-            .stdin
+            .0
             .as_mut()
             .ok_or_else(|| HostError::Config("the vm's console input is closed".into()))?;
         let mut send = |bytes: &[u8]| -> Result<(), HostError> {
@@ -238,17 +122,5 @@ impl Vm for QemuVm {
         // The kernel takes the key that follows the BREAK (within 5 s).
         sleep(Duration::from_millis(100));
         send(key.to_string().as_bytes())
-    }
-
-    fn exit_status(&mut self) -> Option<String> {
-        self.child.try_wait().map(describe)
-    }
-
-    fn wait_exit(&mut self, timeout: Duration) -> Option<String> {
-        self.child.wait_timeout(timeout).map(describe)
-    }
-
-    fn kill(&mut self) -> String {
-        describe(self.child.kill())
     }
 }

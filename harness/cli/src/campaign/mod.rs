@@ -12,47 +12,13 @@ pub mod stats;
 use std::path::{Path, PathBuf};
 
 use cgstorm_vm::AccelChoice;
-use cgstorm_workloads::Size;
 
 use crate::findings;
 use crate::run::error::RunError;
 use crate::run::launch::{self, Backend, FoundKernel};
 use crate::run::machine::MachineOpts;
 use crate::run::verdict::{Detail, Finding};
-
-/// The VM options every campaign command takes.
-#[derive(clap::Args, Debug, Clone)]
-pub struct VmArgs {
-    /// The kernel: a bzImage, a kernel build tree, or `debian` (the default:
-    /// Debian's stock kernel, fetched by vm/scripts/fetch-debian-kernel.sh).
-    #[arg(long)]
-    pub kernel: Option<String>,
-    /// How to run the VMs.
-    #[arg(long, value_enum, default_value_t = Backend::Qemu)]
-    pub backend: Backend,
-    /// Accelerator: auto (KVM if a probe boot works, else TCG), kvm or tcg.
-    #[arg(long, default_value = "auto")]
-    pub accel: AccelChoice,
-    /// Guest RAM.
-    #[arg(long, default_value = "2G")]
-    pub memory: Size,
-    /// Guest vCPUs.
-    #[arg(long, default_value_t = 2)]
-    pub cpus: u32,
-    /// Extra kernel parameters, space separated (may be repeated).
-    #[arg(long, allow_hyphen_values = true)]
-    pub append: Vec<String>,
-    /// The kernel lacks the cgroup v1 memory controller (read from its
-    /// config when cgstorm finds it).
-    #[arg(long)]
-    pub no_memcg_v1: bool,
-    /// The kernel lacks CONFIG_FS_DAX.
-    #[arg(long)]
-    pub no_dax: bool,
-    /// The static agent binary (default: this workspace's build).
-    #[arg(long)]
-    pub agent: Option<PathBuf>,
-}
+use crate::vm_args::VmArgs;
 
 /// What every job of a campaign shares.
 pub struct Env {
@@ -82,28 +48,16 @@ impl Env {
     }
 
     fn find(a: &VmArgs) -> Result<Env, RunError> {
-        let machine = MachineOpts {
-            memory: a.memory,
-            cpus: a.cpus,
-            pmem: Size(512 << 20),
-            scratch_disks: 2,
-            scratch_size: Size(1 << 30),
-            append: a
-                .append
-                .iter()
-                .flat_map(|s| s.split_whitespace())
-                .map(String::from)
-                .collect(),
-        };
+        let machine = a.machine();
         machine.vm_spec()?;
         Ok(Env {
-            kernel: launch::find_kernel(a.kernel.as_deref())?,
-            kernel_arg: a.kernel.clone().unwrap_or_else(|| "debian".into()),
-            agent: launch::find_agent(a.agent.as_deref())?,
+            kernel: launch::find_kernel(a.boot.kernel.as_deref())?,
+            kernel_arg: a.boot.kernel.clone().unwrap_or_else(|| "debian".into()),
+            agent: launch::find_agent(a.boot.agent.as_deref())?,
             machine,
             backend: a.backend,
-            accel: a.accel,
-            switches: (a.no_memcg_v1, a.no_dax),
+            accel: a.boot.accel,
+            switches: a.switches(),
             stop: crate::run::signal::interrupted,
         })
     }

@@ -18,10 +18,11 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use cgstorm_vm::AccelChoice;
 use cgstorm_workloads::{Millis, Program};
 
 pub use script::{generate, Provenance};
+
+use crate::vm_args::BootArgs;
 
 /// Arguments of `cgstorm repro`.
 #[derive(clap::Args, Debug)]
@@ -38,21 +39,15 @@ pub struct ReproArgs {
     /// judge its results with the model.
     #[arg(long)]
     pub run: bool,
-    /// With --run: the kernel (a bzImage, a kernel tree, or `debian`).
-    #[arg(long)]
-    pub kernel: Option<String>,
-    /// With --run: the accelerator (auto, kvm or tcg).
-    #[arg(long, default_value = "auto")]
-    pub accel: AccelChoice,
-    /// With --run: how long `repeat: {for: run}` blocks run (default: the
-    /// program's `duration`, else 10s).
-    #[arg(long)]
+    // The kernel, the accelerator and the agent of `--run`.
+    #[command(flatten, next_help_heading = "With --run")]
+    pub boot: BootArgs,
+    /// How long `repeat: {for: run}` blocks run (default: the program's
+    /// `duration`, else 10s).
+    #[arg(long, help_heading = "With --run")]
     pub duration: Option<Millis>,
-    /// With --run: the static agent binary (default: this workspace's build).
-    #[arg(long)]
-    pub agent: Option<PathBuf>,
-    /// With --run: print the script's output and the console as they come.
-    #[arg(long)]
+    /// Print the script's output and the console as they come.
+    #[arg(long, help_heading = "With --run")]
     pub echo: bool,
 }
 

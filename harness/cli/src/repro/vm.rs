@@ -11,7 +11,7 @@ use cgstorm_agent::proto::{self, AgentMsg, HostMsg, ShellOrder};
 use cgstorm_vm::launch::{launch, AgentVmSpec};
 use cgstorm_vm::{ConsoleEvent, Vm};
 use cgstorm_workloads::model::Kernel;
-use cgstorm_workloads::{Program, Size};
+use cgstorm_workloads::Program;
 
 use super::results::{self, Judgement};
 use super::script::{Script, DEFAULT_DURATION_MS, HELPER_C};
@@ -28,18 +28,6 @@ const STALL_SECS: u64 = 6;
 /// Time for the script's own work besides the run duration (mkfs, setup),
 /// under KVM; scaled for TCG.
 const SETUP_TIME: Duration = Duration::from_secs(60);
-
-/// The machine `cgstorm run` boots by default (and the model's).
-fn machine() -> MachineOpts {
-    MachineOpts {
-        memory: Size(2 << 30),
-        cpus: 2,
-        pmem: Size(512 << 20),
-        scratch_disks: 2,
-        scratch_size: Size(1 << 30),
-        append: Vec::new(),
-    }
-}
 
 /// Compiles the helper statically from the embedded source; its bytes.
 pub fn build_helper(dir: &Path) -> Result<Vec<u8>, String> {
@@ -96,11 +84,12 @@ fn execute(args: &ReproArgs, program: &Program, script: &Script) -> Result<u8, R
             "no {BUSYBOX} to put into the guest: apt-get install busybox-static"
         )));
     }
-    let machine = machine();
-    let kernel = find_kernel(args.kernel.as_deref())?;
-    let agent = find_agent(args.agent.as_deref())?;
+    // The machine `cgstorm run` boots by default (and the model's).
+    let machine = MachineOpts::default();
+    let kernel = find_kernel(args.boot.kernel.as_deref())?;
+    let agent = find_agent(args.boot.agent.as_deref())?;
     let mut spec = AgentVmSpec::new(kernel.kernel.clone(), agent);
-    spec.accel = args.accel;
+    spec.accel = args.boot.accel;
     spec.vm = machine.vm_spec()?;
     spec.stop = crate::run::signal::interrupted;
     spec.binaries = GUEST_TOOLS

@@ -33,6 +33,22 @@ pub struct MachineOpts {
     pub append: Vec<String>,
 }
 
+impl Default for MachineOpts {
+    /// The machine `cgstorm run` boots without options (and the model's
+    /// default machine): 2G of RAM, 2 vCPUs, a 512M pmem device, two 1G
+    /// scratch disks.
+    fn default() -> Self {
+        MachineOpts {
+            memory: Size(2 << 30),
+            cpus: 2,
+            pmem: Size(512 << 20),
+            scratch_disks: 2,
+            scratch_size: Size(1 << 30),
+            append: Vec::new(),
+        }
+    }
+}
+
 fn mib(s: Size, what: &str) -> Result<u64, RunError> {
     if !s.0.is_multiple_of(1 << 20) {
         return Err(RunError::Options(format!(
@@ -112,12 +128,8 @@ mod tests {
 
     fn opts() -> MachineOpts {
         MachineOpts {
-            memory: Size(2 << 30),
-            cpus: 2,
-            pmem: Size(512 << 20),
-            scratch_disks: 2,
-            scratch_size: Size(1 << 30),
             append: vec!["quiet".into()],
+            ..MachineOpts::default()
         }
     }
 

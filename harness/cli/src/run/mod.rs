@@ -31,17 +31,19 @@ use std::time::Duration;
 
 use cgstorm_agent::proto::{Hello, ModuleOutcome, RunOrder};
 use cgstorm_vm::launch::AgentVm;
-use cgstorm_vm::{AccelChoice, Vm};
+use cgstorm_vm::Vm;
 use cgstorm_workloads::model::{Kernel, Target};
 use cgstorm_workloads::{Millis, Program, Size};
 
 use console::{ConsoleLog, ConsoleWatch};
 use error::{chain, RunError};
-use launch::{Backend, BootPlan, Booted, FoundKernel};
+use launch::{BootPlan, Booted, FoundKernel};
 use limits::Limits;
 use machine::MachineOpts;
 use session::{End, Outcome};
 use verdict::{check_model, findings, Finding, ModelCheck, OpNames, RunInfo, Verdict};
+
+use crate::vm_args::VmArgs;
 
 /// The run duration when neither the program nor `--duration` gives one.
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
@@ -51,16 +53,17 @@ const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 pub struct RunArgs {
     /// The program (YAML).
     pub program: PathBuf,
-    /// The kernel: a bzImage, a kernel build tree, or `debian` (the default:
-    /// Debian's stock kernel, fetched by vm/scripts/fetch-debian-kernel.sh).
-    #[arg(long)]
-    pub kernel: Option<String>,
-    /// How to run the VM.
-    #[arg(long, value_enum, default_value_t = Backend::Qemu)]
-    pub backend: Backend,
-    /// Accelerator: auto (KVM if a probe boot works, else TCG), kvm or tcg.
-    #[arg(long, default_value = "auto")]
-    pub accel: AccelChoice,
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// Size of the pmem device (`pmem0`, carved out of guest RAM); 0 for none.
+    #[arg(long, default_value = "512M")]
+    pub pmem: Size,
+    /// Number of virtio-blk scratch disks (`scratch0`…).
+    #[arg(long, default_value_t = 2)]
+    pub scratch_disks: u8,
+    /// Size of each scratch disk.
+    #[arg(long, default_value = "1G")]
+    pub scratch_size: Size,
     /// How long `repeat: {for: run}` blocks run (default: the program's
     /// `duration`, else 10s).
     #[arg(long)]
@@ -72,24 +75,6 @@ pub struct RunArgs {
     /// Write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Guest RAM.
-    #[arg(long, default_value = "2G")]
-    pub memory: Size,
-    /// Guest vCPUs.
-    #[arg(long, default_value_t = 2)]
-    pub cpus: u32,
-    /// Size of the pmem device (`pmem0`, carved out of guest RAM); 0 for none.
-    #[arg(long, default_value = "512M")]
-    pub pmem: Size,
-    /// Number of virtio-blk scratch disks (`scratch0`…).
-    #[arg(long, default_value_t = 2)]
-    pub scratch_disks: u8,
-    /// Size of each scratch disk.
-    #[arg(long, default_value = "1G")]
-    pub scratch_size: Size,
-    /// Extra kernel parameters, space separated (may be repeated).
-    #[arg(long, allow_hyphen_values = true)]
-    pub append: Vec<String>,
     /// Keep the console log in this file (by default it is kept, in the
     /// temporary directory, only when the verdict is not a pass).
     #[arg(long)]
@@ -98,17 +83,6 @@ pub struct RunArgs {
     /// report, console.log, program.yaml, count), as syzkaller does.
     #[arg(long)]
     pub workdir: Option<PathBuf>,
-    /// The kernel lacks the cgroup v1 memory controller (CONFIG_MEMCG_V1=n);
-    /// read from the kernel's config when cgstorm finds it.
-    #[arg(long)]
-    pub no_memcg_v1: bool,
-    /// The kernel lacks CONFIG_FS_DAX.
-    #[arg(long)]
-    pub no_dax: bool,
-    /// The static agent binary (default: `$CGSTORM_AGENT`, or this
-    /// workspace's build, made with cargo when needed).
-    #[arg(long)]
-    pub agent: Option<PathBuf>,
     /// Print the console to stderr as it arrives.
     #[arg(long)]
     pub echo: bool,
@@ -129,17 +103,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<u8> {
 impl RunArgs {
     fn machine(&self) -> MachineOpts {
         MachineOpts {
-            memory: self.memory,
-            cpus: self.cpus,
             pmem: self.pmem,
             scratch_disks: self.scratch_disks,
             scratch_size: self.scratch_size,
-            append: self
-                .append
-                .iter()
-                .flat_map(|a| a.split_whitespace())
-                .map(String::from)
-                .collect(),
+            ..self.vm.machine()
         }
     }
 }
@@ -148,21 +115,21 @@ fn execute(args: &RunArgs) -> Result<u8, RunError> {
     let program = crate::check::load(&args.program).map_err(RunError::Program)?;
     let machine = args.machine();
     machine.vm_spec()?;
-    let kernel = launch::find_kernel(args.kernel.as_deref())?;
-    let agent = launch::find_agent(args.agent.as_deref())?;
+    let kernel = launch::find_kernel(args.vm.boot.kernel.as_deref())?;
+    let agent = launch::find_agent(args.vm.boot.agent.as_deref())?;
     eprintln!(
         "cgstorm: booting {} ({}) with {} …",
         kernel.kernel.image.display(),
         kernel.kernel.release,
-        args.backend.name()
+        args.vm.backend.name()
     );
     // Before the boot, so Ctrl-C during a long boot is handled too.
     signal::install();
     let booted = launch::boot(BootPlan {
         kernel: &kernel,
         agent,
-        backend: args.backend,
-        accel: args.accel,
+        backend: args.vm.backend,
+        accel: args.vm.boot.accel,
         machine: &machine,
         echo: args.echo,
     })?;
@@ -193,7 +160,7 @@ fn model_kernel(
     args: &RunArgs,
     warnings: &mut Vec<String>,
 ) -> Result<Kernel, RunError> {
-    kernel_model(hello, kernel, (args.no_memcg_v1, args.no_dax), warnings)
+    kernel_model(hello, kernel, args.vm.switches(), warnings)
 }
 
 /// [`model_kernel`] with the switches `(no_memcg_v1, no_dax)` given directly.
@@ -261,7 +228,7 @@ fn drive<V: Vm>(mut avm: AgentVm<V>, ctx: &Ctx<'_>) -> Result<u8, RunError> {
         program: args.program.display().to_string(),
         kernel_release: hello.kernel_release.clone(),
         accel: avm.accel.to_string(),
-        backend: args.backend.name().into(),
+        backend: args.vm.backend.name().into(),
         boot: avm.boot_time,
         duration,
     };
