@@ -10,6 +10,7 @@ mod classify;
 mod findings;
 mod fuzz;
 mod gen;
+mod history;
 mod kernel_args;
 mod minimize;
 mod repro;
@@ -46,6 +47,10 @@ enum Cmd {
     Fuzz(fuzz::FuzzArgs),
     /// Shrink a failing program while the same finding still appears.
     Minimize(minimize::MinimizeArgs),
+    /// Run a stored finding again with the programs that ran before it in
+    /// its VM, in order, in one VM: for findings the program alone does not
+    /// reproduce.
+    Replay(history::ReplayArgs),
     /// The nightly mode: rotate through the scenarios and fuzzing for hours,
     /// resumable, with a text, JSON and KTAP summary.
     Soak(soak::SoakArgs),
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
         Cmd::Fuzz(a) => fuzz::run(a),
         Cmd::Soak(a) => soak::run(a),
         Cmd::Minimize(a) => minimize::run(a),
+        Cmd::Replay(a) => history::replay(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

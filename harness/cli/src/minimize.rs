@@ -16,6 +16,7 @@ use cgstorm_workloads::{Millis, Op, Program};
 
 use crate::campaign::slot::Slot;
 use crate::campaign::Env;
+use crate::history::{load_before, reduce_before, write_before, Sequence, VmSequence};
 use crate::run::error::chain;
 use crate::vm_args::VmArgs;
 
@@ -53,16 +54,31 @@ pub trait Tester {
     fn titles(&mut self, p: &Program) -> Result<Vec<String>>;
 }
 
-/// Runs attempts in fresh VMs.
+/// Runs attempts in fresh VMs, each after the programs `before` it (in
+/// the same VM, in order) when the finding needs them.
 struct VmTester<'a> {
     env: &'a Env,
     duration: Duration,
     console: PathBuf,
     runs: u64,
+    before: Vec<Program>,
 }
 
 impl Tester for VmTester<'_> {
     fn titles(&mut self, p: &Program) -> Result<Vec<String>> {
+        if !self.before.is_empty() {
+            let mut p = p.clone();
+            p.duration = Some(Millis(self.duration.as_millis() as u64));
+            let mut seq = VmSequence {
+                env: self.env,
+                console: self.console.clone(),
+                runs: 0,
+            };
+            // No title: every program of the sequence runs.
+            let got = seq.run(&self.before, &p, "")?;
+            self.runs += seq.runs;
+            return Ok(got.titles);
+        }
         self.runs += 1;
         let mut slot = Slot::new(0);
         let ran = slot
@@ -150,7 +166,7 @@ fn ops(p: &Program) -> usize {
         .sum()
 }
 
-fn load(input: &Path) -> Result<(Program, Option<String>, PathBuf)> {
+pub fn load(input: &Path) -> Result<(Program, Option<String>, PathBuf)> {
     let (file, title) = if input.is_dir() {
         let title = std::fs::read_to_string(input.join("description"))
             .map(|s| s.trim().to_string())
@@ -180,6 +196,7 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
         duration: Duration::from_millis(a.duration.0),
         console: console.clone(),
         runs: 0,
+        before: Vec::new(),
     };
     let title = match a.title.clone().or(stored_title) {
         Some(t) => t,
@@ -204,13 +221,46 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
             }
         }
     };
+    let began = Instant::now();
+    // A campaign's finding may need what ran before it in its VM: first cut
+    // that down (often to nothing), then shrink the program after it.
+    let before = if a.input.is_dir() {
+        load_before(&a.input)?
+    } else {
+        Vec::new()
+    };
+    if !before.is_empty() {
+        eprintln!(
+            "cgstorm minimize: {} programs ran before it in its VM; finding those it needs …",
+            before.len()
+        );
+        let mut seq = VmSequence {
+            env: &env,
+            console: console.clone(),
+            runs: 0,
+        };
+        let kept = reduce_before(&mut seq, before, &program, &title, a.attempts, &mut |l| {
+            eprintln!("cgstorm minimize: {l}")
+        })?;
+        t.runs += seq.runs;
+        let names: Vec<String> = kept.iter().map(|p| format!("`{}`", p.name)).collect();
+        eprintln!(
+            "cgstorm minimize: it needs {} of the programs before it{}",
+            kept.len(),
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", names.join(", "))
+            }
+        );
+        t.before = kept;
+    }
     eprintln!(
         "cgstorm minimize: keeping `{title}`; {} ops in {} lanes to start, {} attempts per candidate, fresh VM each",
         ops(&program),
         program.lanes.len(),
         a.attempts
     );
-    let began = Instant::now();
     let small = minimize(
         &mut t,
         program,
@@ -242,6 +292,23 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
     std::fs::write(&out, small.to_yaml())
         .with_context(|| format!("cannot write {}", out.display()))?;
     let _ = std::fs::remove_file(&console);
+    if !t.before.is_empty() {
+        // A finding directory `cgstorm replay` and `cgstorm minimize` take.
+        let dir = out.with_extension("");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::write(dir.join("program.yaml"), small.to_yaml())
+            .with_context(|| format!("cannot write {}", dir.display()))?;
+        std::fs::write(dir.join("description"), format!("{title}\n"))
+            .with_context(|| format!("cannot write {}", dir.display()))?;
+        write_before(&dir.join("before"), &t.before)?;
+        println!(
+            "it needs {} program(s) run before it in the same VM: {} (replay: cgstorm replay {})",
+            t.before.len(),
+            dir.join("before").display(),
+            dir.display()
+        );
+    }
     println!(
         "minimized to {} ops in {} lanes in {:.0?} ({} VM runs): {}\nreproduces `{title}` in {hits}/{} runs",
         ops(&small),

@@ -25,6 +25,10 @@ use crate::run::{conclude, kernel_model, Conclusion};
 /// agent itself gives dying cgroups and loop devices 20 s.
 const RESET_TIMEOUT: Duration = Duration::from_secs(4);
 
+/// How many of the programs that ran in a VM before the current one it
+/// remembers (the oldest are forgotten first).
+pub const HISTORY: usize = 100;
+
 /// What running one program gave.
 pub struct Ran {
     /// The judged run.
@@ -44,6 +48,11 @@ pub struct Ran {
     /// Why the VM must go after the program (the caller stores the
     /// findings, then calls [`Slot::settle`]).
     pub dropped: Option<String>,
+    /// When the program has findings: the programs that ran in the same VM
+    /// before it, oldest first, as YAML with the duration they ran for (a
+    /// kernel finding may need what they left behind; `cgstorm replay`
+    /// runs them again in order).
+    pub before: Vec<String>,
 }
 
 impl Ran {
@@ -63,6 +72,8 @@ pub struct Slot {
     last_boot: Duration,
     /// Boots so far.
     pub boots: u64,
+    /// The programs run in this VM since it booted (at most [`HISTORY`]).
+    history: std::collections::VecDeque<String>,
 }
 
 impl Slot {
@@ -74,6 +85,7 @@ impl Slot {
             image: PathBuf::new(),
             last_boot: Duration::ZERO,
             boots: 0,
+            history: Default::default(),
         }
     }
 
@@ -108,6 +120,7 @@ impl Slot {
         let target = env.machine.target(kernel);
         self.vm = Some((booted, target, hello));
         self.image = env.kernel.kernel.image.clone();
+        self.history.clear();
         Ok(())
     }
 
@@ -192,7 +205,17 @@ impl Slot {
                 dropped.get_or_insert_with(|| "the kernel printed a report".into());
             }
         }
+        let before = if conclusion.findings.is_empty() && after.is_empty() {
+            Vec::new()
+        } else {
+            self.history.iter().cloned().collect()
+        };
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(with_duration(program, duration));
         Ok(Ran {
+            before,
             conclusion,
             after,
             console,
@@ -206,6 +229,14 @@ impl Slot {
             dropped,
         })
     }
+}
+
+/// A program's YAML, with the duration it ran for (so `cgstorm run` of it
+/// runs its timed repeats as long).
+pub fn with_duration(program: &Program, duration: Duration) -> String {
+    let mut p = program.clone();
+    p.duration = Some(cgstorm_workloads::names::Millis(duration.as_millis() as u64));
+    p.to_yaml()
 }
 
 fn vm_of(b: &mut Booted) -> &mut dyn Vm {
