@@ -150,14 +150,17 @@ fn shows(
 /// none at all, then (like delta debugging) dropping chunks of halving size,
 /// the earliest first, keeping every cut after which `title` still shows
 /// within `attempts` runs. Order is kept. `progress` gets a line per try.
+/// When `budget` is spent, the cut so far is kept.
 pub fn reduce_before(
     t: &mut dyn Sequence,
     before: Vec<Program>,
     p: &Program,
     title: &str,
     attempts: u32,
+    budget: Duration,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Program>> {
+    let began = std::time::Instant::now();
     if before.is_empty() {
         return Ok(before);
     }
@@ -179,6 +182,10 @@ pub fn reduce_before(
     while chunk >= 1 {
         let mut start = 0;
         while start < cur.len() {
+            if began.elapsed() >= budget {
+                progress("time is up; keeping the programs before it that are left");
+                return Ok(cur);
+            }
             let end = (start + chunk).min(cur.len());
             let mut cand = cur[..start].to_vec();
             cand.extend_from_slice(&cur[end..]);
@@ -353,6 +360,7 @@ mod tests {
             &named("last"),
             "WARNING in page_counter_uncharge",
             3,
+            Duration::from_secs(60),
             &mut |l| lines.push(l.to_string()),
         )
         .unwrap();
@@ -374,7 +382,16 @@ mod tests {
             }
         }
         let before: Vec<Program> = (0..5).map(|i| named(&format!("p{i}"))).collect();
-        let kept = reduce_before(&mut Always, before, &named("x"), "t", 1, &mut |_| {}).unwrap();
+        let kept = reduce_before(
+            &mut Always,
+            before,
+            &named("x"),
+            "t",
+            1,
+            Duration::from_secs(60),
+            &mut |_| {},
+        )
+        .unwrap();
         assert!(kept.is_empty());
     }
 

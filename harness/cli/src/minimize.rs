@@ -35,7 +35,8 @@ pub struct MinimizeArgs {
     /// Runs of the final program, to say how often it reproduces.
     #[arg(long, default_value_t = 10)]
     pub final_runs: u32,
-    /// Stop looking for smaller programs after this long.
+    /// Stop looking for smaller programs after this long (at most half of
+    /// it goes to cutting the programs run before the finding, if any).
     #[arg(long, default_value = "30m")]
     pub time: Millis,
     /// How long `for: run` loops run in each attempt.
@@ -239,9 +240,15 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
             console: console.clone(),
             runs: 0,
         };
-        let kept = reduce_before(&mut seq, before, &program, &title, a.attempts, &mut |l| {
-            eprintln!("cgstorm minimize: {l}")
-        })?;
+        let kept = reduce_before(
+            &mut seq,
+            before,
+            &program,
+            &title,
+            a.attempts,
+            Duration::from_millis(a.time.0) / 2,
+            &mut |l| eprintln!("cgstorm minimize: {l}"),
+        )?;
         t.runs += seq.runs;
         let names: Vec<String> = kept.iter().map(|p| format!("`{}`", p.name)).collect();
         eprintln!(
@@ -266,7 +273,7 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
         program,
         &title,
         a.attempts,
-        Duration::from_millis(a.time.0),
+        Duration::from_millis(a.time.0).saturating_sub(began.elapsed()),
         &mut |l| eprintln!("cgstorm minimize: {l}"),
     )?;
     let mut hits = 0;

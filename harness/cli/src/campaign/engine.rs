@@ -278,7 +278,6 @@ impl Campaign {
             Verdict::Pass => {}
         }
         for (f, dir, n) in &stored {
-            let program = dir.join("program.yaml");
             let t = s
                 .findings
                 .entry(f.title.clone())
@@ -288,7 +287,7 @@ impl Campaign {
                     known: f.known,
                     count: 0,
                     dir: dir.display().to_string(),
-                    replay: env.replay(&program),
+                    replay: env.replay(dir),
                 });
             t.count += 1;
             if *n == 1 {

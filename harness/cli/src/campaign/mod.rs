@@ -62,9 +62,15 @@ impl Env {
         })
     }
 
-    /// The command that replays a stored program on this kernel.
-    pub fn replay(&self, program: &Path) -> String {
-        let mut cmd = format!("cgstorm run {}", program.display());
+    /// The command that replays a stored finding on this kernel: `cgstorm
+    /// run` of its program, or `cgstorm replay` of its directory when it
+    /// keeps the programs that ran before it in its VM.
+    pub fn replay(&self, dir: &Path) -> String {
+        let mut cmd = if dir.join("before").is_dir() {
+            format!("cgstorm replay {}", dir.display())
+        } else {
+            format!("cgstorm run {}", dir.join("program.yaml").display())
+        };
         if self.kernel_arg != "debian" {
             cmd.push_str(&format!(" --kernel {}", self.kernel_arg));
         }
