@@ -17,7 +17,11 @@ bin=target/release/cgstorm
 work=$(mktemp -d /tmp/cgstorm-soak-resume.XXXXXX)
 # Kept when the soak found something, so the findings can be looked at.
 trap '[ -n "$(ls -A "$work/findings" 2>/dev/null)" ] && echo "findings kept in $work/findings" || rm -rf "$work"' EXIT
+# A kernel parameter only this test's VMs have, to tell its QEMUs from
+# any other cgstorm run on the machine.
+tag="cgstorm.test=soak-resume-$$"
 args=(soak --kernel "$KERNEL" --workdir "$work" --duration 150s --scenarios corpus/semantics
+      --append "$tag"
       --scenario-duration 2s --fuzz-slice 20s --progress 15s --seed 7)
 
 "$bin" "${args[@]}" >"$work/first.out" 2>&1 &
@@ -31,7 +35,7 @@ done
 kill -9 "$pid"
 wait "$pid" 2>/dev/null || true
 sleep 1
-if pgrep -f "qemu-system.*cgstorm.job=" >/dev/null; then
+if pgrep -f "qemu-system.*$tag" >/dev/null; then
     # The VMs die with the job threads that started them (PR_SET_PDEATHSIG).
     sleep 3
 fi
@@ -52,7 +56,7 @@ fail=0
 [ "$e2" -ge 150000 ] && [ "$e2" -lt 300000 ] || { echo "FAIL: elapsed $e2 ms is not the 150 s budget"; fail=1; }
 [ "$missing" -eq 0 ] || { echo "FAIL: findings lost"; fail=1; }
 [ -s "$work/soak.ktap" ] && head -2 "$work/soak.ktap"
-if pgrep -f "qemu-system.*cgstorm.job=" >/dev/null; then
+if pgrep -f "qemu-system.*$tag" >/dev/null; then
     echo "FAIL: QEMU left running"; fail=1
 fi
 [ $fail -eq 0 ] && echo "vm-soak-resume: ok"

@@ -90,6 +90,32 @@ impl Tester for VmTester<'_> {
     }
 }
 
+/// Tries candidates for the program at `at` among those `before` a
+/// finding's program `last`: the whole sequence runs in one VM.
+struct InSequence<'a> {
+    env: &'a Env,
+    console: PathBuf,
+    before: &'a [Program],
+    at: usize,
+    last: &'a Program,
+    runs: &'a mut u64,
+}
+
+impl Tester for InSequence<'_> {
+    fn titles(&mut self, p: &Program) -> Result<Vec<String>> {
+        let mut before = self.before.to_vec();
+        before[self.at] = p.clone();
+        let mut seq = VmSequence {
+            env: self.env,
+            console: self.console.clone(),
+            runs: 0,
+        };
+        let got = seq.run(&before, self.last, "")?;
+        *self.runs += seq.runs;
+        Ok(got.titles)
+    }
+}
+
 /// A title without its op position: a model divergence names the op as
 /// `lane L (name) op N …`, and N moves as ops before it are dropped.
 pub fn same_finding(a: &str, b: &str) -> bool {
@@ -276,6 +302,42 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
         Duration::from_millis(a.time.0).saturating_sub(began.elapsed()),
         &mut |l| eprintln!("cgstorm minimize: {l}"),
     )?;
+    // Then each program it needs before it, with the others and the
+    // shrunk program fixed around it.
+    for i in 0..t.before.len() {
+        let left = Duration::from_millis(a.time.0).saturating_sub(began.elapsed());
+        if left.is_zero() {
+            eprintln!("cgstorm minimize: time is up; the programs before it stay as they are");
+            break;
+        }
+        eprintln!(
+            "cgstorm minimize: shrinking `{}`, program {} of {} before it",
+            t.before[i].name,
+            i + 1,
+            t.before.len()
+        );
+        let mut runs = 0;
+        let shrunk = {
+            let mut at = InSequence {
+                env: &env,
+                console: console.clone(),
+                before: &t.before,
+                at: i,
+                last: &small,
+                runs: &mut runs,
+            };
+            minimize(
+                &mut at,
+                t.before[i].clone(),
+                &title,
+                a.attempts,
+                left,
+                &mut |l| eprintln!("cgstorm minimize: {l}"),
+            )?
+        };
+        t.runs += runs;
+        t.before[i] = shrunk;
+    }
     let mut hits = 0;
     for i in 1..=a.final_runs {
         if (env.stop)() {
