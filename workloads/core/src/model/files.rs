@@ -258,10 +258,13 @@ pub fn truncate(s: &State, a: &TruncateArgs, ctx: Ctx<'_>) -> Next {
 }
 
 pub fn unlink(s: &State, f: &FilePath) -> Next {
-    existing(s, f, |fs, m| {
-        if m.is_some_and(|m| m.ro) {
-            return fail(s, EROFS);
-        }
+    // do_unlinkat takes write access to the mount (mnt_want_write) before it
+    // looks the name up: a read-only mount is EROFS whether or not the file
+    // exists (truncate(2) looks the file up first: ENOENT wins there).
+    if s.resolve(f).2.is_some_and(|m| m.ro) {
+        return fail(s, EROFS);
+    }
+    existing(s, f, |fs, _| {
         let mut n = s.clone();
         let key = (fs.clone(), f.name.clone());
         n.files.remove(&key);

@@ -419,3 +419,16 @@ fn ops_on_a_place_another_lane_unmounts_may_fail_midway() {
         assert_eq!(pred.ops[&OpId { lane: 0, op }].to_string(), "ok", "op {op}");
     }
 }
+
+/// unlink(2) asks for write access to the mount before it looks the name
+/// up, truncate(2) after (fuzz: `unlink` of a missing file on a read-only
+/// mount returned EROFS where the model said ENOENT).
+#[test]
+fn a_read_only_mount_refuses_unlink_before_lookup_but_not_truncate() {
+    let p = prog(
+        "lanes:\n  - {name: a, ops: [{mount: {at: m0, fs: tmpfs, opts: [ro]}}, {unlink: m0/nothing}, {truncate: {file: m0/nothing, size: 1M}}]}\n",
+    );
+    let pred = predict(&p, &Target::default()).unwrap();
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 1 }].to_string(), "EROFS");
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 2 }].to_string(), "ENOENT");
+}
