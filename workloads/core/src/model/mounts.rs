@@ -214,6 +214,13 @@ fn mount_at_once(s: &State, a: &MountArgs, ctx: Ctx<'_>) -> Next {
                 return fail(s, ENOENT);
             };
             if dev.fs != a.fs.block() {
+                // While the filesystem on it is mounted (or lazily unmounted
+                // but held), it holds the device open exclusively: another
+                // filesystem type cannot open it (EBUSY) before it could
+                // read the superblock (EINVAL).
+                if dev.mounts > 0 || dev.lazy_refs {
+                    return fail(s, EBUSY);
+                }
                 return fail(s, EINVAL);
             }
             let id = FsId::Dev(d);

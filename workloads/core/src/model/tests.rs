@@ -432,3 +432,19 @@ fn a_read_only_mount_refuses_unlink_before_lookup_but_not_truncate() {
     assert_eq!(pred.ops[&OpId { lane: 0, op: 1 }].to_string(), "EROFS");
     assert_eq!(pred.ops[&OpId { lane: 0, op: 2 }].to_string(), "ENOENT");
 }
+
+/// A device another filesystem has mounted is held exclusively: a mount of
+/// another type is EBUSY, not the EINVAL of an unmounted device with the
+/// wrong filesystem (soak: xfs on a pmem0 that ext4 had mounted).
+#[test]
+fn a_device_mounted_as_one_filesystem_is_busy_for_another() {
+    let p = prog(
+        "lanes:\n  - {name: a, ops: [{mkfs: {dev: pmem0, fs: ext4}}, {mount: {at: m0, fs: xfs, dev: pmem0}}, {mount: {at: m1, fs: ext4, dev: pmem0}}, {mount: {at: m0, fs: xfs, dev: pmem0}}, {umount: m1}, {mount: {at: m0, fs: xfs, dev: pmem0}}]}\n",
+    );
+    let pred = predict(&p, &Target::default()).unwrap();
+    let at = |op| pred.ops[&OpId { lane: 0, op }].to_string();
+    assert_eq!(at(1), "EINVAL");
+    assert_eq!(at(2), "ok");
+    assert_eq!(at(3), "EBUSY");
+    assert_eq!(at(5), "EINVAL");
+}
