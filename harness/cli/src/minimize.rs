@@ -39,7 +39,9 @@ pub struct MinimizeArgs {
     /// it goes to cutting the programs run before the finding, if any).
     #[arg(long, default_value = "30m")]
     pub time: Millis,
-    /// How long `for: run` loops run in each attempt.
+    /// How long `for: run` loops run in each attempt (a program that says
+    /// how long it ran in its campaign, as findings with programs before
+    /// them do, keeps that).
     #[arg(long, default_value = "5s")]
     pub duration: Millis,
     /// Where the result goes (default: minimized.yaml next to the input).
@@ -68,8 +70,11 @@ struct VmTester<'a> {
 impl Tester for VmTester<'_> {
     fn titles(&mut self, p: &Program) -> Result<Vec<String>> {
         if !self.before.is_empty() {
+            // As long as the campaign ran it (it is stored with its
+            // duration), like the programs before it.
             let mut p = p.clone();
-            p.duration = Some(Millis(self.duration.as_millis() as u64));
+            p.duration
+                .get_or_insert(Millis(self.duration.as_millis() as u64));
             let mut seq = VmSequence {
                 env: self.env,
                 console: self.console.clone(),
