@@ -45,16 +45,16 @@ pub fn load_before(dir: &Path) -> Result<Vec<Program>> {
         .collect()
 }
 
-/// Writes programs as `DIR/000.yaml`, `DIR/001.yaml`, … (replacing what
-/// was there).
-pub fn write_before(dir: &Path, before: &[Program]) -> Result<()> {
+/// Writes programs (as YAML) as `DIR/000.yaml`, `DIR/001.yaml`, …
+/// (replacing what was there).
+pub fn write_before(dir: &Path, before: &[String]) -> Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("cannot empty {}", dir.display()))?;
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    for (i, p) in before.iter().enumerate() {
+    for (i, yaml) in before.iter().enumerate() {
         let f = dir.join(format!("{i:03}.yaml"));
-        std::fs::write(&f, p.to_yaml()).with_context(|| format!("cannot write {}", f.display()))?;
+        std::fs::write(&f, yaml).with_context(|| format!("cannot write {}", f.display()))?;
     }
     Ok(())
 }
@@ -399,7 +399,8 @@ mod tests {
     fn stored_programs_load_back_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let before: Vec<Program> = (0..12).map(|i| named(&format!("p{i}"))).collect();
-        write_before(&dir.path().join("before"), &before).unwrap();
+        let yaml: Vec<String> = before.iter().map(Program::to_yaml).collect();
+        write_before(&dir.path().join("before"), &yaml).unwrap();
         let back = load_before(dir.path()).unwrap();
         let names: Vec<String> = back.iter().map(|p| p.name.clone()).collect();
         let want: Vec<String> = (0..12).map(|i| format!("p{i}")).collect();

@@ -375,7 +375,8 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
             .with_context(|| format!("cannot write {}", dir.display()))?;
         std::fs::write(dir.join("description"), format!("{title}\n"))
             .with_context(|| format!("cannot write {}", dir.display()))?;
-        write_before(&dir.join("before"), &t.before)?;
+        let before: Vec<String> = t.before.iter().map(Program::to_yaml).collect();
+        write_before(&dir.join("before"), &before)?;
         println!(
             "it needs {} program(s) run before it in the same VM: {} (replay: cgstorm replay {})",
             t.before.len(),

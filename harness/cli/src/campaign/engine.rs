@@ -235,15 +235,15 @@ impl Campaign {
             env.backend.name()
         );
         let mut stored = Vec::new();
-        // Stored with the duration it ran for, as the programs before it are.
-        let found = slot::with_duration(&pick.program, pick.duration);
         for f in ran.all_findings() {
-            match store(&self.workdir, f, &found, Some(&ran.console), &context) {
+            match store(&self.workdir, f, &ran.yaml, Some(&ran.console), &context) {
                 Ok((dir, n)) => {
-                    if n == 1 {
-                        if let Err(e) = store_before(&dir, &ran.before) {
+                    // Next to a new finding: what ran before it in its VM.
+                    if n == 1 && !ran.before.is_empty() {
+                        let before = dir.join("before");
+                        if let Err(e) = crate::history::write_before(&before, &ran.before) {
                             eprintln!(
-                                "cgstorm: cannot store the programs before `{}`: {e}",
+                                "cgstorm: cannot store the programs before `{}`: {e:#}",
                                 f.title
                             );
                         }
@@ -310,21 +310,6 @@ impl Campaign {
         }
         let _ = st.stats.save(&self.state_file);
     }
-}
-
-/// Stores, next to a new finding, the programs that ran in its VM before
-/// it (`before/000.yaml`, oldest first): what a replay runs first when the
-/// program alone does not reproduce it.
-fn store_before(dir: &Path, before: &[String]) -> std::io::Result<()> {
-    if before.is_empty() {
-        return Ok(());
-    }
-    let d = dir.join("before");
-    std::fs::create_dir_all(&d)?;
-    for (i, yaml) in before.iter().enumerate() {
-        std::fs::write(d.join(format!("{i:03}.yaml")), yaml)?;
-    }
-    Ok(())
 }
 
 /// A drop reason without its details, for counting.

@@ -53,6 +53,9 @@ pub struct Ran {
     /// kernel finding may need what they left behind; `cgstorm replay`
     /// runs them again in order).
     pub before: Vec<String>,
+    /// The program as it ran, YAML with its duration: what a finding of it
+    /// stores.
+    pub yaml: String,
 }
 
 impl Ran {
@@ -213,9 +216,11 @@ impl Slot {
         if self.history.len() == HISTORY {
             self.history.pop_front();
         }
-        self.history.push_back(with_duration(program, duration));
+        let yaml = with_duration(program, duration);
+        self.history.push_back(yaml.clone());
         Ok(Ran {
             before,
+            yaml,
             conclusion,
             after,
             console,
@@ -233,7 +238,7 @@ impl Slot {
 
 /// A program's YAML, with the duration it ran for (so `cgstorm run` of it
 /// runs its timed repeats as long).
-pub fn with_duration(program: &Program, duration: Duration) -> String {
+fn with_duration(program: &Program, duration: Duration) -> String {
     let mut p = program.clone();
     p.duration = Some(cgstorm_workloads::names::Millis(duration.as_millis() as u64));
     p.to_yaml()
