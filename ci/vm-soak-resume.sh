@@ -46,18 +46,28 @@ echo "killed after $p1 programs, $((e1 / 1000)) s; $(wc -l <"$work/findings.befo
 
 "$bin" "${args[@]}" >"$work/second.out" 2>&1 || true
 grep -q "resuming" "$work/second.out" || { echo "FAIL: the second run did not resume"; cat "$work/second.out"; exit 1; }
-after=$(python3 -c "import json;s=json.load(open('$work/soak-summary.json'));print(s['programs'], s['elapsed_ms'], s['complete'])")
-read -r p2 e2 complete <<<"$after"
+after=$(python3 -c "import json;s=json.load(open('$work/soak-summary.json'));print(s['programs'], s['elapsed_ms'], s['last_start_ms'], s['complete'])")
+read -r p2 e2 last complete <<<"$after"
 ls "$work/findings" | sort >"$work/findings.after"
 missing=$(comm -23 "$work/findings.before" "$work/findings.after" | wc -l)
-echo "resumed: $p2 programs in all, $((e2 / 1000)) s in all, complete=$complete, $missing findings lost"
+echo "resumed: $p2 programs in all, $((e2 / 1000)) s in all (the last started at $((last / 1000)) s), complete=$complete, $missing findings lost"
 fail=0
 [ "$p2" -gt "$p1" ] || { echo "FAIL: no programs after the resume"; fail=1; }
-[ "$e2" -ge 150000 ] && [ "$e2" -lt 300000 ] || { echo "FAIL: elapsed $e2 ms is not the 150 s budget"; fail=1; }
+# The budget is spent, and no program started after it (the one running
+# then may take a hang's detection time to end: that is not bounded here).
+[ "$e2" -ge 150000 ] && [ "$last" -lt 150000 ] ||
+    { echo "FAIL: elapsed $e2 ms, last program started at $last ms: not the 150 s budget"; fail=1; }
 [ "$missing" -eq 0 ] || { echo "FAIL: findings lost"; fail=1; }
 [ -s "$work/soak.ktap" ] && head -2 "$work/soak.ktap"
 if pgrep -f "qemu-system.*$tag" >/dev/null; then
     echo "FAIL: QEMU left running"; fail=1
 fi
+if [ $fail -ne 0 ]; then
+    echo "--- the resumed soak's output"; tail -n 30 "$work/second.out"
+    echo "--- why VMs were dropped"; cat "$work"/jobs/*/drops.log 2>/dev/null || true
+fi
+for d in "$work"/findings/*/; do
+    [ -f "$d/description" ] && echo "finding: $(cat "$d/description") ($d)"
+done
 [ $fail -eq 0 ] && echo "vm-soak-resume: ok"
 exit $fail

@@ -179,6 +179,11 @@ impl Campaign {
             let Some(pick) = source.next(self, job) else {
                 break;
             };
+            {
+                let mut st = self.state();
+                self.tick(&mut st);
+                st.stats.last_start_ms = st.stats.elapsed_ms;
+            }
             let yaml = pick.program.to_yaml();
             // What is running, should the host die with it.
             let _ = std::fs::write(dir.join("current.yaml"), &yaml);

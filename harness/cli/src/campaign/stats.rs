@@ -43,6 +43,11 @@ pub struct Part {
 pub struct Stats {
     /// Wall time, summed over resumed sessions, in ms.
     pub elapsed_ms: u64,
+    /// `elapsed_ms` when the last program started: no program starts after
+    /// the campaign's duration, but the one running then ends its run (a
+    /// hang takes the watchdog's time to be told from a slow op).
+    #[serde(default)]
+    pub last_start_ms: u64,
     /// Programs run.
     pub programs: u64,
     /// Ops executed (as reported by the agent).
@@ -141,8 +146,9 @@ impl Stats {
         let _ = writeln!(s, "cgstorm {what} summary");
         let _ = writeln!(
             s,
-            "  elapsed      {}",
-            human(Duration::from_millis(self.elapsed_ms))
+            "  elapsed      {} (the last program started at {})",
+            human(Duration::from_millis(self.elapsed_ms)),
+            human(Duration::from_millis(self.last_start_ms))
         );
         let _ = writeln!(
             s,

@@ -27,6 +27,11 @@ const WIPE: u64 = 1 << 20;
 /// How long dying cgroups, detaching loop devices and exiting tasks get.
 /// Generous: under TCG freeing a memcg's pages takes a while.
 const SETTLE: Duration = Duration::from_secs(20);
+/// How long an unmounted v1 hierarchy gets to go by itself before the reset
+/// mounts it again to release it.
+const ON_ITS_OWN: Duration = Duration::from_secs(1);
+/// How long that mount may take.
+const MOUNT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `/proc/sys/kernel/tainted` before the first program (module taints from
 /// the boot are not the programs' doing); `u64::MAX` until read.
@@ -220,24 +225,57 @@ fn is_mounted(path: &str) -> bool {
     !mounts_under(path).is_empty()
 }
 
-/// The hierarchy id `/proc/cgroups` gives the memory controller (0: v2).
-fn memory_hierarchy() -> Option<u32> {
+/// The memory controller's line of `/proc/cgroups`: its hierarchy id (0:
+/// v2) and how many cgroups that hierarchy has, the dying ones (removed but
+/// not yet freed) and its root included.
+fn memory_line() -> Option<(u32, u32)> {
     let text = std::fs::read_to_string("/proc/cgroups").ok()?;
-    text.lines()
-        .find(|l| l.split_whitespace().next() == Some("memory"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|h| h.parse().ok())
+    memory_line_of(&text)
+}
+
+fn memory_line_of(text: &str) -> Option<(u32, u32)> {
+    let l = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("memory"))?;
+    let mut f = l.split_whitespace().skip(1).map(|x| x.parse::<u32>().ok());
+    Some((f.next()??, f.next()??))
+}
+
+/// Waits (dropping caches, which frees the page cache charged to removed
+/// memcgs) until the v1 hierarchy has no cgroup but its root; false if the
+/// deadline came first.
+fn v1_children_freed(deadline: Instant) -> bool {
+    loop {
+        match memory_line() {
+            Some((h, n)) if h != 0 && n > 1 => {}
+            _ => return true,
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        drop_caches();
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Empties and unmounts the v1 memory hierarchy, then waits until memory is
-/// bound to v2 again (the hierarchy is destroyed only once its dying
-/// cgroups are freed).
+/// bound to v2 again.
+///
+/// The kernel destroys a v1 hierarchy at its last unmount only if its root
+/// has no children then (cgroup_kill_sb), and a removed cgroup stays a child
+/// until it is freed. So the reset waits for removed memcgs to be freed
+/// before it unmounts; and when memory is still bound afterwards (a
+/// program's own `v1_umount` came while a removed cgroup was dying: the
+/// hierarchy then lives on, unmounted), the reset mounts it again (the same
+/// hierarchy comes back, or a new one once the old is gone), waits, and
+/// unmounts it once more.
 fn remove_v1(left: &mut Vec<String>, deadline: Instant) {
     if is_mounted(CG1) {
         kill_members(Path::new(CG1));
         if !remove_cgroups(Path::new(CG1), left, deadline) {
             return;
         }
+        v1_children_freed(deadline);
         for m in mounts_under(CG1) {
             if let Err(e) = umount2(m.as_str(), MntFlags::empty()) {
                 left.push(format!("cannot unmount the v1 hierarchy at {m}: {e}"));
@@ -251,13 +289,123 @@ fn remove_v1(left: &mut Vec<String>, deadline: Instant) {
         let _ = std::fs::remove_dir_all(CG1);
         super::paths::V1_MOUNTS.store(0, Ordering::SeqCst);
     }
-    while memory_hierarchy().is_some_and(|h| h != 0) {
+    let mut remounted = false;
+    let waited = Instant::now();
+    loop {
+        match memory_line() {
+            Some((h, _)) if h != 0 => {}
+            _ => return,
+        }
         if Instant::now() >= deadline {
-            left.push("the memory controller is still bound to a v1 hierarchy".into());
+            let (h, n) = memory_line().unwrap_or_default();
+            left.push(format!(
+                "the memory controller is still bound to a v1 hierarchy \
+                 (hierarchy {h}, {n} cgroups{})",
+                if remounted {
+                    ", mounted and unmounted again"
+                } else {
+                    ""
+                }
+            ));
             return;
+        }
+        // A hierarchy its unmount killed goes by itself, soon; one that had
+        // children then lives on. Mounting it again and unmounting it with
+        // no children left kills it.
+        if !remounted && waited.elapsed() >= ON_ITS_OWN {
+            remounted = true;
+            let (h, n) = memory_line().unwrap_or_default();
+            crate::init::kmsg::log(&format!(
+                "reset: memory is still bound to v1 hierarchy {h} ({n} cgroups) \
+                 after its unmount; mounting it again to release it"
+            ));
+            if let Err(e) = remount_and_release(deadline) {
+                crate::init::kmsg::log(&format!("reset: {e}"));
+                left.push(format!("the v1 hierarchy outlived its unmount: {e}"));
+                return;
+            }
+            continue;
         }
         drop_caches();
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Mounts the (unmounted, still living) v1 memory hierarchy again, waits
+/// until its dying cgroups are freed, and unmounts it, which now kills it.
+fn remount_and_release(deadline: Instant) -> Result<(), String> {
+    std::fs::create_dir_all(CG1).map_err(|e| format!("mkdir {CG1}: {e}"))?;
+    mount_v1_bounded(MOUNT_TIMEOUT)?;
+    crate::init::kmsg::log("reset: mounted the v1 hierarchy again");
+    let freed = v1_children_freed(deadline);
+    let r = umount2(CG1, MntFlags::empty()).map_err(|e| format!("unmount it again: {e}"));
+    let _ = std::fs::remove_dir(CG1);
+    r?;
+    if freed {
+        Ok(())
+    } else {
+        Err("its removed cgroups were not freed in time".into())
+    }
+}
+
+/// Mounts the v1 memory hierarchy on [`CG1`] from a child process, killed
+/// if the mount has not returned within `timeout`: while a killed hierarchy
+/// is not yet freed, a mount of it restarts (cgroup1_get_tree) until it is,
+/// and only a fatal signal ends that.
+fn mount_v1_bounded(timeout: Duration) -> Result<(), String> {
+    let c = |s: &str| std::ffi::CString::new(s).expect("no NUL");
+    let (src, target, data) = (c("cgroup"), c(CG1), c("memory"));
+    // SAFETY: the child only calls mount(2) and _exit(2) on strings made
+    // before the fork.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: async-signal-safe calls only.
+        unsafe {
+            let r = libc::mount(
+                src.as_ptr(),
+                target.as_ptr(),
+                src.as_ptr(),
+                0,
+                data.as_ptr().cast(),
+            );
+            libc::_exit(if r == 0 {
+                0
+            } else {
+                *libc::__errno_location() & 0xff
+            });
+        }
+    }
+    let end = Instant::now() + timeout;
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child into a local status word.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break;
+        }
+        if r < 0 || Instant::now() >= end {
+            // SAFETY: killing and reaping our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return Err(format!(
+                "mounting it again did not return within {timeout:?} \
+                 (a killed hierarchy that is not freed)"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    match libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)) {
+        Some(0) => Ok(()),
+        Some(e) => Err(format!(
+            "mount it again: {}",
+            std::io::Error::from_raw_os_error(e)
+        )),
+        None => Err(format!("the mounting child ended with status {status:#x}")),
     }
 }
 
@@ -368,6 +516,15 @@ mod tests {
         assert_eq!(unescape(r"/tmp/a\040b"), "/tmp/a b");
         assert_eq!(unescape(r"/plain"), "/plain");
         assert_eq!(unescape(r"/end\04"), r"/end\04");
+    }
+
+    #[test]
+    fn the_memory_line_of_proc_cgroups() {
+        let text = "#subsys_name\thierarchy\tnum_cgroups\tenabled\n\
+                    cpu\t0\t1\t1\nmemory\t3\t2\t1\npids\t0\t1\t1\n";
+        assert_eq!(memory_line_of(text), Some((3, 2)));
+        assert_eq!(memory_line_of("cpu\t0\t1\t1\n"), None);
+        assert_eq!(memory_line_of("memory\tx\t1\t1\n"), None);
     }
 
     #[test]
