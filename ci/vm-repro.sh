@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the shell reproducer of every program of corpus/semantics and
-# corpus/scenarios (`cgstorm repro P --sh --run`) in a fresh VM and judges
-# its results with the model. Usage: ci/vm-repro.sh [KERNEL [DURATION]]
+# corpus/scenarios, and of every finding of corpus/findings (those with
+# programs before them: a sequence script), (`cgstorm repro P --sh --run`)
+# in a fresh VM and judges its results with the model. Usage: ci/vm-repro.sh [KERNEL [DURATION]]
 # (KERNEL: debian (default), a bzImage or a kernel tree; DURATION: how long
 # `repeat: {for: run}` blocks run, default 10s). Scripts and outputs go to
 # ${CGSTORM_OUT:-target/vm-repro}.
@@ -18,7 +19,7 @@ build_cgstorm_and_agent
 passed=0
 failed=0
 shopt -s nullglob
-for p in ${CGSTORM_PROGRAMS:-corpus/semantics/*.yaml corpus/scenarios/*.yaml}; do
+for p in ${CGSTORM_PROGRAMS:-corpus/semantics/*.yaml corpus/scenarios/*.yaml corpus/findings/*/}; do
     name=$(basename "$p" .yaml)
     start=$(date +%s.%N)
     ./target/release/cgstorm repro "$p" --sh -o "$out/$name.sh" --run --echo \

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use cgstorm_workloads::{Millis, Program};
 
-pub use script::{generate, Provenance};
+pub use script::{generate, generate_sequence, Provenance};
 
 use crate::vm_args::BootArgs;
 
@@ -46,6 +46,10 @@ pub struct ReproArgs {
     /// `duration`, else 10s).
     #[arg(long, help_heading = "With --run")]
     pub duration: Option<Millis>,
+    /// For a finding with programs before it (before/): the finding's
+    /// program alone, without them.
+    #[arg(long)]
+    pub alone: bool,
     /// Print the script's output and the console as they come.
     #[arg(long, help_heading = "With --run")]
     pub echo: bool,
@@ -57,7 +61,28 @@ pub fn run(args: &ReproArgs) -> Result<u8> {
         bail!("say which reproducer to write: --sh (a POSIX shell script)");
     }
     let (program, prov) = load(&args.source)?;
-    let script = generate(&program, &prov);
+    // A finding that needs the programs before it (its before/) gets a
+    // script that runs them first.
+    let before = if args.source.is_dir() && !args.alone {
+        crate::history::load_before(&args.source)?
+    } else {
+        Vec::new()
+    };
+    let script = if before.is_empty() {
+        generate(&program, &prov)
+    } else {
+        eprintln!(
+            "cgstorm: {} needs {} program(s) before it (before/): the script runs them first{}",
+            args.source.display(),
+            before.len(),
+            if before.len() > 5 {
+                "; `cgstorm minimize` would cut them down"
+            } else {
+                ""
+            }
+        );
+        generate_sequence(&before, &program, &prov)
+    };
     if let Some(out) = &args.output {
         std::fs::write(out, &script.text)
             .with_context(|| format!("cannot write {}", out.display()))?;
@@ -69,7 +94,9 @@ pub fn run(args: &ReproArgs) -> Result<u8> {
     if !args.run {
         return Ok(0);
     }
-    Ok(vm::run(args, &program, &script))
+    let mut programs = before;
+    programs.push(program);
+    Ok(vm::run(args, &programs, &script, prov.title.as_deref()))
 }
 
 fn make_executable(p: &Path) -> Result<()> {
@@ -87,6 +114,7 @@ pub fn load(source: &Path) -> Result<(Program, Provenance)> {
         let prov = Provenance {
             source: source.display().to_string(),
             failure: Vec::new(),
+            title: None,
         };
         return Ok((p, prov));
     }
@@ -109,8 +137,19 @@ pub fn load(source: &Path) -> Result<(Program, Provenance)> {
                 &read("console.log"),
                 &read("seen"),
             ),
+            title: finding_title(&read("report"), &read("description")),
         },
     ))
+}
+
+/// A finding's title: its report's, as the console analysis gives it, else
+/// the first line of its description (a campaign writes the title there).
+pub fn finding_title(report: &str, description: &str) -> Option<String> {
+    if let Some(r) = cgstorm_report::parse(report).into_iter().next() {
+        return Some(r.title);
+    }
+    let first = description.lines().next()?.trim();
+    (!first.is_empty()).then(|| first.to_string())
 }
 
 /// Lines of reports shown in the header.

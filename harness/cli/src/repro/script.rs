@@ -31,6 +31,9 @@ pub struct Provenance {
     pub source: String,
     /// Comment lines about the failure (kernel, config, report), if any.
     pub failure: Vec<String>,
+    /// The finding's title (of its report), when it is a finding: `--run`
+    /// says whether the kernel printed it again.
+    pub title: Option<String>,
 }
 
 /// A generated script.
@@ -451,4 +454,234 @@ fn main(out: &mut String, p: &Program, devs: &BTreeSet<Dev>, helper: bool, hlane
          cleanup\necho \"cgstorm: done\" >&2\nexit $status",
         pids.join(" ")
     );
+}
+
+/// What cgstorm's agent does between two programs in one VM (its reset),
+/// besides what each program's own cleanup does (tasks killed, places
+/// unmounted, loop devices detached, cgroups removed, devices blanked at
+/// the next start): controllers off at the v2 root, removed cgroups freed,
+/// and the memory controller back on v2. A v1 hierarchy unmounted while a
+/// removed cgroup of it was dying is not destroyed by the kernel; it is
+/// mounted again and unmounted once its cgroups are freed.
+const BETWEEN: &str = r#"
+# R: the memory line of /proc/cgroups: "HIERARCHY NUM_CGROUPS" (0: v2).
+memline() {
+	R=$(awk '$1 == "memory" { print $2, $3 }' /proc/cgroups)
+}
+between() {
+	[ -z "${CGSTORM_KEEP:-}" ] || return 0
+	for c in $(cat "$CG2/cgroup.subtree_control"); do
+		echo "-$c" > "$CG2/cgroup.subtree_control" 2>/dev/null
+	done
+	i=0
+	while :; do
+		dying=$(sed -n 's/^nr_dying_descendants //p' "$CG2/cgroup.stat")
+		memline
+		case "${dying:-0} $R" in "0 0 "*|"0 ") return 0 ;; esac
+		if [ "$i" = 20 ] && [ "${R%% *}" != 0 ]; then
+			echo "cgstorm: memory is still bound to v1 hierarchy ${R%% *}: mounting it again to release it" >&2
+			mkdir -p "$W/v1.again" &&
+				timeout -s KILL 5 mount -t cgroup -o memory cgroup "$W/v1.again" && {
+				j=0
+				while memline; [ "${R#* }" != 1 ] && [ "$j" -lt 200 ]; do
+					echo 3 > /proc/sys/vm/drop_caches; sleep 0.05; j=$((j + 1))
+				done
+				umount "$W/v1.again"
+			}
+			rmdir "$W/v1.again" 2>/dev/null
+		fi
+		if [ "$i" -ge 400 ]; then
+			echo "cgstorm: warning: after 20 s, ${dying:-0} removed cgroups still dying, memory on hierarchy ${R%% *}" >&2
+			return 0
+		fi
+		echo 3 > /proc/sys/vm/drop_caches
+		sleep 0.05
+		i=$((i + 1))
+	done
+}
+"#;
+
+/// How a program is described in a sequence's header.
+fn summary(p: &Program) -> String {
+    let ops = all_ops(p).len();
+    format!(
+        "`{}`: {} lane{}, {} op{}, {}",
+        if p.name.is_empty() {
+            "(unnamed)"
+        } else {
+            &p.name
+        },
+        p.lanes.len(),
+        if p.lanes.len() == 1 { "" } else { "s" },
+        ops,
+        if ops == 1 { "" } else { "s" },
+        p.duration.map_or_else(
+            || format!("{}ms", DEFAULT_DURATION_MS),
+            |d| format!("{}ms", d.0)
+        )
+    )
+}
+
+/// The stdout line a sequence prints before each program's results.
+pub const SEQUENCE_MARK: &str = "cgstorm-program ";
+
+/// A finding that shows only after other programs ran in the same boot
+/// (its `before/`): one script that runs each program's own reproducer (as
+/// [`generate`] makes it, embedded) in order, doing between two programs
+/// what cgstorm's agent does, then the finding's program. `--duration`
+/// applies to the finding's program; the others run as long as they ran in
+/// the campaign. Each program's results follow a `cgstorm-program K NAME`
+/// line.
+pub fn generate_sequence(before: &[Program], p: &Program, prov: &Provenance) -> Script {
+    let all: Vec<&Program> = before.iter().chain(std::iter::once(p)).collect();
+    let scripts: Vec<Script> = all
+        .iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let source = if i < before.len() {
+                format!("{}/before/{i:03}.yaml", prov.source)
+            } else {
+                prov.source.clone()
+            };
+            let failure = if i < before.len() {
+                vec![format!(
+                    "Failure: none by itself; program {} of {} run by the sequence script of {}",
+                    i + 1,
+                    all.len(),
+                    prov.source
+                )]
+            } else {
+                prov.failure.clone()
+            };
+            generate(
+                q,
+                &Provenance {
+                    source,
+                    failure,
+                    title: None,
+                },
+            )
+        })
+        .collect();
+    let name = if p.name.is_empty() {
+        "repro".to_string()
+    } else {
+        p.name.clone()
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "#!/bin/sh\n# cgstorm reproducer for finding `{name}`, made by `cgstorm repro --sh` from\n#   {}",
+        prov.source
+    );
+    if !p.description.is_empty() {
+        let _ = writeln!(out, "#\n# What it does:");
+        comment(&mut out, &p.description);
+    }
+    let _ = writeln!(out, "#");
+    for l in &prov.failure {
+        let _ = writeln!(out, "# {l}");
+    }
+    let _ = writeln!(
+        out,
+        "#\n# The finding shows only after {} other program{} ran in the same boot:\n\
+         # what they leave in the kernel (freed cgroups, controllers that moved,\n\
+         # per-cpu caches) is part of it. This script runs them in order, each as\n\
+         # the reproducer `cgstorm repro --sh` makes of it (embedded below), doing\n\
+         # between two of them what cgstorm's agent does (controllers off at the\n\
+         # v2 root, removed cgroups freed, memory back on cgroup v2), then the\n\
+         # finding's program:",
+        before.len(),
+        if before.len() == 1 { "" } else { "s" }
+    );
+    for (i, q) in all.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "#   {}. {}{}",
+            i + 1,
+            summary(q),
+            if i == before.len() {
+                " (the finding's)"
+            } else {
+                ""
+            }
+        );
+    }
+    let helper = scripts.iter().any(|s| s.needs_helper);
+    let _ = writeln!(
+        out,
+        "#\n# How to run: as root, in a freshly booted throwaway VM, with cgroup v2 on\n\
+         # /sys/fs/cgroup and nothing else using the cgroups below it:\n\
+         #   sh {name}.sh [--duration D]   (D: how long the finding's program runs)\n\
+         # Each program's results follow a line `{SEQUENCE_MARK}K NAME`; the settings\n\
+         # (devices, CGSTORM_WORK, CGSTORM_STALL, ...) are those of the embedded scripts\n\
+         # and apply to all of them: read their headers.{}",
+        if helper {
+            "\n# Some need the C helper: each builds it with cc unless CGSTORM_HELPER names one."
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "\nset -u\nW=${{CGSTORM_WORK:-/tmp/cgstorm-repro}}\n\
+         CG2=${{CGSTORM_CG2:-/sys/fs/cgroup}}\n\
+         SEQ=$W/sequence\nLAST=\n\
+         while [ $# -gt 0 ]; do\n\
+         \tcase $1 in\n\
+         \t--duration) [ $# -ge 2 ] || {{ echo \"usage: sh $0 [--duration D]\" >&2; exit 2; }}; LAST=\"--duration $2\"; shift 2 ;;\n\
+         \t--duration=*) LAST=\"--duration ${{1#--duration=}}\"; shift ;;\n\
+         \t*) echo \"usage: sh $0 [--duration D]\" >&2; exit 2 ;;\n\
+         \tesac\n\
+         done\n\
+         [ \"$(id -u)\" = 0 ] || {{ echo \"cgstorm: run me as root (in a throwaway VM)\" >&2; exit 3; }}\n\
+         case $W in *' '*) echo \"cgstorm: CGSTORM_WORK must not hold spaces\" >&2; exit 3 ;; esac"
+    );
+    out.push_str(BETWEEN);
+    for (i, s) in scripts.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "\n# Program {} of {}: {}\nprogram_{i}() {{\n\tcat <<'CGSTORM_PROGRAM_{i}'\n{}CGSTORM_PROGRAM_{i}\n}}",
+            i + 1,
+            all.len(),
+            summary(all[i]),
+            s.text
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nmkdir -p \"$SEQ\" || {{ echo \"cgstorm: cannot make $SEQ\" >&2; exit 3; }}"
+    );
+    let last = all.len() - 1;
+    for (i, q) in all.iter().enumerate() {
+        let qname = if q.name.is_empty() {
+            "(unnamed)"
+        } else {
+            &q.name
+        };
+        let args = if i == last { " $LAST" } else { "" };
+        let _ = writeln!(
+            out,
+            "program_{i} > \"$SEQ/{i}.sh\" || exit 3\n\
+             echo \"{SEQUENCE_MARK}{i} {qname}\"\n\
+             echo \"cgstorm: program {} of {}: {qname}\" >&2\n\
+             sh \"$SEQ/{i}.sh\"{args}\n\
+             status=$?",
+            i + 1,
+            all.len()
+        );
+        if i < last {
+            let _ = writeln!(
+                out,
+                "case $status in 3|4) echo \"cgstorm: program {} ended with status $status; the sequence stops\" >&2; exit $status ;; esac\n\
+                 between",
+                i + 1
+            );
+        }
+    }
+    let _ = writeln!(out, "exit $status");
+    Script {
+        text: out,
+        needs_helper: helper,
+    }
 }

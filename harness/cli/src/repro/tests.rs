@@ -8,7 +8,7 @@ use cgstorm_workloads::model::Target;
 use cgstorm_workloads::{Op, OpId, Program};
 
 use super::results::{judge, parse, Judgement};
-use super::script::{generate, Provenance, HELPER_C};
+use super::script::{generate, generate_sequence, Provenance, HELPER_C, SEQUENCE_MARK};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -287,4 +287,93 @@ fn a_hang_limits_the_judgement_to_the_steps_before_it() {
         judge(&p, &Target::default(), &lines, false),
         Judgement::Diverge { .. }
     ));
+}
+
+/// The corpus finding that needs a program before it.
+fn page_counter_finding() -> PathBuf {
+    workspace().join("corpus/findings/page-counter-uncharge-after-v1-rebind")
+}
+
+#[test]
+fn a_finding_with_programs_before_it_gives_one_script_that_runs_them_in_order() {
+    let dir = page_counter_finding();
+    let (p, prov) = super::load(&dir).unwrap();
+    let before = crate::history::load_before(&dir).unwrap();
+    assert_eq!(before.len(), 1);
+    let s = generate_sequence(&before, &p, &prov);
+    assert_parses("sequence", &s.text);
+    // Each program's own reproducer is embedded whole, the finding's last,
+    // with the finding's header.
+    let first = generate(
+        &before[0],
+        &Provenance {
+            source: format!("{}/before/000.yaml", prov.source),
+            failure: vec![format!(
+                "Failure: none by itself; program 1 of 2 run by the sequence script of {}",
+                prov.source
+            )],
+            title: None,
+        },
+    );
+    let last = generate(&p, &prov);
+    let at_first = s
+        .text
+        .find(&first.text)
+        .expect("the first program's script");
+    let at_last = s.text.find(&last.text).expect("the finding's script");
+    assert!(at_first < at_last);
+    assert!(last
+        .text
+        .contains("WARNING: CPU: 1 PID: 51 at mm/page_counter.c:55"));
+    // Run in order, marked, with the agent's reset between them, and
+    // --duration passed to the finding's program only.
+    let runs: Vec<&str> = s
+        .text
+        .lines()
+        .filter(|l| l.starts_with("sh \"$SEQ/"))
+        .collect();
+    assert_eq!(runs, ["sh \"$SEQ/0.sh\"", "sh \"$SEQ/1.sh\" $LAST"]);
+    let m0 = s
+        .text
+        .find(&format!("echo \"{SEQUENCE_MARK}0 gen-4675e95d66\""))
+        .unwrap();
+    let between = s.text[m0..].find("\nbetween\n").map(|i| i + m0).unwrap();
+    let m1 = s
+        .text
+        .find(&format!(
+            "echo \"{SEQUENCE_MARK}1 page-counter-uncharge-after-v1-rebind\""
+        ))
+        .unwrap();
+    assert!(m0 < between && between < m1);
+    // A hung or failed program stops the sequence.
+    assert!(s.text.contains("case $status in 3|4)"));
+    assert!(s
+        .text
+        .contains("The finding shows only after 1 other program ran"));
+}
+
+#[test]
+fn a_sequence_output_splits_at_its_marks() {
+    let out = "noise\ncgstorm-program 0 a\nlane 0 op 0 mkdir x: ok\n\
+               cgstorm-program 1 b\nlane 0 op 0 v1_mount: ok\nlane 0 op 1 mkdir v1:a: ok\n";
+    let parts = super::vm::split_sequence(out);
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0], (0, "lane 0 op 0 mkdir x: ok\n".to_string()));
+    assert_eq!(parse(&parts[1].1).unwrap().len(), 2);
+    assert_eq!(parts[1].0, 1);
+    assert!(super::vm::split_sequence("lane 0 op 0 mkdir x: ok\n").is_empty());
+}
+
+#[test]
+fn a_finding_title_comes_from_its_report_else_its_description() {
+    let report = std::fs::read_to_string(page_counter_finding().join("report")).unwrap();
+    assert_eq!(
+        super::finding_title(&report, "whatever it says").as_deref(),
+        Some("WARNING in page_counter_uncharge")
+    );
+    assert_eq!(
+        super::finding_title("", "WARNING in evict\nmore\n").as_deref(),
+        Some("WARNING in evict")
+    );
+    assert_eq!(super::finding_title("", ""), None);
 }

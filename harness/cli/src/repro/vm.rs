@@ -14,7 +14,7 @@ use cgstorm_workloads::model::Kernel;
 use cgstorm_workloads::Program;
 
 use super::results::{self, Judgement};
-use super::script::{Script, DEFAULT_DURATION_MS, HELPER_C};
+use super::script::{Script, DEFAULT_DURATION_MS, HELPER_C, SEQUENCE_MARK};
 use super::ReproArgs;
 use crate::run::error::{chain, RunError};
 use crate::run::launch::{find_agent, find_kernel, FoundKernel, GUEST_TOOLS};
@@ -50,8 +50,12 @@ pub fn build_helper(dir: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// Runs the script in a VM; returns the exit code (errors are printed).
-pub fn run(args: &ReproArgs, program: &Program, script: &Script) -> u8 {
-    match execute(args, program, script) {
+/// `programs`: the program, or for a sequence script the programs before
+/// it, then it.
+/// `title`: the finding's, if the script reproduces one (the run says
+/// whether the kernel printed it again).
+pub fn run(args: &ReproArgs, programs: &[Program], script: &Script, title: Option<&str>) -> u8 {
+    match execute(args, programs, script, title) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("cgstorm: {}", chain(&e));
@@ -72,7 +76,13 @@ fn model_kernel(release: &str, kernel: &FoundKernel) -> Result<Kernel, RunError>
     Ok(k)
 }
 
-fn execute(args: &ReproArgs, program: &Program, script: &Script) -> Result<u8, RunError> {
+fn execute(
+    args: &ReproArgs,
+    programs: &[Program],
+    script: &Script,
+    title: Option<&str>,
+) -> Result<u8, RunError> {
+    let program = programs.last().expect("at least the program");
     let tmp = tempfile::tempdir().map_err(|e| RunError::Guest(format!("temp dir: {e}")))?;
     let mut files = vec![("repro.sh".to_string(), script.text.clone().into_bytes())];
     if script.needs_helper {
@@ -122,7 +132,12 @@ fn execute(args: &ReproArgs, program: &Program, script: &Script) -> Result<u8, R
         .map_or(DEFAULT_DURATION_MS, |d| d.0);
     let setup = SETUP_TIME * avm.accel.timeout_scale();
     let stall_s = STALL_SECS * u64::from(avm.accel.timeout_scale());
-    let timeout_ms = 2 * duration_ms + setup.as_millis() as u64;
+    // Each program of a sequence runs as long as it ran in its campaign.
+    let earlier_ms: u64 = programs[..programs.len() - 1]
+        .iter()
+        .map(|p| 2 * p.duration.map_or(DEFAULT_DURATION_MS, |d| d.0) + setup.as_millis() as u64)
+        .sum();
+    let timeout_ms = 2 * duration_ms + setup.as_millis() as u64 + earlier_ms;
     let helper_env = if script.needs_helper {
         "CGSTORM_HELPER=\"$PWD/cgstorm-helper\" "
     } else {
@@ -156,9 +171,21 @@ fn execute(args: &ReproArgs, program: &Program, script: &Script) -> Result<u8, R
         }
     };
     let _ = avm.shutdown();
-    Ok(verdict(
-        program, &target, status, &stdout, &stderr, &console, args.echo,
-    ))
+    let code = verdict(
+        programs, &target, status, &stdout, &stderr, &console, args.echo,
+    );
+    if let Some(t) = title {
+        let shown = cgstorm_report::parse(&console).iter().any(|r| r.title == t);
+        println!(
+            "repro: the finding ({t}) {}",
+            if shown {
+                "showed again: the kernel printed it"
+            } else {
+                "did not show in this run (a race may need more runs)"
+            }
+        );
+    }
+    Ok(code)
 }
 
 /// Sends the order and waits for `ShellDone`, in short reads so that
@@ -219,7 +246,7 @@ fn drain_console(vm: &mut dyn Vm) -> String {
 }
 
 fn verdict(
-    program: &Program,
+    programs: &[Program],
     target: &cgstorm_workloads::model::Target,
     status: i32,
     stdout: &str,
@@ -236,24 +263,89 @@ fn verdict(
     for r in cgstorm_report::parse(console) {
         eprintln!("cgstorm: the kernel printed a report: {}", r.title);
     }
+    if programs.len() == 1 {
+        return verdict_one(&programs[0], target, status, stdout, stderr, "");
+    }
+    // A sequence: each program's results follow its mark; the programs
+    // after the last mark printed did not run.
+    let parts = split_sequence(stdout);
+    if parts.is_empty() {
+        eprintln!("cgstorm: the sequence script ran no program (exit status {status})");
+        return 3;
+    }
+    let mut code = 0;
+    for (k, (i, out)) in parts.iter().enumerate() {
+        let Some(p) = programs.get(*i) else {
+            println!(
+                "repro: FAIL (the script names program {i}, it has {})",
+                programs.len()
+            );
+            return 1;
+        };
+        let last = k == parts.len() - 1;
+        // Only the program running when the script ended can have hung or
+        // failed; the others ended normally.
+        let (st, err) = if last { (status, stderr) } else { (0, "") };
+        let what = format!("program {} of {} `{}`: ", i + 1, programs.len(), p.name);
+        code = code.max(verdict_one(p, target, st, out, err, &what));
+    }
+    if parts.len() < programs.len() {
+        println!(
+            "repro: FAIL (the sequence stopped after program {} of {})",
+            parts.len(),
+            programs.len()
+        );
+        code = code.max(1);
+    }
+    code
+}
+
+/// Splits a sequence script's stdout at its `cgstorm-program K NAME` marks:
+/// (K, the output that followed).
+pub(super) fn split_sequence(stdout: &str) -> Vec<(usize, String)> {
+    let mut parts: Vec<(usize, String)> = Vec::new();
+    for l in stdout.lines() {
+        if let Some(rest) = l.strip_prefix(SEQUENCE_MARK) {
+            if let Some(k) = rest.split_whitespace().next().and_then(|k| k.parse().ok()) {
+                parts.push((k, String::new()));
+                continue;
+            }
+        }
+        if let Some((_, out)) = parts.last_mut() {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    parts
+}
+
+/// Judges one program's results; `what` prefixes the verdict line.
+fn verdict_one(
+    program: &Program,
+    target: &cgstorm_workloads::model::Target,
+    status: i32,
+    stdout: &str,
+    stderr: &str,
+    what: &str,
+) -> u8 {
     let lines = match results::parse(stdout) {
         Ok(l) => l,
         Err(e) => {
-            println!("repro: FAIL (the output does not parse: {e})");
+            println!("repro: {what}FAIL (the output does not parse: {e})");
             return 1;
         }
     };
     if lines.is_empty() && status != 0 {
-        eprintln!("cgstorm: the script printed no results (exit status {status})");
+        eprintln!("cgstorm: {what}the script printed no results (exit status {status})");
         return 3;
     }
     if status != 0 {
-        eprintln!("cgstorm: warning: the script's exit status is {status}; judging the {} results it printed", lines.len());
+        eprintln!("cgstorm: warning: {what}the script's exit status is {status}; judging the {} results it printed", lines.len());
     }
     let mut lines = lines;
     let mut complete = status == 0;
     if let Some(l) = stderr.lines().find(|l| l.contains(" stuck in op ")) {
-        println!("repro: HANG ({})", l.trim_start_matches("cgstorm: "));
+        println!("repro: {what}HANG ({})", l.trim_start_matches("cgstorm: "));
         if let Some(stuck) = results::stuck_op(l) {
             lines = results::before_step_of(program, &lines, stuck);
             complete = false;
@@ -266,15 +358,15 @@ fn verdict(
     let j = results::judge(program, target, &lines, complete);
     match &j {
         Judgement::Agree { .. } => {
-            println!("repro: PASS ({j})");
+            println!("repro: {what}PASS ({j})");
             0
         }
         Judgement::Unchecked(_) => {
-            println!("repro: PASS, unchecked ({j})");
+            println!("repro: {what}PASS, unchecked ({j})");
             0
         }
         Judgement::Diverge { .. } | Judgement::BadOutput(_) => {
-            println!("repro: FAIL ({j})");
+            println!("repro: {what}FAIL ({j})");
             1
         }
     }
