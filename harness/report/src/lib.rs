@@ -8,6 +8,10 @@
 //! [`ConsoleScanner`] watches a live one chunk by chunk and is what `parse`
 //! runs on; [`contains_report`] is a cheap yes/no that agrees with `parse`.
 //!
+//! Soft lockups that every vCPU reports at the same moment with the same
+//! long duration are a VM the host did not run: [`StallWatch`] sees them
+//! and [`retitle`] files them under a title of their own.
+//!
 //! Memory-pressure noise that cgstorm provokes on purpose is not a report:
 //! memcg OOM kills and their stack dumps, page allocation failure warnings.
 
@@ -20,6 +24,7 @@ mod header;
 mod kind;
 mod marker;
 mod scanner;
+mod stall;
 mod title;
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use kind::{Kind, UnknownKind};
 pub use marker::OpMarker;
 pub use scanner::ConsoleScanner;
+pub use stall::{retitle, stall_title, vm_stall, StallWatch, VmStall};
 
 /// One kernel report found on a console.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

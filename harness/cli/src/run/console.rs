@@ -7,13 +7,14 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use cgstorm_report::{ConsoleScanner, Report};
+use cgstorm_report::{ConsoleScanner, Report, StallWatch};
 
 use super::error::RunError;
 
 /// The console of one run.
 pub struct ConsoleWatch {
     scanner: ConsoleScanner,
+    stall: StallWatch,
     reports: Vec<Report>,
     log: Option<Box<dyn Write>>,
     log_error: Option<io::Error>,
@@ -29,6 +30,7 @@ impl ConsoleWatch {
     pub fn new(log: Option<Box<dyn Write>>) -> ConsoleWatch {
         ConsoleWatch {
             scanner: ConsoleScanner::new(),
+            stall: StallWatch::new(),
             reports: Vec::new(),
             log,
             log_error: None,
@@ -47,6 +49,7 @@ impl ConsoleWatch {
         if let Some((_, why)) = line.split_once(AGENT_FATAL) {
             self.agent_fatal = Some(why.trim_end().to_string());
         }
+        self.stall.line(line);
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
@@ -69,10 +72,13 @@ impl ConsoleWatch {
         }
     }
 
-    /// Ends the console: completes open reports and returns all of them.
+    /// Ends the console: completes open reports and returns all of them
+    /// (soft lockups that every vCPU reported at once retitled as a VM
+    /// stall).
     pub fn finish(mut self) -> (Vec<Report>, io::Result<()>) {
         let flushed = self.flush();
         self.reports.extend(self.scanner.finish());
+        cgstorm_report::retitle(&mut self.reports, self.stall.stall().as_ref());
         (self.reports, flushed)
     }
 }
@@ -180,5 +186,27 @@ mod tests {
         assert_eq!((m.lane, m.op, m.text.as_str()), (1, 4, "rmdir a"));
         let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 4);
+    }
+
+    #[test]
+    fn soft_lockups_of_every_vcpu_at_once_are_filed_as_a_vm_stall() {
+        let log = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../report/testdata/cgstorm-soak-vm-stall-6.1.log"),
+        )
+        .unwrap();
+        let mut w = ConsoleWatch::new(None);
+        for l in String::from_utf8_lossy(&log).lines() {
+            w.line(l);
+        }
+        let (reports, _) = w.finish();
+        let titles: Vec<&str> = reports.iter().map(|r| r.title.as_str()).collect();
+        assert!(
+            titles.contains(
+                &"BUG: soft lockup on every vCPU at once in kmem_cache_alloc (a VM stall?)"
+            ),
+            "{titles:?}"
+        );
+        assert!(!titles.contains(&"BUG: soft lockup in kmem_cache_alloc"));
     }
 }
