@@ -175,6 +175,9 @@ fn failure_lines(description: &str, report: &str, console: &str, seen: &str) -> 
         Some(r) => v.push(format!(
             "Found on kernel {r} (its configuration: the config-{r} or .config cgstorm booted with)"
         )),
+        None if seen.trim().is_empty() => {
+            v.push("Found on: not recorded with the finding (no console.log, no seen)".into())
+        }
         None => v.push("Found on: the kernel named in `seen` below (no console.log kept)".into()),
     }
     for l in seen.lines().take(3) {
