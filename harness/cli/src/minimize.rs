@@ -253,6 +253,13 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
             }
         }
     };
+    if title.contains(cgstorm_report::STALL_MARK) {
+        eprintln!(
+            "cgstorm minimize: warning: `{title}` looks like a VM the host did not run, not a \
+             kernel bug; shrinking it under TCG on a loaded host chases the host (try --accel kvm \
+             or an idle machine)"
+        );
+    }
     let began = Instant::now();
     // A campaign's finding may need what ran before it in its VM: first cut
     // that down (often to nothing), then shrink the program after it.

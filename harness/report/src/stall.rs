@@ -26,6 +26,9 @@ const SAME_DURATION_S: u32 = 2;
 /// report at 60 – 72 s) or the kernel's default (20 – 24 s).
 const LONG_S: u32 = 90;
 
+/// The words every VM-stall title has.
+pub const STALL_MARK: &str = "on every vCPU at once";
+
 /// What [`StallWatch`] concluded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmStall {
@@ -77,7 +80,7 @@ impl StallWatch {
 /// The title a soft lockup gets when it was part of a [`VmStall`].
 pub fn stall_title(title: &str) -> String {
     let rest = title.strip_prefix("BUG: soft lockup").unwrap_or(title);
-    format!("BUG: soft lockup on every vCPU at once{rest} (a VM stall?)")
+    format!("BUG: soft lockup {STALL_MARK}{rest} (a VM stall?)")
 }
 
 /// Retitles the soft-lockup reports of a console that showed a VM stall.
@@ -86,7 +89,7 @@ pub fn retitle(reports: &mut [Report], stall: Option<&VmStall>) {
         return;
     }
     for r in reports.iter_mut().filter(|r| r.kind == Kind::SoftLockup) {
-        if !r.title.contains("on every vCPU at once") {
+        if !r.title.contains(STALL_MARK) {
             r.title = stall_title(&r.title);
         }
     }
