@@ -425,7 +425,9 @@ static int handle(char *line)
 {
 	char *a[8];
 	int n = 0;
-	for (char *t = strtok(line, " \n"); t && n < 8; t = strtok(NULL, " \n"))
+	char *save = NULL;
+	/* strtok_r: every lane's thread splits its own requests at once. */
+	for (char *t = strtok_r(line, " \n", &save); t && n < 8; t = strtok_r(NULL, " \n", &save))
 		a[n++] = t;
 	if (n == 0)
 		return EINVAL;

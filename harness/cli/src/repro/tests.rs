@@ -377,3 +377,98 @@ fn a_finding_title_comes_from_its_report_else_its_description() {
     );
     assert_eq!(super::finding_title("", ""), None);
 }
+
+/// Builds the helper into `dir`; its path.
+fn build_helper(dir: &Path) -> PathBuf {
+    let src = dir.join("helper.c");
+    std::fs::write(&src, HELPER_C).unwrap();
+    let h = dir.join("h");
+    let out = Command::new("cc")
+        .args(["-O2", "-pthread", "-o"])
+        .arg(&h)
+        .arg(&src)
+        .output()
+        .expect("a C compiler (cc) is needed: apt-get install gcc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    h
+}
+
+/// The helper serves every lane from its own thread, all at once: requests
+/// of different lanes must not mix (they did, through strtok's shared
+/// state: a `close` of one lane split with another lane's line answered
+/// EBADF on 6.12). Only opens and closes files in a temporary directory.
+#[test]
+fn the_helper_serves_concurrent_lanes_without_mixing_their_requests() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let h = build_helper(dir.path());
+    let lanes = ["0", "1", "2", "3", "4", "5"];
+    for l in lanes {
+        for end in ["in", "out"] {
+            let f = dir.path().join(format!("h.{l}.{end}"));
+            assert!(Command::new("mkfifo").arg(&f).status().unwrap().success());
+        }
+        std::fs::write(dir.path().join(format!("file{l}")), "x").unwrap();
+    }
+    let mut serve = Command::new(&h)
+        .arg("serve")
+        .arg(dir.path())
+        .args(lanes)
+        .spawn()
+        .unwrap();
+    let bad: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = lanes
+            .iter()
+            .map(|l| {
+                let d = dir.path();
+                s.spawn(move || {
+                    let mut to = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(d.join(format!("h.{l}.in")))
+                        .unwrap();
+                    let mut from =
+                        BufReader::new(std::fs::File::open(d.join(format!("h.{l}.out"))).unwrap());
+                    let file = d.join(format!("file{l}"));
+                    let mut bad = Vec::new();
+                    // Batches of requests keep every lane's thread busy at
+                    // once (replies come in order).
+                    for b in 0..150 {
+                        let reqs: Vec<String> = (b * 100..(b + 1) * 100)
+                            .flat_map(|i| {
+                                [
+                                    format!("open fd{l}x{i} {} 0 0", file.display()),
+                                    format!("close fd{l}x{i}"),
+                                ]
+                            })
+                            .collect();
+                        to.write_all(format!("{}\n", reqs.join("\n")).as_bytes())
+                            .unwrap();
+                        for req in &reqs {
+                            let mut reply = String::new();
+                            from.read_line(&mut reply).unwrap();
+                            if reply != "ok\n" {
+                                bad.push(format!("lane {l}: {req}: {}", reply.trim()));
+                            }
+                        }
+                    }
+                    bad
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let _ = serve.wait();
+    assert!(
+        bad.is_empty(),
+        "{} wrong answers, e.g. {:?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
