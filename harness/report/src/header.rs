@@ -52,6 +52,9 @@ pub(crate) enum Form {
     /// "invalid opcode:" without a preceding "kernel BUG at".
     InvalidOpcode,
     DivideError,
+    /// "Oops: int3": a breakpoint trap no handler claimed (in a VM under
+    /// TCG, seen at static-branch sites while a static key is switched).
+    Int3,
     /// Any other "BUG: WHAT ...".
     OtherBug {
         what: String,
@@ -158,7 +161,7 @@ static DENTRY: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// Every header contains one of these; most lines contain none.
-const KEYWORDS: [&str; 10] = [
+const KEYWORDS: [&str; 11] = [
     "BUG",
     "WARNING",
     "INFO",
@@ -169,6 +172,7 @@ const KEYWORDS: [&str; 10] = [
     "divide error",
     "general protection fault",
     "Kernel panic",
+    "Oops: int3",
 ];
 
 /// Recognises a report header in a cleaned console message.
@@ -279,6 +283,9 @@ fn bug(m: &str) -> Option<Form> {
     if oops.starts_with("divide error: ") {
         return Some(Form::DivideError);
     }
+    if m.starts_with("Oops: int3") {
+        return Some(Form::Int3);
+    }
     let rest = m.strip_prefix("BUG: ")?;
     let form = if rest.starts_with("unable to handle page fault")
         || rest.starts_with("unable to handle kernel paging request")
@@ -356,6 +363,7 @@ mod tests {
             ("BUG: scheduling while atomic: insmod/66/0x00000002", Kind::Bug),
             ("Oops: general protection fault, maybe for address 0x0: 0000 [#1]", Kind::Gpf),
             ("general protection fault: 0000 [#1] SMP KASAN", Kind::Gpf),
+            ("Oops: int3: 0000 [#1] PREEMPT SMP KASAN NOPTI", Kind::Bug),
             ("Kernel panic - not syncing: sysrq triggered crash", Kind::Panic),
         ];
         for (line, want) in cases {
@@ -368,6 +376,7 @@ mod tests {
         for line in [
             "mtrr: your CPUs had inconsistent variable MTRR settings",
             "traps: busybox[61] general protection fault ip:4a2b3c sp:7ffd error:0 in busybox[401000+9d000]",
+            "traps: gdb[70] trap int3 ip:401000 sp:7ffd error:0 in gdb[401000+9d000]",
             "Memory cgroup out of memory: Killed process 80 (tail) total-vm:1kB",
             "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/",
             "tail: page allocation failure: order:0, mode:0x140cca(GFP_HIGHUSER_MOVABLE)",

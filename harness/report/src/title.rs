@@ -88,6 +88,7 @@ pub(crate) fn title(header: &Header, lines: &[String]) -> (String, bool) {
         ),
         Form::InvalidOpcode => needs("invalid opcode".into(), frames.first(None, Skip::Generic)),
         Form::DivideError => needs("divide error".into(), frames.first(None, Skip::Generic)),
+        Form::Int3 => needs("int3".into(), frames.first(None, Skip::Generic)),
         Form::OtherBug { what } => {
             let base = format!("BUG: {}", normalize(what));
             (base, frames.trace_first(Skip::Generic), false)
