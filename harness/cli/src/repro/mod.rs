@@ -137,19 +137,19 @@ pub fn load(source: &Path) -> Result<(Program, Provenance)> {
                 &read("console.log"),
                 &read("seen"),
             ),
-            title: finding_title(&read("report"), &read("description")),
+            title: finding_title(&read("report")),
         },
     ))
 }
 
-/// A finding's title: its report's, as the console analysis gives it, else
-/// the first line of its description (a campaign writes the title there).
-pub fn finding_title(report: &str, description: &str) -> Option<String> {
-    if let Some(r) = cgstorm_report::parse(report).into_iter().next() {
-        return Some(r.title);
-    }
-    let first = description.lines().next()?.trim();
-    (!first.is_empty()).then(|| first.to_string())
+/// A kernel finding's title: its stored report's, as the console analysis
+/// gives it. Model divergences and agent hangs have no report: `--run`
+/// judges those by the script's results alone.
+pub fn finding_title(report: &str) -> Option<String> {
+    cgstorm_report::parse(report)
+        .into_iter()
+        .next()
+        .map(|r| r.title)
 }
 
 /// Lines of reports shown in the header.
