@@ -135,6 +135,15 @@ fn default_node(d: &Dev) -> Option<String> {
     }
 }
 
+/// A program's name for people: `(unnamed)` when it has none.
+fn shown_name(p: &Program) -> &str {
+    if p.name.is_empty() {
+        "(unnamed)"
+    } else {
+        &p.name
+    }
+}
+
 fn comment(out: &mut String, text: &str) {
     for l in text.lines() {
         let _ = writeln!(out, "#   {}", l.trim_end());
@@ -142,11 +151,7 @@ fn comment(out: &mut String, text: &str) {
 }
 
 fn header(out: &mut String, p: &Program, prov: &Provenance, devs: &BTreeSet<Dev>, helper: bool) {
-    let name = if p.name.is_empty() {
-        "(unnamed)"
-    } else {
-        &p.name
-    };
+    let name = shown_name(p);
     let _ = writeln!(out, "#!/bin/sh");
     let _ = writeln!(
         out,
@@ -506,11 +511,7 @@ fn summary(p: &Program) -> String {
     let ops = all_ops(p).len();
     format!(
         "`{}`: {} lane{}, {} op{}, {}",
-        if p.name.is_empty() {
-            "(unnamed)"
-        } else {
-            &p.name
-        },
+        shown_name(p),
         p.lanes.len(),
         if p.lanes.len() == 1 { "" } else { "s" },
         ops,
@@ -654,11 +655,7 @@ pub fn generate_sequence(before: &[Program], p: &Program, prov: &Provenance) -> 
     );
     let last = all.len() - 1;
     for (i, q) in all.iter().enumerate() {
-        let qname = if q.name.is_empty() {
-            "(unnamed)"
-        } else {
-            &q.name
-        };
+        let qname = shown_name(q);
         let args = if i == last { " $LAST" } else { "" };
         let _ = writeln!(
             out,

@@ -129,21 +129,8 @@ fn scripts_refuse_to_run_unless_root_and_name_their_devices() {
 #[test]
 fn the_helper_compiles_without_warnings() {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("helper.c");
-    std::fs::write(&src, HELPER_C).unwrap();
-    let out = Command::new("cc")
-        .args(["-Wall", "-Wextra", "-Werror", "-O2", "-pthread", "-o"])
-        .arg(dir.path().join("h"))
-        .arg(&src)
-        .output()
-        .expect("a C compiler (cc) is needed: apt-get install gcc");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let h = build_helper(dir.path());
     // It runs and refuses what it does not know.
-    let h = dir.path().join("h");
     let ok = Command::new(&h).arg("check").output().unwrap();
     assert!(ok.status.success());
     assert!(!Command::new(&h)
@@ -375,13 +362,13 @@ fn a_finding_title_comes_from_its_report() {
     assert_eq!(super::finding_title(""), None);
 }
 
-/// Builds the helper into `dir`; its path.
+/// Builds the helper into `dir` (any warning fails); its path.
 fn build_helper(dir: &Path) -> PathBuf {
     let src = dir.join("helper.c");
     std::fs::write(&src, HELPER_C).unwrap();
     let h = dir.join("h");
     let out = Command::new("cc")
-        .args(["-O2", "-pthread", "-o"])
+        .args(["-Wall", "-Wextra", "-Werror", "-O2", "-pthread", "-o"])
         .arg(&h)
         .arg(&src)
         .output()
