@@ -171,11 +171,12 @@ fn execute(
         }
     };
     let _ = avm.shutdown();
+    let reports = cgstorm_report::parse(&console);
     let code = verdict(
-        programs, &target, status, &stdout, &stderr, &console, args.echo,
+        programs, &target, status, &stdout, &stderr, &reports, args.echo,
     );
     if let Some(t) = title {
-        let shown = cgstorm_report::parse(&console).iter().any(|r| r.title == t);
+        let shown = reports.iter().any(|r| r.title == t);
         println!(
             "repro: the finding ({t}) {}",
             if shown {
@@ -251,7 +252,7 @@ fn verdict(
     status: i32,
     stdout: &str,
     stderr: &str,
-    console: &str,
+    reports: &[cgstorm_report::Report],
     echo: bool,
 ) -> u8 {
     if echo {
@@ -260,7 +261,7 @@ fn verdict(
     for l in stderr.lines() {
         eprintln!("script: {l}");
     }
-    for r in cgstorm_report::parse(console) {
+    for r in reports {
         eprintln!("cgstorm: the kernel printed a report: {}", r.title);
     }
     if programs.len() == 1 {
