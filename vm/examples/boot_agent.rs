@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run -p cgstorm-vm --example boot_agent -- [--kernel debian|PATH] \
-//!     [--agent PATH] [--accel auto|kvm|tcg] [--runs N] [--busybox] [--nvdimm] [--vng] [--echo]
+//!     [--agent PATH] [--accel auto|kvm|tcg] [--runs N] [--busybox] [--nvdimm] [--vng] [--echo] \
+//!     [--append PARAMS] [--qemu-arg ARG]...
 //! ```
 //! `--vng` boots through virtme-ng (`vng --force-9p`) instead of plain QEMU.
 //! `--agent` defaults to the static release build
@@ -27,6 +28,8 @@ struct Args {
     echo: bool,
     nvdimm: bool,
     vng: bool,
+    append: Vec<String>,
+    qemu_args: Vec<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -40,6 +43,8 @@ fn parse_args() -> Result<Args, String> {
         echo: false,
         nvdimm: false,
         vng: false,
+        append: vec![],
+        qemu_args: vec![],
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -60,6 +65,10 @@ fn parse_args() -> Result<Args, String> {
             "--echo" => a.echo = true,
             "--nvdimm" => a.nvdimm = true,
             "--vng" => a.vng = true,
+            "--append" => a
+                .append
+                .extend(value()?.split_whitespace().map(String::from)),
+            "--qemu-arg" => a.qemu_args.push(value()?),
             _ => return Err(format!("unknown argument {arg}")),
         }
     }
@@ -82,6 +91,8 @@ fn vm_spec(args: &Args) -> VmSpec {
         cpus: 2,
         disks_mib: vec![256],
         pmem: Some(pmem),
+        append: args.append.clone(),
+        extra_args: args.qemu_args.clone(),
         ..VmSpec::default()
     }
 }

@@ -6,8 +6,16 @@
 # usage: fetch-debian-kernel.sh [CACHE_DIR]
 #   CACHE_DIR defaults to ${XDG_CACHE_HOME:-$HOME/.cache}/cgstorm/kernels
 #   the kernel lands in CACHE_DIR/<release>/ (boot/vmlinuz-<release>,
-#   lib/modules/<release>/) and CACHE_DIR/default points at it.
-# env: CGSTORM_KERNEL_META  meta package to follow (default linux-image-cloud-amd64)
+#   lib/modules/<release>/, and `package`: the .deb's name and exact version)
+#   and, unless pinned, CACHE_DIR/default points at it. It always says on
+#   stderr which package and version it gives.
+# env: CGSTORM_KERNEL_META    meta package to follow (default linux-image-cloud-amd64)
+#      CGSTORM_DEBIAN_KERNEL  pin a release instead of following the meta
+#                             package: `6.1.0-57` or `6.1.0-57-cloud-amd64`
+#                             (the flavour of the meta package is added); a
+#                             pinned release already in the cache is reused
+#                             as it is, so a nightly run gets yesterday's kernel
+#                             (`cgstorm --kernel debian:6.1.0-57` boots it)
 set -eu
 
 die() { echo "fetch-debian-kernel: $*" >&2; exit 1; }
@@ -26,20 +34,41 @@ DEPMOD=$(command -v depmod 2>/dev/null || { [ -x /usr/sbin/depmod ] && echo /usr
 META=${CGSTORM_KERNEL_META:-linux-image-cloud-amd64}
 CACHE=${1:-${XDG_CACHE_HOME:-$HOME/.cache}/cgstorm/kernels}
 
-# The meta package depends on exactly one linux-image-<release> package.
-PKG=$(apt-cache depends "$META" 2>/dev/null | sed -n 's/^ *Depends: *\(linux-image-[^ ]*\)$/\1/p' | head -n 1)
-if [ -z "$PKG" ]; then
-    die "apt knows no $META: run 'apt-get update' (needs Debian's main archive in sources.list)"
+PIN=${CGSTORM_DEBIAN_KERNEL:-}
+FLAVOUR=${META#linux-image-}
+if [ -n "$PIN" ]; then
+    case $PIN in
+        *-"$FLAVOUR") RELEASE=$PIN ;;
+        *) RELEASE=$PIN-$FLAVOUR ;;
+    esac
+    PKG=linux-image-$RELEASE
+    HOW="pinned by CGSTORM_DEBIAN_KERNEL=$PIN"
+else
+    # The meta package depends on exactly one linux-image-<release> package.
+    PKG=$(apt-cache depends "$META" 2>/dev/null | sed -n 's/^ *Depends: *\(linux-image-[^ ]*\)$/\1/p' | head -n 1)
+    if [ -z "$PKG" ]; then
+        die "apt knows no $META: run 'apt-get update' (needs Debian's main archive in sources.list)"
+    fi
+    RELEASE=${PKG#linux-image-}
+    HOW="the latest that $META depends on"
 fi
-RELEASE=${PKG#linux-image-}
 DEST=$CACHE/$RELEASE
 VMLINUZ=$DEST/boot/vmlinuz-$RELEASE
 MODDIR=$DEST/lib/modules/$RELEASE
 
+# Says which kernel this gives (the exact package version, recorded at fetch).
+report() {
+    echo "fetch-debian-kernel: $(cat "$DEST/package" 2>/dev/null || echo "$PKG (version not recorded)"), $HOW" >&2
+}
+
 if [ -f "$VMLINUZ" ] && [ -f "$MODDIR/modules.dep" ]; then
-    ln -sfn "$RELEASE" "$CACHE/default"
+    [ -n "$PIN" ] || ln -sfn "$RELEASE" "$CACHE/default"
+    report
     echo "$VMLINUZ"
     exit 0
+fi
+if [ -n "$PIN" ] && ! apt-cache show "$PKG" >/dev/null 2>&1; then
+    die "apt knows no $PKG (pinned by CGSTORM_DEBIAN_KERNEL): Debian's archive keeps only current kernels; pin one that 'apt-cache search linux-image-' lists, or unset CGSTORM_DEBIAN_KERNEL for the latest"
 fi
 
 mkdir -p "$CACHE"
@@ -68,9 +97,12 @@ fi
 [ -d "$WORK/root/lib/modules/$RELEASE" ] || die "$DEB holds no lib/modules/$RELEASE"
 
 "$DEPMOD" -b "$WORK/root" "$RELEASE" || die "depmod -b failed for $RELEASE"
+dpkg-deb -f "$DEB" Package Version | sed 's/^[^:]*: *//' | paste -sd ' ' >"$WORK/root/package" ||
+    die "dpkg-deb could not read the version of $DEB"
 
 rm -rf "$DEST"
 mkdir -p "$DEST"
-mv "$WORK/root/boot" "$WORK/root/lib" "$DEST/"
-ln -sfn "$RELEASE" "$CACHE/default"
+mv "$WORK/root/boot" "$WORK/root/lib" "$WORK/root/package" "$DEST/"
+[ -n "$PIN" ] || ln -sfn "$RELEASE" "$CACHE/default"
+report
 echo "$VMLINUZ"

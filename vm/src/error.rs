@@ -40,10 +40,12 @@ pub enum KernelError {
         tree: PathBuf,
     },
     /// The default Debian kernel has not been fetched.
-    #[error("no debian kernel in {cache}: run vm/scripts/fetch-debian-kernel.sh (or `cgstorm setup`) first")]
+    #[error("no debian kernel in {cache}: run {pin}vm/scripts/fetch-debian-kernel.sh first")]
     NotFetched {
         /// Where it was looked for.
         cache: PathBuf,
+        /// `CGSTORM_DEBIAN_KERNEL=R ` for a pinned release, else empty.
+        pin: String,
     },
     /// A line of modules.dep does not parse.
     #[error("{path}:{line}: expected `module.ko: dep.ko ...`")]

@@ -18,9 +18,17 @@ pub enum KernelSpec {
     /// A kernel build tree holding `arch/x86/boot/bzImage`.
     Tree(PathBuf),
     /// The Debian kernel fetched into a cache directory
-    /// (`None`: [`default_cache_dir`]).
+    /// (`None`: [`default_cache_dir`]): the one `default` points at.
     Debian(Option<PathBuf>),
+    /// One release of the Debian kernel in the default cache (`6.1.0-57` or
+    /// `6.1.0-57-cloud-amd64`): `--kernel debian:6.1.0-57` or
+    /// `$CGSTORM_DEBIAN_KERNEL`, the same pin the fetch script takes.
+    DebianPinned(String),
 }
+
+/// The environment variable that pins the Debian kernel, for the fetch
+/// script and for `--kernel debian`.
+pub const DEBIAN_PIN_ENV: &str = "CGSTORM_DEBIAN_KERNEL";
 
 impl KernelSpec {
     /// A directory is a tree, anything else an image.
@@ -43,6 +51,10 @@ pub struct Kernel {
     /// `lib/modules/<release>` with a `modules.dep`, if the kernel has modules
     /// there. `None` for kernels with everything built in.
     pub modules: Option<PathBuf>,
+    /// The Debian package it came from and its exact version
+    /// (`linux-image-6.1.0-57-cloud-amd64 6.1.192-3`), as the fetch script
+    /// recorded it; `None` for other kernels.
+    pub package: Option<String>,
 }
 
 /// `${XDG_CACHE_HOME:-$HOME/.cache}/cgstorm/kernels`, as the fetch script uses.
@@ -70,10 +82,61 @@ pub fn locate(spec: &KernelSpec) -> Result<Kernel, KernelError> {
         }
         KernelSpec::Debian(cache) => {
             let cache = cache.clone().unwrap_or_else(default_cache_dir);
-            let image = debian_image(&cache).ok_or(KernelError::NotFetched { cache })?;
-            from_image(&image, None)
+            let image = debian_image(&cache).ok_or(KernelError::NotFetched {
+                cache,
+                pin: String::new(),
+            })?;
+            debian_kernel(&image)
+        }
+        KernelSpec::DebianPinned(pin) => {
+            let cache = default_cache_dir();
+            let image = pinned_image(&cache, pin).ok_or_else(|| KernelError::NotFetched {
+                cache,
+                pin: format!("{DEBIAN_PIN_ENV}={pin} "),
+            })?;
+            debian_kernel(&image)
         }
     }
+}
+
+/// A fetched Debian kernel, with the package the fetch script recorded
+/// beside `boot/`.
+fn debian_kernel(image: &Path) -> Result<Kernel, KernelError> {
+    let mut k = from_image(image, None)?;
+    k.package = image
+        .parent()
+        .and_then(Path::parent)
+        .and_then(|d| std::fs::read_to_string(d.join("package")).ok())
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty());
+    Ok(k)
+}
+
+/// The vmlinuz of the release directory `pin` names: the directory itself
+/// (`6.1.0-57-cloud-amd64`) or the one release that continues it after a
+/// `-` (`6.1.0-57`).
+fn pinned_image(cache: &Path, pin: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<String> = std::fs::read_dir(cache)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n == pin || n.strip_prefix(pin).is_some_and(|r| r.starts_with('-')))
+        .collect();
+    dirs.sort();
+    // An exact name wins; otherwise the pin must name one release.
+    let name = if dirs.iter().any(|d| d == pin) {
+        pin.to_string()
+    } else if dirs.len() == 1 {
+        dirs.pop()?
+    } else {
+        return None;
+    };
+    let image = cache
+        .join(&name)
+        .join("boot")
+        .join(format!("vmlinuz-{name}"));
+    image.is_file().then_some(image)
 }
 
 /// The vmlinuz under `cache/default` (the fetch script's symlink), or under
@@ -123,6 +186,7 @@ fn from_image(image: &Path, root: Option<&Path>) -> Result<Kernel, KernelError> 
         image: image.to_path_buf(),
         release,
         modules,
+        package: None,
     })
 }
 
@@ -135,6 +199,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = locate(&KernelSpec::Debian(Some(dir.path().to_path_buf()))).unwrap_err();
         assert!(err.to_string().contains("fetch-debian-kernel.sh"), "{err}");
+    }
+
+    #[test]
+    fn a_pin_names_one_fetched_release() {
+        let dir = tempfile::tempdir().unwrap();
+        for r in ["6.1.0-56-cloud-amd64", "6.1.0-57-cloud-amd64"] {
+            let boot = dir.path().join(r).join("boot");
+            std::fs::create_dir_all(&boot).unwrap();
+            std::fs::write(boot.join(format!("vmlinuz-{r}")), b"").unwrap();
+        }
+        let img = |pin: &str| pinned_image(dir.path(), pin);
+        let want = dir
+            .path()
+            .join("6.1.0-57-cloud-amd64/boot/vmlinuz-6.1.0-57-cloud-amd64");
+        assert_eq!(img("6.1.0-57"), Some(want.clone()));
+        assert_eq!(img("6.1.0-57-cloud-amd64"), Some(want));
+        // Ambiguous, absent, or not at a boundary: nothing.
+        assert_eq!(img("6.1.0"), None);
+        assert_eq!(img("6.1.0-5"), None);
+        assert_eq!(img("6.1.0-58"), None);
+    }
+
+    #[test]
+    fn a_missing_pinned_kernel_says_how_to_fetch_it() {
+        let err = KernelError::NotFetched {
+            cache: "/c".into(),
+            pin: format!("{DEBIAN_PIN_ENV}=6.1.0-58 "),
+        };
+        assert!(
+            err.to_string()
+                .contains("run CGSTORM_DEBIAN_KERNEL=6.1.0-58 vm/scripts/fetch-debian-kernel.sh"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,13 +6,16 @@
 //! checks:
 //!   - reclaim_progress: {cgroups: "p/c*", from: 0, to: 1}
 //! known_findings:
-//!   - {title: "WARNING in dax_disassociate_entry", kernel: "6.1.0-56-cloud-amd64"}
+//!   - {title: "WARNING in dax_disassociate_entry", kernel: "6.1"}
 //! ```
 //!
 //! Patterns are globs: `*` is any run of characters, `?` one character. In a
 //! cgroup pattern `*` stops at `/`. A kernel pattern without a wildcard
 //! matches the release it names and every release that continues it after a
 //! `.`, `-` or `+` (`6.1` matches `6.1.0-56-cloud-amd64`, not `6.12.1`).
+//! A pattern that starts with a comparison is a version range: `>=6.1.100
+//! <6.2` holds for every release whose leading number (`uname -r` up to the
+//! first character that is neither a digit nor a dot) is in it.
 
 use std::fmt;
 
@@ -190,7 +193,12 @@ pub struct KnownFinding {
 impl KnownFinding {
     /// Whether a finding titled `title` on kernel `release` is this one.
     pub fn matches(&self, title: &str, release: &str) -> bool {
-        glob(&self.title, title, None) && kernel_matches(&self.kernel, release)
+        glob(&self.title, title, None) && self.kernel_matches(release)
+    }
+
+    /// Whether this finding is known on kernel `release`.
+    pub fn kernel_matches(&self, release: &str) -> bool {
+        kernel_matches(&self.kernel, release)
     }
 
     /// Checks the rules the YAML grammar cannot express.
@@ -198,11 +206,82 @@ impl KnownFinding {
         if self.title.trim().is_empty() || self.kernel.trim().is_empty() {
             return Err("known_findings: each needs a non-empty `title` and `kernel`".into());
         }
+        if is_range(&self.kernel) {
+            range_bounds(&self.kernel).map(|_| ())?;
+        }
         Ok(())
     }
 }
 
+/// A kernel pattern that is a version range (`>=6.1.100 <6.2`).
+fn is_range(pattern: &str) -> bool {
+    pattern.trim_start().starts_with(['<', '>', '='])
+}
+
+type Version = Vec<u64>;
+
+/// The leading dotted number of a release: `6.1.0-57-cloud-amd64` → 6.1.0.
+fn version_of(release: &str) -> Option<Version> {
+    let head: String = release
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let v: Option<Version> = head
+        .split('.')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse().ok())
+        .collect();
+    v.filter(|v| !v.is_empty())
+}
+
+/// The comparisons of a range: (operator, version), all of which must hold.
+fn range_bounds(pattern: &str) -> Result<Vec<(&str, Version)>, String> {
+    let mut out = Vec::new();
+    for part in pattern.split([' ', ',']).filter(|p| !p.is_empty()) {
+        let op_len = part
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(part.len());
+        let (op, ver) = part.split_at(op_len);
+        let numeric = ver.chars().all(|c| c.is_ascii_digit() || c == '.');
+        match (op, version_of(ver).filter(|_| numeric)) {
+            (">=" | ">" | "<=" | "<" | "=", Some(v)) => out.push((op, v)),
+            _ => {
+                return Err(format!(
+                    "known_findings: kernel range `{pattern}`: `{part}` is not a comparison \
+                     such as `>=6.1.100` or `<6.2` (versions are compared with the leading \
+                     number of `uname -r`)"
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn kernel_matches(pattern: &str, release: &str) -> bool {
+    if is_range(pattern) {
+        let (Ok(bounds), Some(v)) = (range_bounds(pattern), version_of(release)) else {
+            return false;
+        };
+        // Missing components compare as 0: 6.1 == 6.1.0.
+        let cmp = |a: &Version, b: &Version| {
+            let n = a.len().max(b.len());
+            let at = |x: &Version, i: usize| x.get(i).copied().unwrap_or(0);
+            (0..n)
+                .map(|i| at(a, i).cmp(&at(b, i)))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        };
+        return bounds.iter().all(|(op, b)| {
+            let o = cmp(&v, b);
+            match *op {
+                ">=" => o.is_ge(),
+                ">" => o.is_gt(),
+                "<=" => o.is_le(),
+                "<" => o.is_lt(),
+                _ => o.is_eq(),
+            }
+        });
+    }
     if pattern.contains(['*', '?']) {
         return glob(pattern, release, None);
     }
@@ -276,6 +355,29 @@ mod tests {
         assert!(k("6.12.*").matches(t, "6.12.117"));
         assert!(k("*").matches(t, "5.15.0"));
         assert!(!k("6.1").matches("WARNING in other", "6.1.0"));
+        // A Debian ABI bump keeps the series.
+        assert!(k("6.1").matches(t, "6.1.0-57-cloud-amd64"));
+    }
+
+    #[test]
+    fn kernels_match_a_version_range() {
+        let k = |kernel: &str| KnownFinding {
+            title: "*".into(),
+            kernel: kernel.into(),
+        };
+        assert!(k(">=6.1 <6.2").kernel_matches("6.1.0-57-cloud-amd64"));
+        assert!(k(">=6.1, <6.2").kernel_matches("6.1.192"));
+        assert!(!k(">=6.1 <6.2").kernel_matches("6.2.0"));
+        assert!(!k(">=6.1 <6.2").kernel_matches("6.0.9"));
+        assert!(k(">=6.6").kernel_matches("6.12.117"));
+        assert!(!k(">6.12.117").kernel_matches("6.12.117"));
+        assert!(k("<=6.12.117").kernel_matches("6.12.117"));
+        assert!(k("=6.12").kernel_matches("6.12.0"));
+        assert!(!k(">=6.1").kernel_matches("not-a-version"));
+        assert!(k(">=6.1 <6.2").validate().is_ok());
+        let err = k(">=6.1 <six").validate().unwrap_err();
+        assert!(err.contains("`<six` is not a comparison"), "{err}");
+        assert!(k("=>6.1").validate().is_err());
     }
 
     fn snap(stats: &[(&str, u64, u64)]) -> Snapshot {

@@ -50,8 +50,10 @@ impl Env {
     fn find(a: &VmArgs) -> Result<Env, RunError> {
         let machine = a.machine();
         machine.vm_spec()?;
+        let kernel = launch::find_kernel(a.boot.kernel.as_deref())?;
+        eprintln!("cgstorm: kernel {}", kernel.describe());
         Ok(Env {
-            kernel: launch::find_kernel(a.boot.kernel.as_deref())?,
+            kernel,
             kernel_arg: a.boot.kernel.clone().unwrap_or_else(|| "debian".into()),
             agent: launch::find_agent(a.boot.agent.as_deref())?,
             machine,

@@ -111,11 +111,7 @@ fn execute(
     if args.echo {
         spec.console_sink = Some(Box::new(|l: &str| eprintln!("{l}")));
     }
-    eprintln!(
-        "cgstorm: booting {} ({}) …",
-        kernel.kernel.image.display(),
-        kernel.kernel.release
-    );
+    eprintln!("cgstorm: booting {} …", kernel.describe());
     crate::run::signal::install();
     let mut avm = launch(spec)?;
     let hello = avm.hello.clone();

@@ -41,13 +41,28 @@ pub fn check_findings(
     out
 }
 
-/// Marks the findings the program lists as known on kernel `release`.
-pub fn mark_known(program: &Program, release: &str, findings: &mut [Finding]) {
-    for f in findings {
+/// Marks the findings the program lists as known on kernel `release`, and
+/// warns about each known finding of this kernel that did not show: a
+/// kernel update that fixed it, or a run too short to reach it.
+pub fn mark_known(
+    program: &Program,
+    release: &str,
+    findings: &mut [Finding],
+    warnings: &mut Vec<String>,
+) {
+    for f in findings.iter_mut() {
         f.known = program
             .known_findings
             .iter()
             .any(|k| k.matches(&f.title, release));
+    }
+    for k in &program.known_findings {
+        if k.kernel_matches(release) && !findings.iter().any(|f| k.matches(&f.title, release)) {
+            warnings.push(format!(
+                "known finding `{}` (expected on kernel {}) did not show on {release}",
+                k.title, k.kernel
+            ));
+        }
     }
 }
 
@@ -214,6 +229,19 @@ known_findings:
             "{text}"
         );
         assert!(text.contains("PASS (1 known finding)"), "{text}");
+        assert!(!text.contains("did not show"), "{text}");
+        // On a clean run the known finding's absence is said, not failed.
+        let c = run((20, 9), &[], "6.1.0-57-cloud-amd64");
+        assert_eq!(c.verdict, Verdict::Pass);
+        assert!(
+            c.warnings.iter().any(|w| {
+                w.contains(
+                "known finding `possible deadlock in splat_*` (expected on kernel 6.1) did not show"
+            )
+            }),
+            "{:?}",
+            c.warnings
+        );
         // The same report on another kernel is not known.
         let c = run((20, 9), &lines, "6.12.117");
         assert!(!c.findings[0].known);

@@ -85,7 +85,10 @@ mod tests {
             reason: "no HdrS".into(),
         };
         assert_eq!(RunError::Kernel(not_image).exit_code(), 2);
-        let unfetched = KernelError::NotFetched { cache: "/c".into() };
+        let unfetched = KernelError::NotFetched {
+            cache: "/c".into(),
+            pin: String::new(),
+        };
         assert_eq!(RunError::Kernel(unfetched).exit_code(), 3);
         assert_eq!(RunError::Guest("x".into()).exit_code(), 3);
     }

@@ -109,6 +109,7 @@ mod tests {
             image: image.clone(),
             release: "6.12.0".into(),
             modules: None,
+            package: None,
         };
         assert!(find(&KernelSpec::Image(image.clone()), &k).is_none());
         std::fs::write(dir.path().join("config-6.12-x"), CONFIG).unwrap();

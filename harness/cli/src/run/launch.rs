@@ -45,13 +45,38 @@ pub struct FoundKernel {
     pub config: Option<(PathBuf, KConfig)>,
 }
 
-/// Finds the kernel: `debian` or nothing for the fetched Debian kernel,
-/// else a bzImage or a kernel build tree.
+/// The kernel `--kernel` names: `debian` or nothing for the fetched Debian
+/// kernel (the release `$CGSTORM_DEBIAN_KERNEL` pins, else the latest
+/// fetched), `debian:RELEASE` for one release of it, else a bzImage or a
+/// kernel build tree.
+pub fn kernel_spec(arg: Option<&str>, env_pin: Option<&str>) -> KernelSpec {
+    match (arg, env_pin.filter(|p| !p.is_empty())) {
+        (None | Some("debian"), Some(pin)) => KernelSpec::DebianPinned(pin.to_string()),
+        (None | Some("debian"), None) => KernelSpec::Debian(None),
+        (Some(p), _) => match p.strip_prefix("debian:") {
+            Some(pin) => KernelSpec::DebianPinned(pin.to_string()),
+            None => KernelSpec::from_path(Path::new(p)),
+        },
+    }
+}
+
+impl FoundKernel {
+    /// The image and what it is, for the line that says what boots:
+    /// `…/vmlinuz-6.1.0-57-cloud-amd64 (6.1.0-57-cloud-amd64, Debian package
+    /// linux-image-6.1.0-57-cloud-amd64 6.1.192-3)`.
+    pub fn describe(&self) -> String {
+        let k = &self.kernel;
+        match &k.package {
+            Some(p) => format!("{} ({}, Debian package {p})", k.image.display(), k.release),
+            None => format!("{} ({})", k.image.display(), k.release),
+        }
+    }
+}
+
+/// Finds the kernel `--kernel` names (see [`kernel_spec`]).
 pub fn find_kernel(arg: Option<&str>) -> Result<FoundKernel, RunError> {
-    let spec = match arg {
-        None | Some("debian") => KernelSpec::Debian(None),
-        Some(p) => KernelSpec::from_path(Path::new(p)),
-    };
+    let pin = std::env::var(kernel::DEBIAN_PIN_ENV).ok();
+    let spec = kernel_spec(arg, pin.as_deref());
     let kernel = kernel::locate(&spec)?;
     let config = kconfig::find(&spec, &kernel);
     Ok(FoundKernel { kernel, config })

@@ -118,9 +118,8 @@ fn execute(args: &RunArgs) -> Result<u8, RunError> {
     let kernel = launch::find_kernel(args.vm.boot.kernel.as_deref())?;
     let agent = launch::find_agent(args.vm.boot.agent.as_deref())?;
     eprintln!(
-        "cgstorm: booting {} ({}) with {} …",
-        kernel.kernel.image.display(),
-        kernel.kernel.release,
+        "cgstorm: booting {} with {} …",
+        kernel.describe(),
         args.vm.backend.name()
     );
     // Before the boot, so Ctrl-C during a long boot is handled too.
@@ -410,7 +409,12 @@ pub fn conclude(
         &outcome.trace,
         &mut warnings,
     ));
-    checks::mark_known(program, &target.kernel.release, &mut findings);
+    checks::mark_known(
+        program,
+        &target.kernel.release,
+        &mut findings,
+        &mut warnings,
+    );
     let verdict = Verdict::of(&findings, &outcome.end);
     let rates = rates::op_rates(program, &outcome.trace);
     Conclusion {

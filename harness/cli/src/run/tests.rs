@@ -392,3 +392,26 @@ fn json_has_verdict_ops_counts_and_findings() {
     assert_eq!(v["op_rates"][0]["kind"], "mkdir");
     assert_eq!(v["op_rates"][0]["runs"], 2);
 }
+
+#[test]
+fn debian_kernel_pins_come_from_the_argument_or_the_environment() {
+    use super::launch::kernel_spec;
+    use cgstorm_vm::kernel::KernelSpec;
+    let pinned = |r: &str| KernelSpec::DebianPinned(r.into());
+    assert_eq!(kernel_spec(None, None), KernelSpec::Debian(None));
+    assert_eq!(kernel_spec(Some("debian"), None), KernelSpec::Debian(None));
+    assert_eq!(
+        kernel_spec(Some("debian"), Some("")),
+        KernelSpec::Debian(None)
+    );
+    assert_eq!(kernel_spec(None, Some("6.1.0-57")), pinned("6.1.0-57"));
+    assert_eq!(
+        kernel_spec(Some("debian:6.1.0-56"), Some("6.1.0-57")),
+        pinned("6.1.0-56")
+    );
+    // A path is a path whatever the environment pins.
+    assert_eq!(
+        kernel_spec(Some("/k/bzImage"), Some("6.1.0-57")),
+        KernelSpec::Image("/k/bzImage".into())
+    );
+}
