@@ -113,14 +113,17 @@ pub fn qemu_args(
     push(accel.qemu_args());
     let memory = match spec.pmem {
         Some(Pmem::Nvdimm { size_mib }) => {
-            push(&["-machine", "pc,nvdimm=on"]);
+            push(&["-machine", &format!("{},nvdimm=on", accel.machine())]);
             format!(
                 "{}M,slots=2,maxmem={}M",
                 spec.memory_mib,
                 spec.memory_mib + size_mib
             )
         }
-        _ => format!("{}M", spec.memory_mib),
+        _ => {
+            push(&["-machine", accel.machine()]);
+            format!("{}M", spec.memory_mib)
+        }
     };
     push(&["-m", &memory, "-smp", &spec.cpus.to_string()]);
     a.push("-kernel".into());
@@ -213,7 +216,7 @@ mod tests {
         };
         let args = qemu_args(&spec, Accel::Tcg, &token(), &files(2)).unwrap();
         let s = joined(&args);
-        assert!(s.starts_with("-nographic -no-reboot -nic none -no-user-config -accel tcg -cpu max,la57=off -m 2048M -smp 2"), "{s}");
+        assert!(s.starts_with("-nographic -no-reboot -nic none -no-user-config -accel tcg -cpu max,la57=off -machine q35 -m 2048M -smp 2"), "{s}");
         assert!(s.contains("-kernel /k/bzImage -initrd /t/initrd"), "{s}");
         assert!(
             s.contains("-chardev socket,id=cgagent,path=/t/agent.sock"),

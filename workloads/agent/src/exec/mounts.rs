@@ -154,6 +154,9 @@ fn options(opts: &[MountOpt]) -> (MsFlags, String) {
 }
 
 pub fn mount_fs(w: &World, a: &MountArgs) -> Outcome {
+    if a.fs == FsType::Xfs {
+        crate::init::modules::wait_deferred();
+    }
     let (flags, data) = options(&a.opts);
     let source: PathBuf = match (a.fs, &a.dev) {
         (FsType::Tmpfs | FsType::Ramfs, _) => PathBuf::from(a.fs.as_str()),

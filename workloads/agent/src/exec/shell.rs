@@ -25,6 +25,9 @@ static RUNS: AtomicU32 = AtomicU32::new(0);
 
 /// Runs the order; never fails (a script that could not run is status -1).
 pub fn run(order: &ShellOrder) -> AgentMsg {
+    // A script may mount any filesystem: the modules loading in the
+    // background must be there first.
+    crate::init::modules::wait_deferred();
     match execute(order, Path::new(BASE)) {
         Ok(msg) => msg,
         Err(e) => AgentMsg::ShellDone {

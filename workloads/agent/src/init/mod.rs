@@ -3,7 +3,7 @@
 
 mod devices;
 pub mod kmsg;
-mod modules;
+pub mod modules;
 pub mod mounts;
 mod port;
 mod sysctl;

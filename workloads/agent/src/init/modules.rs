@@ -3,6 +3,8 @@
 
 use std::ffi::CStr;
 use std::fs::{self, File};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
 
 use cgstorm_agent::proto::{ModuleLoad, ModuleOutcome};
 use nix::errno::Errno;
@@ -10,29 +12,81 @@ use nix::kmod::{finit_module, ModuleInitFlags};
 
 use super::kmsg::klog;
 
-/// Loads every module named in the list file at `list`; a missing list means
+/// Modules that nothing needs until a program mounts their filesystem, so
+/// they load in the background while the agent says hello: xfs.ko alone
+/// takes 1.2 s of a 3.9 s boot of Debian's kernel under TCG. They are the
+/// list's last entries (the list is in dependency order, and nothing
+/// depends on a filesystem), so the rest never waits for them.
+const DEFERRED: &[&str] = &["xfs"];
+
+/// The background load of the [`DEFERRED`] modules, until it is waited for.
+static PENDING: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
+
+/// Loads every module named in the list file at `list`, the [`DEFERRED`]
+/// ones (and any after them) in a background thread; a missing list means
 /// the kernel needs no modules. The host decompressed the modules, so no
-/// `MODULE_INIT_COMPRESSED_FILE` is needed.
+/// `MODULE_INIT_COMPRESSED_FILE` is needed. Returns the loads done now.
 pub fn load_list(list: &str) -> Vec<ModuleLoad> {
     let Ok(text) = fs::read_to_string(list) else {
         return Vec::new();
     };
-    text.lines()
+    let paths: Vec<String> = text
+        .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|path| {
-            let outcome = load(path);
-            match &outcome {
-                ModuleOutcome::Loaded => klog!("loaded {path}"),
-                ModuleOutcome::AlreadyLoaded => klog!("{path} was already loaded"),
-                ModuleOutcome::Failed { message, .. } => klog!("loading {path} failed: {message}"),
+        .map(String::from)
+        .collect();
+    let split = paths
+        .iter()
+        .position(|p| DEFERRED.contains(&module_name(p)))
+        .unwrap_or(paths.len());
+    let (now, later) = paths.split_at(split);
+    // The deferred ones may need any of the others (xfs needs libcrc32c):
+    // they start once those are in.
+    let loaded = now.iter().map(|p| load_logged(p)).collect();
+    if !later.is_empty() {
+        let later = later.to_vec();
+        let handle = std::thread::spawn(move || {
+            for p in &later {
+                load_logged(p);
             }
-            ModuleLoad {
-                path: path.to_string(),
-                outcome,
-            }
-        })
-        .collect()
+        });
+        *PENDING.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+    }
+    loaded
+}
+
+/// Waits until the background loads of [`load_list`] are done (at once when
+/// there are none or they were waited for): before a filesystem they bring
+/// is mounted. Their outcomes are on the console.
+pub fn wait_deferred() {
+    let handle = PENDING.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(h) = handle {
+        if h.join().is_err() {
+            klog!("warning: the background module load panicked");
+        }
+    }
+}
+
+/// `xfs` for `/cgstorm/modules/xfs.ko`.
+fn module_name(path: &str) -> &str {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    file.split('.').next().unwrap_or(file)
+}
+
+fn load_logged(path: &str) -> ModuleLoad {
+    let outcome = load(path);
+    match &outcome {
+        ModuleOutcome::Loaded => klog!("loaded {path}"),
+        ModuleOutcome::AlreadyLoaded => klog!("{path} was already loaded"),
+        ModuleOutcome::Failed { message, .. } => {
+            klog!("warning: loading {path} failed: {message}")
+        }
+    }
+    ModuleLoad {
+        path: path.to_string(),
+        outcome,
+    }
 }
 
 fn load(path: &str) -> ModuleOutcome {
@@ -78,4 +132,16 @@ pub fn modprobe_workload_modules() -> Vec<String> {
         }
     }
     warnings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_names_from_paths() {
+        assert_eq!(module_name("/cgstorm/modules/xfs.ko"), "xfs");
+        assert_eq!(module_name("/cgstorm/modules/nd_pmem.ko"), "nd_pmem");
+        assert_eq!(module_name("xfs.ko"), "xfs");
+    }
 }
