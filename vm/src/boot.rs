@@ -149,6 +149,7 @@ mod tests {
             devices: vec!["console".into(), "pmem0".into(), "vda".into()],
             missing_devices: vec![],
             warnings: vec![],
+            features: None,
         }
     }
 

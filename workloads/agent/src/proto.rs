@@ -12,7 +12,7 @@ pub use cgstorm_workloads::model::{OpEvent, Snapshot};
 pub use cgstorm_workloads::OpId;
 
 /// Version of this protocol; the agent puts it in its hello.
-pub const PROTO_VERSION: u32 = 2;
+pub const PROTO_VERSION: u32 = 3;
 
 /// Largest frame body either side accepts, in bytes.
 pub const MAX_FRAME: u32 = 16 << 20;
@@ -183,6 +183,39 @@ pub struct Hello {
     pub missing_devices: Vec<String>,
     /// Setup steps that failed without stopping the agent.
     pub warnings: Vec<String>,
+    /// What the booted kernel was seen to have (`None` from an agent that
+    /// did not probe).
+    #[serde(default)]
+    pub features: Option<Features>,
+}
+
+/// What the agent found the booted kernel to have, by trying it at boot.
+/// Each `Option` is `None` when the probe could not tell (its note says
+/// why), so the host falls back to the kernel's config, never to a guess.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Features {
+    /// The cgroup v2 root's `cgroup.controllers`.
+    pub controllers: Vec<String>,
+    /// `io.max` exists in a cgroup with io enabled (`CONFIG_BLK_DEV_THROTTLING`).
+    pub io_max: Option<bool>,
+    /// `memory.swap.max` exists in a cgroup with memory enabled.
+    pub memory_swap_max: Option<bool>,
+    /// `memory.reclaim` exists in a cgroup with memory enabled.
+    pub memory_reclaim: Option<bool>,
+    /// `cgroup.kill` exists in a non-root cgroup.
+    pub cgroup_kill: Option<bool>,
+    /// A cgroup v1 hierarchy with the memory controller mounts.
+    pub memcg_v1: Option<bool>,
+    /// A tmpfs file opens with `O_DIRECT`.
+    pub tmpfs_direct_io: Option<bool>,
+    /// `/sys/kernel/debug/kcov` exists.
+    pub kcov: bool,
+    /// Fault injection (`/sys/kernel/debug/fail_page_alloc` or `failslab`).
+    pub fault_injection: bool,
+    /// `/sys/kernel/debug/kmemleak` exists.
+    pub kmemleak: bool,
+    /// Why a probe could not tell, one line each.
+    pub notes: Vec<String>,
 }
 
 /// One module load attempt.
@@ -343,6 +376,7 @@ mod tests {
             devices: vec!["pmem0".into(), "vda".into()],
             missing_devices: vec![],
             warnings: vec![],
+            features: None,
         }
     }
 

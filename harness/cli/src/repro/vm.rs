@@ -10,14 +10,13 @@ use std::time::{Duration, Instant};
 use cgstorm_agent::proto::{self, AgentMsg, HostMsg, ShellOrder};
 use cgstorm_vm::launch::{launch, AgentVmSpec};
 use cgstorm_vm::{ConsoleEvent, Vm};
-use cgstorm_workloads::model::Kernel;
 use cgstorm_workloads::Program;
 
 use super::results::{self, Judgement};
 use super::script::{Script, DEFAULT_DURATION_MS, HELPER_C, SEQUENCE_MARK};
 use super::ReproArgs;
 use crate::run::error::{chain, RunError};
-use crate::run::launch::{find_agent, find_kernel, FoundKernel, GUEST_TOOLS};
+use crate::run::launch::{find_agent, find_kernel, GUEST_TOOLS};
 use crate::run::machine::MachineOpts;
 
 /// Where the guest's busybox comes from (Debian's busybox-static).
@@ -62,18 +61,6 @@ pub fn run(args: &ReproArgs, programs: &[Program], script: &Script, title: Optio
             e.exit_code()
         }
     }
-}
-
-fn model_kernel(release: &str, kernel: &FoundKernel) -> Result<Kernel, RunError> {
-    let mut k = Kernel::from_release(release).ok_or_else(|| {
-        RunError::Guest(format!(
-            "cannot read a version from the guest's kernel release `{release}`"
-        ))
-    })?;
-    if let Some((_, c)) = &kernel.config {
-        c.apply(&mut k);
-    }
-    Ok(k)
 }
 
 fn execute(
@@ -121,7 +108,16 @@ fn execute(
             hello.missing_devices.join(", /dev/")
         )));
     }
-    let target = machine.target(model_kernel(&hello.kernel_release, &kernel)?);
+    let mut warnings = Vec::new();
+    let target = machine.target(crate::run::kernel_model(
+        &hello,
+        &kernel,
+        (false, false),
+        &mut warnings,
+    )?);
+    for w in &warnings {
+        eprintln!("cgstorm: warning: {w}");
+    }
     let duration_ms = args
         .duration
         .or(program.duration)

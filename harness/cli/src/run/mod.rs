@@ -10,6 +10,7 @@
 mod checks;
 pub(crate) mod console;
 pub(crate) mod error;
+mod features;
 mod json;
 pub(crate) mod kconfig;
 pub(crate) mod launch;
@@ -175,13 +176,28 @@ pub(crate) fn kernel_model(
             hello.kernel_release
         ))
     })?;
-    match &kernel.config {
-        Some((_, c)) => c.apply(&mut k),
-        None if k.at_least(6, 11) => warnings.push(format!(
-            "no config found for {}: assuming CONFIG_MEMCG_V1=y (use --no-memcg-v1 if not)",
+    if let Some((_, c)) = &kernel.config {
+        c.apply(&mut k);
+    }
+    match (&hello.features, &kernel.config) {
+        (Some(f), config) => {
+            let source = match config {
+                Some((path, _)) => format!("its config ({})", path.display()),
+                None => "cgstorm's default".to_string(),
+            };
+            let said = features::apply(&mut k, f, &source);
+            // Without a config a default the probe corrected is no news.
+            if config.is_some() {
+                warnings.extend(said);
+            }
+            warnings.extend(f.notes.iter().map(|n| format!("guest probe: {n}")));
+        }
+        (None, None) if k.at_least(6, 11) => warnings.push(format!(
+            "no config found for {} and the agent did not probe the kernel: assuming \
+             CONFIG_MEMCG_V1=y (use --no-memcg-v1 if not)",
             kernel.kernel.image.display()
         )),
-        None => {}
+        (None, _) => {}
     }
     k.memcg_v1 &= !no_memcg_v1;
     k.fs_dax &= !no_dax;

@@ -6,6 +6,7 @@ pub mod kmsg;
 pub mod modules;
 pub mod mounts;
 mod port;
+mod probe;
 mod sysctl;
 
 use std::fs::{self, File};
@@ -62,6 +63,27 @@ fn serve(admission: Admission) -> Result<(), String> {
                 .collect()
         })
         .unwrap_or_default();
+    let features = Some(probe::probe());
+    if let Some(f) = &features {
+        klog!(
+            "kernel features: controllers [{}], io.max {:?}, memory.swap.max {:?}, \
+             memory.reclaim {:?}, cgroup.kill {:?}, v1 memory {:?}, tmpfs O_DIRECT {:?}, \
+             kcov {}, fault injection {}, kmemleak {}",
+            f.controllers.join(" "),
+            f.io_max,
+            f.memory_swap_max,
+            f.memory_reclaim,
+            f.cgroup_kill,
+            f.memcg_v1,
+            f.tmpfs_direct_io,
+            f.kcov,
+            f.fault_injection,
+            f.kmemleak
+        );
+        for n in &f.notes {
+            klog!("kernel features: {n}");
+        }
+    }
     let missing_devices = devices::wait_for(&wanted, DEVICE_WAIT);
     for w in &warnings {
         klog!("warning: {w}");
@@ -83,6 +105,7 @@ fn serve(admission: Admission) -> Result<(), String> {
         devices: devices::list(),
         missing_devices,
         warnings,
+        features,
     };
     let token = hello.token.as_str().to_string();
     proto::write_frame(&mut port, &AgentMsg::Hello(hello))

@@ -301,7 +301,7 @@ fn limit_bytes(l: Limit) -> Option<u64> {
 
 pub fn reclaim(s: &State, a: &Reclaim, ctx: Ctx<'_>) -> Next {
     let cg = &a.cg;
-    if cg.hier == Hier::V1 || !ctx.target.kernel.at_least(5, 19) {
+    if cg.hier == Hier::V1 || !ctx.target.kernel.has_memory_reclaim() {
         return fail(s, ENOENT);
     }
     if !s.cg_exists(cg) {

@@ -42,6 +42,11 @@ impl Kernel {
         self.at_least(5, 14)
     }
 
+    /// `memory.reclaim` exists (5.19).
+    pub fn has_memory_reclaim(&self) -> bool {
+        self.at_least(5, 19)
+    }
+
     /// tmpfs accepts `O_DIRECT` (6.6).
     pub fn tmpfs_direct_io(&self) -> bool {
         self.at_least(6, 6)

@@ -1,0 +1,172 @@
+//! Finding out at boot what the booted kernel has, by trying it: the
+//! controllers of the cgroup v2 root, the interface files of a scratch
+//! cgroup, a v1 memory hierarchy, `O_DIRECT` on tmpfs, and the debugfs
+//! files of KCOV, fault injection and kmemleak. The host builds the model
+//! from this rather than from a config file that may be missing or stale.
+//! Everything the probe changes it undoes before the hello.
+
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use cgstorm_agent::proto::Features;
+use nix::errno::Errno;
+use nix::mount::{mount, umount, MsFlags};
+
+const ROOT: &str = "/sys/fs/cgroup";
+/// The scratch cgroup; removed before the hello.
+const SCRATCH: &str = "/sys/fs/cgroup/cgstorm-probe";
+/// Where the v1 memory hierarchy is tried.
+const V1_DIR: &str = "/tmp/cgstorm-probe-v1";
+/// How long memory may take to come back to v2 after the v1 probe.
+const V1_RELEASE: Duration = Duration::from_secs(10);
+
+/// Probes the booted kernel.
+pub fn probe() -> Features {
+    let mut f = Features {
+        controllers: controllers(),
+        ..Features::default()
+    };
+    // First, while memory is unused on v2: a v1 mount binds it until the
+    // hierarchy is gone.
+    f.memcg_v1 = probe_v1(&mut f);
+    probe_scratch(&mut f);
+    f.tmpfs_direct_io = probe_tmpfs_direct(&mut f.notes);
+    let debug = Path::new("/sys/kernel/debug");
+    f.kcov = debug.join("kcov").exists();
+    f.fault_injection = debug.join("fail_page_alloc").exists() || debug.join("failslab").exists();
+    f.kmemleak = debug.join("kmemleak").exists();
+    f
+}
+
+fn controllers() -> Vec<String> {
+    fs::read_to_string(Path::new(ROOT).join("cgroup.controllers"))
+        .map(|s| s.split_whitespace().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+fn probe_v1(f: &mut Features) -> Option<bool> {
+    if !f.controllers.iter().any(|c| c == "memory") {
+        f.notes
+            .push("v1 memory: not probed, the v2 root has no memory controller".into());
+        return None;
+    }
+    if let Err(e) = fs::create_dir_all(V1_DIR) {
+        f.notes.push(format!("v1 memory: mkdir {V1_DIR}: {e}"));
+        return None;
+    }
+    let r = mount(
+        Some("cgroup"),
+        V1_DIR,
+        Some("cgroup"),
+        MsFlags::empty(),
+        Some("memory"),
+    );
+    let found = match r {
+        Ok(()) => {
+            if let Err(e) = umount(V1_DIR) {
+                f.notes.push(format!("v1 memory: umount: {e}"));
+            }
+            Some(true)
+        }
+        // No such controller on v1 (CONFIG_MEMCG_V1=n, or cgroup_no_v1=).
+        Err(Errno::ENOENT | Errno::EINVAL) => Some(false),
+        Err(e) => {
+            f.notes.push(format!("v1 memory: mount: {e}"));
+            None
+        }
+    };
+    let _ = fs::remove_dir(V1_DIR);
+    if found == Some(true) {
+        // The killed hierarchy frees itself after an RCU grace period;
+        // until then memory is not in the v2 root's controllers.
+        let deadline = Instant::now() + V1_RELEASE;
+        while !controllers().iter().any(|c| c == "memory") {
+            if Instant::now() >= deadline {
+                f.notes.push(format!(
+                    "v1 memory: the probe's hierarchy still holds memory after {V1_RELEASE:?}"
+                ));
+                break;
+            }
+            sleep(Duration::from_millis(10));
+        }
+    }
+    found
+}
+
+/// Enables memory and io at the root, looks at a fresh child's files, and
+/// undoes both.
+fn probe_scratch(f: &mut Features) {
+    let wanted: Vec<&str> = ["memory", "io"]
+        .into_iter()
+        .filter(|c| f.controllers.iter().any(|have| have == c))
+        .collect();
+    let control = Path::new(ROOT).join("cgroup.subtree_control");
+    let enable: String = wanted.iter().map(|c| format!("+{c} ")).collect();
+    if !wanted.is_empty() {
+        if let Err(e) = fs::write(&control, enable.trim()) {
+            f.notes.push(format!(
+                "cgroup files: enable {} at the root: {e}",
+                enable.trim()
+            ));
+            return;
+        }
+    }
+    match fs::create_dir(SCRATCH) {
+        Ok(()) => {
+            let has = |file: &str| Some(Path::new(SCRATCH).join(file).exists());
+            let memory = wanted.contains(&"memory");
+            f.io_max = if wanted.contains(&"io") {
+                has("io.max")
+            } else {
+                Some(false)
+            };
+            f.memory_swap_max = if memory {
+                has("memory.swap.max")
+            } else {
+                Some(false)
+            };
+            f.memory_reclaim = if memory {
+                has("memory.reclaim")
+            } else {
+                Some(false)
+            };
+            f.cgroup_kill = has("cgroup.kill");
+            if let Err(e) = fs::remove_dir(SCRATCH) {
+                f.notes.push(format!("cgroup files: rmdir {SCRATCH}: {e}"));
+            }
+        }
+        Err(e) => f.notes.push(format!("cgroup files: mkdir {SCRATCH}: {e}")),
+    }
+    if !wanted.is_empty() {
+        let disable: String = wanted.iter().map(|c| format!("-{c} ")).collect();
+        if let Err(e) = fs::write(&control, disable.trim()) {
+            f.notes.push(format!(
+                "cgroup files: disable {} at the root: {e}",
+                disable.trim()
+            ));
+        }
+    }
+}
+
+fn probe_tmpfs_direct(notes: &mut Vec<String>) -> Option<bool> {
+    let path = "/tmp/cgstorm-probe-odirect";
+    let r = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path);
+    let _ = fs::remove_file(path);
+    match r {
+        Ok(_) => Some(true),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Some(false),
+        Err(e) => {
+            notes.push(format!("tmpfs O_DIRECT: open {path}: {e}"));
+            None
+        }
+    }
+}
