@@ -1,14 +1,19 @@
 //! The model never panics on a generated program, and every state it
 //! reaches is consistent (a task is in exactly one existing cgroup, a removed
-//! cgroup holds no live task, device mount counts match the mount table, …).
-//! Its own predictions verify: a trace made of predicted outcomes along one
-//! sequential path is explained.
+//! cgroup holds no live task, device mount counts match the mount table, …),
+//! along one interleaving per input: the input picks the lane that moves and
+//! the outcome it gets (`model::walk`), so each execution costs one path,
+//! not every interleaving (`model_interleavings` checks those, on small
+//! programs).
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
-use cgstorm_workloads::model::{apply, predict, Ctx, ModelError, State, Target};
+use cgstorm_workloads::model::{walk, Target};
 use cgstorm_workloads::Program;
 use libfuzzer_sys::{fuzz_target, Corpus};
+
+/// Enough for every op of a generated program and a few repeat passes.
+const MAX_MOVES: usize = 4_000;
 
 fuzz_target!(|data: &[u8]| -> Corpus {
     let mut u = Unstructured::new(data);
@@ -16,50 +21,19 @@ fuzz_target!(|data: &[u8]| -> Corpus {
         return Corpus::Reject;
     };
     let target = Target::default();
-    let pred = match predict(&p, &target) {
-        Ok(pred) => pred,
-        Err(ModelError::TooLarge { .. }) => return Corpus::Reject,
-        Err(e) => panic!("{e}"),
+    let choices = u.take_rest().to_vec();
+    let mut next = 0usize;
+    let choose = |n: usize| {
+        let c = choices.get(next).copied().unwrap_or(0) as usize;
+        next += 1;
+        c % n.max(1)
     };
-    for states in &pred.barriers {
-        assert!(!states.is_empty(), "a step with no possible end state");
-        for s in states {
-            let bad = s.inconsistencies();
-            assert!(bad.is_empty(), "{bad:?}\n{}", p.to_yaml());
-        }
-    }
-    // Walk lane 0's first ops sequentially from the initial state with
-    // outcomes chosen by the input; every outcome must be one predict allows.
-    let alone = Default::default();
-    let ctx = Ctx {
-        target: &target,
-        racing: &alone,
-    };
-    let mut s = State::initial(&target);
-    for (id, spec) in p.lane_ops(0) {
-        if p.lanes.len() > 1
-            || matches!(
-                spec.op,
-                cgstorm_workloads::Op::Repeat(_) | cgstorm_workloads::Op::Barrier
-            )
-        {
-            break;
-        }
-        let next = apply(&s, &spec.op, ctx);
-        assert!(!next.is_empty(), "{id}: no successor");
-        let k = u.choose_index(next.len()).unwrap_or(0);
-        let (o, ns) = next.into_iter().nth(k).expect("index in range");
-        assert!(
-            pred.ops[&id].allows(o),
-            "{id}: {o} not in prediction {}",
-            pred.ops[&id]
-        );
-        assert!(
-            ns.inconsistencies().is_empty(),
-            "{:?}",
-            ns.inconsistencies()
-        );
-        s = ns;
+    let result = walk(&p, &target, MAX_MOVES, choose, |id, o, s| {
+        let bad = s.inconsistencies();
+        assert!(bad.is_empty(), "{id} -> {o}: {bad:?}\n{}", p.to_yaml());
+    });
+    if let Err(e) = result {
+        panic!("{e}\n{}", p.to_yaml());
     }
     Corpus::Keep
 });

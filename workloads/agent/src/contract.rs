@@ -30,6 +30,12 @@ pub const MODULE_DIR: &str = "/cgstorm/modules";
 /// system is set up; a console watcher can wait for it.
 pub const READY_LINE: &str = "cgstorm: agent ready";
 
+/// Line the agent writes to `/dev/kmsg` when a program is over, just before
+/// it says so on its port: every kernel message of the program is on the
+/// console before it, so the host need not wait for the console to go
+/// quiet to be sure it has read them.
+pub const DONE_LINE: &str = "cgstorm: program done";
+
 /// Prefix of every line the agent writes to `/dev/kmsg`.
 pub const KMSG_PREFIX: &str = "cgstorm: ";
 

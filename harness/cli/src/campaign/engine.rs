@@ -268,6 +268,16 @@ impl Campaign {
             s.boots += 1;
             s.boot_ms += ran.boot_time.as_millis() as u64;
         }
+        let c = &ran.conclusion;
+        for (phase, t) in [
+            ("program", c.outcome.elapsed),
+            ("settle", c.outcome.settle),
+            ("check", c.check),
+            ("reset", ran.reset_time),
+            ("boot", ran.boot_time),
+        ] {
+            *s.phase_ms.entry(phase.into()).or_default() += t.as_millis() as u64;
+        }
         if restarted {
             s.restarts += 1;
         }

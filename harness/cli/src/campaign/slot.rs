@@ -45,6 +45,8 @@ pub struct Ran {
     pub booted: bool,
     /// How long that boot took (QEMU start to the agent's hello).
     pub boot_time: Duration,
+    /// How long the agent's reset after it took (zero without one).
+    pub reset_time: Duration,
     /// Why the VM must go after the program (the caller stores the
     /// findings, then calls [`Slot::settle`]).
     pub dropped: Option<String>,
@@ -176,6 +178,7 @@ impl Slot {
         let conclusion = conclude(vm, program, target, duration, &limits, &env.stop, watch);
         let mut dropped = None;
         let mut after = Vec::new();
+        let mut reset_time = Duration::ZERO;
         let alive = !conclusion.outcome.vm_gone;
         let clean_end = matches!(conclusion.outcome.end, End::Finished { error: None });
         if !alive {
@@ -190,7 +193,10 @@ impl Slot {
             dropped = Some("the kernel printed a report".to_string());
         } else {
             let mut watch = ConsoleWatch::new(None);
-            match reset(vm, &mut watch, accel.scale(RESET_TIMEOUT)) {
+            let resetting = Instant::now();
+            let answer = reset(vm, &mut watch, accel.scale(RESET_TIMEOUT));
+            reset_time = resetting.elapsed();
+            match answer {
                 Ok(left) if left.is_empty() => {}
                 Ok(left) => dropped = Some(format!("the reset left: {}", left.join("; "))),
                 Err(e) => dropped = Some(format!("the reset failed: {e}")),
@@ -231,6 +237,7 @@ impl Slot {
             } else {
                 Duration::ZERO
             },
+            reset_time,
             dropped,
         })
     }

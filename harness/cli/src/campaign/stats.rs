@@ -75,7 +75,15 @@ pub struct Stats {
     pub draws: u64,
     /// Why each dropped VM was dropped, counted.
     pub drops: BTreeMap<String, u64>,
+    /// Wall time by phase, in ms: `program` (from sending a program to its
+    /// end, barrier snapshots included), `settle` (the console after it),
+    /// `check` (the host judging it), `reset` (the agent's reset), `boot`.
+    #[serde(default)]
+    pub phase_ms: BTreeMap<String, u64>,
 }
+
+/// The phases of [`Stats::phase_ms`], in the order the summary gives them.
+pub const PHASES: [&str; 5] = ["program", "boot", "reset", "settle", "check"];
 
 impl Stats {
     /// Loads the counters saved in `path`, or starts at zero.
@@ -106,6 +114,27 @@ impl Stats {
     /// Programs per second of wall time.
     pub fn programs_per_s(&self) -> f64 {
         self.programs as f64 / (self.elapsed_ms.max(1) as f64 / 1000.0)
+    }
+
+    /// Where the wall time went, in percent of it: `program 71.2%, boot
+    /// 9.8%, …, other 3.1%` (other: generating, mutating, storing, the
+    /// corpus); `None` before any phase was timed.
+    pub fn time_split(&self) -> Option<String> {
+        if self.phase_ms.is_empty() {
+            return None;
+        }
+        let total = self.elapsed_ms.max(1) as f64;
+        let mut parts: Vec<String> = PHASES
+            .iter()
+            .map(|p| {
+                let ms = self.phase_ms.get(*p).copied().unwrap_or(0);
+                format!("{p} {:.1}%", ms as f64 * 100.0 / total)
+            })
+            .collect();
+        let timed: u64 = self.phase_ms.values().sum();
+        let other = self.elapsed_ms.saturating_sub(timed);
+        parts.push(format!("other {:.1}%", other as f64 * 100.0 / total));
+        Some(parts.join(", "))
     }
 
     /// VM restarts per hour of wall time.
@@ -167,6 +196,9 @@ impl Stats {
         );
         for (reason, n) in &self.drops {
             let _ = writeln!(s, "    {n} x {reason}");
+        }
+        if let Some(split) = self.time_split() {
+            let _ = writeln!(s, "  wall time    {split}");
         }
         for (k, ms) in &self.per_kernel_ms {
             let _ = writeln!(
@@ -258,6 +290,23 @@ mod tests {
         assert!(Stats::load(&path)
             .unwrap_err()
             .contains("not a campaign state file"));
+    }
+
+    #[test]
+    fn the_wall_time_split_names_every_phase_and_the_rest() {
+        let mut s = Stats {
+            elapsed_ms: 10_000,
+            ..Stats::default()
+        };
+        assert_eq!(s.time_split(), None);
+        for (p, ms) in [("program", 7_000), ("boot", 1_500), ("reset", 500)] {
+            s.phase_ms.insert(p.into(), ms);
+        }
+        assert_eq!(
+            s.time_split().unwrap(),
+            "program 70.0%, boot 15.0%, reset 5.0%, settle 0.0%, check 0.0%, other 10.0%"
+        );
+        assert!(s.text("fuzz").contains("  wall time    program 70.0%"));
     }
 
     #[test]

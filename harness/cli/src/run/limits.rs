@@ -45,8 +45,10 @@ pub struct Limits {
     pub keep_alive: bool,
 }
 
-/// How long the console must be quiet after a program when the guest stays up.
-pub const KEEP_ALIVE_QUIET: Duration = Duration::from_millis(500);
+/// How long the console must be quiet, once the agent's end line is on it,
+/// after a program when the guest stays up (before the end line existed it
+/// was 500 ms of quiet, on every program).
+pub const KEEP_ALIVE_QUIET: Duration = Duration::from_millis(100);
 
 impl Limits {
     /// The limits for `program` run for `duration` under `accel`, with the

@@ -364,6 +364,8 @@ pub struct Conclusion {
     pub warnings: Vec<String>,
     /// Ops per second per op kind.
     pub rates: Vec<rates::OpRate>,
+    /// How long the host took to judge the run (model, findings, checks).
+    pub check: Duration,
 }
 
 /// Runs `program` for `duration` on the agent of a booted `vm` and judges
@@ -390,6 +392,7 @@ pub fn conclude(
             message: message.to_string(),
         };
     }
+    let checking = std::time::Instant::now();
     let (reports, flushed) = watch.finish();
     let mut warnings = outcome.warnings.clone();
     if let Err(e) = flushed {
@@ -440,5 +443,6 @@ pub fn conclude(
         verdict,
         warnings,
         rates,
+        check: checking.elapsed(),
     }
 }

@@ -9,6 +9,7 @@ use std::io;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use cgstorm_agent::contract::DONE_LINE;
 use cgstorm_agent::proto::{self, AgentMsg, HostMsg, RunOrder};
 use cgstorm_vm::{boot, ConsoleEvent, Diagnosis, Vm};
 use cgstorm_workloads::OpId;
@@ -73,6 +74,9 @@ pub struct Outcome {
     pub stalls: Vec<Stall>,
     /// From sending the program to the end.
     pub elapsed: Duration,
+    /// After the end, waiting for the console to settle (and, without
+    /// `keep_alive`, for the guest to power off).
+    pub settle: Duration,
     /// Whether the VM is down already (powered off or exited).
     pub vm_gone: bool,
     /// Things that went wrong without ending the run.
@@ -134,6 +138,7 @@ pub fn run(
     };
     let elapsed = begin.elapsed();
     let vm_gone = s.after(&end);
+    let settle = begin.elapsed() - elapsed;
     if !s.started && !matches!(end, End::Channel { .. }) {
         s.warnings
             .push("the agent never confirmed that it started the program".into());
@@ -144,6 +149,7 @@ pub fn run(
         trace: s.trace,
         stalls: s.stalls,
         elapsed,
+        settle,
         vm_gone,
         warnings: s.warnings,
     }
@@ -333,6 +339,30 @@ impl Session<'_> {
         }
     }
 
+    /// Reads the console until a line containing `marker` (or `max`).
+    fn settle_until(&mut self, marker: &str, max: Duration) {
+        let until = Instant::now() + max;
+        loop {
+            let now = Instant::now();
+            if now >= until {
+                self.warnings.push(format!(
+                    "the console did not show `{marker}` within {max:?} of the program's end"
+                ));
+                return;
+            }
+            match self.vm.console_line(until - now) {
+                ConsoleEvent::Line(l) => {
+                    self.console.line(&l);
+                    if l.contains(marker) {
+                        return;
+                    }
+                }
+                ConsoleEvent::Closed => return,
+                ConsoleEvent::Timeout => {}
+            }
+        }
+    }
+
     /// Collects the evidence after the end; powers a finished guest off.
     /// Returns whether the VM is down.
     fn after(&mut self, end: &End) -> bool {
@@ -344,6 +374,11 @@ impl Session<'_> {
                     return true;
                 }
                 if l.keep_alive {
+                    // Everything the kernel printed during the program is
+                    // on the console before the agent's end line; what
+                    // comes after it is a report still printing (it keeps
+                    // the console busy) or one the reset's watch catches.
+                    self.settle_until(DONE_LINE, l.settle_max);
                     self.settle(super::limits::KEEP_ALIVE_QUIET, l.settle_max);
                     return self.vm.exit_status().is_some();
                 }

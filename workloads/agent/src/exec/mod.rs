@@ -27,6 +27,7 @@ use std::fs::File;
 use std::sync::mpsc;
 use std::sync::Arc;
 
+use cgstorm_agent::contract::{DONE_LINE, KMSG_PREFIX};
 use cgstorm_agent::proto::{self, AgentMsg, RunOrder};
 use cgstorm_workloads::op::Op;
 use cgstorm_workloads::Program;
@@ -103,6 +104,7 @@ pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> 
     }
     shared.world.kill_all();
     dax::release_all(&shared.world);
+    crate::init::kmsg::log(DONE_LINE.trim_start_matches(KMSG_PREFIX));
     let _ = tx.send(AgentMsg::Finished { error });
     drop(tx);
     drop(shared);

@@ -59,6 +59,12 @@ pub struct Racing {
     /// that looked the place up before it was detached finds its mount out
     /// of the namespace (`check_mnt`: EINVAL).
     pub detaches: BTreeSet<Name>,
+    /// Places of files another lane holds write access to for the length of
+    /// an op (`write` keeps its file open for writing while it writes;
+    /// `truncate`, `unlink`, a creating `open`, a writer's `spawn` take
+    /// `mnt_want_write`): a `remount -o ro` of their mount in the meantime
+    /// finds a writer (`sb_prepare_remount_readonly`: EBUSY).
+    pub write_access: BTreeSet<Name>,
 }
 
 /// The program as instruction lists: `steps[step][lane]`, plus for each
@@ -97,6 +103,7 @@ impl<'p> Code<'p> {
                 let places = others(lanes, walked_places);
                 let unmounts = others(lanes, |c| unmounted(c, false));
                 let detaches = others(lanes, |c| unmounted(c, true));
+                let write_access = others(lanes, write_access);
                 (0..lanes.len())
                     .map(|i| Racing {
                         rmdirs: rmdirs[i].clone(),
@@ -105,6 +112,7 @@ impl<'p> Code<'p> {
                         places: places[i].clone(),
                         unmounts: unmounts[i].clone(),
                         detaches: detaches[i].clone(),
+                        write_access: write_access[i].clone(),
                     })
                     .collect()
             })
@@ -194,6 +202,29 @@ fn walked_places(code: &[Instr<'_>]) -> BTreeSet<Name> {
             },
             _ => None,
         })
+        .collect()
+}
+
+/// Places of the files a lane's ops take write access to while they run.
+fn write_access(code: &[Instr<'_>]) -> BTreeSet<Name> {
+    code.iter()
+        .filter_map(|i| match i {
+            Instr::Op(_, op) => match op {
+                Op::Write(a) => Some(&a.file),
+                Op::Truncate(a) => Some(&a.file),
+                Op::Unlink(f) => Some(f),
+                Op::Open(a) if a.create => Some(&a.file),
+                Op::Losetup(a) => Some(&a.file),
+                Op::Spawn(a) => match &a.kind {
+                    crate::op::TaskKind::Writer(w) => Some(&w.file),
+                    crate::op::TaskKind::Hog(h) => h.file.as_ref(),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        })
+        .map(|f| f.place.clone())
         .collect()
 }
 

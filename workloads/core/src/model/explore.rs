@@ -135,6 +135,58 @@ pub fn predict(p: &Program, target: &Target) -> Result<Prediction, ModelError> {
     })
 }
 
+/// One interleaving of `p` with one outcome per op: at each move
+/// `choose(n)` picks among `n` candidates (first the lane to move, then its
+/// successor), so a fuzzer's input drives the path; `visit` sees every
+/// recorded outcome and the state it leads to. Repeats are bounded as in
+/// [`predict`]; at most `max_moves` moves are made. Far cheaper than
+/// `predict` (one path, not all), for fuzzing the model at speed. Returns
+/// the moves made, or the op the model gave no successor for (a bug).
+pub fn walk(
+    p: &Program,
+    target: &Target,
+    max_moves: usize,
+    mut choose: impl FnMut(usize) -> usize,
+    mut visit: impl FnMut(OpId, Outcome, &State),
+) -> Result<usize, String> {
+    let code = Code::new(p);
+    let mut state = State::initial(target);
+    let mut moves = 0;
+    for (si, lanes) in code.steps.iter().enumerate() {
+        let mut pcs = vec![Pc::start(); lanes.len()];
+        loop {
+            let live: Vec<usize> = (0..lanes.len())
+                .filter(|&li| pcs[li].ip < lanes[li].len())
+                .collect();
+            if live.is_empty() || moves >= max_moves {
+                break;
+            }
+            moves += 1;
+            let li = live[choose(live.len()).min(live.len() - 1)];
+            let ctx = Ctx {
+                target,
+                racing: &code.racing[si][li],
+            };
+            let instr = &lanes[li][pcs[li].ip];
+            let mut next = step_lane(instr, &pcs[li], &state, ctx);
+            if next.is_empty() {
+                return Err(format!("no successor for {instr:?}"));
+            }
+            let k = choose(next.len()).min(next.len() - 1);
+            let (npc, ns, rec) = next.swap_remove(k);
+            if let Some((id, o)) = rec {
+                visit(id, o, &ns);
+            }
+            pcs[li] = npc;
+            state = ns;
+        }
+        if moves >= max_moves {
+            break;
+        }
+    }
+    Ok(moves)
+}
+
 /// Whether an instruction is independent of every other lane's: loop control
 /// is lane-local, and these ops neither read nor change model state.
 fn invisible(i: &Instr<'_>) -> bool {

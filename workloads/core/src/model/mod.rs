@@ -23,7 +23,7 @@ pub mod verify;
 mod tests;
 
 pub use apply::{apply, Ctx};
-pub use explore::{predict, Prediction, MAX_NODES};
+pub use explore::{predict, walk, Prediction, MAX_NODES};
 pub use snapshot::{Eventual, Snapshot};
 pub use state::State;
 pub use target::{Kernel, Machine, Target};

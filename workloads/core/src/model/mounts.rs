@@ -408,6 +408,11 @@ pub fn remount(s: &State, a: &RemountArgs, ctx: Ctx<'_>) -> Next {
     if ctx.racing.detaches.contains(&a.at) {
         also_fail(&mut out, s, EINVAL);
     }
+    // See `Racing::write_access`.
+    let held = |p: &Name| s.top(p).is_some_and(|(_, x)| x.id == m.id);
+    if parse(&a.opts).ro && !m.ro && ctx.racing.write_access.iter().any(held) {
+        also_fail(&mut out, s, EBUSY);
+    }
     out
 }
 

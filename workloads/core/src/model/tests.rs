@@ -448,3 +448,29 @@ fn a_device_mounted_as_one_filesystem_is_busy_for_another() {
     assert_eq!(at(3), "EBUSY");
     assert_eq!(at(5), "EINVAL");
 }
+
+/// A `write` keeps its file open for writing while it runs, so a `remount
+/// -o ro` of its mount from another lane in the meantime finds a writer
+/// (EBUSY; fuzz on the 6.12 debug kernel: an O_DIRECT write on m1 and a
+/// remount of m1). In one lane, one after the other, the remount succeeds.
+#[test]
+fn a_remount_read_only_racing_a_write_on_its_mount_may_be_busy() {
+    let racing = prog(
+        "lanes:\n  - {name: a, ops: [{mount: {at: m1, fs: tmpfs}}, barrier, {remount: {at: m1, opts: [ro]}}]}\n  - {name: b, ops: [barrier, {write: {file: m1/f, bytes: 64K, bs: 4K, mode: direct}}]}\n",
+    );
+    let pred = predict(&racing, &Target::default()).unwrap();
+    let remount = &pred.ops[&OpId { lane: 0, op: 2 }];
+    assert!(remount.0.contains(&Outcome::Err(Errno::EBUSY)), "{remount}");
+    assert!(remount.0.contains(&Outcome::Ok), "{remount}");
+    let alone = prog(
+        "lanes:\n  - {name: a, ops: [{mount: {at: m1, fs: tmpfs}}, {write: {file: m1/f, bytes: 64K, bs: 4K}}, {remount: {at: m1, opts: [ro]}}]}\n",
+    );
+    let pred = predict(&alone, &Target::default()).unwrap();
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 2 }].to_string(), "ok");
+    // A lane that only reads (fsync) takes no write access.
+    let reader = prog(
+        "lanes:\n  - {name: a, ops: [{mount: {at: m1, fs: tmpfs}}, {write: {file: m1/f, bytes: 4K, bs: 4K}}, barrier, {remount: {at: m1, opts: [ro]}}]}\n  - {name: b, ops: [barrier, {fsync: m1/f}]}\n",
+    );
+    let pred = predict(&reader, &Target::default()).unwrap();
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 3 }].to_string(), "ok");
+}
