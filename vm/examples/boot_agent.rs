@@ -206,6 +206,8 @@ fn busybox_boot(
         } else {
             None
         },
+        qmp: false,
+        incoming: None,
     })?;
     let status = vm
         .wait_exit(accel.scale(Duration::from_secs(12)))

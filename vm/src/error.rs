@@ -133,6 +133,9 @@ pub enum HostError {
     /// The VM configuration is inconsistent.
     #[error("bad vm configuration: {0}")]
     Config(String),
+    /// Saving or restoring a VM snapshot failed (QMP, migration).
+    #[error("snapshot: {0}")]
+    Snapshot(String),
     /// A host operation failed.
     #[error("{what}")]
     Io {

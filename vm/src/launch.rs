@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cgstorm_agent::cmdline::Token;
-use cgstorm_agent::proto::Hello;
+use cgstorm_agent::proto::{self, Hello, HostMsg};
 use tempfile::TempDir;
 
 use crate::accel::{self, Accel, AccelChoice};
 use crate::boot;
-use crate::error::{AgentError, HostError, LaunchError};
+use crate::error::{AgentError, BootError, HostError, LaunchError};
 use crate::initramfs::AgentImage;
 use crate::kernel::modules::{default_wants, ModuleDb, ModuleFile, Want};
 use crate::kernel::Kernel;
@@ -83,7 +83,7 @@ pub struct AgentVm<V: Vm = QemuVm> {
     pub modules: Vec<ModuleFile>,
     /// From starting QEMU to receiving the hello.
     pub boot_time: Duration,
-    _initrd_dir: Option<TempDir>,
+    pub(crate) _initrd_dir: Option<TempDir>,
 }
 
 impl<V: Vm> AgentVm<V> {
@@ -114,43 +114,100 @@ pub fn modules_for(kernel: &Kernel, wants: &[Want]) -> Result<Vec<ModuleFile>, L
 
 /// Boots the VM and waits for the agent's hello.
 pub fn launch(spec: AgentVmSpec) -> Result<AgentVm, LaunchError> {
-    let modules = modules_for(&spec.kernel, &spec.wants)?;
-    let initrd_dir = tempfile::Builder::new()
-        .prefix("cgstorm-initrd-")
-        .tempdir()
-        .map_err(HostError::io(
-            "create a temporary directory for the initramfs",
-        ))?;
-    let image = AgentImage {
-        agent: spec.agent.clone(),
-        modules: modules.clone(),
-        binaries: spec.binaries.clone(),
-    };
-    let initrd = image.build(&initrd_dir.path().join("initramfs.cpio"))?;
+    let mut prepared = Prepared::new(spec)?;
+    let (log, sink) = (prepared.console_log.take(), prepared.console_sink.take());
+    let mut avm = prepared.start(false, None, log, sink)?;
+    avm._initrd_dir = Some(prepared.initrd_dir);
+    Ok(avm)
+}
 
-    let mut vm_spec = spec.vm;
-    vm_spec.kernel = spec.kernel.image.clone();
-    let accel = accel::resolve(spec.accel, &vm_spec.qemu, &vm_spec.kernel)?;
-    with_accel_params(&mut vm_spec, accel);
-    let token = random_token()?;
-    let started = Instant::now();
-    let mut vm = QemuVm::boot(BootRequest {
-        spec: vm_spec,
-        initrd,
-        token: token.clone(),
-        accel,
-        console_log: spec.console_log,
-        console_sink: spec.console_sink,
-    })?;
-    let hello = boot::wait_for_hello(&mut vm, &token, accel.scale(spec.boot_timeout), &spec.stop)?;
-    Ok(AgentVm {
-        vm,
-        hello,
-        accel,
-        modules,
-        boot_time: started.elapsed(),
-        _initrd_dir: Some(initrd_dir),
-    })
+/// Everything a QEMU boot of an agent VM needs, made once: the initramfs,
+/// the VM spec with the accelerator's parameters, the token. A snapshot
+/// keeps it to start the same VM again ([`crate::snapshot`]).
+pub(crate) struct Prepared {
+    pub(crate) initrd_dir: TempDir,
+    pub(crate) initrd: PathBuf,
+    pub(crate) vm: VmSpec,
+    pub(crate) accel: Accel,
+    pub(crate) token: Token,
+    pub(crate) modules: Vec<ModuleFile>,
+    pub(crate) boot_timeout: Duration,
+    pub(crate) console_log: Option<PathBuf>,
+    pub(crate) console_sink: Option<ConsoleSink>,
+    pub(crate) stop: fn() -> bool,
+}
+
+impl Prepared {
+    pub(crate) fn new(spec: AgentVmSpec) -> Result<Prepared, LaunchError> {
+        let modules = modules_for(&spec.kernel, &spec.wants)?;
+        let initrd_dir = tempfile::Builder::new()
+            .prefix("cgstorm-initrd-")
+            .tempdir()
+            .map_err(HostError::io(
+                "create a temporary directory for the initramfs",
+            ))?;
+        let image = AgentImage {
+            agent: spec.agent.clone(),
+            modules: modules.clone(),
+            binaries: spec.binaries.clone(),
+        };
+        let initrd = image.build(&initrd_dir.path().join("initramfs.cpio"))?;
+        let mut vm = spec.vm;
+        vm.kernel = spec.kernel.image.clone();
+        let accel = accel::resolve(spec.accel, &vm.qemu, &vm.kernel)?;
+        with_accel_params(&mut vm, accel);
+        Ok(Prepared {
+            initrd_dir,
+            initrd,
+            vm,
+            accel,
+            token: random_token()?,
+            modules,
+            boot_timeout: spec.boot_timeout,
+            console_log: spec.console_log,
+            console_sink: spec.console_sink,
+            stop: spec.stop,
+        })
+    }
+
+    /// Starts QEMU (with a QMP socket when `qmp`; from the saved state
+    /// `incoming` instead of a boot when given) and waits for the hello: the
+    /// boot's, or for a restored VM the one it says again when asked.
+    pub(crate) fn start(
+        &self,
+        qmp: bool,
+        incoming: Option<&Path>,
+        console_log: Option<PathBuf>,
+        console_sink: Option<ConsoleSink>,
+    ) -> Result<AgentVm, LaunchError> {
+        let started = Instant::now();
+        let mut vm = QemuVm::boot(BootRequest {
+            spec: self.vm.clone(),
+            initrd: self.initrd.clone(),
+            token: self.token.clone(),
+            accel: self.accel,
+            console_log,
+            console_sink,
+            qmp,
+            incoming: incoming.map(Path::to_path_buf),
+        })?;
+        if incoming.is_some() {
+            proto::write_frame(vm.agent(), &HostMsg::Hello).map_err(|e| BootError::Channel {
+                source: e,
+                console_tail: vm.console_tail(),
+            })?;
+        }
+        let timeout = self.accel.scale(self.boot_timeout);
+        let hello = boot::wait_for_hello(&mut vm, &self.token, timeout, &self.stop)?;
+        Ok(AgentVm {
+            vm,
+            hello,
+            accel: self.accel,
+            modules: self.modules.clone(),
+            boot_time: started.elapsed(),
+            _initrd_dir: None,
+        })
+    }
 }
 
 /// Boots the VM with virtme-ng (`vng` at `vng`) running the agent, and waits

@@ -23,6 +23,7 @@ pub mod kernel;
 pub mod launch;
 pub mod process;
 pub mod qemu;
+pub mod snapshot;
 pub mod spec;
 pub mod virtme;
 pub mod vm;

@@ -5,6 +5,7 @@
 pub mod args;
 pub mod child;
 pub mod console;
+pub mod qmp;
 
 use std::fs::File;
 use std::io::Write;
@@ -42,7 +43,16 @@ pub struct BootRequest {
     pub console_log: Option<PathBuf>,
     /// Gets every console line as it arrives.
     pub console_sink: Option<ConsoleSink>,
+    /// Open a QMP socket (`QMP_SOCKET` in the VM's directory), so that the
+    /// VM's state can be saved ([`crate::snapshot`]).
+    pub qmp: bool,
+    /// Start from a saved state instead of booting (`-incoming`): the same
+    /// spec, initramfs and token as the VM that saved it.
+    pub incoming: Option<PathBuf>,
 }
+
+/// The QMP socket's name in the VM's directory, with [`BootRequest::qmp`].
+pub const QMP_SOCKET: &str = "qmp.sock";
 
 /// A running QEMU VM. Dropping it kills QEMU and removes its files.
 pub type QemuVm = ProcessVm<SerialInput>;
@@ -56,7 +66,23 @@ impl QemuVm {
     pub fn boot(req: BootRequest) -> Result<Self, HostError> {
         let dir = temp_dir("cgstorm-vm-")?;
         let files = make_files(dir.path(), &req.spec, &req.initrd)?;
-        let args = args::qemu_args(&req.spec, req.accel, &req.token, &files)?;
+        let mut args = args::qemu_args(&req.spec, req.accel, &req.token, &files)?;
+        if req.qmp {
+            let mut q = std::ffi::OsString::from("unix:");
+            q.push(dir.path().join(QMP_SOCKET));
+            q.push(",server=on,wait=off");
+            args.extend(["-qmp".into(), q]);
+        }
+        if let Some(state) = &req.incoming {
+            // QEMU runs the command with sh: the path is quoted.
+            let path = state
+                .to_str()
+                .filter(|p| !p.contains('\''))
+                .ok_or_else(|| {
+                    HostError::Snapshot(format!("cannot quote {} for -incoming", state.display()))
+                })?;
+            args.extend(["-incoming".into(), format!("exec:cat '{path}'").into()]);
+        }
         let start = Start {
             dir,
             program: &req.spec.qemu,

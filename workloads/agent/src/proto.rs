@@ -112,6 +112,9 @@ pub enum HostMsg {
     /// Run a POSIX shell script with the guest's busybox; answered by
     /// [`AgentMsg::ShellDone`]. For shell reproducers.
     Shell(ShellOrder),
+    /// Say the boot's [`AgentMsg::Hello`] again (with the uptime now): how
+    /// the host knows a VM restored from a snapshot has its agent back.
+    Hello,
 }
 
 /// A shell script to run in the guest.

@@ -103,6 +103,8 @@ struct Session<'a> {
     started: bool,
     warnings: Vec<String>,
     last_frame: Instant,
+    /// The agent's end line ([`DONE_LINE`]) was on the console.
+    done_seen: bool,
 }
 
 /// Runs `order` on the agent of `vm`, feeding the console to `console`.
@@ -129,6 +131,7 @@ pub fn run(
         started: false,
         warnings: Vec::new(),
         last_frame: begin,
+        done_seen: false,
     };
     let end = match proto::write_frame(s.vm.agent(), &HostMsg::Run(order.clone())) {
         Ok(()) => s.wait(begin, stop),
@@ -302,7 +305,7 @@ impl Session<'_> {
     /// Takes the console lines already there.
     fn drain_console(&mut self) {
         while let ConsoleEvent::Line(l) = self.vm.console_line(Duration::ZERO) {
-            self.console.line(&l);
+            self.feed(&l);
         }
     }
 
@@ -311,7 +314,7 @@ impl Session<'_> {
         let until = Instant::now() + max;
         while Instant::now() < until {
             match self.vm.console_line(Duration::from_millis(50)) {
-                ConsoleEvent::Line(l) => self.console.line(&l),
+                ConsoleEvent::Line(l) => self.feed(&l),
                 ConsoleEvent::Closed => return,
                 ConsoleEvent::Timeout => {}
             }
@@ -330,7 +333,7 @@ impl Session<'_> {
             let wait = (until - now).min(quiet - now.duration_since(last));
             match self.vm.console_line(wait) {
                 ConsoleEvent::Line(l) => {
-                    self.console.line(&l);
+                    self.feed(&l);
                     last = Instant::now();
                 }
                 ConsoleEvent::Closed => return,
@@ -339,24 +342,28 @@ impl Session<'_> {
         }
     }
 
-    /// Reads the console until a line containing `marker` (or `max`).
-    fn settle_until(&mut self, marker: &str, max: Duration) {
+    /// Hands a console line to the watch, noting the agent's end line.
+    fn feed(&mut self, line: &str) {
+        if line.contains(DONE_LINE) {
+            self.done_seen = true;
+        }
+        self.console.line(line);
+    }
+
+    /// Reads the console until the agent's end line has been seen (it may
+    /// have come while the run was still being read), or `max`.
+    fn settle_until_done(&mut self, max: Duration) {
         let until = Instant::now() + max;
-        loop {
+        while !self.done_seen {
             let now = Instant::now();
             if now >= until {
                 self.warnings.push(format!(
-                    "the console did not show `{marker}` within {max:?} of the program's end"
+                    "the console did not show `{DONE_LINE}` within {max:?} of the program's end"
                 ));
                 return;
             }
             match self.vm.console_line(until - now) {
-                ConsoleEvent::Line(l) => {
-                    self.console.line(&l);
-                    if l.contains(marker) {
-                        return;
-                    }
-                }
+                ConsoleEvent::Line(l) => self.feed(&l),
                 ConsoleEvent::Closed => return,
                 ConsoleEvent::Timeout => {}
             }
@@ -378,7 +385,7 @@ impl Session<'_> {
                     // on the console before the agent's end line; what
                     // comes after it is a report still printing (it keeps
                     // the console busy) or one the reset's watch catches.
-                    self.settle_until(DONE_LINE, l.settle_max);
+                    self.settle_until_done(l.settle_max);
                     self.settle(super::limits::KEEP_ALIVE_QUIET, l.settle_max);
                     return self.vm.exit_status().is_some();
                 }

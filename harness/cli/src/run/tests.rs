@@ -415,3 +415,37 @@ fn debian_kernel_pins_come_from_the_argument_or_the_environment() {
         KernelSpec::Image("/k/bzImage".into())
     );
 }
+
+/// A campaign keeps the guest up after a program and reads the console up
+/// to the agent's end line; a line read while the run was still going
+/// counts (the console may bring it before the agent's Finished frame).
+#[test]
+fn a_kept_guest_is_read_up_to_the_agent_end_line_wherever_it_came() {
+    let keep = |console: &[&str]| {
+        let mut vm = tree_vm(GOOD).console_lines(console.iter().copied());
+        let l = Limits {
+            keep_alive: true,
+            ..limits()
+        };
+        conclude(
+            &mut vm,
+            &program(TREE),
+            &Target::default(),
+            Duration::from_secs(1),
+            &l,
+            &|| false,
+            ConsoleWatch::new(None),
+        )
+    };
+    let c = keep(&["[    1.000000] cgstorm: program done"]);
+    assert_eq!(c.verdict, Verdict::Pass, "{:?}", c.findings);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(!c.outcome.vm_gone);
+    // Without it the wait is bounded and said.
+    let c = keep(&["[    1.000000] some other line"]);
+    assert!(
+        c.warnings.iter().any(|w| w.contains("did not show")),
+        "{:?}",
+        c.warnings
+    );
+}

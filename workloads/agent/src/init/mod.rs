@@ -108,15 +108,15 @@ fn serve(admission: Admission) -> Result<(), String> {
         features,
     };
     let token = hello.token.as_str().to_string();
-    proto::write_frame(&mut port, &AgentMsg::Hello(hello))
+    proto::write_frame(&mut port, &AgentMsg::Hello(hello.clone()))
         .map_err(|e| format!("send hello: {e}"))?;
-    wait_for_orders(&mut port, &token)
+    wait_for_orders(&mut port, &token, hello)
 }
 
 /// Serves host messages until told to shut down. A virtio-serial port reads
 /// as EOF while the host end is not connected, so EOF is retried, and only a
 /// host gone for [`HOST_GONE`] counts as the end.
-fn wait_for_orders(port: &mut File, token: &str) -> Result<(), String> {
+fn wait_for_orders(port: &mut File, token: &str, mut hello: Hello) -> Result<(), String> {
     let mut gone_since: Option<Instant> = None;
     loop {
         match proto::read_frame::<_, HostMsg>(port) {
@@ -136,6 +136,13 @@ fn wait_for_orders(port: &mut File, token: &str) -> Result<(), String> {
             Ok(HostMsg::Reset) => {
                 let leftovers = crate::exec::reset::reset();
                 proto::write_frame(port, &AgentMsg::ResetDone { leftovers })
+                    .map_err(|e| format!("send: {e}"))?;
+            }
+            Ok(HostMsg::Hello) => {
+                gone_since = None;
+                hello.uptime_ms = uptime_ms();
+                klog!("hello again (uptime {} ms)", hello.uptime_ms);
+                proto::write_frame(port, &AgentMsg::Hello(hello.clone()))
                     .map_err(|e| format!("send: {e}"))?;
             }
             Ok(HostMsg::Shell(order)) => {
