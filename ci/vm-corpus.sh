@@ -3,6 +3,8 @@
 # checks it against the model. Usage: ci/vm-corpus.sh [KERNEL [BACKEND]]
 # (KERNEL: debian (default), a bzImage or a kernel tree; BACKEND: qemu or vng).
 # Reports and console logs of failing runs go to ${CGSTORM_OUT:-target/vm-corpus}.
+# CGSTORM_RUN_ARGS adds `cgstorm run` options (`--from-snapshot`: each
+# program in a VM restored from the saved state of a fresh one).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 kernel=${1:-debian}
@@ -20,6 +22,7 @@ for p in ${CGSTORM_PROGRAMS:-corpus/semantics/*.yaml}; do
     start=$(date +%s.%N)
     ./target/release/cgstorm run "$p" --kernel "$kernel" --backend "$backend" \
         --agent "$agent" --json "$out/$name.json" --keep-console "$out/$name.console" \
+        ${CGSTORM_RUN_ARGS:-} \
         >"$out/$name.out" 2>&1
     code=$?
     secs=$(echo "$(date +%s.%N) - $start" | bc)

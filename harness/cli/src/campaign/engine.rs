@@ -268,6 +268,9 @@ impl Campaign {
             s.boots += 1;
             s.boot_ms += ran.boot_time.as_millis() as u64;
         }
+        if ran.restored {
+            s.restores += 1;
+        }
         let c = &ran.conclusion;
         for (phase, t) in [
             ("program", c.outcome.elapsed),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cgstorm_agent::proto::{self, AgentMsg, Hello, HostMsg};
+use cgstorm_vm::snapshot::Snapshot;
 use cgstorm_vm::{ConsoleEvent, Vm};
 use cgstorm_workloads::model::Target;
 use cgstorm_workloads::Program;
@@ -17,6 +18,7 @@ use crate::run::console::ConsoleWatch;
 use crate::run::error::RunError;
 use crate::run::launch::{self, BootPlan, Booted};
 use crate::run::limits::Limits;
+use crate::run::machine::MachineOpts;
 use crate::run::session::End;
 use crate::run::verdict::{findings, Finding, ModelCheck, OpNames, Verdict};
 use crate::run::{conclude, kernel_model, Conclusion};
@@ -47,6 +49,8 @@ pub struct Ran {
     pub boot_time: Duration,
     /// How long the agent's reset after it took (zero without one).
     pub reset_time: Duration,
+    /// That VM was restored from a snapshot, not booted.
+    pub restored: bool,
     /// Why the VM must go after the program (the caller stores the
     /// findings, then calls [`Slot::settle`]).
     pub dropped: Option<String>,
@@ -79,6 +83,15 @@ pub struct Slot {
     pub boots: u64,
     /// The programs run in this VM since it booted (at most [`HISTORY`]).
     history: std::collections::VecDeque<String>,
+    /// The state of this slot's first VM of each kernel image right after
+    /// its hello: a restart starts from it instead of booting.
+    snapshots: Vec<(PathBuf, Snapshot)>,
+    /// Why there is no snapshot, once said (a restart then boots).
+    no_snapshot: Option<String>,
+    /// Restarts from a snapshot so far.
+    pub restores: u64,
+    /// The VM running now was restored from a snapshot.
+    restored: bool,
 }
 
 impl Slot {
@@ -91,23 +104,78 @@ impl Slot {
             last_boot: Duration::ZERO,
             boots: 0,
             history: Default::default(),
+            snapshots: Vec::new(),
+            no_snapshot: None,
+            restores: 0,
+            restored: false,
         }
+    }
+
+    /// A VM for `env`'s kernel: restored from this slot's snapshot when it
+    /// has one for that kernel, else booted (and saved, the first time).
+    fn start_vm(
+        &mut self,
+        env: &Env,
+        machine: &MachineOpts,
+        console: &Path,
+    ) -> Result<Booted, RunError> {
+        let image = &env.kernel.kernel.image;
+        if let Some((_, snap)) = self.snapshots.iter().find(|(i, _)| i == image) {
+            match snap.restore(Some(console.to_path_buf()), None) {
+                Ok(avm) => {
+                    self.restores += 1;
+                    self.restored = true;
+                    return Ok(Booted::Qemu(avm));
+                }
+                Err(e) => {
+                    eprintln!(
+                        "cgstorm: job {}: restoring the snapshot failed ({}); restarts boot from now on",
+                        self.job,
+                        crate::run::error::chain(&RunError::from(e))
+                    );
+                    self.snapshots.clear();
+                    self.no_snapshot = Some("its restore failed".into());
+                }
+            }
+        }
+        let plan = BootPlan {
+            kernel: &env.kernel,
+            agent: env.agent.clone(),
+            backend: env.backend,
+            accel: env.accel,
+            machine,
+            echo: false,
+        };
+        if self.no_snapshot.is_some() {
+            return launch::boot_logged(plan, Some(console.to_path_buf()));
+        }
+        let (booted, snap) = launch::boot_saved(plan, Some(console.to_path_buf()))?;
+        match snap {
+            Ok(snap) => {
+                eprintln!(
+                    "cgstorm: job {}: saved the vm after its boot ({} MiB of RAM in {:.1} s): restarts start from it",
+                    self.job,
+                    snap.ram_bytes >> 20,
+                    snap.save_time.as_secs_f64()
+                );
+                self.snapshots.push((image.clone(), snap));
+            }
+            Err(why) => {
+                eprintln!(
+                    "cgstorm: job {}: no vm snapshot ({why}): restarts boot",
+                    self.job
+                );
+                self.no_snapshot = Some(why);
+            }
+        }
+        Ok(booted)
     }
 
     fn boot(&mut self, env: &Env, console: &Path) -> Result<(), RunError> {
         let mut machine = env.machine.clone();
         machine.append.push(format!("cgstorm.job={}", self.job));
-        let booted = launch::boot_logged(
-            BootPlan {
-                kernel: &env.kernel,
-                agent: env.agent.clone(),
-                backend: env.backend,
-                accel: env.accel,
-                machine: &machine,
-                echo: false,
-            },
-            Some(console.to_path_buf()),
-        )?;
+        self.restored = false;
+        let booted = self.start_vm(env, &machine, console)?;
         self.boots += 1;
         let (hello, took) = match &booted {
             Booted::Qemu(v) => (v.hello.clone(), v.boot_time),
@@ -237,6 +305,7 @@ impl Slot {
             } else {
                 Duration::ZERO
             },
+            restored: booted && self.restored,
             reset_time,
             dropped,
         })

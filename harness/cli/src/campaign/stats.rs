@@ -54,6 +54,9 @@ pub struct Stats {
     pub ops: u64,
     /// VM boots.
     pub boots: u64,
+    /// Of the boots, those that started from a saved VM state instead.
+    #[serde(default)]
+    pub restores: u64,
     /// Time spent booting VMs, in ms (the cost of restarts).
     #[serde(default)]
     pub boot_ms: u64,
@@ -188,8 +191,9 @@ impl Stats {
         let _ = writeln!(s, "  ops          {} ({:.0}/s)", self.ops, self.ops_per_s());
         let _ = writeln!(
             s,
-            "  vms          {} boots, {} restarts ({:.1}/h), {:.1}% of the time booting",
+            "  vms          {} boots ({} of them restored from a snapshot), {} restarts ({:.1}/h), {:.1}% of the time booting",
             self.boots,
+            self.restores,
             self.restarts,
             self.restarts_per_hour(),
             self.boot_ms as f64 * 100.0 / self.elapsed_ms.max(1) as f64

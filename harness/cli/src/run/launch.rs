@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use cgstorm_vm::kernel::{self, Kernel as VmKernel, KernelSpec};
 use cgstorm_vm::launch::{launch, launch_virtme, AgentVm, AgentVmSpec};
 use cgstorm_vm::qemu::QemuVm;
+use cgstorm_vm::snapshot::{launch_saved, Snapshot};
 use cgstorm_vm::virtme::VirtmeVm;
 use cgstorm_vm::AccelChoice;
 
@@ -128,9 +129,41 @@ pub fn boot(plan: BootPlan<'_>) -> Result<Booted, RunError> {
     boot_logged(plan, None)
 }
 
+/// [`boot_logged`], and the VM's state saved once its agent said hello so
+/// that later VMs start from it ([`Snapshot::restore`]); the snapshot is
+/// `Err(why)` where it cannot be taken (virtme-ng, an nvdimm, QEMU refusing).
+pub fn boot_saved(
+    plan: BootPlan<'_>,
+    console_log: Option<PathBuf>,
+) -> Result<(Booted, Result<Snapshot, String>), RunError> {
+    if plan.backend != Backend::Qemu {
+        let booted = boot_logged(plan, console_log)?;
+        return Ok((
+            booted,
+            Err("the virtme-ng backend does not save vm states".into()),
+        ));
+    }
+    let spec = agent_spec(&plan, console_log)?;
+    let (avm, snap) = launch_saved(spec, None)?;
+    Ok((Booted::Qemu(avm), snap.map_err(|e| e.to_string())))
+}
+
 /// [`boot`], with the VM's whole console also written to `console_log`.
 pub fn boot_logged(plan: BootPlan<'_>, console_log: Option<PathBuf>) -> Result<Booted, RunError> {
-    let mut spec = AgentVmSpec::new(plan.kernel.kernel.clone(), plan.agent);
+    let spec = agent_spec(&plan, console_log)?;
+    match plan.backend {
+        Backend::Qemu => Ok(Booted::Qemu(launch(spec)?)),
+        Backend::Vng => {
+            let vng = std::env::var_os("CGSTORM_VNG").map_or_else(|| "vng".into(), PathBuf::from);
+            let force_9p = kconfig::has_9p(plan.kernel.config.as_ref().map(|(_, c)| c));
+            Ok(Booted::Vng(launch_virtme(spec, &vng, force_9p)?))
+        }
+    }
+}
+
+/// What to boot, for either backend.
+fn agent_spec(plan: &BootPlan<'_>, console_log: Option<PathBuf>) -> Result<AgentVmSpec, RunError> {
+    let mut spec = AgentVmSpec::new(plan.kernel.kernel.clone(), plan.agent.clone());
     spec.console_log = console_log;
     spec.accel = plan.accel;
     // Ctrl-C during the boot stops it; the VM and its files are removed.
@@ -139,19 +172,12 @@ pub fn boot_logged(plan: BootPlan<'_>, console_log: Option<PathBuf>) -> Result<B
     if plan.echo {
         spec.console_sink = Some(Box::new(|l: &str| eprintln!("{l}")));
     }
-    match plan.backend {
-        Backend::Qemu => {
-            spec.binaries = GUEST_TOOLS
-                .iter()
-                .map(PathBuf::from)
-                .filter(|p| p.exists())
-                .collect();
-            Ok(Booted::Qemu(launch(spec)?))
-        }
-        Backend::Vng => {
-            let vng = std::env::var_os("CGSTORM_VNG").map_or_else(|| "vng".into(), PathBuf::from);
-            let force_9p = kconfig::has_9p(plan.kernel.config.as_ref().map(|(_, c)| c));
-            Ok(Booted::Vng(launch_virtme(spec, &vng, force_9p)?))
-        }
+    if plan.backend == Backend::Qemu {
+        spec.binaries = GUEST_TOOLS
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| p.exists())
+            .collect();
     }
+    Ok(spec)
 }

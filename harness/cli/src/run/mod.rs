@@ -87,6 +87,11 @@ pub struct RunArgs {
     /// Print the console to stderr as it arrives.
     #[arg(long)]
     pub echo: bool,
+    /// Boot, save the VM's state, then run the program in a new VM started
+    /// from that state, as campaigns restart VMs: checks that a restored VM
+    /// gives the same results as a booted one (QEMU backend only).
+    #[arg(long)]
+    pub from_snapshot: bool,
 }
 
 /// Runs `run`; returns the exit code. Errors are printed here, as their exit
@@ -125,14 +130,19 @@ fn execute(args: &RunArgs) -> Result<u8, RunError> {
     );
     // Before the boot, so Ctrl-C during a long boot is handled too.
     signal::install();
-    let booted = launch::boot(BootPlan {
+    let plan = BootPlan {
         kernel: &kernel,
         agent,
         backend: args.vm.backend,
         accel: args.vm.boot.accel,
         machine: &machine,
         echo: args.echo,
-    })?;
+    };
+    let booted = if args.from_snapshot {
+        restored(plan, args.echo)?
+    } else {
+        launch::boot(plan)?
+    };
     let ctx = Ctx {
         args,
         program: &program,
@@ -143,6 +153,25 @@ fn execute(args: &RunArgs) -> Result<u8, RunError> {
         Booted::Qemu(vm) => drive(vm, &ctx),
         Booted::Vng(vm) => drive(vm, &ctx),
     }
+}
+
+/// `--from-snapshot`: a VM restored from the saved state of a fresh one.
+fn restored(plan: BootPlan<'_>, echo: bool) -> Result<Booted, RunError> {
+    let (first, snap) = launch::boot_saved(plan, None)?;
+    let snap = snap.map_err(|why| RunError::Guest(format!("cannot save the vm's state: {why}")))?;
+    drop(first);
+    eprintln!(
+        "cgstorm: saved the vm ({} MiB of RAM in {:.1} s); running in a vm restored from it",
+        snap.ram_bytes >> 20,
+        snap.save_time.as_secs_f64()
+    );
+    let sink: Option<cgstorm_vm::qemu::console::ConsoleSink> = if echo {
+        Some(Box::new(|l: &str| eprintln!("{l}")))
+    } else {
+        None
+    };
+    let avm = snap.restore(None, sink)?;
+    Ok(Booted::Qemu(avm))
 }
 
 struct Ctx<'a> {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use nix::mount::{umount2, MntFlags};
 
 use super::paths::{CG1, CG2, PLACES};
+use crate::init::kmsg::klog;
 
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
 /// `BLKFLSBUF`: write back and drop a block device's buffer cache.
@@ -60,14 +61,36 @@ pub fn reset() -> Vec<String> {
     if base != u64::MAX && now & !base != 0 {
         left.push(format!("the kernel is tainted ({now:#x}, was {base:#x})"));
     }
-    let deadline = Instant::now() + SETTLE;
+    let start = Instant::now();
+    let deadline = start + SETTLE;
+    let mut took = Vec::new();
+    let mut lap = |name: &str, since: &mut Instant| {
+        took.push(format!("{name} {} ms", since.elapsed().as_millis()));
+        *since = Instant::now();
+    };
+    let mut since = start;
     unmount_places(&mut left, deadline);
+    lap("unmount", &mut since);
     remove_v1(&mut left, deadline);
+    lap("v1", &mut since);
     remove_v2(&mut left, deadline);
+    lap("v2", &mut since);
     settle_dying(&mut left, deadline);
+    lap("dying", &mut since);
     blank_devices(&mut left);
+    lap("blank", &mut since);
+    if start.elapsed() >= SLOW_RESET {
+        klog!(
+            "reset took {} ms: {}",
+            start.elapsed().as_millis(),
+            took.join(", ")
+        );
+    }
     left
 }
+
+/// A reset at least this long says on the console where its time went.
+const SLOW_RESET: Duration = Duration::from_millis(200);
 
 /// The mount points at or below `root`, innermost (last mounted) first.
 fn mounts_under(root: &str) -> Vec<String> {

@@ -13,7 +13,7 @@ use crate::outcome::Outcome;
 
 use super::apply::{fail, ok, Ctx, Next};
 use super::files::{after_failed_open, open_file, Access};
-use super::state::{Fd, FileSt, Life, Map, Pin, SizeRange, State};
+use super::state::{Fd, FileSt, FsId, Life, Map, Pin, SizeRange, State};
 
 const PAGE: u64 = 4096;
 
@@ -111,15 +111,40 @@ fn past_eof(s: &State, m: &Map) -> Life {
 
 /// EFAULT when the pages past the end of the file are touched, or both.
 fn faults(s: &State, m: &Map, n: State) -> Next {
+    faults_leaving(s, m, s.clone(), n)
+}
+
+/// [`faults`], where a fault leaves `failed` (what the op did before the
+/// fault: a peer opened with O_CREAT exists).
+fn faults_leaving(s: &State, m: &Map, failed: State, n: State) -> Next {
     match past_eof(s, m) {
-        Life::Alive => fail(s, EFAULT),
-        Life::Maybe => {
-            let mut v = fail(s, EFAULT);
-            v.push((Outcome::Ok, n));
-            v
-        }
+        Life::Alive => vec![(Outcome::Err(EFAULT), failed)],
+        Life::Maybe => vec![(Outcome::Err(EFAULT), failed), (Outcome::Ok, n)],
         Life::Dead => ok(n),
     }
+}
+
+/// `s` with the peer of a writing pin created, as its `open(O_CREAT)` does
+/// before any byte moves: a write that then fails (a fault past the end of
+/// the mapped file, a misaligned length) leaves it there, at its old size
+/// or empty.
+fn with_peer_created(s: &State, key: (FsId, Name)) -> State {
+    let mut c = s.clone();
+    let f = c.files.entry(key).or_insert(FileSt {
+        exists: Life::Dead,
+        size: SizeRange::exact(0),
+        image: None,
+    });
+    if f.exists != Life::Alive {
+        let hi = if f.exists == Life::Maybe {
+            f.size.hi
+        } else {
+            0
+        };
+        f.exists = Life::Alive;
+        f.size = SizeRange { lo: 0, hi };
+    }
+    c
 }
 
 pub fn touch(s: &State, a: &TouchArgs, ctx: Ctx<'_>) -> Next {
@@ -173,7 +198,12 @@ pub fn pin(s: &State, a: &PinArgs, ctx: Ctx<'_>) -> Next {
                 Err(e) => out.push((Outcome::Err(e), after_failed_open(s, peer, access, e))),
                 Ok(o) => {
                     if !o.dax && m.len % 512 != 0 {
-                        out.push((Outcome::Err(EINVAL), s.clone()));
+                        let left = if reads {
+                            s.clone()
+                        } else {
+                            with_peer_created(s, (o.fs.clone(), peer.name.clone()))
+                        };
+                        out.push((Outcome::Err(EINVAL), left));
                     } else {
                         opened = Some((o, reads, peer.name.clone()));
                     }
@@ -218,7 +248,11 @@ pub fn pin(s: &State, a: &PinArgs, ctx: Ctx<'_>) -> Next {
         }
         return out;
     }
-    out.extend(faults(s, m, n));
+    let failed = match &peer_opened {
+        Some((o, false, name)) => with_peer_created(s, (o.fs.clone(), name.clone())),
+        _ => s.clone(),
+    };
+    out.extend(faults_leaving(s, m, failed, n));
     out
 }
 

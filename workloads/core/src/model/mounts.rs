@@ -180,9 +180,19 @@ pub fn mount(s: &State, a: &MountArgs, ctx: Ctx<'_>) -> Next {
             also_fail(&mut out, s, e);
         }
     }
-    // See `Racing::detaches`.
+    // See `Racing::detaches`. Which errno depends on the kernel: 6.12's
+    // do_lock_mount (fs/namespace.c) refuses a mount that is no longer
+    // mounted (`!is_mounted(mnt)`) with ENOENT before anything else; on
+    // 6.1 (seen on Debian's kernel) lock_mount takes it and do_add_mount's
+    // check_mnt answers EINVAL. Between the two the model allows both.
     if ctx.racing.detaches.contains(&a.at) && s.top(&a.at).is_some() {
-        also_fail(&mut out, s, EINVAL);
+        let k = &ctx.target.kernel;
+        if !k.at_least(6, 12) {
+            also_fail(&mut out, s, EINVAL);
+        }
+        if k.at_least(6, 2) {
+            also_fail(&mut out, s, ENOENT);
+        }
     }
     out
 }

@@ -474,3 +474,44 @@ fn a_remount_read_only_racing_a_write_on_its_mount_may_be_busy() {
     let pred = predict(&reader, &Target::default()).unwrap();
     assert_eq!(pred.ops[&OpId { lane: 0, op: 3 }].to_string(), "ok");
 }
+
+/// The same race on 6.12: do_lock_mount finds the looked-up mount no longer
+/// mounted and says ENOENT (fuzz on the 6.12 debug kernel: an ext4 mount of
+/// pmem0 on m1 while another lane lazily unmounted m1); check_mnt's EINVAL
+/// of 6.1 does not come.
+#[test]
+fn a_mount_on_a_place_lazily_unmounted_meanwhile_is_enoent_on_6_12() {
+    let racing = prog(
+        "lanes:\n  - {name: a, ops: [{mount: {at: m1, fs: tmpfs}}, barrier, {umount_lazy: m1}]}\n  - {name: b, ops: [barrier, {mount: {at: m1, fs: ramfs}}]}\n",
+    );
+    let t = Target {
+        kernel: crate::model::Kernel::v6_12(),
+        ..Target::default()
+    };
+    let pred = predict(&racing, &t).unwrap();
+    let mount = &pred.ops[&OpId { lane: 1, op: 1 }];
+    assert!(mount.0.contains(&Outcome::Err(Errno::ENOENT)), "{mount}");
+    assert!(!mount.0.contains(&Outcome::Err(Errno::EINVAL)), "{mount}");
+    let pred = predict(&racing, &Target::default()).unwrap();
+    let mount = &pred.ops[&OpId { lane: 1, op: 1 }];
+    assert!(!mount.0.contains(&Outcome::Err(Errno::ENOENT)), "{mount}");
+}
+
+/// A writing pin opens its peer with O_CREAT before any byte moves: when
+/// the write then faults (the mapped file is empty), the peer is left
+/// created (fuzz on the 6.12 debug kernel: `file tmp/big exists but the
+/// model has no such file` after a dio_write pin of an empty file's mapping).
+#[test]
+fn a_write_pin_that_faults_leaves_its_peer_created() {
+    let p = prog(
+        "lanes:\n  - {name: a, ops: [{open: {fd: f, file: tmp/e, create: true}}, {mmap: {map: m, fd: f, len: 4K}}, {pin: {pin: p, map: m, via: dio_write, file: tmp/out}}, {unlink: tmp/out}]}\n",
+    );
+    // tmpfs takes O_DIRECT from 6.6 on.
+    let t = Target {
+        kernel: crate::model::Kernel::v6_12(),
+        ..Target::default()
+    };
+    let pred = predict(&p, &t).unwrap();
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 2 }].to_string(), "EFAULT");
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 3 }].to_string(), "ok");
+}
