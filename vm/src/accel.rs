@@ -4,7 +4,7 @@
 //! whose hypervisor does not really support nesting, a KVM guest hangs in the
 //! firmware and never reaches the kernel. So `auto` also boots the kernel
 //! briefly under KVM and waits for its first console line; the verdict is
-//! cached for the rest of the process.
+//! kept for the rest of the host's boot (`~/.cache/cgstorm/kvm-probe`).
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -144,12 +144,65 @@ pub fn resolve(choice: AccelChoice, qemu: &Path, kernel: &Path) -> Result<Accel,
             .map(|()| Accel::Kvm)
             .map_err(HostError::KvmUnusable),
         AccelChoice::Auto => Ok(*AUTO.get_or_init(|| {
-            if kvm_device_usable().is_ok() && probe_boot(qemu, kernel, PROBE_TIMEOUT) {
+            if kvm_device_usable().is_err() {
+                return Accel::Tcg;
+            }
+            let cache = verdict_file();
+            let boot = host_boot_id();
+            if let Some(a) = cache
+                .as_deref()
+                .zip(boot.as_deref())
+                .and_then(|(f, b)| cached_verdict(f, b))
+            {
+                return a;
+            }
+            let a = if probe_boot(qemu, kernel, PROBE_TIMEOUT) {
                 Accel::Kvm
             } else {
                 Accel::Tcg
+            };
+            if let (Some(f), Some(b)) = (cache, boot) {
+                let _ = std::fs::create_dir_all(f.parent().unwrap_or(Path::new("/")));
+                let _ = std::fs::write(&f, format!("{b}\n{a}\n"));
             }
+            a
         })),
+    }
+}
+
+/// Where `auto`'s verdict is kept across processes: whether KVM can boot
+/// a guest does not change while the host runs, and the probe costs up to
+/// [`PROBE_TIMEOUT`] where it cannot (nested KVM). Kept with the host's
+/// boot id, so a reboot probes again; delete the file to probe now.
+fn verdict_file() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
+    Some(base.join("cgstorm/kvm-probe"))
+}
+
+fn host_boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// The verdict in `file` if it was made in host boot `boot`.
+fn cached_verdict(file: &Path, boot: &str) -> Option<Accel> {
+    let text = std::fs::read_to_string(file).ok()?;
+    parse_verdict(&text, boot)
+}
+
+fn parse_verdict(text: &str, boot: &str) -> Option<Accel> {
+    let mut lines = text.lines();
+    if lines.next()? != boot {
+        return None;
+    }
+    match lines.next()? {
+        "kvm" => Some(Accel::Kvm),
+        "tcg" => Some(Accel::Tcg),
+        _ => None,
     }
 }
 
@@ -213,6 +266,15 @@ pub fn probe_boot(qemu: &Path, kernel: &Path, timeout: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cached_verdict_holds_for_its_host_boot_only() {
+        assert_eq!(parse_verdict("b1\ntcg\n", "b1"), Some(Accel::Tcg));
+        assert_eq!(parse_verdict("b1\nkvm\n", "b1"), Some(Accel::Kvm));
+        assert_eq!(parse_verdict("b1\nkvm\n", "b2"), None);
+        assert_eq!(parse_verdict("b1\n", "b1"), None);
+        assert_eq!(parse_verdict("b1\nhvf\n", "b1"), None);
+    }
 
     #[test]
     fn parses_choices() {

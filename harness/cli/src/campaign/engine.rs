@@ -17,7 +17,7 @@ use super::slot::{self, Ran, Slot};
 use super::stats::{FindingTally, Stats};
 use super::{now_unix, store, Env};
 use crate::findings::title_hash;
-use crate::run::verdict::Verdict;
+use crate::run::verdict::{Verdict, MODEL_DIVERGENCE};
 
 /// One program to run, and which part of the campaign it belongs to.
 pub struct Pick {
@@ -201,8 +201,14 @@ impl Campaign {
                             &format!("{} {}: {why}", now_unix(), pick.program.name),
                         );
                     }
-                    self.account(env, &pick, &yaml, &ran, began.elapsed(), restarted);
+                    let fresh = self.account(env, &pick, &yaml, &ran, began.elapsed(), restarted);
                     slot.settle(&ran);
+                    // Scenarios run for a minute each: only fuzz programs.
+                    if pick.part == "fuzz" {
+                        for (title, fdir) in fresh {
+                            self.triage(&mut slot, env, &pick, &title, &fdir, &dir);
+                        }
+                    }
                 }
                 Err(e) => {
                     failures += 1;
@@ -230,7 +236,7 @@ impl Campaign {
         ran: &Ran,
         took: Duration,
         restarted: bool,
-    ) {
+    ) -> Vec<(String, PathBuf)> {
         let context = format!(
             "{} {} {} on {} ({})",
             now_unix(),
@@ -306,6 +312,7 @@ impl Campaign {
                     count: 0,
                     dir: dir.display().to_string(),
                     replay: env.replay(dir),
+                    triage: None,
                 });
             t.count += 1;
             if *n == 1 {
@@ -327,8 +334,81 @@ impl Campaign {
             }
         }
         let _ = st.stats.save(&self.state_file);
+        stored
+            .iter()
+            .filter(|(f, _, n)| *n == 1 && f.kind == MODEL_DIVERGENCE)
+            .map(|(f, dir, _)| (f.title.clone(), dir.clone()))
+            .collect()
+    }
+
+    /// Runs the program of a new model divergence again, alone, in
+    /// [`TRIAGE_RUNS`] fresh VMs (restored from the snapshot, so cheaply),
+    /// and records how often the same divergence came back: a divergence
+    /// that always comes back is a model or agent error to fix at once; a
+    /// one-off may be a race the model does not know, or a real kernel
+    /// race. Neither is dropped. Every run is booked like any other (its
+    /// own findings are stored).
+    fn triage(
+        &self,
+        slot: &mut Slot,
+        env: &Env,
+        pick: &Pick,
+        title: &str,
+        fdir: &Path,
+        jobdir: &Path,
+    ) {
+        let yaml = pick.program.to_yaml();
+        let (mut runs, mut shown) = (0, 0);
+        for _ in 0..TRIAGE_RUNS {
+            if self.over() {
+                break;
+            }
+            slot.drop_vm();
+            let began = Instant::now();
+            match slot.run(
+                env,
+                &pick.program,
+                pick.duration,
+                jobdir.join("console.log"),
+            ) {
+                Ok(ran) => {
+                    runs += 1;
+                    if ran.all_findings().any(|f| f.title == title) {
+                        shown += 1;
+                    }
+                    self.account(env, pick, &yaml, &ran, began.elapsed(), true);
+                    slot.settle(&ran);
+                }
+                Err(e) => {
+                    eprintln!("cgstorm: triage run: {}", crate::run::error::chain(&e));
+                    break;
+                }
+            }
+        }
+        // What the triage runs left is not the next program's business.
+        slot.drop_vm();
+        let rate = format!("{shown}/{runs}");
+        let _ = std::fs::write(fdir.join("triage"), format!("{rate}\n"));
+        eprintln!(
+            "cgstorm: triage: `{title}` came back in {rate} runs of its program alone in fresh VMs ({})",
+            if runs > 0 && shown == runs {
+                "reproducible"
+            } else if shown == 0 {
+                "a one-off so far"
+            } else {
+                "flaky"
+            }
+        );
+        let mut st = self.state();
+        if let Some(t) = st.stats.findings.get_mut(title) {
+            t.triage = Some(rate);
+        }
+        let _ = st.stats.save(&self.state_file);
     }
 }
+
+/// How many fresh VMs a new model divergence's program runs again in.
+pub const TRIAGE_RUNS: u32 = 3;
 
 /// A drop reason without its details, for counting.
 fn short_reason(why: &str) -> String {

@@ -25,6 +25,10 @@ pub struct FindingTally {
     pub dir: String,
     /// The command that replays it.
     pub replay: String,
+    /// For a model divergence: in how many fresh VMs its program alone
+    /// showed it again (`2/3`), see `Campaign::triage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triage: Option<String>,
 }
 
 /// One test point of the summary (a scenario, or the fuzzer).
@@ -218,7 +222,12 @@ impl Stats {
                 (false, true) => "NEW",
                 (false, false) => "old",
             };
-            let _ = writeln!(s, "    [{tag}] {title} ({}x, {})", f.count, f.kind);
+            let triage = f
+                .triage
+                .as_ref()
+                .map(|r| format!(", came back in {r} fresh runs"))
+                .unwrap_or_default();
+            let _ = writeln!(s, "    [{tag}] {title} ({}x, {}{triage})", f.count, f.kind);
             let _ = writeln!(s, "           {}  replay: {}", f.dir, f.replay);
         }
         s
