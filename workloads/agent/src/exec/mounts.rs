@@ -100,6 +100,7 @@ fn tool(name: &str) -> PathBuf {
 
 pub fn mkfs(w: &World, a: &MkfsArgs) -> Outcome {
     let dev = w.dev_path(&a.dev);
+    super::reset::touched(&dev);
     // O_EXCL on a block device fails with EBUSY while it is mounted: the
     // kernel's answer, where mkfs would only print a message.
     match sys::open(&dev, libc::O_RDONLY | libc::O_EXCL) {
@@ -163,6 +164,10 @@ pub fn mount_fs(w: &World, a: &MountArgs) -> Outcome {
         (_, Some(d)) => w.dev_path(d),
         (_, None) => PathBuf::from("none"),
     };
+    if a.dev.is_some() {
+        // A mount writes its superblock, files written through it the rest.
+        super::reset::touched(&source);
+    }
     let data = (!data.is_empty()).then_some(data.as_str());
     match mount(
         Some(source.as_path()),

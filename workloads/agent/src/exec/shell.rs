@@ -28,6 +28,7 @@ pub fn run(order: &ShellOrder) -> AgentMsg {
     // A script may mount any filesystem: the modules loading in the
     // background must be there first.
     crate::init::modules::wait_deferred();
+    super::reset::touched_all();
     match execute(order, Path::new(BASE)) {
         Ok(msg) => msg,
         Err(e) => AgentMsg::ShellDone {
