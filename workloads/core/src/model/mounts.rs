@@ -46,6 +46,15 @@ pub fn losetup(s: &State, a: &LosetupArgs, ctx: Ctx<'_>) -> Next {
                         image,
                     },
                 );
+                if ctx.racing.loops.contains(&a.dev) {
+                    // Another lane's detach of this slot holds the device
+                    // open while it runs (LOOP_CLR_FD then only sets
+                    // autoclear; the clear comes at its close): the bind
+                    // finds it still bound (EBUSY; seen in a soak on 6.1,
+                    // two lanes detaching loop1 and one binding it again).
+                    // The backing file was made before the bind.
+                    out.push((Outcome::Err(EBUSY), n.clone()));
+                }
                 n.devices
                     .insert(a.dev, Device::looped(a.size.0, image, o.via.clone()));
                 out.push((Outcome::Ok, n));

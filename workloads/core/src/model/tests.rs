@@ -515,3 +515,45 @@ fn a_write_pin_that_faults_leaves_its_peer_created() {
     assert_eq!(pred.ops[&OpId { lane: 0, op: 2 }].to_string(), "EFAULT");
     assert_eq!(pred.ops[&OpId { lane: 0, op: 3 }].to_string(), "ok");
 }
+
+/// A `losetup` of a slot another lane of the step detaches may find it
+/// still bound: the detach holds the device open while it runs (soak on
+/// Debian's 6.1: `losetup {dev: loop1, …}` EBUSY after two lanes detached
+/// loop1).
+#[test]
+fn a_losetup_racing_a_detach_of_its_slot_may_be_busy() {
+    let racing = prog(
+        "lanes:\n  - {name: a, ops: [{losetup: {dev: loop1, file: tmp/i1, size: 64M}}, barrier, {losetup_detach: loop1}]}\n  - {name: b, ops: [barrier, {losetup_detach: loop1}, {losetup: {dev: loop1, file: tmp/i3, size: 64M}}]}\n",
+    );
+    let pred = predict(&racing, &Target::default()).unwrap();
+    let bind = &pred.ops[&OpId { lane: 1, op: 2 }];
+    assert!(bind.0.contains(&Outcome::Err(Errno::EBUSY)), "{bind}");
+    // As the soak saw it: lane a's detach runs long; lane b's detach finds
+    // the slot already going (ENXIO), and b's bind, while a's detach still
+    // runs, finds it bound.
+    let trace = Trace {
+        steps: vec![
+            StepTrace {
+                lanes: vec![vec![ev(0, 0, Outcome::Ok, 0, 1)], vec![]],
+                snapshot: None,
+            },
+            StepTrace {
+                lanes: vec![
+                    vec![ev(0, 2, Outcome::Ok, 10, 40)],
+                    vec![
+                        ev(1, 1, Outcome::Err(Errno::ENXIO), 12, 14),
+                        ev(1, 2, Outcome::Err(Errno::EBUSY), 15, 20),
+                    ],
+                ],
+                snapshot: None,
+            },
+        ],
+    };
+    assert_eq!(verify(&racing, &Target::default(), &trace).unwrap(), None);
+    // A bind of a slot no other lane touches is not.
+    let other = prog(
+        "lanes:\n  - {name: a, ops: [{losetup: {dev: loop1, file: tmp/i1, size: 64M}}, barrier, {losetup_detach: loop1}]}\n  - {name: b, ops: [barrier, {losetup: {dev: loop2, file: tmp/i3, size: 64M}}]}\n",
+    );
+    let pred = predict(&other, &Target::default()).unwrap();
+    assert_eq!(pred.ops[&OpId { lane: 1, op: 1 }].to_string(), "ok");
+}
