@@ -26,6 +26,13 @@ pub fn losetup(s: &State, a: &LosetupArgs, ctx: Ctx<'_>) -> Next {
         return fail(s, EBUSY);
     }
     let mut out = Vec::new();
+    if ctx.racing.loops.contains(&a.dev) {
+        // Another lane's op on this slot holds it while it runs (the agent
+        // keeps a slot for the whole of a losetup or a detach): this one
+        // is EBUSY before it touches its backing file (seen in a soak on
+        // 6.1, two lanes detaching loop1 and one binding it again).
+        out.push((Outcome::Err(EBUSY), s.clone()));
+    }
     // The backing file is opened O_RDWR|O_CREAT and sized with ftruncate.
     for r in open_file(s, &a.file, Access::write(false), ctx) {
         match r {
@@ -46,15 +53,6 @@ pub fn losetup(s: &State, a: &LosetupArgs, ctx: Ctx<'_>) -> Next {
                         image,
                     },
                 );
-                if ctx.racing.loops.contains(&a.dev) {
-                    // Another lane's detach of this slot holds the device
-                    // open while it runs (LOOP_CLR_FD then only sets
-                    // autoclear; the clear comes at its close): the bind
-                    // finds it still bound (EBUSY; seen in a soak on 6.1,
-                    // two lanes detaching loop1 and one binding it again).
-                    // The backing file was made before the bind.
-                    out.push((Outcome::Err(EBUSY), n.clone()));
-                }
                 n.devices
                     .insert(a.dev, Device::looped(a.size.0, image, o.via.clone()));
                 out.push((Outcome::Ok, n));

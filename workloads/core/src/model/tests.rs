@@ -523,7 +523,7 @@ fn a_write_pin_that_faults_leaves_its_peer_created() {
 #[test]
 fn a_losetup_racing_a_detach_of_its_slot_may_be_busy() {
     let racing = prog(
-        "lanes:\n  - {name: a, ops: [{losetup: {dev: loop1, file: tmp/i1, size: 64M}}, barrier, {losetup_detach: loop1}]}\n  - {name: b, ops: [barrier, {losetup_detach: loop1}, {losetup: {dev: loop1, file: tmp/i3, size: 64M}}]}\n",
+        "lanes:\n  - {name: a, ops: [{losetup: {dev: loop1, file: tmp/i1, size: 64M}}, barrier, {losetup_detach: loop1}]}\n  - {name: b, ops: [barrier, {losetup_detach: loop1}, {losetup: {dev: loop1, file: tmp/i3, size: 64M}}, {unlink: tmp/i3}]}\n",
     );
     let pred = predict(&racing, &Target::default()).unwrap();
     let bind = &pred.ops[&OpId { lane: 1, op: 2 }];
@@ -543,6 +543,8 @@ fn a_losetup_racing_a_detach_of_its_slot_may_be_busy() {
                     vec![
                         ev(1, 1, Outcome::Err(Errno::ENXIO), 12, 14),
                         ev(1, 2, Outcome::Err(Errno::EBUSY), 15, 20),
+                        // The busy bind did not make its backing file.
+                        ev(1, 3, Outcome::Err(Errno::ENOENT), 21, 22),
                     ],
                 ],
                 snapshot: None,
