@@ -221,12 +221,26 @@ pub fn pin(s: &State, a: &PinArgs, ctx: Ctx<'_>) -> Next {
     if let Some((o, reads, name)) = &peer_opened {
         if !reads {
             let key = (o.fs.clone(), name.clone());
-            let old = n.files.get(&key).map_or(0, |f| f.size.hi);
+            let (old_lo, old) = n.files.get(&key).map_or((0, 0), |f| (f.size.lo, f.size.hi));
+            // A write from a mapping that reaches past its file's end stops
+            // at the first page it cannot fault in: a short write of the
+            // pages before it (fuzz on the 6.12 lockdep kernel: a uring
+            // write of a 2M mapping of a 1M file left its peer at 1M).
+            let least = match past_eof(s, m) {
+                Life::Dead => m.len,
+                _ => s
+                    .file(&m.fs, &m.file)
+                    .map_or(0, |f| f.size.lo.div_ceil(PAGE) * PAGE)
+                    .min(m.len),
+            };
             n.files.insert(
                 key,
                 FileSt {
                     exists: Life::Alive,
-                    size: SizeRange::exact(old.max(m.len)),
+                    size: SizeRange {
+                        lo: old_lo.max(least),
+                        hi: old.max(m.len),
+                    },
                     image: None,
                 },
             );

@@ -559,3 +559,28 @@ fn a_losetup_racing_a_detach_of_its_slot_may_be_busy() {
     let pred = predict(&other, &Target::default()).unwrap();
     assert_eq!(pred.ops[&OpId { lane: 1, op: 1 }].to_string(), "ok");
 }
+
+/// A writing pin from a mapping that reaches past its file's end writes
+/// the pages before the end and stops (fuzz on the 6.12 lockdep kernel: a
+/// uring write of a 2M mapping of a 1M file to that file left it at 1M,
+/// where the model had it grown to 2M).
+#[test]
+fn a_write_pin_from_a_mapping_past_its_end_may_write_short() {
+    let p = prog(
+        "lanes:\n  - {name: a, ops: [{mount: {at: m1, fs: tmpfs}}, {write: {file: m1/f0, bytes: 1M, bs: 4K}}, {open: {fd: f, file: m1/f0}}, {mmap: {map: m, fd: f, len: 2M}}, {pin: {pin: p, map: m, via: uring_write, file: m1/f0}}, {release: p}]}\n",
+    );
+    let t = Target {
+        kernel: crate::model::Kernel::v6_12(),
+        ..Target::default()
+    };
+    let pred = predict(&p, &t).unwrap();
+    let end = &pred.barriers[0];
+    let sizes: Vec<(u64, u64)> = end
+        .iter()
+        .flat_map(|s| s.files.values().map(|f| (f.size.lo, f.size.hi)))
+        .collect();
+    assert!(
+        sizes.iter().any(|&(lo, hi)| lo <= 1 << 20 && hi >= 2 << 20),
+        "{sizes:?}"
+    );
+}
