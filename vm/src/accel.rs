@@ -149,11 +149,7 @@ pub fn resolve(choice: AccelChoice, qemu: &Path, kernel: &Path) -> Result<Accel,
             }
             let cache = verdict_file();
             let boot = host_boot_id();
-            if let Some(a) = cache
-                .as_deref()
-                .zip(boot.as_deref())
-                .and_then(|(f, b)| cached_verdict(f, b))
-            {
+            if let Some(a) = boot.as_deref().and_then(|b| cached_verdict(&cache, b)) {
                 return a;
             }
             let a = if probe_boot(qemu, kernel, PROBE_TIMEOUT) {
@@ -161,9 +157,9 @@ pub fn resolve(choice: AccelChoice, qemu: &Path, kernel: &Path) -> Result<Accel,
             } else {
                 Accel::Tcg
             };
-            if let (Some(f), Some(b)) = (cache, boot) {
-                let _ = std::fs::create_dir_all(f.parent().unwrap_or(Path::new("/")));
-                let _ = std::fs::write(&f, format!("{b}\n{a}\n"));
+            if let Some(b) = boot {
+                let _ = std::fs::create_dir_all(crate::kernel::cache_root());
+                let _ = std::fs::write(&cache, format!("{b}\n{a}\n"));
             }
             a
         })),
@@ -174,12 +170,8 @@ pub fn resolve(choice: AccelChoice, qemu: &Path, kernel: &Path) -> Result<Accel,
 /// a guest does not change while the host runs, and the probe costs up to
 /// [`PROBE_TIMEOUT`] where it cannot (nested KVM). Kept with the host's
 /// boot id, so a reboot probes again; delete the file to probe now.
-fn verdict_file() -> Option<std::path::PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
-    Some(base.join("cgstorm/kvm-probe"))
+fn verdict_file() -> std::path::PathBuf {
+    crate::kernel::cache_root().join("kvm-probe")
 }
 
 fn host_boot_id() -> Option<String> {

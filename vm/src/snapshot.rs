@@ -95,7 +95,7 @@ fn save(
     // The disks a restored VM gets are new and blank: the saved one's must
     // be blank too (the agent writes nothing to them before its hello).
     for i in 0..prepared.vm.disks_mib.len() {
-        let disk = avm.vm.dir().join(format!("disk{i}.img"));
+        let disk = crate::qemu::disk_file(avm.vm.dir(), i);
         let blocks = std::fs::metadata(&disk)
             .map_err(HostError::io(format!("stat {}", disk.display())))?
             .blocks();

@@ -59,12 +59,18 @@ pub struct Kernel {
 
 /// `${XDG_CACHE_HOME:-$HOME/.cache}/cgstorm/kernels`, as the fetch script uses.
 pub fn default_cache_dir() -> PathBuf {
-    let base = env::var_os("XDG_CACHE_HOME")
+    cache_root().join("kernels")
+}
+
+/// `${XDG_CACHE_HOME:-$HOME/.cache}/cgstorm` (`/var/cache/cgstorm` with
+/// neither set): what cgstorm keeps between runs.
+pub fn cache_root() -> PathBuf {
+    env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/var/cache"));
-    base.join("cgstorm/kernels")
+        .unwrap_or_else(|| PathBuf::from("/var/cache"))
+        .join("cgstorm")
 }
 
 /// Finds the kernel `spec` names.

@@ -74,14 +74,8 @@ impl QemuVm {
             args.extend(["-qmp".into(), q]);
         }
         if let Some(state) = &req.incoming {
-            // QEMU runs the command with sh: the path is quoted.
-            let path = state
-                .to_str()
-                .filter(|p| !p.contains('\''))
-                .ok_or_else(|| {
-                    HostError::Snapshot(format!("cannot quote {} for -incoming", state.display()))
-                })?;
-            args.extend(["-incoming".into(), format!("exec:cat '{path}'").into()]);
+            let quoted = qmp::sh_quoted(state)?;
+            args.extend(["-incoming".into(), format!("exec:cat {quoted}").into()]);
         }
         let start = Start {
             dir,
@@ -102,6 +96,11 @@ impl QemuVm {
     }
 }
 
+/// Scratch disk `i`'s backing file in a VM's directory.
+pub(crate) fn disk_file(dir: &Path, i: usize) -> PathBuf {
+    dir.join(format!("disk{i}.img"))
+}
+
 /// Creates the sparse disk and nvdimm files and picks the socket path.
 pub(crate) fn make_files(dir: &Path, spec: &VmSpec, initrd: &Path) -> Result<RunFiles, HostError> {
     let sparse = |path: PathBuf, mib: u64| -> Result<PathBuf, HostError> {
@@ -114,7 +113,7 @@ pub(crate) fn make_files(dir: &Path, spec: &VmSpec, initrd: &Path) -> Result<Run
         .disks_mib
         .iter()
         .enumerate()
-        .map(|(i, &mib)| sparse(dir.join(format!("disk{i}.img")), mib))
+        .map(|(i, &mib)| sparse(disk_file(dir, i), mib))
         .collect::<Result<_, _>>()?;
     let nvdimm = match spec.pmem {
         Some(Pmem::Nvdimm { size_mib }) => Some(sparse(dir.join("nvdimm.img"), size_mib)?),

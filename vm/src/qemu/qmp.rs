@@ -103,13 +103,7 @@ impl Qmp {
     /// (QEMU migrates the run state too), and a VM started from it runs at
     /// once. An idle guest (the agent waiting for orders) converges at once.
     pub fn save_state(&mut self, file: &Path, timeout: Duration) -> Result<u64, HostError> {
-        let path = file.to_str().ok_or_else(|| {
-            HostError::Snapshot(format!("{} is not a UTF-8 path", file.display()))
-        })?;
-        if path.contains('\'') {
-            return Err(HostError::Snapshot(format!("{path} has a quote in it")));
-        }
-        let saved = self.migrate(path, timeout);
+        let saved = self.migrate(&sh_quoted(file)?, timeout);
         // Resume whatever happened: the VM goes on running programs.
         let resumed = self.execute("cont", json!({}));
         let size = saved?;
@@ -117,8 +111,8 @@ impl Qmp {
         Ok(size)
     }
 
-    fn migrate(&mut self, path: &str, timeout: Duration) -> Result<u64, HostError> {
-        self.execute("migrate", json!({ "uri": format!("exec:cat > '{path}'") }))?;
+    fn migrate(&mut self, quoted: &str, timeout: Duration) -> Result<u64, HostError> {
+        self.execute("migrate", json!({ "uri": format!("exec:cat > {quoted}") }))?;
         let deadline = Instant::now() + timeout;
         loop {
             let r = self.execute("query-migrate", json!({}))?;
@@ -145,6 +139,20 @@ impl Qmp {
             }
         }
     }
+}
+
+/// `path` in single quotes, for the `exec:` migration URIs QEMU runs with
+/// sh (saving here, `-incoming` when restoring).
+pub fn sh_quoted(path: &Path) -> Result<String, HostError> {
+    path.to_str()
+        .filter(|p| !p.contains('\''))
+        .map(|p| format!("'{p}'"))
+        .ok_or_else(|| {
+            HostError::Snapshot(format!(
+                "{} cannot be quoted for sh (not UTF-8, or a quote in it)",
+                path.display()
+            ))
+        })
 }
 
 #[cfg(test)]

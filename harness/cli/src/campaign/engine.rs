@@ -283,7 +283,6 @@ impl Campaign {
             ("settle", c.outcome.settle),
             ("check", c.check),
             ("reset", ran.reset_time),
-            ("boot", ran.boot_time),
         ] {
             *s.phase_ms.entry(phase.into()).or_default() += t.as_millis() as u64;
         }

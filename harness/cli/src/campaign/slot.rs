@@ -86,10 +86,8 @@ pub struct Slot {
     /// The state of this slot's first VM of each kernel image right after
     /// its hello: a restart starts from it instead of booting.
     snapshots: Vec<(PathBuf, Snapshot)>,
-    /// Why there is no snapshot, once said (a restart then boots).
-    no_snapshot: Option<String>,
-    /// Restarts from a snapshot so far.
-    pub restores: u64,
+    /// A snapshot cannot be had (said once): a restart boots.
+    no_snapshot: bool,
     /// The VM running now was restored from a snapshot.
     restored: bool,
 }
@@ -105,8 +103,7 @@ impl Slot {
             boots: 0,
             history: Default::default(),
             snapshots: Vec::new(),
-            no_snapshot: None,
-            restores: 0,
+            no_snapshot: false,
             restored: false,
         }
     }
@@ -123,7 +120,6 @@ impl Slot {
         if let Some((_, snap)) = self.snapshots.iter().find(|(i, _)| i == image) {
             match snap.restore(Some(console.to_path_buf()), None) {
                 Ok(avm) => {
-                    self.restores += 1;
                     self.restored = true;
                     return Ok(Booted::Qemu(avm));
                 }
@@ -134,7 +130,7 @@ impl Slot {
                         crate::run::error::chain(&RunError::from(e))
                     );
                     self.snapshots.clear();
-                    self.no_snapshot = Some("its restore failed".into());
+                    self.no_snapshot = true;
                 }
             }
         }
@@ -146,7 +142,7 @@ impl Slot {
             machine,
             echo: false,
         };
-        if self.no_snapshot.is_some() {
+        if self.no_snapshot {
             return launch::boot_logged(plan, Some(console.to_path_buf()));
         }
         let (booted, snap) = launch::boot_saved(plan, Some(console.to_path_buf()))?;
@@ -165,7 +161,7 @@ impl Slot {
                     "cgstorm: job {}: no vm snapshot ({why}): restarts boot",
                     self.job
                 );
-                self.no_snapshot = Some(why);
+                self.no_snapshot = true;
             }
         }
         Ok(booted)

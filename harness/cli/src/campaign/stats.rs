@@ -84,7 +84,8 @@ pub struct Stats {
     pub drops: BTreeMap<String, u64>,
     /// Wall time by phase, in ms: `program` (from sending a program to its
     /// end, barrier snapshots included), `settle` (the console after it),
-    /// `check` (the host judging it), `reset` (the agent's reset), `boot`.
+    /// `check` (the host judging it), `reset` (the agent's reset); booting
+    /// is [`Stats::boot_ms`].
     #[serde(default)]
     pub phase_ms: BTreeMap<String, u64>,
 }
@@ -131,14 +132,15 @@ impl Stats {
             return None;
         }
         let total = self.elapsed_ms.max(1) as f64;
+        let ms = |p: &str| match p {
+            "boot" => self.boot_ms,
+            _ => self.phase_ms.get(p).copied().unwrap_or(0),
+        };
         let mut parts: Vec<String> = PHASES
             .iter()
-            .map(|p| {
-                let ms = self.phase_ms.get(*p).copied().unwrap_or(0);
-                format!("{p} {:.1}%", ms as f64 * 100.0 / total)
-            })
+            .map(|p| format!("{p} {:.1}%", ms(p) as f64 * 100.0 / total))
             .collect();
-        let timed: u64 = self.phase_ms.values().sum();
+        let timed: u64 = PHASES.iter().map(|p| ms(p)).sum();
         let other = self.elapsed_ms.saturating_sub(timed);
         parts.push(format!("other {:.1}%", other as f64 * 100.0 / total));
         Some(parts.join(", "))
@@ -312,9 +314,10 @@ mod tests {
             ..Stats::default()
         };
         assert_eq!(s.time_split(), None);
-        for (p, ms) in [("program", 7_000), ("boot", 1_500), ("reset", 500)] {
+        for (p, ms) in [("program", 7_000), ("reset", 500)] {
             s.phase_ms.insert(p.into(), ms);
         }
+        s.boot_ms = 1_500;
         assert_eq!(
             s.time_split().unwrap(),
             "program 70.0%, boot 15.0%, reset 5.0%, settle 0.0%, check 0.0%, other 10.0%"

@@ -15,7 +15,7 @@ mod dax;
 mod files;
 mod lane;
 mod mounts;
-mod paths;
+pub(crate) mod paths;
 pub mod reset;
 pub mod shell;
 mod snapshot;

@@ -260,6 +260,11 @@ fn memory_line() -> Option<(u32, u32)> {
     memory_line_of(&text)
 }
 
+/// Whether the memory controller is bound to a v1 hierarchy (not to v2).
+pub(crate) fn memory_bound_to_v1() -> bool {
+    memory_line().is_some_and(|(h, _)| h != 0)
+}
+
 fn memory_line_of(text: &str) -> Option<(u32, u32)> {
     let l = text
         .lines()
@@ -319,9 +324,8 @@ fn remove_v1(left: &mut Vec<String>, deadline: Instant) {
     let mut remounted = false;
     let waited = Instant::now();
     loop {
-        match memory_line() {
-            Some((h, _)) if h != 0 => {}
-            _ => return,
+        if !memory_bound_to_v1() {
+            return;
         }
         if Instant::now() >= deadline {
             let (h, n) = memory_line().unwrap_or_default();

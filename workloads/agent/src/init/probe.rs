@@ -15,7 +15,9 @@ use cgstorm_agent::proto::Features;
 use nix::errno::Errno;
 use nix::mount::{mount, umount, MsFlags};
 
-const ROOT: &str = "/sys/fs/cgroup";
+use crate::exec::paths::CG2;
+use crate::exec::reset::memory_bound_to_v1;
+
 /// The scratch cgroup; removed before the hello.
 const SCRATCH: &str = "/sys/fs/cgroup/cgstorm-probe";
 /// Where the v1 memory hierarchy is tried.
@@ -42,7 +44,7 @@ pub fn probe() -> Features {
 }
 
 fn controllers() -> Vec<String> {
-    fs::read_to_string(Path::new(ROOT).join("cgroup.controllers"))
+    fs::read_to_string(Path::new(CG2).join("cgroup.controllers"))
         .map(|s| s.split_whitespace().map(String::from).collect())
         .unwrap_or_default()
 }
@@ -81,9 +83,9 @@ fn probe_v1(f: &mut Features) -> Option<bool> {
     let _ = fs::remove_dir(V1_DIR);
     if found == Some(true) {
         // The killed hierarchy frees itself after an RCU grace period;
-        // until then memory is not in the v2 root's controllers.
+        // until then memory stays bound to it, not to v2.
         let deadline = Instant::now() + V1_RELEASE;
-        while !controllers().iter().any(|c| c == "memory") {
+        while memory_bound_to_v1() {
             if Instant::now() >= deadline {
                 f.notes.push(format!(
                     "v1 memory: the probe's hierarchy still holds memory after {V1_RELEASE:?}"
@@ -103,7 +105,7 @@ fn probe_scratch(f: &mut Features) {
         .into_iter()
         .filter(|c| f.controllers.iter().any(|have| have == c))
         .collect();
-    let control = Path::new(ROOT).join("cgroup.subtree_control");
+    let control = Path::new(CG2).join("cgroup.subtree_control");
     let enable: String = wanted.iter().map(|c| format!("+{c} ")).collect();
     if !wanted.is_empty() {
         if let Err(e) = fs::write(&control, enable.trim()) {
