@@ -88,7 +88,22 @@ pub enum AgentMsg {
         /// Why the run stopped early, if it did (a lane's op could not even
         /// be attempted, e.g. the agent failed to fork).
         error: Option<String>,
+        /// Where the agent's time went that was not the lanes' ops.
+        #[serde(default)]
+        timing: RunTiming,
     },
+}
+
+/// The agent's own share of a run's wall time, in microseconds: what the
+/// host sees as one stretch from sending the program to `Finished`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunTiming {
+    /// Parsing the program and making its places, before the lanes start.
+    pub setup_us: u64,
+    /// Taking the barrier snapshots (the lanes wait meanwhile).
+    pub snapshot_us: u64,
+    /// After the lanes: killing the program's tasks, dropping its pins.
+    pub teardown_us: u64,
 }
 
 /// Messages from the host to the agent.

@@ -278,8 +278,15 @@ impl Campaign {
             s.restores += 1;
         }
         let c = &ran.conclusion;
+        let agent = &c.outcome.agent;
+        let us = Duration::from_micros;
+        let snapshots = us(agent.snapshot_us);
+        let around = us(agent.setup_us + agent.teardown_us);
+        let lanes = c.outcome.elapsed.saturating_sub(snapshots + around);
         for (phase, t) in [
-            ("program", c.outcome.elapsed),
+            ("program", lanes),
+            ("snapshot", snapshots),
+            ("agent", around),
             ("settle", c.outcome.settle),
             ("check", c.check),
             ("reset", ran.reset_time),

@@ -238,6 +238,7 @@ impl Slot {
         let watch = ConsoleWatch::new(None);
         let mut limits = Limits::new(accel, program, duration, None);
         limits.keep_alive = true;
+        limits.reset_early = true;
         let vm = vm_of(b);
         let conclusion = conclude(vm, program, target, duration, &limits, &env.stop, watch);
         let mut dropped = None;
@@ -258,7 +259,8 @@ impl Slot {
         } else {
             let mut watch = ConsoleWatch::new(None);
             let resetting = Instant::now();
-            let answer = reset(vm, &mut watch, accel.scale(RESET_TIMEOUT));
+            let asked = conclusion.outcome.reset_sent;
+            let answer = reset(vm, asked, &mut watch, accel.scale(RESET_TIMEOUT));
             reset_time = resetting.elapsed();
             match answer {
                 Ok(left) if left.is_empty() => {}
@@ -323,14 +325,18 @@ fn vm_of(b: &mut Booted) -> &mut dyn Vm {
     }
 }
 
-/// Asks the agent to reset the guest, feeding the console to `watch` while
-/// it works; the leftovers it reports.
+/// Asks the agent to reset the guest (unless the run `asked` already, see
+/// [`Limits::reset_early`]), feeding the console to `watch` while it works;
+/// the leftovers it reports.
 fn reset(
     vm: &mut dyn Vm,
+    asked: bool,
     watch: &mut ConsoleWatch,
     timeout: Duration,
 ) -> Result<Vec<String>, String> {
-    proto::write_frame(vm.agent(), &HostMsg::Reset).map_err(|e| format!("send: {e}"))?;
+    if !asked {
+        proto::write_frame(vm.agent(), &HostMsg::Reset).map_err(|e| format!("send: {e}"))?;
+    }
     vm.agent()
         .set_read_timeout(Some(Duration::from_millis(50)))
         .map_err(|e| format!("set a read timeout: {e}"))?;
@@ -400,7 +406,7 @@ mod tests {
                 leftovers: vec!["/tmp/cgstorm/mnt/m0 is still mounted".into()],
             });
         let mut watch = ConsoleWatch::new(None);
-        let left = reset(&mut vm, &mut watch, Duration::from_secs(5)).unwrap();
+        let left = reset(&mut vm, false, &mut watch, Duration::from_secs(5)).unwrap();
         assert_eq!(left, ["/tmp/cgstorm/mnt/m0 is still mounted"]);
         assert_eq!(vm.host_messages(), [HostMsg::Reset]);
         let (reports, _) = watch.finish();
@@ -409,18 +415,31 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_the_run_asked_for_is_only_awaited() {
+        let mut vm = FakeVm::new().agent_says(&AgentMsg::ResetDone { leftovers: vec![] });
+        let mut watch = ConsoleWatch::new(None);
+        assert!(reset(&mut vm, true, &mut watch, Duration::from_secs(5))
+            .unwrap()
+            .is_empty());
+        assert_eq!(vm.host_messages(), []);
+    }
+
+    #[test]
     fn a_reset_without_an_answer_times_out() {
         let mut vm = FakeVm::new();
         let mut watch = ConsoleWatch::new(None);
-        let e = reset(&mut vm, &mut watch, Duration::from_millis(200)).unwrap_err();
+        let e = reset(&mut vm, false, &mut watch, Duration::from_millis(200)).unwrap_err();
         assert!(e.contains("no answer") || e.contains("went away"), "{e}");
     }
 
     #[test]
     fn a_wrong_answer_is_an_error() {
-        let mut vm = FakeVm::new().agent_says(&AgentMsg::Finished { error: None });
+        let mut vm = FakeVm::new().agent_says(&AgentMsg::Finished {
+            error: None,
+            timing: Default::default(),
+        });
         let mut watch = ConsoleWatch::new(None);
-        let e = reset(&mut vm, &mut watch, Duration::from_secs(5)).unwrap_err();
+        let e = reset(&mut vm, false, &mut watch, Duration::from_secs(5)).unwrap_err();
         assert!(e.contains("unexpected answer"), "{e}");
     }
 }

@@ -83,7 +83,9 @@ pub struct Stats {
     /// Why each dropped VM was dropped, counted.
     pub drops: BTreeMap<String, u64>,
     /// Wall time by phase, in ms: `program` (from sending a program to its
-    /// end, barrier snapshots included), `settle` (the console after it),
+    /// end, less the agent's own parts: `snapshot`, its barrier snapshots,
+    /// and `agent`, its setup before the lanes and teardown after them:
+    /// killing tasks, dropping pins), `settle` (the console after it),
     /// `check` (the host judging it), `reset` (the agent's reset); booting
     /// is [`Stats::boot_ms`].
     #[serde(default)]
@@ -91,7 +93,9 @@ pub struct Stats {
 }
 
 /// The phases of [`Stats::phase_ms`], in the order the summary gives them.
-pub const PHASES: [&str; 5] = ["program", "boot", "reset", "settle", "check"];
+pub const PHASES: [&str; 7] = [
+    "program", "snapshot", "agent", "boot", "reset", "settle", "check",
+];
 
 impl Stats {
     /// Loads the counters saved in `path`, or starts at zero.
@@ -314,13 +318,14 @@ mod tests {
             ..Stats::default()
         };
         assert_eq!(s.time_split(), None);
-        for (p, ms) in [("program", 7_000), ("reset", 500)] {
+        for (p, ms) in [("program", 7_000), ("snapshot", 300), ("reset", 500)] {
             s.phase_ms.insert(p.into(), ms);
         }
         s.boot_ms = 1_500;
         assert_eq!(
             s.time_split().unwrap(),
-            "program 70.0%, boot 15.0%, reset 5.0%, settle 0.0%, check 0.0%, other 10.0%"
+            "program 70.0%, snapshot 3.0%, agent 0.0%, boot 15.0%, reset 5.0%, settle 0.0%, \
+             check 0.0%, other 7.0%"
         );
         assert!(s.text("fuzz").contains("  wall time    program 70.0%"));
     }

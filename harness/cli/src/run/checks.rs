@@ -140,7 +140,10 @@ known_findings:
                 step: 1,
                 snapshot: snap(end.0, end.1),
             })
-            .agent_says(&AgentMsg::Finished { error: None })
+            .agent_says(&AgentMsg::Finished {
+                error: None,
+                timing: Default::default(),
+            })
             .console_lines(console.iter().copied())
             .powers_off_on_shutdown();
         let mut target = Target::default();
@@ -157,6 +160,7 @@ known_findings:
             shutdown: ms(200),
             poll: ms(5),
             keep_alive: false,
+            reset_early: false,
         };
         conclude(
             &mut vm,

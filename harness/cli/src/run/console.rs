@@ -56,6 +56,11 @@ impl ConsoleWatch {
         self.reports.extend(self.scanner.feed(&bytes));
     }
 
+    /// No report so far, finished or still printing.
+    pub fn clean_so_far(&self) -> bool {
+        self.reports.is_empty() && self.scanner.pending().is_none()
+    }
+
     /// The last fatal error the agent logged on the console.
     pub fn agent_fatal(&self) -> Option<&str> {
         self.agent_fatal.as_deref()

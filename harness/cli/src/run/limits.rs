@@ -43,6 +43,11 @@ pub struct Limits {
     /// next program in it): the console is collected only until it has
     /// been quiet for [`KEEP_ALIVE_QUIET`], and the guest is not powered off.
     pub keep_alive: bool,
+    /// With `keep_alive`: once a program finished cleanly and the console
+    /// shows no report, ask the agent for its reset at once, so the guest
+    /// resets while the host settles the console and checks the run
+    /// ([`super::session::Outcome::reset_sent`]).
+    pub reset_early: bool,
 }
 
 /// How long the console must be quiet, once the agent's end line is on it,
@@ -83,6 +88,7 @@ impl Limits {
             hang_settle_max: accel.scale(Duration::from_secs(6)),
             shutdown: accel.scale(cgstorm_vm::launch::SHUTDOWN_TIMEOUT),
             keep_alive: false,
+            reset_early: false,
             poll: Duration::from_millis(20),
         }
     }

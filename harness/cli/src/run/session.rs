@@ -10,7 +10,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use cgstorm_agent::contract::DONE_LINE;
-use cgstorm_agent::proto::{self, AgentMsg, HostMsg, RunOrder};
+use cgstorm_agent::proto::{self, AgentMsg, HostMsg, RunOrder, RunTiming};
 use cgstorm_vm::{boot, ConsoleEvent, Diagnosis, Vm};
 use cgstorm_workloads::OpId;
 
@@ -74,11 +74,17 @@ pub struct Outcome {
     pub stalls: Vec<Stall>,
     /// From sending the program to the end.
     pub elapsed: Duration,
+    /// The agent's own part of `elapsed` (setup, barrier snapshots,
+    /// teardown), as its `Finished` said; zero when it did not finish.
+    pub agent: RunTiming,
     /// After the end, waiting for the console to settle (and, without
     /// `keep_alive`, for the guest to power off).
     pub settle: Duration,
     /// Whether the VM is down already (powered off or exited).
     pub vm_gone: bool,
+    /// A [`HostMsg::Reset`] went to the agent after the end
+    /// ([`Limits::reset_early`]): its answer is on the channel to come.
+    pub reset_sent: bool,
     /// Things that went wrong without ending the run.
     pub warnings: Vec<String>,
 }
@@ -105,6 +111,8 @@ struct Session<'a> {
     last_frame: Instant,
     /// The agent's end line ([`DONE_LINE`]) was on the console.
     done_seen: bool,
+    agent: RunTiming,
+    reset_sent: bool,
 }
 
 /// Runs `order` on the agent of `vm`, feeding the console to `console`.
@@ -132,6 +140,8 @@ pub fn run(
         warnings: Vec::new(),
         last_frame: begin,
         done_seen: false,
+        agent: RunTiming::default(),
+        reset_sent: false,
     };
     let end = match proto::write_frame(s.vm.agent(), &HostMsg::Run(order.clone())) {
         Ok(()) => s.wait(begin, stop),
@@ -152,8 +162,10 @@ pub fn run(
         trace: s.trace,
         stalls: s.stalls,
         elapsed,
+        agent: s.agent,
         settle,
         vm_gone,
+        reset_sent: s.reset_sent,
         warnings: s.warnings,
     }
 }
@@ -247,7 +259,10 @@ impl Session<'_> {
                     self.stalls.push(stall.clone());
                     self.stuck.insert(op.lane, (Instant::now(), stall));
                 }
-                AgentMsg::Finished { error } => return Step::Stop(End::Finished { error }),
+                AgentMsg::Finished { error, timing } => {
+                    self.agent = timing;
+                    return Step::Stop(End::Finished { error });
+                }
                 AgentMsg::Fatal { message } => return Step::Stop(End::AgentFatal { message }),
                 AgentMsg::Hello(_)
                 | AgentMsg::BenchResult { .. }
@@ -386,6 +401,18 @@ impl Session<'_> {
                     // comes after it is a report still printing (it keeps
                     // the console busy) or one the reset's watch catches.
                     self.settle_until_done(l.settle_max);
+                    if l.reset_early
+                        && matches!(end, End::Finished { error: None })
+                        && self.console.clean_so_far()
+                    {
+                        // The guest resets while the console settles and
+                        // the host checks; a report that shows meanwhile
+                        // still lands in this run's console.
+                        match proto::write_frame(self.vm.agent(), &HostMsg::Reset) {
+                            Ok(()) => self.reset_sent = true,
+                            Err(e) => self.warnings.push(format!("cannot ask for the reset: {e}")),
+                        }
+                    }
                     self.settle(super::limits::KEEP_ALIVE_QUIET, l.settle_max);
                     return self.vm.exit_status().is_some();
                 }

@@ -35,6 +35,7 @@ fn limits() -> Limits {
         shutdown: ms(200),
         poll: ms(5),
         keep_alive: false,
+        reset_early: false,
     }
 }
 
@@ -67,7 +68,10 @@ fn tree_vm(results: [Outcome; 3]) -> FakeVm {
             step: 0,
             snapshot: root_only(),
         })
-        .agent_says(&AgentMsg::Finished { error: None })
+        .agent_says(&AgentMsg::Finished {
+            error: None,
+            timing: Default::default(),
+        })
         .agent_chunks(7)
         .powers_off_on_shutdown()
 }
@@ -146,7 +150,10 @@ fn a_wrong_snapshot_is_a_state_divergence() {
             step: 0,
             snapshot: root_only(),
         })
-        .agent_says(&AgentMsg::Finished { error: None })
+        .agent_says(&AgentMsg::Finished {
+            error: None,
+            timing: Default::default(),
+        })
         .powers_off_on_shutdown();
     let c = judge(&mut vm, "lanes:\n  - {name: m, ops: [{mkdir: x}]}\n");
     assert_eq!(c.verdict, Verdict::Finding);
@@ -245,7 +252,10 @@ fn a_stall_that_resolves_is_only_a_warning() {
             step: 0,
             snapshot: root_only(),
         })
-        .agent_says(&AgentMsg::Finished { error: None })
+        .agent_says(&AgentMsg::Finished {
+            error: None,
+            timing: Default::default(),
+        })
         .powers_off_on_shutdown();
     let c = judge(&mut vm, TREE);
     assert_eq!(c.verdict, Verdict::Pass);
@@ -303,7 +313,10 @@ fn a_trace_the_model_cannot_check_passes_with_a_warning() {
         .agent_says(&AgentMsg::Ops {
             events: vec![ev(9, Outcome::Ok, 1)],
         })
-        .agent_says(&AgentMsg::Finished { error: None })
+        .agent_says(&AgentMsg::Finished {
+            error: None,
+            timing: Default::default(),
+        })
         .powers_off_on_shutdown();
     let c = judge(&mut vm, TREE);
     assert_eq!(c.verdict, Verdict::Pass);
@@ -339,6 +352,7 @@ fn agent_fatal_and_early_finish_are_errors() {
         .agent_says(&AgentMsg::Started { lanes: 1, steps: 1 })
         .agent_says(&AgentMsg::Finished {
             error: Some("fork: EAGAIN".into()),
+            timing: Default::default(),
         })
         .powers_off_on_shutdown();
     let c = judge(&mut vm, TREE);
@@ -425,6 +439,7 @@ fn a_kept_guest_is_read_up_to_the_agent_end_line_wherever_it_came() {
         let mut vm = tree_vm(GOOD).console_lines(console.iter().copied());
         let l = Limits {
             keep_alive: true,
+            reset_early: false,
             ..limits()
         };
         conclude(
@@ -447,5 +462,54 @@ fn a_kept_guest_is_read_up_to_the_agent_end_line_wherever_it_came() {
         c.warnings.iter().any(|w| w.contains("did not show")),
         "{:?}",
         c.warnings
+    );
+}
+
+/// A campaign asks for the reset as soon as a clean program's end line is
+/// on the console, so the guest resets while the host checks; not when the
+/// console shows a report (the VM is dropped then, and a reset of a kernel
+/// that printed one may hang).
+#[test]
+fn a_kept_guest_is_reset_early_only_after_a_clean_console() {
+    let run = |console: &[&str]| {
+        let mut vm = tree_vm(GOOD).console_lines(console.iter().copied());
+        let l = Limits {
+            keep_alive: true,
+            reset_early: true,
+            ..limits()
+        };
+        let c = conclude(
+            &mut vm,
+            &program(TREE),
+            &Target::default(),
+            Duration::from_secs(1),
+            &l,
+            &|| false,
+            ConsoleWatch::new(None),
+        );
+        let resets = vm
+            .host_messages()
+            .iter()
+            .filter(|m| **m == HostMsg::Reset)
+            .count();
+        (c, resets)
+    };
+    let (c, resets) = run(&["[    1.000000] cgstorm: program done"]);
+    assert!(c.outcome.reset_sent);
+    assert_eq!(resets, 1);
+    let (c, resets) = run(&[
+        "[    0.900000] ------------[ cut here ]------------",
+        "[    0.900001] WARNING: CPU: 0 PID: 1 at fs/inode.c:1 evict+0x10/0x20",
+        "[    0.900002] Call Trace:",
+        "[    0.900003]  evict+0x10/0x20",
+        "[    0.900004] ---[ end trace 0000000000000000 ]---",
+        "[    1.000000] cgstorm: program done",
+    ]);
+    assert!(!c.outcome.reset_sent);
+    assert_eq!(resets, 0);
+    assert!(
+        c.findings.iter().any(|f| f.title == "WARNING in evict"),
+        "{:?}",
+        c.findings
     );
 }

@@ -48,6 +48,8 @@ pub struct Shared {
     token: String,
     status: Vec<LaneStatus>,
     pending: Vec<Mutex<Vec<OpEvent>>>,
+    /// Time spent taking barrier snapshots, in microseconds.
+    pub snapshot_us: AtomicU64,
 }
 
 impl Shared {
@@ -68,6 +70,7 @@ impl Shared {
             token,
             status: (0..lanes).map(|_| LaneStatus::default()).collect(),
             pending: (0..lanes).map(|_| Mutex::new(Vec::new())).collect(),
+            snapshot_us: AtomicU64::new(0),
         }
     }
 
@@ -130,7 +133,11 @@ impl Lane<'_> {
     fn barrier(&mut self, step: usize) {
         self.s.flush(self.idx);
         if self.s.barrier.wait().is_leader() {
+            let t = Instant::now();
             let snapshot = snapshot::take(&self.s.world);
+            self.s
+                .snapshot_us
+                .fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
             let _ = self.s.tx.send(AgentMsg::Barrier { step, snapshot });
         }
         self.s.barrier.wait();

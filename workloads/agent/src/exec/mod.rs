@@ -24,11 +24,13 @@ pub mod tasks;
 mod world;
 
 use std::fs::File;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use cgstorm_agent::contract::{DONE_LINE, KMSG_PREFIX};
-use cgstorm_agent::proto::{self, AgentMsg, RunOrder};
+use cgstorm_agent::proto::{self, AgentMsg, RunOrder, RunTiming};
 use cgstorm_workloads::op::Op;
 use cgstorm_workloads::Program;
 use nix::mount::{mount, MsFlags};
@@ -41,6 +43,7 @@ use crate::init::kmsg::klog;
 /// Runs one program; results go out on `port`. Returns when the program is
 /// over (or was refused); the agent then waits for the next order.
 pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> {
+    let begin = Instant::now();
     let program = match Program::from_yaml("program", &order.program) {
         Ok(p) => p,
         Err(e) => {
@@ -78,6 +81,7 @@ pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> 
         tx.clone(),
     ));
     let program = Arc::new(program);
+    let setup = begin.elapsed();
     let watch = Watch::start(shared.clone(), program.clone(), order.stall_ms);
     let handles: Vec<_> = (0..program.lanes.len())
         .map(|li| {
@@ -102,10 +106,16 @@ pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> 
     for li in 0..program.lanes.len() {
         shared.flush(li);
     }
+    let ended = Instant::now();
     shared.world.kill_all();
     dax::release_all(&shared.world);
     crate::init::kmsg::log(DONE_LINE.trim_start_matches(KMSG_PREFIX));
-    let _ = tx.send(AgentMsg::Finished { error });
+    let timing = RunTiming {
+        setup_us: setup.as_micros() as u64,
+        snapshot_us: shared.snapshot_us.load(Ordering::Relaxed),
+        teardown_us: ended.elapsed().as_micros() as u64,
+    };
+    let _ = tx.send(AgentMsg::Finished { error, timing });
     drop(tx);
     drop(shared);
     let _ = sender.join();

@@ -48,6 +48,7 @@ pub fn open(s: &State, a: &OpenArgs, ctx: Ctx<'_>) -> Next {
                         via: o.via,
                         dax: o.dax,
                         direct: a.direct,
+                        unlinked: None,
                     },
                 );
                 (Outcome::Ok, n)
@@ -87,20 +88,28 @@ pub fn mmap(s: &State, a: &MmapArgs) -> Next {
             via: fd.via.clone(),
             dax: fd.dax,
             len: a.len.0,
+            unlinked: fd.unlinked,
         },
     );
     ok(n)
 }
 
+/// The size of the mapped inode: the size it had when its name was
+/// unlinked, or the size of the file under its name (`None`: not known).
+fn mapped_size(s: &State, m: &Map) -> Option<SizeRange> {
+    m.unlinked
+        .or_else(|| s.file(&m.fs, &m.file).map(|f| f.size))
+}
+
 /// Whether the mapping reaches past the end of its file: certainly, maybe, or not.
 fn past_eof(s: &State, m: &Map) -> Life {
     let pages = m.len.div_ceil(PAGE) * PAGE;
-    match s.file(&m.fs, &m.file) {
-        // Unlinked or unknown: the inode lives on, but its size is not tracked.
+    match mapped_size(s, m) {
+        // Unknown (the filesystem went): the inode lives on, but its size is not tracked.
         None => Life::Maybe,
-        Some(f) => {
+        Some(size) => {
             let covered = |size: u64| size.div_ceil(PAGE) * PAGE >= pages;
-            match (covered(f.size.lo), covered(f.size.hi)) {
+            match (covered(size.lo), covered(size.hi)) {
                 (true, _) => Life::Dead,
                 (false, true) => Life::Maybe,
                 (false, false) => Life::Alive,
@@ -228,9 +237,8 @@ pub fn pin(s: &State, a: &PinArgs, ctx: Ctx<'_>) -> Next {
             // write of a 2M mapping of a 1M file left its peer at 1M).
             let least = match past_eof(s, m) {
                 Life::Dead => m.len,
-                _ => s
-                    .file(&m.fs, &m.file)
-                    .map_or(0, |f| f.size.lo.div_ceil(PAGE) * PAGE)
+                _ => mapped_size(s, m)
+                    .map_or(0, |size| size.lo.div_ceil(PAGE) * PAGE)
                     .min(m.len),
             };
             n.files.insert(

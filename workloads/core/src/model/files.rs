@@ -267,13 +267,39 @@ pub fn unlink(s: &State, f: &FilePath) -> Next {
     existing(s, f, |fs, _| {
         let mut n = s.clone();
         let key = (fs.clone(), f.name.clone());
-        n.files.remove(&key);
+        let gone = n.files.remove(&key);
         // A writer task goes on writing the unlinked inode through the
         // descriptor it holds (it never reopens the path): what it writes
         // no longer shows under the name.
+        let mut written = false;
         for t in n.tasks.values_mut() {
             if t.writes.as_ref() == Some(&key) {
                 t.writes = None;
+                written = true;
+            }
+        }
+        // Descriptors and mappings keep the inode, at the size it had (a
+        // file created under the name later is another inode: a 6.12
+        // lockdep fuzz touched a mapping of the unlinked one after an
+        // `open(O_CREAT)` had made an empty file of the name).
+        let mut size = gone.map_or(
+            SizeRange {
+                lo: 0,
+                hi: u64::MAX,
+            },
+            |g| g.size,
+        );
+        if written {
+            size.hi = u64::MAX;
+        }
+        for fd in n.fds.values_mut() {
+            if fd.unlinked.is_none() && fd.fs == key.0 && fd.file == key.1 {
+                fd.unlinked = Some(size);
+            }
+        }
+        for m in n.maps.values_mut() {
+            if m.unlinked.is_none() && m.fs == key.0 && m.file == key.1 {
+                m.unlinked = Some(size);
             }
         }
         ok(n)

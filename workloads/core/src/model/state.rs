@@ -214,6 +214,10 @@ pub struct Fd {
     pub dax: bool,
     /// Opened O_DIRECT.
     pub direct: bool,
+    /// The size of its inode once the name was unlinked (`None` while the
+    /// name still refers to it): a file created later under the same name
+    /// is another inode.
+    pub unlinked: Option<SizeRange>,
 }
 
 /// A mapping (`mmap` op).
@@ -229,6 +233,8 @@ pub struct Map {
     pub dax: bool,
     /// Length in bytes.
     pub len: u64,
+    /// As [`Fd::unlinked`].
+    pub unlinked: Option<SizeRange>,
 }
 
 /// Page references held by a `pin` op until `release`.

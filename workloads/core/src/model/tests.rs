@@ -584,3 +584,17 @@ fn a_write_pin_from_a_mapping_past_its_end_may_write_short() {
         "{sizes:?}"
     );
 }
+
+/// A mapping is of the inode its descriptor was opened on: after that
+/// name is unlinked and made again, empty, a touch of the old mapping
+/// still finds the old inode's pages (fuzz on the 6.12 lockdep kernel,
+/// corpus/regressions/touch-unlinked-inode.yaml).
+#[test]
+fn a_mapping_keeps_its_unlinked_inode() {
+    let p = prog(
+        "lanes:\n  - {name: a, ops: [{write: {file: tmp/big, bytes: 64K, bs: 4K}}, {open: {fd: f, file: tmp/big}}, {unlink: tmp/big}, {open: {fd: g, file: tmp/big, create: true}}, {mmap: {map: m, fd: f, len: 8K}}, {touch: {map: m}}, {mmap: {map: n, fd: g, len: 4K}}, {touch: {map: n}}]}\n",
+    );
+    let pred = predict(&p, &Target::default()).unwrap();
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 5 }].to_string(), "ok");
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 7 }].to_string(), "EFAULT");
+}
