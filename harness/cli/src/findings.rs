@@ -78,7 +78,7 @@ pub fn record(workdir: &Path, r: &Record<'_>) -> io::Result<(PathBuf, u64)> {
 }
 
 /// Writes a file through a temporary name and a rename, so readers never see half of it.
-fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
+pub fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp)?;
     f.write_all(data)?;

@@ -38,6 +38,11 @@ pub struct FuzzArgs {
     /// Print a progress line this often.
     #[arg(long, default_value = "30s")]
     pub progress: Millis,
+    /// Collect kernel coverage (where the kernel has KCOV) and count it,
+    /// but keep no program for its new edges: a campaign to compare a
+    /// guided one with.
+    #[arg(long)]
+    pub no_cover_feedback: bool,
     #[command(flatten)]
     pub vm: VmArgs,
 }
@@ -99,12 +104,13 @@ pub struct FuzzSource {
 impl FuzzSource {
     /// Program `n` of the campaign: even draws (and every draw while the
     /// corpus is empty) are generated, odd ones mutate a corpus program.
-    pub fn program(&self, n: u64, corpus: &[Program]) -> Program {
+    /// `weights` (parallel to `corpus`) make a parent more likely.
+    pub fn program(&self, n: u64, corpus: &[Program], weights: &[u64]) -> Program {
         let s = self.seed.wrapping_add(n.wrapping_mul(0x9E37_79B9));
         let bytes = seed_bytes(s);
         let mut u = Unstructured::new(&bytes);
         if n % 2 == 1 && !corpus.is_empty() {
-            let parent = u.choose_index(corpus.len()).unwrap_or(0);
+            let parent = weighted_index(&mut u, weights).min(corpus.len() - 1);
             if let Some((mut m, _)) = mutate::mutate(&corpus[parent], &mut u) {
                 m.name = format!("mut-{s:x}-of-{}", corpus[parent].name);
                 return m;
@@ -119,21 +125,38 @@ impl FuzzSource {
 
 impl Source for FuzzSource {
     fn next(&self, c: &Campaign, _job: usize) -> Option<Pick> {
-        let (n, corpus) = {
+        let (n, corpus, weights) = {
             let mut st = c.state();
             let n = st.stats.draws;
             st.stats.draws += 1;
             st.issued += 1;
-            (n, st.corpus.clone())
+            (n, st.corpus.clone(), st.weights.clone())
         };
         Some(Pick {
-            program: self.program(n, &corpus),
+            program: self.program(n, &corpus, &weights),
             duration: PROGRAM_DURATION,
             part: "fuzz".into(),
             keep: true,
             env: 0,
         })
     }
+}
+
+/// An index drawn with probability proportional to its weight (all weights
+/// 1: the same draw as a uniform choice of the same bytes).
+fn weighted_index(u: &mut Unstructured<'_>, weights: &[u64]) -> usize {
+    let total: u64 = weights.iter().sum();
+    if total == 0 {
+        return 0;
+    }
+    let mut r = u.int_in_range(0..=total - 1).unwrap_or(0);
+    for (i, w) in weights.iter().enumerate() {
+        if r < *w {
+            return i;
+        }
+        r -= w;
+    }
+    weights.len() - 1
 }
 
 /// Runs `fuzz`.
@@ -150,12 +173,13 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
     let env = Env::new(&a.vm)?;
     std::fs::create_dir_all(&a.workdir)
         .with_context(|| format!("cannot create the workdir {}", a.workdir.display()))?;
-    let campaign = Campaign::open(
+    let mut campaign = Campaign::open(
         vec![env],
         &a.workdir,
         "fuzz.json",
         Duration::from_millis(a.duration.0),
     )?;
+    campaign.cover_feedback = !a.no_cover_feedback;
     {
         let mut st = campaign.state();
         // Scenarios are long and heavy by design; `cgstorm soak` runs them.
@@ -175,7 +199,7 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
             seeds.len() + st.corpus.len(),
             st.corpus.len()
         );
-        st.corpus.extend(seeds);
+        st.add_seeds(seeds);
     }
     eprintln!(
         "cgstorm fuzz: replay this campaign with: cgstorm fuzz --seed {seed} --workdir {} --duration {}",
@@ -203,18 +227,44 @@ mod tests {
     fn the_same_seed_gives_the_same_programs() {
         let corpus = load_programs(&[default_corpus().join("semantics")]);
         assert!(corpus.len() >= 10, "the semantics corpus is there");
+        let w = vec![1; corpus.len()];
         let src = FuzzSource { seed: 42 };
         for n in 0..20 {
-            let a = src.program(n, &corpus).to_yaml();
-            assert_eq!(a, src.program(n, &corpus).to_yaml(), "draw {n}");
+            let a = src.program(n, &corpus, &w).to_yaml();
+            assert_eq!(a, src.program(n, &corpus, &w).to_yaml(), "draw {n}");
             Program::from_yaml("p", &a).expect("valid");
         }
         let other = FuzzSource { seed: 43 };
         assert_ne!(
-            src.program(0, &corpus).to_yaml(),
-            other.program(0, &corpus).to_yaml()
+            src.program(0, &corpus, &w).to_yaml(),
+            other.program(0, &corpus, &w).to_yaml()
         );
-        assert!(src.program(1, &corpus).name.starts_with("mut-"));
-        assert!(src.program(1, &[]).name.starts_with("gen-"));
+        assert!(src.program(1, &corpus, &w).name.starts_with("mut-"));
+        assert!(src.program(1, &[], &[]).name.starts_with("gen-"));
+    }
+
+    #[test]
+    fn parents_are_drawn_by_weight() {
+        let bytes: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let mut u = Unstructured::new(&bytes);
+        let mut hits = [0u32; 3];
+        for _ in 0..600 {
+            hits[weighted_index(&mut u, &[1, 0, 9])] += 1;
+        }
+        assert_eq!(hits[1], 0, "a weight of 0 is never drawn");
+        assert!(hits[2] > hits[0] * 3, "{hits:?}");
+        // All weights 1: the draw a uniform choice makes from the same bytes.
+        for n in 1..50usize {
+            let (mut a, mut b) = (
+                Unstructured::new(&bytes[n..]),
+                Unstructured::new(&bytes[n..]),
+            );
+            assert_eq!(
+                weighted_index(&mut a, &vec![1; n]),
+                b.choose_index(n).unwrap()
+            );
+        }
     }
 }

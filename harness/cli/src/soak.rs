@@ -206,7 +206,7 @@ pub fn run(a: &SoakArgs) -> Result<u8> {
             default_corpus().join("semantics"),
             default_corpus().join("regressions"),
         ]);
-        st.corpus.extend(seeds);
+        st.add_seeds(seeds);
     }
     let source = SoakSource {
         steps: rotation(scenarios.len(), kernels),

@@ -41,3 +41,6 @@ pub const KMSG_PREFIX: &str = "cgstorm: ";
 
 /// Exit code of the agent when the guard refuses to run.
 pub const REFUSAL_EXIT_CODE: i32 = 3;
+
+/// The KCOV device (debugfs): the agent's coverage of the lanes' ops.
+pub const KCOV_DEVICE: &str = "/sys/kernel/debug/kcov";

@@ -83,6 +83,14 @@ pub enum AgentMsg {
         /// Wall time in nanoseconds, or why the loop could not run.
         result: Result<u64, String>,
     },
+    /// The kernel coverage of a program's lanes ([`RunOrder::cover`]):
+    /// edge hashes this agent has not sent before, sorted.
+    Cover {
+        /// The new edges.
+        edges: Vec<u32>,
+        /// Why coverage could not be collected, if it could not.
+        error: Option<String>,
+    },
     /// The program is over: every lane ended and its tasks were killed.
     Finished {
         /// Why the run stopped early, if it did (a lane's op could not even
@@ -176,6 +184,13 @@ pub struct RunOrder {
     pub duration_ms: u64,
     /// A lane stuck in one op this long triggers the watchdog, in milliseconds.
     pub stall_ms: u64,
+    /// Collect the lanes' kernel coverage and send its new edges
+    /// ([`AgentMsg::Cover`], before `Finished`).
+    #[serde(default)]
+    pub cover: bool,
+    /// Forget the edges sent before: send every edge this program shows.
+    #[serde(default)]
+    pub cover_afresh: bool,
 }
 
 /// What the agent reports once the system is set up.

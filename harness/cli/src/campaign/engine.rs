@@ -4,6 +4,7 @@
 //! showed something new, and save the counters after every program so a
 //! killed campaign resumes where it was.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -47,6 +48,11 @@ pub struct State {
     pub seen: Seen,
     /// Programs to mutate.
     pub corpus: Vec<Program>,
+    /// How likely each corpus program is to be chosen as a parent
+    /// (parallel to `corpus`): more for more new kernel edges.
+    pub weights: Vec<u64>,
+    /// Every kernel edge seen (KCOV).
+    pub edges: HashSet<u32>,
     /// Programs handed out in this session.
     pub issued: u64,
 }
@@ -69,6 +75,28 @@ pub struct Campaign {
     pub deadline: Instant,
     /// Jobs that have ended.
     finished: AtomicUsize,
+    /// Keep programs whose new kernel edges show again (off: edges are
+    /// collected and counted, but keep nothing; for comparisons).
+    pub cover_feedback: bool,
+}
+
+/// What booking a program found for the search.
+struct Booked {
+    /// New model divergences (title, finding directory), to triage.
+    divergences: Vec<(String, PathBuf)>,
+    /// Kernel edges no program showed before.
+    new_edges: Vec<u32>,
+    /// The program joined the corpus.
+    kept: bool,
+}
+
+impl State {
+    /// Adds seed programs to the corpus, each as likely a parent as any
+    /// program kept for new behaviour other than kernel edges.
+    pub fn add_seeds(&mut self, seeds: Vec<Program>) {
+        self.weights.extend(std::iter::repeat_n(1, seeds.len()));
+        self.corpus.extend(seeds);
+    }
 }
 
 impl Campaign {
@@ -115,7 +143,9 @@ impl Campaign {
             state: Mutex::new(State {
                 stats,
                 seen,
+                weights: vec![1; corpus.len()],
                 corpus,
+                edges: HashSet::new(),
                 issued: 0,
             }),
             signals: feedback::default_signals(),
@@ -123,6 +153,7 @@ impl Campaign {
             base_ms,
             deadline: Instant::now() + left,
             finished: AtomicUsize::new(0),
+            cover_feedback: true,
         })
     }
 
@@ -201,13 +232,20 @@ impl Campaign {
                             &format!("{} {}: {why}", now_unix(), pick.program.name),
                         );
                     }
-                    let fresh = self.account(env, &pick, &yaml, &ran, began.elapsed(), restarted);
+                    let booked = self.account(env, &pick, &yaml, &ran, began.elapsed(), restarted);
                     slot.settle(&ran);
                     // Scenarios run for a minute each: only fuzz programs.
                     if pick.part == "fuzz" {
-                        for (title, fdir) in fresh {
-                            self.triage(&mut slot, env, &pick, &title, &fdir, &dir);
+                        for (title, fdir) in &booked.divergences {
+                            self.triage(&mut slot, env, &pick, title, fdir, &dir);
                         }
+                    }
+                    if self.cover_feedback
+                        && pick.keep
+                        && !booked.kept
+                        && !booked.new_edges.is_empty()
+                    {
+                        self.confirm_edges(&mut slot, env, &pick, &booked.new_edges, &dir);
                     }
                 }
                 Err(e) => {
@@ -236,7 +274,7 @@ impl Campaign {
         ran: &Ran,
         took: Duration,
         restarted: bool,
-    ) -> Vec<(String, PathBuf)> {
+    ) -> Booked {
         let context = format!(
             "{} {} {} on {} ({})",
             now_unix(),
@@ -332,19 +370,100 @@ impl Campaign {
             }
         }
         let new = st.seen.add(feats);
-        if pick.keep && !new.is_empty() {
-            let name = format!("{}.yaml", title_hash(yaml));
-            if std::fs::write(self.workdir.join("corpus").join(name), yaml).is_ok() {
-                st.stats.kept += 1;
-                st.corpus.push(pick.program.clone());
+        let mut new_edges = Vec::new();
+        if let Some(Ok(edges)) = &ran.conclusion.outcome.cover {
+            new_edges = edges
+                .iter()
+                .copied()
+                .filter(|e| st.edges.insert(*e))
+                .collect();
+            let (edges, now) = (st.edges.len() as u64, st.stats.elapsed_ms / 1000);
+            let c = &mut st.stats.cover;
+            c.runs += 1;
+            c.edges = edges;
+            if c.series.last().is_none_or(|(t, _)| now >= t + 30) {
+                c.series.push((now, c.edges));
             }
         }
+        let kept = pick.keep && !new.is_empty() && self.keep(&mut st, pick, yaml, 1);
         let _ = st.stats.save(&self.state_file);
-        stored
-            .iter()
-            .filter(|(f, _, n)| *n == 1 && f.kind == MODEL_DIVERGENCE)
-            .map(|(f, dir, _)| (f.title.clone(), dir.clone()))
-            .collect()
+        Booked {
+            divergences: stored
+                .iter()
+                .filter(|(f, _, n)| *n == 1 && f.kind == MODEL_DIVERGENCE)
+                .map(|(f, dir, _)| (f.title.clone(), dir.clone()))
+                .collect(),
+            new_edges,
+            kept,
+        }
+    }
+
+    /// Adds the program to the corpus (its file first), chosen as a
+    /// parent with `weight`; false if the file could not be written.
+    fn keep(&self, st: &mut State, pick: &Pick, yaml: &str, weight: u64) -> bool {
+        let name = format!("{}.yaml", title_hash(yaml));
+        if crate::findings::write_new(&self.workdir.join("corpus").join(name), yaml.as_bytes())
+            .is_err()
+        {
+            return false;
+        }
+        st.stats.kept += 1;
+        st.corpus.push(pick.program.clone());
+        st.weights.push(weight);
+        true
+    }
+
+    /// Runs a program that showed new kernel edges once more, asking for
+    /// all its edges: races make coverage flaky, and a program joins the
+    /// corpus only for edges that show again. Its weight as a parent grows
+    /// with how many did.
+    fn confirm_edges(
+        &self,
+        slot: &mut Slot,
+        env: &Env,
+        pick: &Pick,
+        new_edges: &[u32],
+        jobdir: &Path,
+    ) {
+        if self.over() {
+            return;
+        }
+        let yaml = pick.program.to_yaml();
+        slot.afresh = true;
+        let began = Instant::now();
+        let ran = match slot.run(
+            env,
+            &pick.program,
+            pick.duration,
+            jobdir.join("console.log"),
+        ) {
+            Ok(ran) => ran,
+            Err(e) => {
+                eprintln!("cgstorm: coverage re-run: {}", crate::run::error::chain(&e));
+                return;
+            }
+        };
+        let rerun = Pick {
+            program: pick.program.clone(),
+            duration: pick.duration,
+            part: pick.part.clone(),
+            keep: false,
+            env: pick.env,
+        };
+        self.account(env, &rerun, &yaml, &ran, began.elapsed(), false);
+        slot.settle(&ran);
+        let again: HashSet<u32> = match &ran.conclusion.outcome.cover {
+            Some(Ok(edges)) => edges.iter().copied().collect(),
+            _ => HashSet::new(),
+        };
+        let shown = confirmed(new_edges, &again);
+        let mut st = self.state();
+        st.stats.cover.reruns += 1;
+        st.stats.cover.flaky += (new_edges.len() - shown) as u64;
+        if shown > 0 && self.keep(&mut st, pick, &yaml, edge_weight(shown)) {
+            st.stats.cover.kept += 1;
+        }
+        let _ = st.stats.save(&self.state_file);
     }
 
     /// Runs the program of a new model divergence again, alone, in
@@ -411,6 +530,18 @@ impl Campaign {
         }
         let _ = st.stats.save(&self.state_file);
     }
+}
+
+/// How many of `new` edges are among `again`.
+fn confirmed(new: &[u32], again: &HashSet<u32>) -> usize {
+    new.iter().filter(|e| again.contains(e)).count()
+}
+
+/// A parent's weight for `edges` confirmed new edges: grows with them, but
+/// slowly, so the first programs (with thousands of edges, all new) do not
+/// crowd out the rest.
+fn edge_weight(edges: usize) -> u64 {
+    1 + u64::from((edges as u64 + 1).ilog2())
 }
 
 /// How many fresh VMs a new model divergence's program runs again in.

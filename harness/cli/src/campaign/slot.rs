@@ -17,7 +17,7 @@ use super::Env;
 use crate::run::console::ConsoleWatch;
 use crate::run::error::RunError;
 use crate::run::launch::{self, BootPlan, Booted};
-use crate::run::limits::Limits;
+use crate::run::limits::{Cover, Limits};
 use crate::run::machine::MachineOpts;
 use crate::run::session::End;
 use crate::run::verdict::{findings, Finding, ModelCheck, OpNames, Verdict};
@@ -90,6 +90,13 @@ pub struct Slot {
     no_snapshot: bool,
     /// The VM running now was restored from a snapshot.
     restored: bool,
+    /// Ask the agent for kernel coverage where the kernel has KCOV.
+    pub cover: bool,
+    /// The next run asks for all of its edges, not only those new to the
+    /// agent (a re-run that checks new signal shows again).
+    pub afresh: bool,
+    /// The kernel without KCOV was said.
+    no_kcov_said: bool,
 }
 
 impl Slot {
@@ -105,6 +112,33 @@ impl Slot {
             snapshots: Vec::new(),
             no_snapshot: false,
             restored: false,
+            cover: true,
+            afresh: false,
+            no_kcov_said: false,
+        }
+    }
+
+    /// What to ask of the kernel coverage of the next run, on `release`,
+    /// which has KCOV or not.
+    fn cover_for(&mut self, kcov: bool, release: &str) -> Cover {
+        let afresh = std::mem::take(&mut self.afresh);
+        if !self.cover {
+            return Cover::Off;
+        }
+        if !kcov {
+            if !std::mem::replace(&mut self.no_kcov_said, true) {
+                eprintln!(
+                    "cgstorm: job {}: {release} has no KCOV ({}): no coverage signal, the other signals go on",
+                    self.job,
+                    cgstorm_agent::contract::KCOV_DEVICE
+                );
+            }
+            return Cover::Off;
+        }
+        if afresh {
+            Cover::Afresh
+        } else {
+            Cover::New
         }
     }
 
@@ -229,6 +263,12 @@ impl Slot {
                 return Err(e);
             }
         }
+        let (kcov, release) = {
+            let hello = &self.vm.as_ref().expect("booted above").2;
+            let kcov = hello.features.as_ref().is_some_and(|f| f.kcov);
+            (kcov, hello.kernel_release.clone())
+        };
+        let cover = self.cover_for(kcov, &release);
         let (b, target, hello) = self.vm.as_mut().expect("booted above");
         let accel = match b {
             Booted::Qemu(v) => v.accel,
@@ -239,6 +279,7 @@ impl Slot {
         let mut limits = Limits::new(accel, program, duration, None);
         limits.keep_alive = true;
         limits.reset_early = true;
+        limits.cover = cover;
         let vm = vm_of(b);
         let conclusion = conclude(vm, program, target, duration, &limits, &env.stop, watch);
         let mut dropped = None;

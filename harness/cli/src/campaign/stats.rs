@@ -69,6 +69,9 @@ pub struct Stats {
     pub restarts: u64,
     /// Programs the corpus kept for new behaviour.
     pub kept: u64,
+    /// Kernel coverage (KCOV), where the kernel has it.
+    #[serde(default)]
+    pub cover: CoverStats,
     /// Wall time per kernel release, in ms.
     pub per_kernel_ms: BTreeMap<String, u64>,
     /// Findings by title.
@@ -90,6 +93,24 @@ pub struct Stats {
     /// is [`Stats::boot_ms`].
     #[serde(default)]
     pub phase_ms: BTreeMap<String, u64>,
+}
+
+/// What the campaign learnt from kernel coverage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoverStats {
+    /// Distinct edges seen (in this session: a resumed campaign finds its
+    /// corpus's edges again).
+    pub edges: u64,
+    /// Runs that came back with edges.
+    pub runs: u64,
+    /// Re-runs of a program with new edges, to see them again.
+    pub reruns: u64,
+    /// Programs kept because their new edges showed again.
+    pub kept: u64,
+    /// New edges that did not show again in the re-run.
+    pub flaky: u64,
+    /// `(elapsed s, edges)` every 30 s or so, for the plot.
+    pub series: Vec<(u64, u64)>,
 }
 
 /// The phases of [`Stats::phase_ms`], in the order the summary gives them.
@@ -170,14 +191,19 @@ impl Stats {
     pub fn progress(&self) -> String {
         let (new, old) = self.split();
         format!(
-            "{} elapsed, {} programs ({:.2}/s), {} ops ({:.0}/s), findings {new} new {old} old, {} vm restarts, corpus +{}",
+            "{} elapsed, {} programs ({:.2}/s), {} ops ({:.0}/s), findings {new} new {old} old, {} vm restarts, corpus +{}{}",
             human(Duration::from_millis(self.elapsed_ms)),
             self.programs,
             self.programs_per_s(),
             self.ops,
             self.ops_per_s(),
             self.restarts,
-            self.kept
+            self.kept,
+            if self.cover.runs > 0 {
+                format!(", {} edges", self.cover.edges)
+            } else {
+                String::new()
+            }
         )
     }
 
@@ -199,6 +225,14 @@ impl Stats {
             self.programs_per_s()
         );
         let _ = writeln!(s, "  ops          {} ({:.0}/s)", self.ops, self.ops_per_s());
+        let c = &self.cover;
+        if c.runs > 0 {
+            let _ = writeln!(
+                s,
+                "  coverage     {} edges from {} runs; {} re-runs of programs with new edges kept {}, {} edges did not show again",
+                c.edges, c.runs, c.reruns, c.kept, c.flaky
+            );
+        }
         let _ = writeln!(
             s,
             "  vms          {} boots ({} of them restored from a snapshot), {} restarts ({:.1}/h), {:.1}% of the time booting",

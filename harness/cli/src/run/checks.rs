@@ -161,6 +161,7 @@ known_findings:
             poll: ms(5),
             keep_alive: false,
             reset_early: false,
+            cover: crate::run::limits::Cover::Off,
         };
         conclude(
             &mut vm,

@@ -48,6 +48,20 @@ pub struct Limits {
     /// resets while the host settles the console and checks the run
     /// ([`super::session::Outcome::reset_sent`]).
     pub reset_early: bool,
+    /// What to ask of the agent's kernel coverage.
+    pub cover: Cover,
+}
+
+/// Kernel coverage for a run (where the kernel has KCOV).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Cover {
+    /// None.
+    #[default]
+    Off,
+    /// The edges the agent has not sent before.
+    New,
+    /// Every edge of this run (the agent forgets what it sent).
+    Afresh,
 }
 
 /// How long the console must be quiet, once the agent's end line is on it,
@@ -89,6 +103,7 @@ impl Limits {
             shutdown: accel.scale(cgstorm_vm::launch::SHUTDOWN_TIMEOUT),
             keep_alive: false,
             reset_early: false,
+            cover: Cover::Off,
             poll: Duration::from_millis(20),
         }
     }

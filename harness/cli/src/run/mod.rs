@@ -412,6 +412,8 @@ pub fn conclude(
         program: program.to_yaml(),
         duration_ms: duration.as_millis() as u64,
         stall_ms: limits.stall.as_millis() as u64,
+        cover: limits.cover != limits::Cover::Off,
+        cover_afresh: limits.cover == limits::Cover::Afresh,
     };
     let shape = (program.lanes.len(), program.steps());
     let mut outcome = session::run(vm, &order, shape, limits, stop, &mut watch);

@@ -82,6 +82,8 @@ pub struct Outcome {
     pub settle: Duration,
     /// Whether the VM is down already (powered off or exited).
     pub vm_gone: bool,
+    /// The kernel coverage the agent sent: new edges, or why it had none.
+    pub cover: Option<Result<Vec<u32>, String>>,
     /// A [`HostMsg::Reset`] went to the agent after the end
     /// ([`Limits::reset_early`]): its answer is on the channel to come.
     pub reset_sent: bool,
@@ -113,6 +115,7 @@ struct Session<'a> {
     done_seen: bool,
     agent: RunTiming,
     reset_sent: bool,
+    cover: Option<Result<Vec<u32>, String>>,
 }
 
 /// Runs `order` on the agent of `vm`, feeding the console to `console`.
@@ -142,6 +145,7 @@ pub fn run(
         done_seen: false,
         agent: RunTiming::default(),
         reset_sent: false,
+        cover: None,
     };
     let end = match proto::write_frame(s.vm.agent(), &HostMsg::Run(order.clone())) {
         Ok(()) => s.wait(begin, stop),
@@ -166,6 +170,7 @@ pub fn run(
         settle,
         vm_gone,
         reset_sent: s.reset_sent,
+        cover: s.cover,
         warnings: s.warnings,
     }
 }
@@ -258,6 +263,12 @@ impl Session<'_> {
                     };
                     self.stalls.push(stall.clone());
                     self.stuck.insert(op.lane, (Instant::now(), stall));
+                }
+                AgentMsg::Cover { edges, error } => {
+                    self.cover = Some(match error {
+                        None => Ok(edges),
+                        Some(e) => Err(e),
+                    });
                 }
                 AgentMsg::Finished { error, timing } => {
                     self.agent = timing;

@@ -36,6 +36,7 @@ fn limits() -> Limits {
         poll: ms(5),
         keep_alive: false,
         reset_early: false,
+        cover: crate::run::limits::Cover::Off,
     }
 }
 
@@ -440,6 +441,7 @@ fn a_kept_guest_is_read_up_to_the_agent_end_line_wherever_it_came() {
         let l = Limits {
             keep_alive: true,
             reset_early: false,
+            cover: crate::run::limits::Cover::Off,
             ..limits()
         };
         conclude(
@@ -476,6 +478,7 @@ fn a_kept_guest_is_reset_early_only_after_a_clean_console() {
         let l = Limits {
             keep_alive: true,
             reset_early: true,
+            cover: crate::run::limits::Cover::Off,
             ..limits()
         };
         let c = conclude(

@@ -14,6 +14,7 @@ use cgstorm_workloads::op::{Op, OpSpec, Times};
 use cgstorm_workloads::program::count_ops;
 use cgstorm_workloads::{OpId, Outcome, Program};
 
+use super::kcov::Kcov;
 use super::world::World;
 use super::{cgroup, dax, files, mounts, snapshot, sys, tasks};
 
@@ -50,6 +51,10 @@ pub struct Shared {
     pending: Vec<Mutex<Vec<OpEvent>>>,
     /// Time spent taking barrier snapshots, in microseconds.
     pub snapshot_us: AtomicU64,
+    /// Collect kernel coverage ([`kcov`]).
+    pub cover: bool,
+    /// Why a lane could not enable it (the first such error).
+    pub cover_error: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -71,6 +76,8 @@ impl Shared {
             status: (0..lanes).map(|_| LaneStatus::default()).collect(),
             pending: (0..lanes).map(|_| Mutex::new(Vec::new())).collect(),
             snapshot_us: AtomicU64::new(0),
+            cover: false,
+            cover_error: Mutex::new(None),
         }
     }
 
@@ -96,6 +103,7 @@ struct Lane<'a> {
     last_mark: u64,
     last_end: u64,
     unmarked: u64,
+    kcov: Option<Kcov>,
 }
 
 /// Runs lane `idx` to its end, then passes the barriers it has no ops for.
@@ -110,7 +118,19 @@ pub fn run(p: &Program, idx: usize, s: &Shared) {
         last_mark: 0,
         last_end: 0,
         unmarked: 0,
+        kcov: None,
     };
+    if s.cover {
+        match Kcov::enable() {
+            Ok(k) => lane.kcov = Some(k),
+            Err(e) => {
+                s.cover_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(e);
+            }
+        }
+    }
     let mut step = 0;
     let mut next = 0;
     for spec in &p.lanes[idx].ops {
@@ -213,8 +233,14 @@ impl Lane<'_> {
         status.reported.store(false, Ordering::Relaxed);
         let start_ns = sys::now_ns();
         status.started.store(start_ns, Ordering::Release);
+        if let Some(k) = &self.kcov {
+            k.start();
+        }
         let outcome = dispatch(self.s, id, op, &mut self.cache);
         let end_ns = sys::now_ns();
+        if let Some(k) = &mut self.kcov {
+            k.collect();
+        }
         self.last_end = end_ns;
         status.started.store(0, Ordering::Release);
         let full = {

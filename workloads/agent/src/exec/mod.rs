@@ -13,6 +13,7 @@ pub mod bench;
 mod cgroup;
 mod dax;
 mod files;
+pub mod kcov;
 mod lane;
 mod mounts;
 pub(crate) mod paths;
@@ -73,13 +74,18 @@ pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> 
         lanes: program.lanes.len(),
         steps,
     });
-    let shared = Arc::new(Shared::new(
+    if order.cover_afresh {
+        kcov::forget();
+    }
+    let mut shared = Shared::new(
         program.lanes.len(),
         World::default(),
         order.duration_ms,
         token.to_string(),
         tx.clone(),
-    ));
+    );
+    shared.cover = order.cover;
+    let shared = Arc::new(shared);
     let program = Arc::new(program);
     let setup = begin.elapsed();
     let watch = Watch::start(shared.clone(), program.clone(), order.stall_ms);
@@ -105,6 +111,17 @@ pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> 
     watch.stop();
     for li in 0..program.lanes.len() {
         shared.flush(li);
+    }
+    if order.cover {
+        let error = shared
+            .cover_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let _ = tx.send(AgentMsg::Cover {
+            edges: kcov::take_new(),
+            error,
+        });
     }
     let ended = Instant::now();
     shared.world.kill_all();

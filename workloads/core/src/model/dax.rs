@@ -103,7 +103,12 @@ fn mapped_size(s: &State, m: &Map) -> Option<SizeRange> {
 
 /// Whether the mapping reaches past the end of its file: certainly, maybe, or not.
 fn past_eof(s: &State, m: &Map) -> Life {
-    let pages = m.len.div_ceil(PAGE) * PAGE;
+    past_eof_within(s, m, m.len)
+}
+
+/// Whether the first `len` bytes of the mapping reach past the end of its file.
+fn past_eof_within(s: &State, m: &Map, len: u64) -> Life {
+    let pages = len.div_ceil(PAGE) * PAGE;
     match mapped_size(s, m) {
         // Unknown (the filesystem went): the inode lives on, but its size is not tracked.
         None => Life::Maybe,
@@ -118,15 +123,38 @@ fn past_eof(s: &State, m: &Map) -> Life {
     }
 }
 
-/// EFAULT when the pages past the end of the file are touched, or both.
-fn faults(s: &State, m: &Map, n: State) -> Next {
-    faults_leaving(s, m, s.clone(), n)
+/// Whether a read from a peer of `peer` size into the mapping faults.
+/// A read moves at most the peer's size from its start: from an empty peer
+/// it moves nothing and touches no page of the mapping (a read at the end
+/// of a file returns 0 before looking at the buffer; fuzz on the 6.12
+/// debug kernel: a dio_read pin from an empty file into a mapping of that
+/// same file returned ok). A read that moves bytes may touch the whole
+/// buffer (direct I/O pins it), so only the bytes it certainly moves make
+/// a fault certain.
+fn read_faults(s: &State, m: &Map, peer: Option<SizeRange>) -> Life {
+    let Some(peer) = peer else {
+        return past_eof(s, m);
+    };
+    if peer.hi == 0 || past_eof(s, m) == Life::Dead {
+        return Life::Dead;
+    }
+    if peer.lo > 0 && past_eof_within(s, m, peer.lo.min(m.len)) == Life::Alive {
+        Life::Alive
+    } else {
+        Life::Maybe
+    }
 }
 
-/// [`faults`], where a fault leaves `failed` (what the op did before the
-/// fault: a peer opened with O_CREAT exists).
-fn faults_leaving(s: &State, m: &Map, failed: State, n: State) -> Next {
-    match past_eof(s, m) {
+/// EFAULT when the pages past the end of the file are touched, or both.
+fn faults(s: &State, m: &Map, n: State) -> Next {
+    faults_leaving(past_eof(s, m), s.clone(), n)
+}
+
+/// [`faults`] for an access that faults as `life` says, where a fault
+/// leaves `failed` (what the op did before the fault: a peer opened with
+/// O_CREAT exists).
+fn faults_leaving(life: Life, failed: State, n: State) -> Next {
+    match life {
         Life::Alive => vec![(Outcome::Err(EFAULT), failed)],
         Life::Maybe => vec![(Outcome::Err(EFAULT), failed), (Outcome::Ok, n)],
         Life::Dead => ok(n),
@@ -254,12 +282,17 @@ pub fn pin(s: &State, a: &PinArgs, ctx: Ctx<'_>) -> Next {
             );
         }
     }
+    // Whether the pages it touches go past the mapped file's end.
+    let touches = match &peer_opened {
+        Some((o, true, name)) => read_faults(s, m, s.file(&o.fs, name).map(|f| f.size)),
+        _ => past_eof(s, m),
+    };
     if held {
         n.pins.insert(
             a.pin.clone(),
             Pin {
                 peer: peer_opened.as_ref().and_then(|(o, _, _)| o.via.clone()),
-                may_fault: past_eof(s, m) != Life::Dead,
+                may_fault: touches != Life::Dead,
             },
         );
         // Async I/O reports a fault when it is reaped; vmsplice fails at once.
@@ -274,7 +307,7 @@ pub fn pin(s: &State, a: &PinArgs, ctx: Ctx<'_>) -> Next {
         Some((o, false, name)) => with_peer_created(s, (o.fs.clone(), name.clone())),
         _ => s.clone(),
     };
-    out.extend(faults_leaving(s, m, failed, n));
+    out.extend(faults_leaving(touches, failed, n));
     out
 }
 

@@ -598,3 +598,22 @@ fn a_mapping_keeps_its_unlinked_inode() {
     assert_eq!(pred.ops[&OpId { lane: 0, op: 5 }].to_string(), "ok");
     assert_eq!(pred.ops[&OpId { lane: 0, op: 7 }].to_string(), "EFAULT");
 }
+
+/// A read from an empty peer moves nothing and touches no page: a
+/// dio_read pin from an empty file into a mapping of it past its end is
+/// ok, and one from a file with data faults (fuzz on the 6.12 debug
+/// kernel, corpus/regressions/pin-read-empty-peer.yaml).
+#[test]
+fn a_read_pin_from_an_empty_peer_does_not_fault() {
+    let p = prog(
+        "lanes:\n  - {name: a, ops: [{open: {fd: f, file: tmp/e, create: true}}, {mmap: {map: m, fd: f, len: 4K}}, {pin: {pin: p, map: m, via: dio_read, file: tmp/e}}, {write: {file: tmp/d, bytes: 8K, bs: 4K}}, {pin: {pin: q, map: m, via: dio_read, file: tmp/d}}, {pin: {pin: r, map: m, via: aio_read, file: tmp/e}}, {release: r}]}\n",
+    );
+    let t = Target {
+        kernel: crate::model::Kernel::v6_12(),
+        ..Target::default()
+    };
+    let pred = predict(&p, &t).unwrap();
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 2 }].to_string(), "ok");
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 4 }].to_string(), "EFAULT");
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 6 }].to_string(), "ok");
+}

@@ -1,0 +1,227 @@
+//! Kernel coverage of the lanes' ops (KCOV), turned into edge signal.
+//!
+//! Each lane thread opens its own `/sys/kernel/debug/kcov` and enables it
+//! for itself (KCOV follows the task, and a thread is a task): the buffer
+//! holds the PCs of the basic blocks the kernel ran for that thread's
+//! syscalls. The buffer is emptied before each op and read after it. An
+//! edge is a pair of successive PCs, hashed to 32 bits; PCs are taken
+//! relative to `_stext`, so KASLR does not make one boot's edges look new
+//! to the next. A bitmap shared by the lanes remembers the edges this agent
+//! has sent since it was told to start afresh, so only new ones cross the
+//! channel ([`take_new`]).
+//!
+//! Not covered: the program's spawned tasks (separate processes, each would
+//! need its own descriptor) and work the kernel does in other threads
+//! (workqueues, RCU callbacks, writeback), which KCOV does not attribute to
+//! the task that queued it.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// `KCOV_INIT_TRACE`: `_IOR('c', 1, unsigned long)`.
+const KCOV_INIT_TRACE: libc::c_ulong = 0x8008_6301;
+/// `KCOV_ENABLE`: `_IO('c', 100)`.
+const KCOV_ENABLE: libc::c_ulong = 0x6364;
+/// `KCOV_DISABLE`: `_IO('c', 101)`.
+const KCOV_DISABLE: libc::c_ulong = 0x6365;
+/// `KCOV_TRACE_PC`: collect PCs (not comparison operands).
+const KCOV_TRACE_PC: libc::c_ulong = 0;
+/// Words in each lane's buffer (the first is the count): 2 MiB. An op that
+/// runs more blocks than that (a long write loop) keeps its first ones.
+const WORDS: usize = 256 << 10;
+/// Bits in the bitmap of edges sent: 2 MiB, shared by the lanes.
+const BITS: usize = 1 << 24;
+
+use cgstorm_agent::contract::KCOV_DEVICE as DEVICE;
+
+/// The edges sent so far, one bit each (hashes folded to [`BITS`]).
+fn sent() -> &'static [AtomicU64] {
+    static SENT: OnceLock<Vec<AtomicU64>> = OnceLock::new();
+    SENT.get_or_init(|| (0..BITS / 64).map(|_| AtomicU64::new(0)).collect())
+}
+
+/// The edges found new since [`take_new`] last ran.
+static NEW: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Forgets every edge sent: the next program's edges all go out (the host
+/// asks for this when it re-runs a program to see whether its new signal
+/// shows again).
+pub fn forget() {
+    for w in sent() {
+        w.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The new edges the lanes found since the last call, sorted.
+pub fn take_new() -> Vec<u32> {
+    let mut v = std::mem::take(&mut *NEW.lock().unwrap_or_else(|e| e.into_inner()));
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// `_stext` from /proc/kallsyms: where the kernel's text starts this boot.
+fn text_base() -> u64 {
+    static BASE: OnceLock<u64> = OnceLock::new();
+    *BASE.get_or_init(|| {
+        std::fs::read_to_string("/proc/kallsyms")
+            .ok()
+            .and_then(|t| {
+                t.lines().find_map(|l| {
+                    let mut f = l.split_whitespace();
+                    let (addr, _, name) = (f.next()?, f.next()?, f.next()?);
+                    (name == "_stext").then(|| u64::from_str_radix(addr, 16).ok())?
+                })
+            })
+            .unwrap_or(0)
+    })
+}
+
+/// Mixes a PC offset into the hash an edge from it gets.
+fn mix(x: u32) -> u32 {
+    let mut h = x.wrapping_mul(0x9e37_79b1);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x85eb_ca77);
+    h ^ (h >> 13)
+}
+
+/// The edge from `prev` to `pc` (offsets from the text base).
+pub fn edge(prev: u32, pc: u32) -> u32 {
+    pc ^ mix(prev)
+}
+
+/// Marks `sig` sent; true if it was not before.
+fn first_time(sig: u32) -> bool {
+    let bit = sig as usize % BITS;
+    let mask = 1u64 << (bit % 64);
+    sent()[bit / 64].fetch_or(mask, Ordering::Relaxed) & mask == 0
+}
+
+/// One lane thread's coverage buffer, enabled for that thread.
+pub struct Kcov {
+    _fd: File,
+    area: *mut AtomicU64,
+    base: u64,
+    found: Vec<u32>,
+}
+
+impl Kcov {
+    /// Opens, sizes, maps and enables KCOV for the calling thread.
+    pub fn enable() -> Result<Kcov, String> {
+        let fd = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(DEVICE)
+            .map_err(|e| format!("open {DEVICE}: {e}"))?;
+        let raw = fd.as_raw_fd();
+        // SAFETY: the ioctls take a word count and a mode by value; the
+        // mapping is of the descriptor's buffer, as large as initialised,
+        // and lives until `drop` unmaps it.
+        unsafe {
+            if libc::ioctl(raw, KCOV_INIT_TRACE, WORDS as libc::c_ulong) != 0 {
+                return Err(format!(
+                    "KCOV_INIT_TRACE: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            let area = libc::mmap(
+                std::ptr::null_mut(),
+                WORDS * 8,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                raw,
+                0,
+            );
+            if area == libc::MAP_FAILED {
+                return Err(format!("mmap kcov: {}", std::io::Error::last_os_error()));
+            }
+            if libc::ioctl(raw, KCOV_ENABLE, KCOV_TRACE_PC) != 0 {
+                let e = std::io::Error::last_os_error();
+                libc::munmap(area, WORDS * 8);
+                return Err(format!("KCOV_ENABLE: {e}"));
+            }
+            Ok(Kcov {
+                _fd: fd,
+                area: area.cast(),
+                base: text_base(),
+                found: Vec::new(),
+            })
+        }
+    }
+
+    fn word(&self, i: usize) -> &AtomicU64 {
+        debug_assert!(i < WORDS);
+        // SAFETY: `area` maps WORDS words for as long as `self` lives; the
+        // kernel writes them from this thread's syscalls only, and words
+        // are read and written atomically.
+        unsafe { &*self.area.add(i) }
+    }
+
+    /// Empties the buffer: the next op's blocks start at its beginning.
+    pub fn start(&self) {
+        self.word(0).store(0, Ordering::Relaxed);
+    }
+
+    /// Takes the edges of the blocks run since [`Kcov::start`]; those no
+    /// lane sent before are kept for [`take_new`].
+    pub fn collect(&mut self) {
+        let n = (self.word(0).load(Ordering::Relaxed) as usize).min(WORDS - 1);
+        let mut prev = 0u32;
+        for i in 1..=n {
+            let pc = self.word(i).load(Ordering::Relaxed).wrapping_sub(self.base) as u32;
+            let sig = edge(prev, pc);
+            prev = pc;
+            if first_time(sig) {
+                self.found.push(sig);
+            }
+        }
+        if self.found.len() >= 4096 {
+            self.flush();
+        }
+    }
+
+    /// Hands what this lane found to [`take_new`].
+    pub fn flush(&mut self) {
+        if !self.found.is_empty() {
+            NEW.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .append(&mut self.found);
+        }
+    }
+}
+
+impl Drop for Kcov {
+    fn drop(&mut self) {
+        self.flush();
+        // SAFETY: disabling KCOV for this thread and unmapping the buffer
+        // mapped in `enable`; nothing uses `area` after this.
+        unsafe {
+            libc::ioctl(self._fd.as_raw_fd(), KCOV_DISABLE, 0);
+            libc::munmap(self.area.cast(), WORDS * 8);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edges_depend_on_both_ends_and_their_order() {
+        assert_ne!(edge(1, 2), edge(2, 1));
+        assert_ne!(edge(1, 2), edge(1, 3));
+        assert_ne!(edge(1, 2), edge(3, 2));
+        assert_eq!(edge(7, 9), edge(7, 9));
+    }
+
+    #[test]
+    fn an_edge_is_new_once_until_forgotten() {
+        let sig = 0xdead_beef;
+        assert!(first_time(sig));
+        assert!(!first_time(sig));
+        forget();
+        assert!(first_time(sig));
+    }
+}
