@@ -82,10 +82,14 @@ pub fn losetup_detach(w: &World, d: &Dev) -> Outcome {
     };
     // SAFETY: LOOP_CLR_FD takes no argument.
     let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CLR_FD, 0) };
+    // Taken now: the close and dev_path's stat of the gone backing_file
+    // below set errno too (a detach that lost a race to another lane's
+    // detach returned ENOENT, the stat's, instead of LOOP_CLR_FD's ENXIO).
+    let outcome = sys::ret(r as libc::c_long);
     drop(dev);
     // A busy device is only set to autoclear; dev_path drops the slot once it is gone.
     let _ = w.dev_path(d);
-    sys::ret(r as libc::c_long)
+    outcome
 }
 
 fn tool(name: &str) -> PathBuf {
