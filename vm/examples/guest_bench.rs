@@ -8,6 +8,8 @@
 //! (rate from its own op timestamps, markers and result reporting included),
 //! a busybox shell loop (`echo $PID > a/cgroup.procs`, `mkdir x; rmdir x`),
 //! and a raw loop in the agent (cgroup.procs fds kept open: the floor).
+//! On a kernel with KCOV the agent also runs each program with coverage
+//! collected (what campaigns do there): the cost of KCOV on the op rate.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -65,7 +67,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .extend(extra.split_whitespace().map(String::from));
     }
     let mut vm = launch(spec)?;
-    println!("kernel {} accel {:?}", vm.hello.kernel_release, vm.accel);
+    let kcov = vm.hello.features.as_ref().is_some_and(|f| f.kcov);
+    println!(
+        "kernel {} accel {:?} kcov {kcov}",
+        vm.hello.kernel_release, vm.accel
+    );
     vm.vm
         .agent()
         .set_read_timeout(Some(Duration::from_secs(1800)))?;
@@ -94,19 +100,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ] {
         let count = count * scale;
         let mut ratios = Vec::new();
+        let mut covered = Vec::new();
         for round in 1..=ROUNDS {
             let base = bench(&mut vm.vm, raw, count)?;
-            let agent = run_program(
-                &mut vm.vm,
-                &program.replace("COUNT", &(count / per_pass).to_string()),
-            )?;
-            println!(
+            let text = program.replace("COUNT", &(count / per_pass).to_string());
+            let agent = run_program(&mut vm.vm, &text, false)?;
+            print!(
                 "round {round}: raw {base:.0} {what}/s, agent {agent:.0} {what}/s = {:.2}x",
                 agent / base
             );
+            if kcov {
+                let with = run_program(&mut vm.vm, &text, true)?;
+                print!(", agent with KCOV {with:.0} {what}/s = {:.2}x", with / base);
+                covered.push(with / base);
+            }
+            println!();
             ratios.push(agent / base);
         }
         ratios.sort_by(f64::total_cmp);
+        covered.sort_by(f64::total_cmp);
+        if let (Some(lo), Some(hi)) = (covered.first(), covered.last()) {
+            println!(
+                "{what}: agent with KCOV / raw loop median {:.2}x (range {lo:.2}-{hi:.2})",
+                covered[covered.len() / 2]
+            );
+        }
         let shell_rate = bench(&mut vm.vm, shell, (count / 10).max(100))?;
         println!(
             "{what}: agent / raw loop median {:.2}x (range {:.2}-{:.2}); busybox shell {shell_rate:.0}/s",
@@ -130,13 +148,21 @@ fn bench(vm: &mut dyn Vm, kind: BenchKind, count: u64) -> Result<f64, Box<dyn st
 }
 
 /// Runs a program; the rate of its repeated ops from first start to last end.
-fn run_program(vm: &mut dyn Vm, program: &str) -> Result<f64, Box<dyn std::error::Error>> {
+/// With `cover`, the agent collects the lanes' kernel coverage.
+fn run_program(
+    vm: &mut dyn Vm,
+    program: &str,
+    cover: bool,
+) -> Result<f64, Box<dyn std::error::Error>> {
     proto::write_frame(
         vm.agent(),
         &HostMsg::Run(RunOrder {
             program: program.to_string(),
             duration_ms: 0,
             stall_ms: 600_000,
+            cover,
+            cover_afresh: false,
+            trace: false,
         }),
     )?;
     let (mut first, mut last, mut n) = (u64::MAX, 0, 0u64);

@@ -202,6 +202,9 @@ mod tests {
             program: "lanes: []".into(),
             duration_ms: 1,
             stall_ms: 1,
+            cover: false,
+            cover_afresh: false,
+            trace: false,
         });
         proto::write_frame(vm.agent(), &run).unwrap();
         assert_eq!(vm.exit_status(), None);

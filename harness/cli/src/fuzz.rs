@@ -32,7 +32,7 @@ pub struct FuzzArgs {
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
     /// Programs to start the corpus from (directories of YAML programs;
-    /// default: this checkout's corpus/semantics and corpus/regressions).
+    /// default: this checkout's corpus/semantics, corpus/regressions and corpus/scenarios).
     #[arg(long)]
     pub corpus: Vec<PathBuf>,
     /// Print a progress line this often.
@@ -142,6 +142,17 @@ impl Source for FuzzSource {
     }
 }
 
+/// A program as a fuzz seed: its checks and known findings are about the
+/// program as written, not about what mutations make of it (a check's
+/// premise may be gone; a known report is for the fuzzer to judge), and
+/// its own duration gives way to the fuzz program duration.
+fn as_seed(mut p: Program) -> Program {
+    p.checks.clear();
+    p.known_findings.clear();
+    p.duration = None;
+    p
+}
+
 /// An index drawn with probability proportional to its weight (all weights
 /// 1: the same draw as a uniform choice of the same bytes).
 fn weighted_index(u: &mut Unstructured<'_>, weights: &[u64]) -> usize {
@@ -182,16 +193,19 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
     campaign.cover_feedback = !a.no_cover_feedback;
     {
         let mut st = campaign.state();
-        // Scenarios are long and heavy by design; `cgstorm soak` runs them.
+        // The mailing-list scenarios are seeds too: the shapes of the
+        // threads are where the search starts (their mutations run for the
+        // fuzz program duration, not the scenario's minute).
         let dirs = if a.corpus.is_empty() {
             vec![
                 default_corpus().join("semantics"),
                 default_corpus().join("regressions"),
+                default_corpus().join("scenarios"),
             ]
         } else {
             a.corpus.clone()
         };
-        let seeds = load_programs(&dirs);
+        let seeds: Vec<Program> = load_programs(&dirs).into_iter().map(as_seed).collect();
         eprintln!(
             "cgstorm fuzz: seed {seed}, {} jobs, workdir {}, {} corpus programs ({} from the workdir)",
             a.jobs,

@@ -94,22 +94,24 @@ pub fn read_release(path: &Path) -> Result<String, KernelError> {
     Ok(release_of(&version).to_string())
 }
 
+/// A fake setup area with the header fields the parser reads (for tests).
+#[cfg(test)]
+pub(crate) fn fake_image(version: &str) -> Vec<u8> {
+    let mut img = vec![0u8; 5 * 512];
+    img[SETUP_SECTS] = 4;
+    img[HEADER_MAGIC..HEADER_MAGIC + 4].copy_from_slice(b"HdrS");
+    img[PROTOCOL_VERSION..PROTOCOL_VERSION + 2].copy_from_slice(&0x020fu16.to_le_bytes());
+    let at = 0x400usize;
+    img[KERNEL_VERSION..KERNEL_VERSION + 2].copy_from_slice(&((at - 0x200) as u16).to_le_bytes());
+    img[at..at + version.len()].copy_from_slice(version.as_bytes());
+    img
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A fake setup area with the header fields the parser reads.
-    fn image(version: &str) -> Vec<u8> {
-        let mut img = vec![0u8; 5 * 512];
-        img[SETUP_SECTS] = 4;
-        img[HEADER_MAGIC..HEADER_MAGIC + 4].copy_from_slice(b"HdrS");
-        img[PROTOCOL_VERSION..PROTOCOL_VERSION + 2].copy_from_slice(&0x020fu16.to_le_bytes());
-        let at = 0x400usize;
-        img[KERNEL_VERSION..KERNEL_VERSION + 2]
-            .copy_from_slice(&((at - 0x200) as u16).to_le_bytes());
-        img[at..at + version.len()].copy_from_slice(version.as_bytes());
-        img
-    }
+    use super::fake_image as image;
 
     #[test]
     fn parses_release() {

@@ -178,6 +178,12 @@ fn debian_image(cache: &Path) -> Option<PathBuf> {
 /// (`<dir>/boot/vmlinuz` → `<dir>/lib/modules/<release>`) or under `root`.
 fn from_image(image: &Path, root: Option<&Path>) -> Result<Kernel, KernelError> {
     let release = bzimage::read_release(image)?;
+    // QEMU runs in a directory of its own: a relative path would not be
+    // found there (`--kernel ../shared/kernels/bzImage-6.12-debug`).
+    let absolute = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let image = &absolute(image);
+    let root = root.map(absolute);
+    let root = root.as_deref();
     let mut candidates = Vec::new();
     if let Some(root) = root {
         candidates.push(root.join("lib/modules").join(&release));
@@ -199,6 +205,32 @@ fn from_image(image: &Path, root: Option<&Path>) -> Result<Kernel, KernelError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relative_image_path_is_made_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("bzImage");
+        std::fs::write(&image, bzimage::fake_image("6.12.0-test #1 SMP")).unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        let rel = pathdiff(&image, &cwd);
+        let k = from_image(&rel, None).unwrap();
+        assert!(k.image.is_absolute(), "{}", k.image.display());
+        assert_eq!(k.image, std::fs::canonicalize(&image).unwrap());
+    }
+
+    /// `path` relative to `base` (both absolute), with `..` steps.
+    fn pathdiff(path: &Path, base: &Path) -> PathBuf {
+        let (p, b): (Vec<_>, Vec<_>) = (path.components().collect(), base.components().collect());
+        let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        let mut out = PathBuf::new();
+        for _ in common..b.len() {
+            out.push("..");
+        }
+        for c in &p[common..] {
+            out.push(c);
+        }
+        out
+    }
 
     #[test]
     fn missing_debian_kernel_says_what_to_run() {

@@ -91,6 +91,14 @@ pub enum AgentMsg {
         /// Why coverage could not be collected, if it could not.
         error: Option<String>,
     },
+    /// The tracepoint events of a program ([`RunOrder::trace`]): counts by
+    /// event name, workqueue items by function (`work:wb_workfn`).
+    Events {
+        /// The counts.
+        counts: std::collections::BTreeMap<String, u64>,
+        /// Why they could not be counted, if they could not.
+        error: Option<String>,
+    },
     /// The program is over: every lane ended and its tasks were killed.
     Finished {
         /// Why the run stopped early, if it did (a lane's op could not even
@@ -191,6 +199,10 @@ pub struct RunOrder {
     /// Forget the edges sent before: send every edge this program shows.
     #[serde(default)]
     pub cover_afresh: bool,
+    /// Count the program's tracepoint events ([`AgentMsg::Events`], before
+    /// `Finished`).
+    #[serde(default)]
+    pub trace: bool,
 }
 
 /// What the agent reports once the system is set up.

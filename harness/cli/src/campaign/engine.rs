@@ -563,3 +563,27 @@ fn log_line(path: &Path, line: &str) {
         let _ = writeln!(f, "{line}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only the new edges that show again in the re-run count: races make
+    /// some edges one-offs.
+    #[test]
+    fn new_edges_count_when_they_show_again() {
+        let again: HashSet<u32> = [2, 3, 9].into_iter().collect();
+        assert_eq!(confirmed(&[1, 2, 3, 4], &again), 2);
+        assert_eq!(confirmed(&[1, 4], &again), 0);
+        assert_eq!(confirmed(&[], &again), 0);
+    }
+
+    /// A parent's weight grows with its confirmed edges, slowly.
+    #[test]
+    fn edge_weights_grow_slowly() {
+        assert_eq!(edge_weight(1), 2);
+        assert_eq!(edge_weight(3), 3);
+        assert!(edge_weight(40_000) < 20);
+        assert!(edge_weight(100) > edge_weight(10));
+    }
+}

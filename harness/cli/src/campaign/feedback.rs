@@ -1,7 +1,10 @@
 //! The fuzzer's "new behaviour" signal: a program is kept in the corpus when
-//! it showed a feature no program showed before. Signals are pluggable;
-//! today they are finding titles, (op kind, outcome) pairs and coarse
-//! barrier states. Kernel coverage (KCOV) would be one more [`Signal`].
+//! it showed a feature no program showed before. Signals are pluggable:
+//! finding titles, (op kind, outcome) pairs, coarse barrier states and
+//! tracepoint event counts. Kernel coverage (KCOV edges, tens of thousands
+//! per program at first) is not a [`Signal`] of strings: the campaign keeps
+//! the edge hashes itself and keeps a program only for new edges that show
+//! again in a re-run (`engine::Campaign::confirm_edges`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashSet};
@@ -117,9 +120,43 @@ impl Signal for States {
     }
 }
 
+/// Tracepoint events of the kernel's background work (writeback, cgroup
+/// release, reclaim, workqueue items), which KCOV does not see: each event
+/// with its count in powers of two (`work:wb_workfn 4+`), so running a
+/// work item many more times than before is new too.
+pub struct Events;
+
+/// The power-of-two bucket of `n`: 1, 2+, 4+, 8+, …
+fn bucket(n: u64) -> u64 {
+    if n == 0 {
+        0
+    } else {
+        1 << n.ilog2()
+    }
+}
+
+impl Signal for Events {
+    fn name(&self) -> &'static str {
+        "event"
+    }
+
+    fn features(&self, _: &Program, ran: &Ran, out: &mut Vec<String>) {
+        if let Some(Ok(counts)) = &ran.conclusion.outcome.events {
+            for (e, n) in counts {
+                out.push(format!("{e} {}+", bucket(*n)));
+            }
+        }
+    }
+}
+
 /// The signals in use.
 pub fn default_signals() -> Vec<Box<dyn Signal>> {
-    vec![Box::new(Titles), Box::new(Outcomes), Box::new(States)]
+    vec![
+        Box::new(Titles),
+        Box::new(Outcomes),
+        Box::new(States),
+        Box::new(Events),
+    ]
 }
 
 /// Every feature seen so far.
@@ -152,6 +189,14 @@ pub fn features(signals: &[Box<dyn Signal>], program: &Program, ran: &Ran) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_counts_fall_in_powers_of_two() {
+        assert_eq!(
+            [0, 1, 2, 3, 4, 7, 8, 1000].map(bucket),
+            [0, 1, 2, 2, 4, 4, 8, 512]
+        );
+    }
 
     #[test]
     fn features_count_once() {

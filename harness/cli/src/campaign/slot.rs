@@ -280,6 +280,7 @@ impl Slot {
         limits.keep_alive = true;
         limits.reset_early = true;
         limits.cover = cover;
+        limits.trace = self.cover;
         let vm = vm_of(b);
         let conclusion = conclude(vm, program, target, duration, &limits, &env.stop, watch);
         let mut dropped = None;

@@ -162,6 +162,7 @@ known_findings:
             keep_alive: false,
             reset_early: false,
             cover: crate::run::limits::Cover::Off,
+            trace: false,
         };
         conclude(
             &mut vm,

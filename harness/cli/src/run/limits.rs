@@ -44,12 +44,15 @@ pub struct Limits {
     /// been quiet for [`KEEP_ALIVE_QUIET`], and the guest is not powered off.
     pub keep_alive: bool,
     /// With `keep_alive`: once a program finished cleanly and the console
-    /// shows no report, ask the agent for its reset at once, so the guest
-    /// resets while the host settles the console and checks the run
+    /// shows no report (none printing either), ask the agent for its reset
+    /// at once, without the quiet wait: the guest resets while the host
+    /// checks the run, and the reset's console watch reads what comes next
     /// ([`super::session::Outcome::reset_sent`]).
     pub reset_early: bool,
     /// What to ask of the agent's kernel coverage.
     pub cover: Cover,
+    /// Ask the agent to count the program's tracepoint events.
+    pub trace: bool,
 }
 
 /// Kernel coverage for a run (where the kernel has KCOV).
@@ -104,6 +107,7 @@ impl Limits {
             keep_alive: false,
             reset_early: false,
             cover: Cover::Off,
+            trace: false,
             poll: Duration::from_millis(20),
         }
     }

@@ -414,6 +414,7 @@ pub fn conclude(
         stall_ms: limits.stall.as_millis() as u64,
         cover: limits.cover != limits::Cover::Off,
         cover_afresh: limits.cover == limits::Cover::Afresh,
+        trace: limits.trace,
     };
     let shape = (program.lanes.len(), program.steps());
     let mut outcome = session::run(vm, &order, shape, limits, stop, &mut watch);

@@ -37,6 +37,7 @@ fn limits() -> Limits {
         keep_alive: false,
         reset_early: false,
         cover: crate::run::limits::Cover::Off,
+        trace: false,
     }
 }
 
@@ -442,6 +443,7 @@ fn a_kept_guest_is_read_up_to_the_agent_end_line_wherever_it_came() {
             keep_alive: true,
             reset_early: false,
             cover: crate::run::limits::Cover::Off,
+            trace: false,
             ..limits()
         };
         conclude(
@@ -479,6 +481,7 @@ fn a_kept_guest_is_reset_early_only_after_a_clean_console() {
             keep_alive: true,
             reset_early: true,
             cover: crate::run::limits::Cover::Off,
+            trace: false,
             ..limits()
         };
         let c = conclude(

@@ -22,6 +22,7 @@ pub mod shell;
 mod snapshot;
 mod sys;
 pub mod tasks;
+mod trace;
 mod world;
 
 use std::fs::File;
@@ -77,6 +78,7 @@ pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> 
     if order.cover_afresh {
         kcov::forget();
     }
+    let traced = order.trace.then(trace::start);
     let mut shared = Shared::new(
         program.lanes.len(),
         World::default(),
@@ -111,6 +113,13 @@ pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> 
     watch.stop();
     for li in 0..program.lanes.len() {
         shared.flush(li);
+    }
+    if let Some(started) = traced {
+        let (counts, error) = match started.and_then(|()| trace::counts()) {
+            Ok(c) => (c, None),
+            Err(e) => (Default::default(), Some(e)),
+        };
+        let _ = tx.send(AgentMsg::Events { counts, error });
     }
     if order.cover {
         let error = shared

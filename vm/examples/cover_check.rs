@@ -1,0 +1,133 @@
+//! Kernel coverage sees kernel code: on a kernel with KCOV, a program that
+//! writes through a memcg and migrates a task brings edges that `mkdir`
+//! and `rmdir` alone do not, and running `mkdir` again brings (almost)
+//! none.
+//!
+//! `cargo run --release -p cgstorm-vm --example cover_check -- BZIMAGE`
+//! Exit 0 pass, 1 fail, 2 when the kernel has no KCOV (said, not passed).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cgstorm_agent::proto::{self, AgentMsg, HostMsg, RunOrder};
+use cgstorm_vm::accel::AccelChoice;
+use cgstorm_vm::kernel::{self, KernelSpec};
+use cgstorm_vm::launch::{launch, AgentVmSpec};
+use cgstorm_vm::vm::Vm;
+
+const MKDIR: &str = r#"
+lanes:
+  - name: l0
+    ops:
+      - repeat:
+          count: 20
+          ops:
+            - {mkdir: a}
+            - {rmdir: a}
+"#;
+
+const WRITE_AND_MIGRATE: &str = r#"
+lanes:
+  - name: l0
+    ops:
+      - {cgroup.subtree_control: {cg: /, change: "+memory"}}
+      - {mkdir: a}
+      - {mkdir: b}
+      - {memory.max: {cg: a, value: 8M}}
+      - spawn: {task: s, sleeper: {}}
+      - {cgroup.procs: {task: s, cg: a}}
+      - {cgroup.procs: {task: s, cg: b}}
+      - spawn: {task: w, cg: a, writer: {file: tmp/f, bytes: 16M, bs: 64K}}
+      - {sleep: 300ms}
+      - {write: {file: tmp/g, bytes: 1M, bs: 4K}}
+      - {kill: w}
+      - {kill: s}
+"#;
+
+fn main() -> ExitCode {
+    match check() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cover_check: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let Some(image) = std::env::args().nth(1) else {
+        return Err("usage: cover_check BZIMAGE".into());
+    };
+    let kernel = kernel::locate(&KernelSpec::from_path(Path::new(&image)))?;
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let agent = cgstorm_vm::agent::locate_or_build(&workspace)?;
+    let mut spec = AgentVmSpec::new(kernel, agent);
+    spec.accel = AccelChoice::Auto;
+    let mut vm = launch(spec)?;
+    vm.vm
+        .agent()
+        .set_read_timeout(Some(Duration::from_secs(600)))?;
+    if !vm.hello.features.as_ref().is_some_and(|f| f.kcov) {
+        println!("cover_check: SKIP: {} has no KCOV", vm.hello.kernel_release);
+        let _ = vm.shutdown();
+        return Ok(ExitCode::from(2));
+    }
+    let mkdir = edges(&mut vm.vm, MKDIR, true)?;
+    let mkdir_again = edges(&mut vm.vm, MKDIR, false)?;
+    let more = edges(&mut vm.vm, WRITE_AND_MIGRATE, false)?;
+    let release = vm.hello.kernel_release.clone();
+    let _ = vm.shutdown();
+    println!(
+        "cover_check: {image} on {release}: mkdir/rmdir {mkdir} edges, the same again \
+         {mkdir_again} new, a memcg write and migrations then {more} new"
+    );
+    let ok = mkdir > 100 && more > 100 && more > 10 * mkdir_again.max(1);
+    if ok {
+        println!("cover_check: ok");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "cover_check: FAIL: want mkdir to cover > 100 edges, the write and migrations > 100 \
+             new ones, and > 10x what mkdir again brings"
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Runs `program`; how many edges the agent sent (all of them with
+/// `afresh`, else those new since the last program).
+fn edges(
+    vm: &mut dyn Vm,
+    program: &str,
+    afresh: bool,
+) -> Result<usize, Box<dyn std::error::Error>> {
+    proto::write_frame(
+        vm.agent(),
+        &HostMsg::Run(RunOrder {
+            program: program.to_string(),
+            duration_ms: 2000,
+            stall_ms: 600_000,
+            cover: true,
+            cover_afresh: afresh,
+            trace: false,
+        }),
+    )?;
+    let mut got = None;
+    loop {
+        match proto::read_frame::<_, AgentMsg>(vm.agent())? {
+            AgentMsg::Cover { edges, error: None } => got = Some(edges.len()),
+            AgentMsg::Cover { error: Some(e), .. } => return Err(e.into()),
+            AgentMsg::Finished { .. } => break,
+            AgentMsg::Fatal { message } => return Err(message.into()),
+            _ => {}
+        }
+    }
+    proto::write_frame(vm.agent(), &HostMsg::Reset)?;
+    loop {
+        if let AgentMsg::ResetDone { .. } = proto::read_frame::<_, AgentMsg>(vm.agent())? {
+            break;
+        }
+    }
+    got.ok_or_else(|| "the agent sent no coverage".into())
+}
