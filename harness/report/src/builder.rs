@@ -11,6 +11,9 @@ pub(crate) const MAX_REPORT_LINES: usize = 1000;
 /// Most lines after the end marker (register dump, panic lines).
 const MAX_TAIL_LINES: usize = 40;
 
+/// Most lines of other printers in a row that a trace may hold.
+const MAX_NOISE: usize = 2;
+
 /// Where in its report the builder is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -53,6 +56,9 @@ pub(crate) struct Builder {
     pub(crate) all_cpus: bool,
     /// Lines of other contexts seen since this report's last line.
     pub(crate) idle: usize,
+    /// Non-frame lines in a row inside the trace: without a caller field,
+    /// another printer's line may land in the middle of a trace.
+    noise: usize,
 }
 
 impl Builder {
@@ -64,7 +70,9 @@ impl Builder {
         marker: Option<OpMarker>,
     ) -> Builder {
         let phase = match header.kind {
-            Kind::Kasan | Kind::Kfence | Kind::Ubsan => Phase::UntilSeparator,
+            Kind::Kasan | Kind::Kfence | Kind::Ubsan | Kind::Kmsan | Kind::Kcsan => {
+                Phase::UntilSeparator
+            }
             // No stack of their own; a WARNING splat may follow (absorbed).
             Kind::BusyInodes | Kind::WorkqueueLockup => Phase::AfterTrace,
             _ => Phase::Body,
@@ -78,6 +86,7 @@ impl Builder {
             phase,
             all_cpus: false,
             idle: 0,
+            noise: 0,
         }
     }
 
@@ -98,7 +107,15 @@ impl Builder {
         let busy = |h: &Header| h.kind == Kind::BusyInodes;
         let splat = |h: &Header| matches!(h.kind, Kind::Warning | Kind::Bug);
         let absorbed = match &header.form {
-            Form::Panic { .. } | Form::InvalidOpcode => true,
+            Form::Panic { .. } | Form::InvalidOpcode | Form::InternalError => true,
+            // Printed every few seconds by another task while the netdev
+            // waits: without caller fields it lands in other reports' traces.
+            Form::NetdevRefLeak if self.phase == Phase::Trace => true,
+            // syzbot's kernels print "BUG: memory leak" before kmemleak's
+            // "unreferenced object".
+            Form::MemoryLeak if self.header.form == Form::MemoryLeak && self.lines.len() == 1 => {
+                true
+            }
             _ if busy(&self.header) && splat(header) && self.lines.len() <= 4 => {
                 self.phase = Phase::Body;
                 true
@@ -168,13 +185,24 @@ impl Builder {
                 return Verdict::Take;
             }
             if is_trace_line(t) {
+                self.noise = 0;
+                return Verdict::Take;
+            }
+            if !self.ctx.has_caller()
+                && self.noise < MAX_NOISE
+                && !t.is_empty()
+                && !is_continuation(t)
+            {
+                self.noise += 1;
                 return Verdict::Take;
             }
             // Kernels without <TASK> markers: the trace ends at its first
             // non-frame line.
             self.phase = Phase::AfterTrace;
         }
-        if t.starts_with("Call Trace:") {
+        if title::is_trace_start(t)
+            || (self.header.kind == Kind::MemoryLeak && t.starts_with("backtrace"))
+        {
             self.phase = Phase::Trace;
             return Verdict::Take;
         }
@@ -211,7 +239,12 @@ fn is_separator(t: &str) -> bool {
 
 /// Lines inside a "Call Trace:".
 fn is_trace_line(t: &str) -> bool {
+    // A frame the unwinder could not symbolise: `0x202`.
+    let raw_address = t
+        .strip_prefix("0x")
+        .is_some_and(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()));
     parse_frame(t).is_some()
+        || raw_address
         || (t.starts_with('<') && t.ends_with('>'))
         || t.starts_with("? ")
         || is_register_line(t)
@@ -219,7 +252,9 @@ fn is_trace_line(t: &str) -> bool {
 
 /// Lines printed after a report's trace that still belong to it.
 fn is_continuation(t: &str) -> bool {
-    const PREFIXES: [&str; 47] = [
+    const PREFIXES: [&str; 49] = [
+        "Task dump for CPU",
+        "Exception stack(",
         "Modules linked in",
         "irq event stamp",
         "hardirqs last",
@@ -275,6 +310,18 @@ fn is_continuation(t: &str) -> bool {
         || t.contains("lock held by")
         || t.contains("locks held by")
         || (t.starts_with('#') && t[1..].starts_with(|c: char| c.is_ascii_digit()))
+        || is_stack_dump(t)
+}
+
+/// arm's `bfa0: 00000000 00000000 ...` stack words after "Exception stack".
+fn is_stack_dump(t: &str) -> bool {
+    t.split_once(": ").is_some_and(|(at, words)| {
+        at.len() == 4
+            && at.bytes().all(|b| b.is_ascii_hexdigit())
+            && words
+                .split_whitespace()
+                .all(|w| w.bytes().all(|b| b.is_ascii_hexdigit()))
+    })
 }
 
 /// Lines after `---[ end trace`: a repeated register dump and a panic.

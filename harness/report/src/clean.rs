@@ -66,6 +66,10 @@ pub(crate) fn clean(text: &str) -> Line {
     }
     if ctx != Context::Raw {
         rest = rest.strip_prefix(' ').unwrap_or(rest);
+    } else if let Some(at) = embedded_timestamp(rest) {
+        // User-space output without its newline, then a kernel line:
+        // `syzkaller login: [   59.8][ T6792] BUG: ...`.
+        return clean(&rest[at..]);
     }
     Line {
         ctx,
@@ -97,6 +101,14 @@ fn strip_controls(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Where a printk timestamp starts inside a line that does not start with
+/// one.
+fn embedded_timestamp(s: &str) -> Option<usize> {
+    s.match_indices('[')
+        .map(|(i, _)| i)
+        .find(|&i| i > 0 && strip_timestamp(&s[i..]).is_some())
 }
 
 /// `** 5 printk messages dropped ** `
@@ -189,6 +201,18 @@ mod tests {
         assert_eq!(l.ctx, Context::Task(0));
         assert_eq!(l.msg, "Linux version 6.12.117");
         assert_eq!(clean("\x1b[0;32mok\x1b[0m").msg, "ok");
+    }
+
+    #[test]
+    fn kernel_line_after_user_output() {
+        let l = clean("syzkaller login: [   59.806466][ T6792] BUG: using smp_processor_id()");
+        assert_eq!(l.ctx, Context::Task(6792));
+        assert_eq!(l.msg, "BUG: using smp_processor_id()");
+        let l = clean("vmalloc: allocation failure: 3 bytes[   76.471107] BUG: unable");
+        assert_eq!(l.ctx, Context::Console);
+        assert_eq!(l.msg, "BUG: unable");
+        let l = clean("echo [x] [1.5 done]");
+        assert_eq!(l.ctx, Context::Raw);
     }
 
     #[test]

@@ -1,5 +1,4 @@
-//! Stack frames: reading them off trace lines and register dumps, and the
-//! lists of frames that never name the culprit.
+//! Stack frames: reading them off trace lines and register dumps.
 
 /// The function name at the start of `s` (`func+0x1/0x2 [mod]`,
 /// `func.isra.0+0x1`, `func()`), without compiler suffixes such as `.isra.0`
@@ -30,10 +29,27 @@ pub(crate) struct Frame<'a> {
 /// ` [<ffffffff81234567>] func+0x1/0x2`. The `+0xOFF/0xSIZE` part is required.
 pub(crate) fn parse_frame(line: &str) -> Option<Frame<'_>> {
     let mut rest = line.trim_start();
-    // Old x86 and other arches print raw addresses first.
-    while let Some(r) = rest.strip_prefix("[<") {
-        let end = r.find(">]")?;
-        rest = r[end + 2..].trim_start();
+    // Old x86 and other arches print raw addresses first: `[<ffff>]`, or
+    // powerpc's `[c000000049a87710] [c0000000000286fc]`.
+    while let Some(r) = rest.strip_prefix('[') {
+        let r = r.strip_prefix('<').unwrap_or(r);
+        let hex = r.bytes().take_while(u8::is_ascii_hexdigit).count();
+        let r = r[hex..].strip_prefix('>').unwrap_or(&r[hex..]);
+        rest = r.strip_prefix(']')?.trim_start();
+    }
+    // arm: `[<8195d3d8>] (dump_backtrace) from [<8195d4d4>] (show_stack+0x18/0x1c)`.
+    if let Some(r) = rest.strip_prefix('(') {
+        let (name, after) = r.split_once(')')?;
+        if !after.starts_with(" from ") {
+            return None;
+        }
+        let func = func_token(name)?;
+        return (func.len() == name.len() || name[func.len()..].starts_with(['.', '+'])).then_some(
+            Frame {
+                func,
+                questionable: false,
+            },
+        );
     }
     let questionable = match rest.strip_prefix("? ") {
         Some(r) => {
@@ -43,6 +59,8 @@ pub(crate) fn parse_frame(line: &str) -> Option<Frame<'_>> {
         None => false,
     };
     let func = frame_at(rest)?;
+    // powerpc marks the frame it is not sure of.
+    let questionable = questionable || rest.ends_with("(unreliable)");
     Some(Frame { func, questionable })
 }
 
@@ -67,9 +85,18 @@ pub(crate) fn frame_at(s: &str) -> Option<&str> {
 /// `IP: func+0x1/0x2`) line; user-mode `RIP: 0033:0x47fbe9` gives `None`.
 pub(crate) fn rip_frame(line: &str) -> Option<&str> {
     let t = line.trim_start();
-    let rest = ["RIP: ", "IP: ", "NIP: ", "RIP:", "IP:"]
-        .iter()
-        .find_map(|p| t.strip_prefix(p))?;
+    let rest = [
+        "RIP: ",
+        "IP: ",
+        "NIP: ",
+        "RIP:",
+        "IP:",
+        "pc : ",
+        "PC is at ",
+        "LR is at ",
+    ]
+    .iter()
+    .find_map(|p| t.strip_prefix(p))?;
     let rest = rest.trim_start();
     let rest = match rest.find(':') {
         Some(i) if rest[..i].bytes().all(|b| b.is_ascii_digit()) => &rest[i + 1..],
@@ -103,256 +130,12 @@ pub(crate) fn is_register_line(t: &str) -> bool {
         "PKRU", "RAX", "RBX", "RCX", "RDX", "RSI", "RDI", "RBP", "R08", "R09", "R10", "R11", "R12",
         "R13", "R14", "R15",
     ];
-    NAMES.contains(&name)
-}
-
-/// Frames that are the reporting machinery or generic helpers, never the
-/// culprit: substrings, then names (leading underscores ignored) they start
-/// with, then exact names.
-struct SkipList {
-    contains: &'static [&'static str],
-    prefixes: &'static [&'static str],
-    exact: &'static [&'static str],
-}
-
-impl SkipList {
-    fn matches(&self, func: &str) -> bool {
-        let bare = func.trim_start_matches('_');
-        self.contains.iter().any(|p| func.contains(p))
-            || self.prefixes.iter().any(|p| bare.starts_with(p))
-            || self.exact.contains(&bare)
-    }
-}
-
-static GENERIC: SkipList = SkipList {
-    contains: &[
-        "check_memory_region",
-        "print_address_description",
-        "print_report",
-        "panic",
-        "report_bug",
-        "fixup_bug",
-        "handle_bug",
-        "do_error_trap",
-        "do_trap",
-        "invalid_op",
-        "dump_stack",
-        "show_stack",
-        "warn_slowpath",
-        "warn_alloc",
-        "__warn",
-        "debug_object",
-        "lockdep",
-        "lock_acquire",
-        "lock_release",
-        "lock_class",
-        "reacquire_held_locks",
-        "spin_lock",
-        "spin_trylock",
-        "spin_unlock",
-        "raw_read_lock",
-        "raw_write_lock",
-        "mutex_lock",
-        "mutex_trylock",
-        "mutex_unlock",
-        "osq_lock",
-        "__wake_up",
-        "refcount_",
-        "memcpy",
-        "memcmp",
-        "memset",
-        "memmove",
-        "memchr",
-        "strcmp",
-        "strncmp",
-        "strcpy",
-        "strlcpy",
-        "strncpy",
-        "strscpy",
-        "strlen",
-        "strnlen",
-        "strchr",
-        "copy_to_user",
-        "copy_from_user",
-        "might_fault",
-        "might_sleep",
-        "might_resched",
-        "list_add",
-        "list_del",
-        "list_replace",
-        "list_move",
-        "list_splice",
-        "_indirect_thunk_",
-        "return_thunk",
-        "printk",
-        "sysvec_",
-        "apic_timer_interrupt",
-    ],
-    prefixes: &[
-        "sanitizer",
-        "asan",
-        "kasan",
-        "msan",
-        "kmsan",
-        "kcsan",
-        "ubsan",
-        "kfence",
-        "exc_",
-        "asm_exc_",
-        "down_read",
-        "down_write",
-        "up_read",
-        "up_write",
-    ],
-    exact: &["down", "up", "bug"],
-};
-
-/// For hung tasks: the blocked task's stack is all sleeping and locking
-/// primitives before the function that waits.
-static HUNG: SkipList = SkipList {
-    contains: &[
-        "schedule",
-        "wait",
-        "__switch_to",
-        "context_switch",
-        "completion",
-        "slowpath",
-        "rwsem",
-        "rt_mutex",
-        "kthread",
-        "ret_from_fork",
-        "synchronize_",
-        "flush_work",
-        "cancel_work",
-        "cancel_delayed_work",
-        "folio_lock",
-        "lock_page",
-        "msleep",
-        "nanosleep",
-        "refrigerator",
-        "freezer",
-        "do_task_dead",
-        "cond_resched",
-        "percpu_down",
-    ],
-    prefixes: &["down_", "mutex_lock_"],
-    exact: &[],
-};
-
-/// For sleeping/scheduling in atomic context: the sleeping primitives.
-static SLEEP: SkipList = SkipList {
-    contains: &[
-        "schedule",
-        "msleep",
-        "usleep",
-        "ssleep",
-        "nanosleep",
-        "might_resched",
-        "cond_resched",
-        "wait_for",
-        "wait_event",
-        "wait_on",
-        "__wait",
-    ],
-    prefixes: &[],
-    exact: &[],
-};
-
-/// For stalls and lockups: the interrupt that noticed the stall.
-static STALL: SkipList = SkipList {
-    contains: &[
-        "apic_timer_interrupt",
-        "sysvec",
-        "asm_",
-        "irq_exit",
-        "hrtimer",
-        "watchdog",
-        "rcu_read",
-        "rcu_sched_clock_irq",
-        "rcu_core",
-        "rcu_do_batch",
-        "rcu_pending",
-        "rcu_dump",
-        "cpu_stall",
-        "nmi_",
-        "schedule",
-        "kthread",
-        "ret_from_fork",
-        "tick_",
-        "update_process_times",
-        "cpu_relax",
-    ],
-    prefixes: &[],
-    exact: &[],
-};
-
-/// For UBSAN and suspicious RCU usage: the checker's own frames. RCU's own
-/// functions start with `rcu_` (or a known RCU verb): a caller whose name only
-/// contains "rcu" (`splat_rcu`, `free_css_rcu_fn`) is the culprit.
-static CHECKER: SkipList = SkipList {
-    contains: &["kmem", "slab", "kmalloc", "kzalloc", "vmalloc"],
-    prefixes: &[
-        "rcu_",
-        "srcu_",
-        "call_rcu",
-        "kvfree_call_rcu",
-        "synchronize_rcu",
-    ],
-    exact: &[],
-};
-
-/// For KASAN double-free/invalid-free: the freeing functions.
-static FREE: SkipList = SkipList {
-    contains: &[
-        "kfree",
-        "kmem_cache_free",
-        "slab_free",
-        "vfree",
-        "free_large_kmalloc",
-    ],
-    prefixes: &["free_", "kvfree"],
-    exact: &[],
-};
-
-/// Which extra frames to skip besides the generic ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Skip {
-    Generic,
-    Hung,
-    Sleep,
-    Stall,
-    Checker,
-    Free,
-}
-
-impl Skip {
-    pub(crate) fn skips(self, func: &str) -> bool {
-        GENERIC.matches(func)
-            || match self {
-                Skip::Generic => false,
-                Skip::Hung => HUNG.matches(func),
-                Skip::Sleep => SLEEP.matches(func),
-                Skip::Stall => STALL.matches(func),
-                Skip::Checker => CHECKER.matches(func),
-                Skip::Free => FREE.matches(func),
-            }
-    }
-}
-
-/// Hung tasks blocked in these are grouped under one name, whatever called
-/// them: the wait is the bug's identity, not the caller.
-pub(crate) fn hung_anchor(func: &str) -> Option<&'static str> {
-    const RCU: [&str; 5] = [
-        "synchronize_rcu",
-        "synchronize_srcu",
-        "synchronize_net",
-        "synchronize_sched",
-        "synchronize_rcu_expedited",
-    ];
-    if RCU.contains(&func) {
-        return Some("synchronize_rcu");
-    }
-    (func == "rtnl_lock").then_some("rtnl_lock")
+    // arm's `r7:00000000 r6:826228c4` under each frame.
+    let arm = name.len() <= 3
+        && name.starts_with('r')
+        && name.len() > 1
+        && name[1..].bytes().all(|b| b.is_ascii_digit());
+    NAMES.contains(&name) || arm
 }
 
 #[cfg(test)]
@@ -370,6 +153,15 @@ mod tests {
         assert_eq!(parse_frame(" <TASK>"), None);
         assert_eq!(parse_frame("load_module: 0x1/0x2"), None);
         assert_eq!(parse_frame("a b+0x1/0x2"), None);
+        let f =
+            parse_frame("[<8195d3d8>] (dump_backtrace) from [<8195d4d4>] (show_stack+0x18/0x1c)");
+        assert_eq!(f.map(|f| f.func), Some("dump_backtrace"));
+        let f = parse_frame("[c000000049a87a10] [c0000000005f7dc8] exit_aio+0x188/0x2a0").unwrap();
+        assert_eq!(f.func, "exit_aio");
+        assert_eq!(
+            parse_frame("[c00000004] [c0000000] 0xc000000049a875a0 (unreliable)"),
+            None
+        );
     }
 
     #[test]
@@ -398,37 +190,13 @@ mod tests {
     }
 
     #[test]
-    fn skip_lists_keep_real_functions() {
-        assert!(Skip::Hung.skips("__schedule"));
-        assert!(Skip::Hung.skips("rwsem_down_write_slowpath"));
-        assert!(Skip::Hung.skips("down_write"));
-        assert!(!Skip::Hung.skips("generic_shutdown_super"));
-        assert!(!Skip::Hung.skips("inode_switch_wbs_work_fn"));
-        assert!(Skip::Generic.skips("__list_del_entry_valid_or_report"));
-        assert!(Skip::Generic.skips("exc_page_fault"));
-        assert!(!Skip::Generic.skips("shrink_slab"));
-        assert!(!Skip::Generic.skips("splat_kasan_uaf"));
-        assert!(Skip::Generic.skips("__kasan_check_read"));
-        assert!(Skip::Generic.skips("kasan_report"));
-        assert!(Skip::Sleep.skips("msleep"));
-        assert!(!Skip::Sleep.skips("splat_sleep_atomic"));
-        assert!(Skip::Stall.skips("asm_sysvec_apic_timer_interrupt"));
-        assert!(Skip::Stall.skips("__rcu_read_unlock"));
-        assert!(!Skip::Stall.skips("rcu_fn"));
-        assert!(Skip::Checker.skips("lockdep_rcu_suspicious"));
-        assert!(Skip::Checker.skips("rcu_read_lock_held"));
-        assert!(Skip::Checker.skips("__rcu_read_lock"));
-        assert!(Skip::Checker.skips("__kmalloc_noprof"));
-        assert!(!Skip::Checker.skips("splat_rcu"));
-        assert!(!Skip::Checker.skips("free_css_rcu_fn"));
-    }
-
-    #[test]
     fn registers() {
         assert!(is_register_line("RAX: ffffffffffffffda RBX: 0"));
         assert!(is_register_line("R10: 000000000000f0f8 R11: 0"));
         assert!(is_register_line("Code: 08 89 e8"));
         assert!(!is_register_line("rcu: INFO"));
         assert!(!is_register_line("RCU: x"));
+        assert!(is_register_line("r7:00000000 r6:826228c4"));
+        assert!(!is_register_line("rcu: x"));
     }
 }

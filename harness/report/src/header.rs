@@ -41,6 +41,39 @@ pub(crate) enum Form {
     Ubsan {
         what: String,
     },
+    /// "BUG: KMSAN: TYPE in FUNC".
+    Kmsan {
+        what: String,
+        func: Option<String>,
+    },
+    /// "BUG: KCSAN: data-race in A / B" (or "in A" on older kernels): the
+    /// functions are the title.
+    Kcsan {
+        what: String,
+    },
+    /// kmemleak's "unreferenced object ADDR (size N):", or the "BUG: memory
+    /// leak" line syzbot's kernels print before it.
+    MemoryLeak,
+    /// "BUG: using smp_processor_id() in preemptible [N] code: comm/pid"
+    /// (or `__this_cpu_read()` and friends); "caller is FUNC" follows.
+    Preemptible {
+        what: String,
+    },
+    /// "INFO: task comm:pid can't die for more than N seconds".
+    TaskCantDie,
+    /// "unregister_netdevice: waiting for DEV to become free. Usage count = N".
+    NetdevRefLeak,
+    /// "PANIC: double fault, error_code: N".
+    DoubleFault,
+    /// "VFS: Close: file count is 0": an fput of a file already freed.
+    FileCountZero,
+    /// "stack segment: 0000 [#1]" (a #SS fault in the kernel).
+    StackSegment,
+    /// arm's "Internal error: Oops: N" without an "Unable to handle" line.
+    InternalError,
+    /// "BUG: unable to handle kernel access to user memory" and arm64's
+    /// "Unable to handle kernel access to user memory outside uaccess".
+    UserAccess,
     Warning {
         func: Option<String>,
     },
@@ -79,11 +112,12 @@ pub(crate) enum Lockdep {
     HeldLockFreed,
     InvalidWait,
     LockHeldReturning,
+    NonStaticKey,
 }
 
 impl Lockdep {
     /// (phrase after the WARNING:/BUG:/INFO: prefix, form), tried in order.
-    const PHRASES: [(&'static str, Lockdep); 9] = [
+    const PHRASES: [(&'static str, Lockdep); 10] = [
         (
             "possible circular locking dependency detected",
             Lockdep::Circular,
@@ -102,6 +136,7 @@ impl Lockdep {
             "lock held when returning to user space",
             Lockdep::LockHeldReturning,
         ),
+        ("trying to register non-static key", Lockdep::NonStaticKey),
     ];
 
     /// The title before " in FUNC".
@@ -115,6 +150,7 @@ impl Lockdep {
             Lockdep::HeldLockFreed => "WARNING: held lock freed",
             Lockdep::InvalidWait => "BUG: Invalid wait context",
             Lockdep::LockHeldReturning => "WARNING: lock held when returning to user space",
+            Lockdep::NonStaticKey => "INFO: trying to register non-static key",
         }
     }
 
@@ -131,12 +167,16 @@ impl Lockdep {
             Lockdep::HeldLockFreed => Some("is freeing memory"),
             Lockdep::InvalidWait => Some("is trying to lock"),
             Lockdep::LockHeldReturning => Some("locks still held"),
+            Lockdep::NonStaticKey => None,
         }
     }
 }
 
 static HUNG_TASK: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^INFO: task .*:\d+ blocked for more than \d+ seconds").expect("static regex")
+});
+static TASK_CANT_DIE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^INFO: task .*:\d+ can't die for more than \d+ seconds").expect("static regex")
 });
 static RCU_STALL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^INFO: rcu_\w+ (?:self-)?detected(?: expedited)? stalls?").expect("static regex")
@@ -148,8 +188,24 @@ static WARNING: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"^WARNING: (?:",
         r"CPU: \d+ PID: \d+ at \S+(?: (?P<f1>\S+))?",
-        r"|\S+:\d+ at (?P<f2>[^,\s]+)[, ].*CPU#\d+",
+        r"|(?:\[.*\] )?\S+:\d+ at (?P<f2>[^,\s]+)[, ].*CPU#\d+",
         r"|at \S+ (?P<f3>\S+)",
+        r")"
+    ))
+    .expect("static regex")
+});
+static UNREFERENCED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^unreferenced object 0x[0-9a-f]+ \(size \d+\):").expect("static regex")
+});
+static PREEMPTIBLE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^BUG: using (\S+\(\)) in preemptible \[[0-9a-f]+\] code").expect("static regex")
+});
+/// SLUB's object checks: "BUG kmalloc-8 (Tainted: G B): Object already free".
+static SLUB: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"^BUG [\w.-]+ \((?:Not tainted|Tainted: [^)]*)\): (",
+        r"Object already free|Poison overwritten|(?:Left |Right )?Redzone overwritten",
+        r"|Freepointer corrupt|Padding overwritten|Wrong object count|Invalid object pointer",
         r")"
     ))
     .expect("static regex")
@@ -161,10 +217,18 @@ static DENTRY: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// Every header contains one of these; most lines contain none.
-const KEYWORDS: [&str; 11] = [
+const KEYWORDS: [&str; 19] = [
+    "stack segment: ",
     "BUG",
     "WARNING",
     "INFO",
+    "unreferenced object",
+    "Unable to handle kernel",
+    "Internal error",
+    "PANIC: double fault",
+    "unregister_netdevice: waiting",
+    "VFS: Close: file count is 0",
+    "can't die",
     "Busy inodes",
     "hard LOCKUP",
     "UBSAN",
@@ -200,6 +264,9 @@ fn detect_form(m: &str) -> Option<(Kind, Form)> {
     if HUNG_TASK.is_match(m) {
         return Some((Kind::HungTask, Form::HungTask));
     }
+    if TASK_CANT_DIE.is_match(m) {
+        return Some((Kind::HungTask, Form::TaskCantDie));
+    }
     let watchdog = m
         .strip_prefix("watchdog: ")
         .or_else(|| m.strip_prefix("NMI watchdog: "))
@@ -222,6 +289,17 @@ fn detect_form(m: &str) -> Option<(Kind, Form)> {
     if let Some(rest) = m.strip_prefix("BUG: KFENCE: ") {
         return Some((Kind::Kfence, sanitizer(rest)));
     }
+    if let Some(rest) = m.strip_prefix("BUG: KMSAN: ") {
+        let (what, func) = what_in_func(rest);
+        return Some((Kind::Kmsan, Form::Kmsan { what, func }));
+    }
+    if let Some(rest) = m.strip_prefix("BUG: KCSAN: ") {
+        let what = rest.trim().to_owned();
+        return Some((Kind::Kcsan, Form::Kcsan { what }));
+    }
+    if m == "BUG: memory leak" || UNREFERENCED.is_match(m) {
+        return Some((Kind::MemoryLeak, Form::MemoryLeak));
+    }
     if let Some(rest) = m.strip_prefix("UBSAN: ") {
         let what = rest.split(" in ").next().unwrap_or(rest).trim().to_owned();
         return Some((Kind::Ubsan, Form::Ubsan { what }));
@@ -238,6 +316,7 @@ fn detect_form(m: &str) -> Option<(Kind, Form)> {
         return Some((Kind::Bug, form));
     }
     let oops = m.strip_prefix("Oops: ").unwrap_or(m);
+    let oops = oops.strip_prefix("segment-related ").unwrap_or(oops);
     if oops.starts_with("general protection fault") {
         return Some((Kind::Gpf, Form::Gpf));
     }
@@ -262,19 +341,54 @@ fn lockdep(m: &str) -> Option<Lockdep> {
 }
 
 fn sanitizer(rest: &str) -> Form {
+    let (what, func) = what_in_func(rest);
+    Form::Sanitizer { what, func }
+}
+
+/// "TYPE in FUNC+0x1/0x2" of a sanitizer header: the type and the function.
+fn what_in_func(rest: &str) -> (String, Option<String>) {
     let (what, func) = match rest.split_once(" in ") {
         Some((what, after)) => (what, func_token(after).map(str::to_owned)),
         None => (rest.split_whitespace().next().unwrap_or(""), None),
     };
-    Form::Sanitizer {
-        what: what.trim().to_owned(),
-        func,
-    }
+    (what.trim().to_owned(), func)
 }
 
 fn bug(m: &str) -> Option<Form> {
     if m.starts_with("kernel BUG at ") {
         return Some(Form::KernelBug);
+    }
+    if let Some(c) = PREEMPTIBLE.captures(m) {
+        let what = c[1].to_owned();
+        return Some(Form::Preemptible { what });
+    }
+    if m.starts_with("unregister_netdevice: waiting for ") && m.contains(" to become free") {
+        return Some(Form::NetdevRefLeak);
+    }
+    if m.starts_with("PANIC: double fault") {
+        return Some(Form::DoubleFault);
+    }
+    if m.starts_with("VFS: Close: file count is 0") {
+        return Some(Form::FileCountZero);
+    }
+    if m.strip_prefix("Oops: ")
+        .unwrap_or(m)
+        .starts_with("stack segment: ")
+    {
+        return Some(Form::StackSegment);
+    }
+    if m.starts_with("Internal error: ") {
+        return Some(Form::InternalError);
+    }
+    // arm64 and others print these without "BUG: ".
+    if let Some(rest) = m.strip_prefix("Unable to handle kernel ") {
+        return Some(if rest.starts_with("NULL pointer dereference") {
+            Form::NullDeref
+        } else if rest.starts_with("access to user memory") {
+            Form::UserAccess
+        } else {
+            Form::PageFault
+        });
     }
     let oops = m.strip_prefix("Oops: ").unwrap_or(m);
     if oops.starts_with("invalid opcode: ") {
@@ -286,9 +400,17 @@ fn bug(m: &str) -> Option<Form> {
     if m.starts_with("Oops: int3") {
         return Some(Form::Int3);
     }
+    if let Some(c) = SLUB.captures(m) {
+        let what = c[1].trim().to_owned();
+        return Some(Form::OtherBug { what });
+    }
     let rest = m.strip_prefix("BUG: ")?;
-    let form = if rest.starts_with("unable to handle page fault")
+    let form = if rest.starts_with("unable to handle kernel access to user memory") {
+        Form::UserAccess
+    } else if rest.starts_with("unable to handle page fault")
         || rest.starts_with("unable to handle kernel paging request")
+        || rest.starts_with("Unable to handle kernel data access")
+        || rest.starts_with("Unable to handle kernel instruction fetch")
     {
         Form::PageFault
     } else if rest.starts_with("kernel NULL pointer dereference")
@@ -365,6 +487,28 @@ mod tests {
             ("general protection fault: 0000 [#1] SMP KASAN", Kind::Gpf),
             ("Oops: int3: 0000 [#1] PREEMPT SMP KASAN NOPTI", Kind::Bug),
             ("Kernel panic - not syncing: sysrq triggered crash", Kind::Panic),
+            ("BUG: KMSAN: uninit-value in prepend_path+0x4ff/0x12b0", Kind::Kmsan),
+            ("BUG: KCSAN: data-race in netlink_recvmsg / netlink_recvmsg", Kind::Kcsan),
+            ("BUG: memory leak", Kind::MemoryLeak),
+            ("unreferenced object 0xffff88006b006340 (size 32):", Kind::MemoryLeak),
+            ("INFO: trying to register non-static key.", Kind::Lockdep),
+            ("BUG: using smp_processor_id() in preemptible [00000000] code: a/1", Kind::Bug),
+            ("BUG: using __this_cpu_read() in preemptible [00000000] code: a/1", Kind::Bug),
+            ("INFO: task syz-executor.4:21128 can't die for more than 143 seconds.", Kind::HungTask),
+            ("unregister_netdevice: waiting for lo to become free. Usage count = 6", Kind::Bug),
+            ("PANIC: double fault, error_code: 0x0", Kind::Bug),
+            ("divide error: 0000 [#1] PREEMPT SMP KASAN", Kind::Bug),
+            ("VFS: Close: file count is 0", Kind::Bug),
+            ("stack segment: 0000 [#1] PREEMPT SMP KASAN PTI", Kind::Bug),
+            ("Internal error: Oops: 5 [#1] PREEMPT SMP ARM", Kind::Bug),
+            ("Unable to handle kernel NULL pointer dereference at virtual address 0000000000000008", Kind::Bug),
+            ("Unable to handle kernel paging request at virtual address dead000000000108", Kind::Bug),
+            ("BUG kmalloc-8 (Tainted: G    B         ): Object already free", Kind::Bug),
+            ("segment-related general protection fault: beec [#2] PREEMPT SMP KASAN PTI", Kind::Gpf),
+            (
+                "WARNING: [time_after(jiffies, timeout)] io_uring/io_uring.c:3026 at io_ring_exit_work+0x44c/0xbc0, CPU#0: kworker/u8:0/10040",
+                Kind::Warning,
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(kind(line), Some(want), "{line}");
@@ -386,6 +530,9 @@ mod tests {
             "hrtimer: interrupt took 3007532 ns",
             "rcu: RCU lockdep checking is enabled.",
             "BUG: ",
+            // syzkaller's collection holds this as a clean log.
+            "BUG UNIX (Not tainted): kasan: bad access detected",
+            "unreferenced object count: 3",
         ] {
             assert_eq!(kind(line), None, "{line}");
         }

@@ -36,6 +36,12 @@ pub enum Kind {
     Kfence,
     /// "UBSAN: ..." (undefined behaviour sanitizer).
     Ubsan,
+    /// "BUG: KMSAN: ..." (uninitialised memory use or leak to user space).
+    Kmsan,
+    /// "BUG: KCSAN: data-race in A / B" and other KCSAN reports.
+    Kcsan,
+    /// kmemleak's "unreferenced object ..." (or "BUG: memory leak").
+    MemoryLeak,
     /// "WARNING: CPU: N PID: N at file:line func" (WARN_ON and friends).
     Warning,
     /// "kernel BUG at", page faults, NULL dereferences, sleeping in atomic
@@ -52,7 +58,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in declaration order.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 18] = [
         Kind::BusyInodes,
         Kind::Lockdep,
         Kind::HungTask,
@@ -63,6 +69,9 @@ impl Kind {
         Kind::Kasan,
         Kind::Kfence,
         Kind::Ubsan,
+        Kind::Kmsan,
+        Kind::Kcsan,
+        Kind::MemoryLeak,
         Kind::Warning,
         Kind::Bug,
         Kind::Gpf,
@@ -83,6 +92,9 @@ impl Kind {
             Kind::Kasan => "kasan",
             Kind::Kfence => "kfence",
             Kind::Ubsan => "ubsan",
+            Kind::Kmsan => "kmsan",
+            Kind::Kcsan => "kcsan",
+            Kind::MemoryLeak => "memory-leak",
             Kind::Warning => "warning",
             Kind::Bug => "bug",
             Kind::Gpf => "gpf",

@@ -1,6 +1,7 @@
 //! Kernel console analysis for cgstorm: finds the bug reports a kernel prints
-//! on its console (lockdep, hung tasks, lockups, RCU stalls, KASAN, WARNINGs,
-//! BUGs, busy inodes at unmount, panics), classifies them, gives each a
+//! on its console (lockdep, hung tasks, lockups, RCU stalls, KASAN, KMSAN,
+//! KCSAN, memory leaks, WARNINGs, BUGs, busy inodes at unmount, panics),
+//! classifies them, gives each a
 //! stable syzkaller-like title and ties it to the cgstorm op that ran just
 //! before it.
 //!
@@ -17,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+mod anchor;
 mod builder;
 mod clean;
 mod frames;
@@ -24,6 +26,7 @@ mod header;
 mod kind;
 mod marker;
 mod scanner;
+mod skip;
 mod stall;
 mod title;
 
