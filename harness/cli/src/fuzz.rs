@@ -153,6 +153,31 @@ fn as_seed(mut p: Program) -> Program {
     p
 }
 
+/// Seeds that run more ops than this are left out: a mutation of
+/// memcg_iter_reclaim (208 memcgs built op by op, then reclaim) ran 260 s on
+/// the 6.12 debug kernel, the time of 400 other programs.
+const MAX_SEED_OPS: u64 = 300;
+
+/// How many ops a run of `p` executes, counted repeats multiplied out
+/// (timed ones once).
+fn executed_ops(p: &Program) -> u64 {
+    fn ops(list: &[cgstorm_workloads::op::OpSpec]) -> u64 {
+        list.iter()
+            .map(|s| match &s.op {
+                cgstorm_workloads::op::Op::Repeat(r) => {
+                    let n = match r.times {
+                        cgstorm_workloads::op::Times::Count(n) => u64::from(n),
+                        _ => 1,
+                    };
+                    n.saturating_mul(ops(&r.ops))
+                }
+                _ => 1,
+            })
+            .fold(0, u64::saturating_add)
+    }
+    p.lanes.iter().map(|l| ops(&l.ops)).sum()
+}
+
 /// An index drawn with probability proportional to its weight (all weights
 /// 1: the same draw as a uniform choice of the same bytes).
 fn weighted_index(u: &mut Unstructured<'_>, weights: &[u64]) -> usize {
@@ -205,7 +230,17 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
         } else {
             a.corpus.clone()
         };
-        let seeds: Vec<Program> = load_programs(&dirs).into_iter().map(as_seed).collect();
+        let (seeds, heavy): (Vec<Program>, Vec<Program>) = load_programs(&dirs)
+            .into_iter()
+            .map(as_seed)
+            .partition(|p| executed_ops(p) <= MAX_SEED_OPS);
+        for p in &heavy {
+            eprintln!(
+                "cgstorm fuzz: not a seed: {} ({} ops a run, more than {MAX_SEED_OPS}; `cgstorm scenario run` runs it)",
+                p.name,
+                executed_ops(p)
+            );
+        }
         eprintln!(
             "cgstorm fuzz: seed {seed}, {} jobs, workdir {}, {} corpus programs ({} from the workdir)",
             a.jobs,

@@ -44,3 +44,14 @@ pub const REFUSAL_EXIT_CODE: i32 = 3;
 
 /// The KCOV device (debugfs): the agent's coverage of the lanes' ops.
 pub const KCOV_DEVICE: &str = "/sys/kernel/debug/kcov";
+
+/// How a reset's leftover that is a leak starts: removed cgroups the kernel
+/// did not free although everything that could hold them was undone
+/// (tasks killed, pins dropped, filesystems unmounted, caches dropped).
+pub const LEAK_PREFIX: &str = "leak: ";
+
+/// The leak leftover of removed v2 cgroups still dying (`nr_dying_descendants`).
+pub const LEAK_DYING_V2: &str = "leak: removed cgroups are still dying";
+
+/// The leak leftover of a v1 memory hierarchy whose removed cgroups were not freed.
+pub const LEAK_DYING_V1: &str = "leak: removed v1 memory cgroups are not freed";

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use cgstorm_agent::contract::{LEAK_DYING_V1, LEAK_DYING_V2, LEAK_PREFIX};
 use cgstorm_agent::proto::{self, AgentMsg, Hello, HostMsg};
 use cgstorm_vm::snapshot::Snapshot;
 use cgstorm_vm::{ConsoleEvent, Vm};
@@ -20,7 +21,7 @@ use crate::run::launch::{self, BootPlan, Booted};
 use crate::run::limits::{Cover, Limits};
 use crate::run::machine::MachineOpts;
 use crate::run::session::End;
-use crate::run::verdict::{findings, Finding, ModelCheck, OpNames, Verdict};
+use crate::run::verdict::{findings, Detail, Finding, ModelCheck, OpNames, Verdict};
 use crate::run::{conclude, kernel_model, Conclusion};
 
 /// How long the agent's reset may take under KVM (scaled for TCG); the
@@ -306,7 +307,10 @@ impl Slot {
             reset_time = resetting.elapsed();
             match answer {
                 Ok(left) if left.is_empty() => {}
-                Ok(left) => dropped = Some(format!("the reset left: {}", left.join("; "))),
+                Ok(left) => {
+                    after.extend(leaks(program, &left));
+                    dropped = Some(format!("the reset left: {}", left.join("; ")));
+                }
                 Err(e) => dropped = Some(format!("the reset failed: {e}")),
             }
             let (reports, _) = watch.finish();
@@ -364,6 +368,66 @@ fn vm_of(b: &mut Booted) -> &mut dyn Vm {
     match b {
         Booted::Qemu(v) => &mut v.vm,
         Booted::Vng(v) => &mut v.vm,
+    }
+}
+
+/// The kind of a finding of removed cgroups the kernel never freed.
+pub const LEAK: &str = "leak";
+
+/// The leaks among a reset's leftovers, as findings: removed cgroups the
+/// kernel did not free although the reset had killed every task, dropped
+/// every pin, unmounted every filesystem and dropped the caches for 20 s.
+/// Nothing the program made can hold them any more. The title names what
+/// leaked and after which op family (the most specific one the program
+/// has), so one leak keeps one title while minimisation shrinks it.
+fn leaks(program: &Program, left: &[String]) -> Vec<Finding> {
+    let family = op_family(program);
+    left.iter()
+        .filter_map(|l| {
+            let what = if l.starts_with(LEAK_DYING_V1) {
+                "removed v1 memory cgroups never freed"
+            } else if l.starts_with(LEAK_DYING_V2) {
+                "removed cgroups never freed"
+            } else {
+                return None;
+            };
+            Some(Finding {
+                kind: LEAK.into(),
+                title: format!("leak: {what} after {family}"),
+                op: None,
+                detail: Detail::Check {
+                    failures: vec![l.trim_start_matches(LEAK_PREFIX).to_string()],
+                },
+                known: false,
+            })
+        })
+        .collect()
+}
+
+/// The most specific op family a program has: DAX pins, v1 memcg, loop
+/// devices, mounts, writeback (writes and writer tasks), else cgroup ops.
+fn op_family(program: &Program) -> &'static str {
+    let mut kinds = std::collections::BTreeSet::new();
+    for l in 0..program.lanes.len() {
+        for (_, s) in program.lane_ops(l) {
+            kinds.insert(s.op.keyword());
+        }
+    }
+    let any = |ks: &[&str]| ks.iter().any(|k| kinds.contains(k));
+    let v1 =
+        program.to_yaml().contains("v1:") || any(&["v1_mount", "memory.move_charge_at_immigrate"]);
+    if any(&["pin", "mmap"]) {
+        "dax pins"
+    } else if v1 {
+        "v1 memcg"
+    } else if any(&["losetup", "losetup_detach"]) {
+        "loop devices"
+    } else if any(&["mount", "umount", "umount_lazy", "remount"]) {
+        "mounts"
+    } else if any(&["write", "spawn", "fsync", "sync"]) {
+        "writeback"
+    } else {
+        "cgroup ops"
     }
 }
 
@@ -454,6 +518,32 @@ mod tests {
         let (reports, _) = watch.finish();
         assert_eq!(reports.len(), 1, "{reports:?}");
         assert_eq!(reports[0].title, "WARNING in evict");
+    }
+
+    /// A reset's leak leftovers become `leak` findings named by what leaked
+    /// and the program's op family; other leftovers are not findings.
+    #[test]
+    fn leak_leftovers_are_findings() {
+        let p = |yaml: &str| Program::from_yaml("p", yaml).unwrap();
+        let v1 = p("lanes:\n  - {name: a, ops: [v1_mount, {mkdir: 'v1:a'}, {rmdir: 'v1:a'}]}\n");
+        let left = vec![
+            format!("{LEAK_DYING_V1}: hierarchy 3 with 2 cgroups outlived its unmount"),
+            "/cgstorm/places/m0 is still mounted".to_string(),
+        ];
+        let f = leaks(&v1, &left);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].kind, LEAK);
+        assert_eq!(
+            f[0].title,
+            "leak: removed v1 memory cgroups never freed after v1 memcg"
+        );
+        let w = p("lanes:\n  - {name: a, ops: [{mkdir: a}, {write: {file: tmp/f, bytes: 4K, bs: 4K}}, {rmdir: a}]}\n");
+        let f = leaks(&w, &[format!("{LEAK_DYING_V2}: 1 after 20 s")]);
+        assert_eq!(
+            f[0].title,
+            "leak: removed cgroups never freed after writeback"
+        );
+        assert!(leaks(&w, &["cgroup a cannot be removed".into()]).is_empty());
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! mounts or loop devices, devices unformatted), so whatever a program left
 //! must go before the next one starts: otherwise its leftovers come back as
 //! the next program's false findings. What cannot be undone is reported, and
-//! the host then boots a fresh VM instead.
+//! the host then boots a fresh VM instead. Removed cgroups the kernel does
+//! not free once all of that is undone are leaks (leftovers that start with
+//! `LEAK_PREFIX`): the host files them as findings.
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
@@ -16,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use cgstorm_agent::contract::{LEAK_DYING_V1, LEAK_DYING_V2};
 use nix::mount::{umount2, MntFlags};
 
 use super::paths::{CG1, CG2, PLACES};
@@ -402,7 +405,14 @@ fn remove_v1(left: &mut Vec<String>, deadline: Instant) {
             ));
             if let Err(e) = remount_and_release(deadline) {
                 crate::init::kmsg::log(&format!("reset: {e}"));
-                left.push(format!("the v1 hierarchy outlived its unmount: {e}"));
+                if e == V1_NOT_FREED {
+                    let (h, n) = memory_line().unwrap_or_default();
+                    left.push(format!(
+                        "{LEAK_DYING_V1}: hierarchy {h} with {n} cgroups outlived its unmount"
+                    ));
+                } else {
+                    left.push(format!("the v1 hierarchy outlived its unmount: {e}"));
+                }
                 return;
             }
             continue;
@@ -412,6 +422,9 @@ fn remove_v1(left: &mut Vec<String>, deadline: Instant) {
         });
     }
 }
+
+/// Why [`remount_and_release`] failed when the dying cgroups stayed.
+const V1_NOT_FREED: &str = "its removed cgroups were not freed in time";
 
 /// Mounts the (unmounted, still living) v1 memory hierarchy again, waits
 /// until its dying cgroups are freed, and unmounts it, which now kills it.
@@ -426,7 +439,7 @@ fn remount_and_release(deadline: Instant) -> Result<(), String> {
     if freed {
         Ok(())
     } else {
-        Err("its removed cgroups were not freed in time".into())
+        Err(V1_NOT_FREED.into())
     }
 }
 
@@ -530,7 +543,11 @@ fn dying() -> u64 {
 /// to v2, which a following `v1_mount` would see as EBUSY.
 fn settle_dying(left: &mut Vec<String>, deadline: Instant) {
     if !freed_while_dropping(deadline, || dying() == 0) {
-        left.push(format!("{} removed cgroups are still dying", dying()));
+        left.push(format!(
+            "{LEAK_DYING_V2}: {} after {} s",
+            dying(),
+            SETTLE.as_secs()
+        ));
     }
 }
 
