@@ -111,6 +111,7 @@ fn edges(
             cover: true,
             cover_afresh: afresh,
             trace: false,
+            plant_leak: false,
         }),
     )?;
     let mut got = None;

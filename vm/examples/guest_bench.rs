@@ -163,6 +163,7 @@ fn run_program(
             cover,
             cover_afresh: false,
             trace: false,
+            plant_leak: false,
         }),
     )?;
     let (mut first, mut last, mut n) = (u64::MAX, 0, 0u64);

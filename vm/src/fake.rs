@@ -205,6 +205,7 @@ mod tests {
             cover: false,
             cover_afresh: false,
             trace: false,
+            plant_leak: false,
         });
         proto::write_frame(vm.agent(), &run).unwrap();
         assert_eq!(vm.exit_status(), None);

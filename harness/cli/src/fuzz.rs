@@ -265,6 +265,11 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
     print!("{text}");
     let _ = std::fs::write(a.workdir.join("fuzz-summary.txt"), &text);
     let new = st.stats.findings.values().any(|f| f.new && !f.known);
+    drop(st);
+    if let Some(why) = campaign.infrastructure_failure() {
+        eprintln!("cgstorm fuzz: FAILED: {why}");
+        return Ok(3);
+    }
     Ok(if new { 1 } else { 0 })
 }
 

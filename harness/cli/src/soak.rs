@@ -227,6 +227,11 @@ pub fn run(a: &SoakArgs) -> Result<u8> {
         a.workdir.display()
     );
     let failed = st.stats.findings.values().any(|f| f.new && !f.known);
+    drop(st);
+    if let Some(why) = campaign.infrastructure_failure() {
+        eprintln!("cgstorm soak: FAILED: {why}");
+        return Ok(3);
+    }
     Ok(if failed { 1 } else { 0 })
 }
 
@@ -261,7 +266,14 @@ mod tests {
             elapsed_ms: 8_000,
             ..Stats::default()
         };
-        s.parts.insert("fuzz".into(), Default::default());
+        s.parts.insert(
+            "fuzz".into(),
+            crate::campaign::stats::Part {
+                programs: 4,
+                failed: 0,
+                errors: 0,
+            },
+        );
         let text = write_summaries(dir.path(), &s, false).unwrap();
         assert!(text.contains("programs     4 (0.50/s)"), "{text}");
         let json: serde_json::Value =

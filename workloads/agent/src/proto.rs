@@ -203,6 +203,10 @@ pub struct RunOrder {
     /// `Finished`).
     #[serde(default)]
     pub trace: bool,
+    /// A planted leak, for the test that the reset reports one: the
+    /// program's page pins are left held after it (never set by campaigns).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plant_leak: bool,
 }
 
 /// What the agent reports once the system is set up.

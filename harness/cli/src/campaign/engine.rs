@@ -78,6 +78,10 @@ pub struct Campaign {
     /// Keep programs whose new kernel edges show again (off: edges are
     /// collected and counted, but keep nothing; for comparisons).
     pub cover_feedback: bool,
+    /// Jobs that stopped after failing three times in a row.
+    gave_up: AtomicUsize,
+    /// Findings that could not be stored (the campaign stops at the first).
+    unstored: Mutex<Vec<String>>,
 }
 
 /// What booking a program found for the search.
@@ -154,6 +158,8 @@ impl Campaign {
             deadline: Instant::now() + left,
             finished: AtomicUsize::new(0),
             cover_feedback: true,
+            gave_up: AtomicUsize::new(0),
+            unstored: Mutex::new(Vec::new()),
         })
     }
 
@@ -164,7 +170,22 @@ impl Campaign {
 
     /// Whether the campaign should stop.
     pub fn over(&self) -> bool {
-        (self.envs[0].stop)() || Instant::now() >= self.deadline
+        (self.envs[0].stop)()
+            || Instant::now() >= self.deadline
+            || !self
+                .unstored
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+    }
+
+    /// Why the campaign failed as a test run, whatever it found: nothing
+    /// ran, a job gave up, a finding could not be stored. `fuzz` and `soak`
+    /// exit 3 then (a nightly job that tested nothing must fail loudly).
+    pub fn infrastructure_failure(&self) -> Option<String> {
+        let st = self.state();
+        let unstored = self.unstored.lock().unwrap_or_else(|e| e.into_inner());
+        infrastructure(&st.stats, self.gave_up.load(Ordering::SeqCst), &unstored)
     }
 
     fn tick(&self, st: &mut State) {
@@ -255,6 +276,7 @@ impl Campaign {
                     st.stats.parts.entry(pick.part.clone()).or_default().errors += 1;
                     if failures >= 3 {
                         eprintln!("cgstorm: job {job}: three failures in a row, the job stops");
+                        self.gave_up.fetch_add(1, Ordering::SeqCst);
                         break;
                     }
                 }
@@ -299,7 +321,25 @@ impl Campaign {
                     }
                     stored.push((f, dir, n))
                 }
-                Err(e) => eprintln!("cgstorm: cannot store the finding `{}`: {e}", f.title),
+                Err(e) => {
+                    // Not lost: the whole finding goes to stderr, and the
+                    // campaign stops with exit 3.
+                    eprintln!(
+                        "cgstorm: cannot store the finding `{}` in {}: {e}; the campaign stops. \
+                         The finding follows, then its program:\n{}\n{}",
+                        f.title,
+                        self.workdir.join("findings").display(),
+                        serde_json::to_string_pretty(f).unwrap_or_default(),
+                        ran.yaml
+                    );
+                    self.unstored
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(format!(
+                            "the finding `{}` could not be stored: {e}",
+                            f.title
+                        ));
+                }
             }
         }
         let feats = feedback::features(&self.signals, &pick.program, ran);
@@ -532,6 +572,22 @@ impl Campaign {
     }
 }
 
+/// [`Campaign::infrastructure_failure`] over the counters.
+fn infrastructure(stats: &Stats, gave_up: usize, unstored: &[String]) -> Option<String> {
+    if let Some(u) = unstored.first() {
+        return Some(u.clone());
+    }
+    if stats.programs == 0 {
+        return Some("no program ran: nothing was tested (see the errors above)".into());
+    }
+    if gave_up > 0 {
+        return Some(format!(
+            "{gave_up} job(s) stopped after three failures in a row (see the errors above)"
+        ));
+    }
+    None
+}
+
 /// How many of `new` edges are among `again`.
 fn confirmed(new: &[u32], again: &HashSet<u32>) -> usize {
     new.iter().filter(|e| again.contains(e)).count()
@@ -576,6 +632,27 @@ mod tests {
         assert_eq!(confirmed(&[1, 2, 3, 4], &again), 2);
         assert_eq!(confirmed(&[1, 4], &again), 0);
         assert_eq!(confirmed(&[], &again), 0);
+    }
+
+    /// A campaign that ran nothing, lost a job or could not store a finding
+    /// failed as a test run, whatever else it found.
+    #[test]
+    fn a_campaign_that_tested_nothing_fails() {
+        let mut s = Stats::default();
+        assert!(infrastructure(&s, 0, &[])
+            .unwrap()
+            .contains("no program ran"));
+        s.programs = 5;
+        assert_eq!(infrastructure(&s, 0, &[]), None);
+        assert!(infrastructure(&s, 1, &[])
+            .unwrap()
+            .contains("1 job(s) stopped"));
+        let e = infrastructure(
+            &s,
+            0,
+            &["the finding `W` could not be stored: ENOSPC".into()],
+        );
+        assert!(e.unwrap().contains("could not be stored"));
     }
 
     /// A parent's weight grows with its confirmed edges, slowly.

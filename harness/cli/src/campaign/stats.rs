@@ -274,12 +274,17 @@ impl Stats {
     }
 
     /// The summary in KTAP: one test point per part; a part fails when one
-    /// of its runs found something not known for the kernel.
+    /// of its runs found something not known for the kernel, or when none
+    /// of its runs got through (all errors: it tested nothing).
     pub fn ktap(&self) -> String {
         let mut s = String::from("KTAP version 1\n");
         let _ = writeln!(s, "1..{}", self.parts.len());
         for (i, (name, p)) in self.parts.iter().enumerate() {
-            let ok = if p.failed == 0 { "ok" } else { "not ok" };
+            let ok = if p.failed == 0 && p.programs > p.errors {
+                "ok"
+            } else {
+                "not ok"
+            };
             let _ = writeln!(
                 s,
                 "{ok} {} {} # {} programs, {} with findings, {} errors",
@@ -383,11 +388,24 @@ mod tests {
                 errors: 0,
             },
         );
+        s.parts.insert(
+            "scenario zz".into(),
+            Part {
+                programs: 0,
+                failed: 0,
+                errors: 3,
+            },
+        );
         let k = s.ktap();
-        assert!(k.starts_with("KTAP version 1\n1..2\n"), "{k}");
+        assert!(k.starts_with("KTAP version 1\n1..3\n"), "{k}");
         assert!(k.contains("ok 1 fuzz # 10 programs"), "{k}");
         assert!(
             k.contains("not ok 2 scenario dax # 2 programs, 1 with findings"),
+            "{k}"
+        );
+        // Every run of it failed to run: it tested nothing.
+        assert!(
+            k.contains("not ok 3 scenario zz # 0 programs, 0 with findings, 3 errors"),
             "{k}"
         );
     }

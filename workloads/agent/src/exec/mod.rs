@@ -134,6 +134,9 @@ pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> 
     }
     let ended = Instant::now();
     shared.world.kill_all();
+    if order.plant_leak {
+        dax::leak_pins(&shared.world);
+    }
     dax::release_all(&shared.world);
     crate::init::kmsg::log(DONE_LINE.trim_start_matches(KMSG_PREFIX));
     let timing = RunTiming {

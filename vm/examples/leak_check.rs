@@ -1,0 +1,129 @@
+//! The agent's reset tells a leak from a legitimate hold: a removed memcg
+//! that still holds tmpfs pages when its program ends is freed once the
+//! reset unmounts the tmpfs (no leftover), but one whose pages stay pinned
+//! (the planted leak: the program's vmsplice pin is left held) can never
+//! be freed, and the reset reports it as a leak.
+//!
+//! `cargo run --release -p cgstorm-vm --example leak_check -- [KERNEL]`
+//! (KERNEL: `debian` (default) or a bzImage). Exit 0 pass, 1 fail.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cgstorm_agent::contract::LEAK_DYING_V2;
+use cgstorm_agent::proto::{self, AgentMsg, HostMsg, RunOrder};
+use cgstorm_vm::accel::AccelChoice;
+use cgstorm_vm::kernel::{self, KernelSpec};
+use cgstorm_vm::launch::{launch, AgentVmSpec};
+use cgstorm_vm::vm::Vm;
+
+/// Page cache charged to memcg `a` (its writer wrote it), pinned by a
+/// vmsplice of a mapping of it, then `a` removed: `a` dies holding pages.
+const HOLD: &str = r#"
+lanes:
+  - name: l0
+    ops:
+      - {cgroup.subtree_control: {cg: /, change: "+memory"}}
+      - {mkdir: a}
+      - spawn: {task: w, cg: a, writer: {file: tmp/f, bytes: 1M, bs: 64K}}
+      - {wait: w}
+      - {open: {fd: f, file: tmp/f}}
+      - {mmap: {map: m, fd: f, len: 1M}}
+      - {pin: {pin: p, map: m, via: vmsplice}}
+      - {munmap: m}
+      - {close: f}
+      - {rmdir: a}
+"#;
+
+fn main() -> ExitCode {
+    match check() {
+        Ok(true) => {
+            println!("leak_check: ok");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("leak_check: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check() -> Result<bool, Box<dyn std::error::Error>> {
+    let which = std::env::args().nth(1).unwrap_or_else(|| "debian".into());
+    let ks = if which == "debian" {
+        KernelSpec::Debian(None)
+    } else {
+        KernelSpec::from_path(Path::new(&which))
+    };
+    let kernel = kernel::locate(&ks)?;
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let agent = cgstorm_vm::agent::locate_or_build(&workspace)?;
+    let mut spec = AgentVmSpec::new(kernel, agent);
+    spec.accel = AccelChoice::Auto;
+    let mut vm = launch(spec)?;
+    vm.vm
+        .agent()
+        .set_read_timeout(Some(Duration::from_secs(600)))?;
+    let held = run_and_reset(&mut vm.vm, false)?;
+    let leaked = run_and_reset(&mut vm.vm, true)?;
+    let release = vm.hello.kernel_release.clone();
+    let _ = vm.shutdown();
+    println!("leak_check: {release}: tmpfs pages of a removed memcg, reset leftovers: {held:?}");
+    println!("leak_check: {release}: the same with its pin left held, reset leftovers: {leaked:?}");
+    let mut ok = true;
+    if !held.is_empty() {
+        println!(
+            "leak_check: FAIL: a legitimate hold (tmpfs pages, freed at the reset) was reported"
+        );
+        ok = false;
+    }
+    if !leaked.iter().any(|l| l.starts_with(LEAK_DYING_V2)) {
+        println!("leak_check: FAIL: the planted leak (a pin never released) was not reported");
+        ok = false;
+    }
+    Ok(ok)
+}
+
+/// Runs [`HOLD`] (its pin left held with `plant`), checks every op went
+/// through, then resets; the reset's leftovers.
+fn run_and_reset(vm: &mut dyn Vm, plant: bool) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    proto::write_frame(
+        vm.agent(),
+        &HostMsg::Run(RunOrder {
+            program: HOLD.to_string(),
+            duration_ms: 2000,
+            stall_ms: 600_000,
+            cover: false,
+            cover_afresh: false,
+            trace: false,
+            plant_leak: plant,
+        }),
+    )?;
+    loop {
+        match proto::read_frame::<_, AgentMsg>(vm.agent())? {
+            AgentMsg::Ops { events } => {
+                if let Some(e) = events
+                    .iter()
+                    .find(|e| e.outcome != cgstorm_workloads::Outcome::Ok)
+                {
+                    return Err(format!(
+                        "op {} returned {}: the hold was not built",
+                        e.id, e.outcome
+                    )
+                    .into());
+                }
+            }
+            AgentMsg::Finished { .. } => break,
+            AgentMsg::Fatal { message } => return Err(message.into()),
+            _ => {}
+        }
+    }
+    proto::write_frame(vm.agent(), &HostMsg::Reset)?;
+    loop {
+        if let AgentMsg::ResetDone { leftovers } = proto::read_frame::<_, AgentMsg>(vm.agent())? {
+            return Ok(leftovers);
+        }
+    }
+}
