@@ -70,8 +70,17 @@ pub fn load_programs(dirs: &[PathBuf]) -> Vec<Program> {
     paths
         .iter()
         .filter_map(|p| {
-            let text = std::fs::read_to_string(p).ok()?;
-            Program::from_yaml_path(p, &text).ok()
+            // A file that is no program is said, not silently dropped.
+            let parsed = std::fs::read_to_string(p)
+                .map_err(|e| e.to_string())
+                .and_then(|text| Program::from_yaml_path(p, &text).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(prog) => Some(prog),
+                Err(e) => {
+                    eprintln!("cgstorm: skipping {}: {e}", p.display());
+                    None
+                }
+            }
         })
         .collect()
 }
