@@ -4,7 +4,8 @@
 //! showed something new, and save the counters after every program so a
 //! killed campaign resumes where it was.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -51,8 +52,9 @@ pub struct State {
     /// How likely each corpus program is to be chosen as a parent
     /// (parallel to `corpus`): more for more new kernel edges.
     pub weights: Vec<u64>,
-    /// Every kernel edge seen (KCOV).
-    pub edges: HashSet<u32>,
+    /// Every kernel edge seen (KCOV), per kernel (index into
+    /// [`Campaign::envs`]: edges are offsets into one build's text).
+    pub edges: BTreeMap<usize, HashSet<u32>>,
     /// Programs handed out in this session.
     pub issued: u64,
 }
@@ -78,6 +80,8 @@ pub struct Campaign {
     /// Keep programs whose new kernel edges show again (off: edges are
     /// collected and counted, but keep nothing; for comparisons).
     pub cover_feedback: bool,
+    /// Where each kernel's edges are kept between sessions.
+    cover_files: Vec<PathBuf>,
     /// Jobs that stopped after failing three times in a row.
     gave_up: AtomicUsize,
     /// Findings that could not be stored (the campaign stops at the first).
@@ -140,6 +144,16 @@ impl Campaign {
             }
         }
         seen.add(stats.findings.keys().map(|t| format!("title:{t}")));
+        // The edges of earlier sessions on the same kernel builds.
+        let cover_files: Vec<PathBuf> = envs
+            .iter()
+            .map(|e| workdir.join("cover").join(format!("{}.edges", build_id(e))))
+            .collect();
+        let edges: BTreeMap<usize, HashSet<u32>> = cover_files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (i, read_edges(f)))
+            .collect();
         Ok(Campaign {
             envs,
             workdir: workdir.to_path_buf(),
@@ -149,7 +163,7 @@ impl Campaign {
                 seen,
                 weights: vec![1; corpus.len()],
                 corpus,
-                edges: HashSet::new(),
+                edges,
                 issued: 0,
             }),
             signals: feedback::default_signals(),
@@ -158,6 +172,7 @@ impl Campaign {
             deadline: Instant::now() + left,
             finished: AtomicUsize::new(0),
             cover_feedback: true,
+            cover_files,
             gave_up: AtomicUsize::new(0),
             unstored: Mutex::new(Vec::new()),
         })
@@ -196,7 +211,28 @@ impl Campaign {
     pub fn save(&self) -> std::io::Result<()> {
         let mut st = self.state();
         self.tick(&mut st);
+        self.save_edges(&st)?;
         st.stats.save(&self.state_file)
+    }
+
+    /// Writes each kernel's edges (sorted, 4 bytes each, little-endian).
+    fn save_edges(&self, st: &State) -> std::io::Result<()> {
+        for (i, edges) in &st.edges {
+            let Some(path) = self.cover_files.get(*i) else {
+                continue;
+            };
+            if edges.is_empty() {
+                continue;
+            }
+            let mut v: Vec<u32> = edges.iter().copied().collect();
+            v.sort_unstable();
+            let bytes: Vec<u8> = v.iter().flat_map(|e| e.to_le_bytes()).collect();
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            crate::findings::write_new(path, &bytes)?;
+        }
+        Ok(())
     }
 
     /// Runs `jobs` jobs on `source` until it is exhausted or the campaign is
@@ -412,17 +448,18 @@ impl Campaign {
         let new = st.seen.add(feats);
         let mut new_edges = Vec::new();
         if let Some(Ok(edges)) = &ran.conclusion.outcome.cover {
-            new_edges = edges
-                .iter()
-                .copied()
-                .filter(|e| st.edges.insert(*e))
-                .collect();
-            let (edges, now) = (st.edges.len() as u64, st.stats.elapsed_ms / 1000);
+            let known = st.edges.entry(pick.env).or_default();
+            new_edges = edges.iter().copied().filter(|e| known.insert(*e)).collect();
+            let total = st.edges.values().map(HashSet::len).sum::<usize>() as u64;
+            let now = st.stats.elapsed_ms / 1000;
             let c = &mut st.stats.cover;
             c.runs += 1;
-            c.edges = edges;
+            c.edges = total;
             if c.series.last().is_none_or(|(t, _)| now >= t + 30) {
                 c.series.push((now, c.edges));
+                if let Err(e) = self.save_edges(&st) {
+                    eprintln!("cgstorm: cannot save the kernel edges: {e}");
+                }
             }
         }
         let kept = pick.keep && !new.is_empty() && self.keep(&mut st, pick, yaml, 1);
@@ -570,6 +607,24 @@ impl Campaign {
         }
         let _ = st.stats.save(&self.state_file);
     }
+}
+
+/// A kernel build's name for its coverage file: its release and a hash of
+/// its image (two builds of one release are different texts).
+fn build_id(env: &Env) -> String {
+    let k = &env.kernel.kernel;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::fs::read(&k.image).unwrap_or_default().hash(&mut h);
+    format!("{}-{:016x}", k.release, h.finish())
+}
+
+/// The edges saved in `path` (none if it is missing or unreadable).
+fn read_edges(path: &Path) -> HashSet<u32> {
+    std::fs::read(path)
+        .unwrap_or_default()
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// [`Campaign::infrastructure_failure`] over the counters.
