@@ -43,6 +43,10 @@ pub struct FuzzArgs {
     /// guided one with.
     #[arg(long)]
     pub no_cover_feedback: bool,
+    /// Take shard I of N of the seed's programs (0-based: `--shard 0/4`);
+    /// each shard needs its own workdir.
+    #[arg(long, default_value = "0/1")]
+    pub shard: Shard,
     #[command(flatten)]
     pub vm: VmArgs,
 }
@@ -108,6 +112,50 @@ pub fn seed_bytes(seed: u64) -> Vec<u8> {
 pub struct FuzzSource {
     /// The campaign seed.
     pub seed: u64,
+    /// Which share of the draws this campaign takes.
+    pub shard: Shard,
+}
+
+/// Shard `index` of `count` (`--shard 1/4`): the campaign takes draws
+/// `index`, `index + count`, `index + 2 count`, … of the seed's stream, so
+/// shards with one seed run disjoint programs and together the stream an
+/// unsharded campaign would (up to what their corpora make of mutations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 0-based.
+    pub index: u64,
+    /// At least 1.
+    pub count: u64,
+}
+
+impl Default for Shard {
+    fn default() -> Shard {
+        Shard { index: 0, count: 1 }
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let bad = || format!("`{s}` is not a shard: write I/N with 0 <= I < N (e.g. 0/4)");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            i.trim().parse::<u64>().map_err(|_| bad())?,
+            n.trim().parse::<u64>().map_err(|_| bad())?,
+        );
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl Shard {
+    /// The stream's draw for this shard's `n`-th.
+    pub fn draw(self, n: u64) -> u64 {
+        n.saturating_mul(self.count).saturating_add(self.index)
+    }
 }
 
 impl FuzzSource {
@@ -142,7 +190,7 @@ impl Source for FuzzSource {
             (n, st.corpus.clone(), st.weights.clone())
         };
         Some(Pick {
-            program: self.program(n, &corpus, &weights),
+            program: self.program(self.shard.draw(n), &corpus, &weights),
             duration: PROGRAM_DURATION,
             part: "fuzz".into(),
             keep: true,
@@ -260,13 +308,21 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
         st.add_seeds(seeds);
     }
     eprintln!(
-        "cgstorm fuzz: replay this campaign with: cgstorm fuzz --seed {seed} --workdir {} --duration {}",
+        "cgstorm fuzz: replay this campaign with: cgstorm fuzz --seed {seed} --workdir {} --duration {}{}",
         a.workdir.display(),
-        a.duration
+        a.duration,
+        if a.shard == Shard::default() {
+            String::new()
+        } else {
+            format!(" --shard {}/{}", a.shard.index, a.shard.count)
+        }
     );
     campaign.run(
         a.jobs,
-        &FuzzSource { seed },
+        &FuzzSource {
+            seed,
+            shard: a.shard,
+        },
         Duration::from_millis(a.progress.0),
     );
     let st = campaign.state();
@@ -291,19 +347,52 @@ mod tests {
         let corpus = load_programs(&[default_corpus().join("semantics")]);
         assert!(corpus.len() >= 10, "the semantics corpus is there");
         let w = vec![1; corpus.len()];
-        let src = FuzzSource { seed: 42 };
+        let src = FuzzSource {
+            seed: 42,
+            shard: Shard::default(),
+        };
         for n in 0..20 {
             let a = src.program(n, &corpus, &w).to_yaml();
             assert_eq!(a, src.program(n, &corpus, &w).to_yaml(), "draw {n}");
             Program::from_yaml("p", &a).expect("valid");
         }
-        let other = FuzzSource { seed: 43 };
+        let other = FuzzSource {
+            seed: 43,
+            shard: Shard::default(),
+        };
         assert_ne!(
             src.program(0, &corpus, &w).to_yaml(),
             other.program(0, &corpus, &w).to_yaml()
         );
         assert!(src.program(1, &corpus, &w).name.starts_with("mut-"));
         assert!(src.program(1, &[], &[]).name.starts_with("gen-"));
+    }
+
+    /// Two shards of a seed take disjoint draws that together are the
+    /// unsharded stream.
+    #[test]
+    fn shards_split_the_stream() {
+        let corpus = load_programs(&[default_corpus().join("semantics")]);
+        let w = vec![1; corpus.len()];
+        let src = FuzzSource {
+            seed: 7,
+            shard: Shard::default(),
+        };
+        let whole: Vec<String> = (0..12)
+            .map(|n| src.program(n, &corpus, &w).to_yaml())
+            .collect();
+        let (a, b): (Shard, Shard) = ("0/2".parse().unwrap(), "1/2".parse().unwrap());
+        let mut both: Vec<String> = (0..6)
+            .flat_map(|n| [a.draw(n), b.draw(n)])
+            .map(|d| src.program(d, &corpus, &w).to_yaml())
+            .collect();
+        assert_eq!(both, whole);
+        both.sort();
+        both.dedup();
+        assert_eq!(both.len(), 12, "no program twice");
+        for bad in ["2/2", "1", "a/b", "0/0"] {
+            assert!(bad.parse::<Shard>().unwrap_err().contains("I/N"), "{bad}");
+        }
     }
 
     #[test]

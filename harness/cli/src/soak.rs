@@ -211,7 +211,10 @@ pub fn run(a: &SoakArgs) -> Result<u8> {
     let source = SoakSource {
         steps: rotation(scenarios.len(), kernels),
         scenarios,
-        fuzz: FuzzSource { seed: a.seed },
+        fuzz: FuzzSource {
+            seed: a.seed,
+            shard: crate::fuzz::Shard::default(),
+        },
         scenario_duration: Duration::from_millis(a.scenario_duration.0),
         slice: Duration::from_millis(a.fuzz_slice.0),
         slice_end: Mutex::new(None),
