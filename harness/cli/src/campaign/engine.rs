@@ -251,6 +251,9 @@ impl Campaign {
                     last = Instant::now();
                     let mut st = self.state();
                     self.tick(&mut st);
+                    let s = &mut st.stats;
+                    let point = (s.elapsed_ms / 1000, s.programs, s.findings.len() as u64);
+                    s.series.push(point);
                     eprintln!("cgstorm: {}", st.stats.progress());
                 }
             }

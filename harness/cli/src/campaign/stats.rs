@@ -72,6 +72,10 @@ pub struct Stats {
     /// Kernel coverage (KCOV), where the kernel has it.
     #[serde(default)]
     pub cover: CoverStats,
+    /// `(elapsed s, programs, distinct findings)` at every progress line,
+    /// for the report's plots.
+    #[serde(default)]
+    pub series: Vec<(u64, u64, u64)>,
     /// Wall time per kernel release, in ms.
     pub per_kernel_ms: BTreeMap<String, u64>,
     /// Findings by title.
