@@ -1,7 +1,8 @@
 //! Guest op rates: the agent against seed 001's shell loop and a raw loop.
 //!
 //! `cargo run --release -p cgstorm-vm --example guest_bench -- [KERNEL] [SCALE]`
-//! (KERNEL: `debian` (default) or a bzImage; SCALE multiplies the counts.)
+//! (KERNEL: `debian` (default) or a bzImage; SCALE multiplies the counts:
+//! `3`, or `1/10` on a slow debug kernel.)
 //!
 //! cgroup.procs migrations of a sleeper between two cgroups, and memcg
 //! mkdir+rmdir pairs, each three ways: the agent running a cgstorm program
@@ -49,7 +50,14 @@ lanes:
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let which = args.get(1).map(String::as_str).unwrap_or("debian");
-    let scale: u64 = args.get(2).map_or(Ok(1), |s| s.parse())?;
+    // SCALE: a factor (`3`) or a fraction (`1/10`, for slow debug kernels).
+    let (num, den): (u64, u64) = match args.get(2).map(String::as_str) {
+        None => (1, 1),
+        Some(s) => match s.split_once('/') {
+            Some((n, d)) => (n.parse()?, d.parse::<u64>()?.max(1)),
+            None => (s.parse()?, 1),
+        },
+    };
     let ks = if which == "debian" {
         KernelSpec::Debian(None)
     } else {
@@ -98,7 +106,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             1,
         ),
     ] {
-        let count = count * scale;
+        let count = (count * num / den).max(10);
         let mut ratios = Vec::new();
         let mut covered = Vec::new();
         for round in 1..=ROUNDS {
