@@ -48,6 +48,17 @@ impl FromStr for AccelChoice {
     }
 }
 
+impl fmt::Display for AccelChoice {
+    /// The name `--accel` takes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AccelChoice::Auto => "auto",
+            AccelChoice::Kvm => "kvm",
+            AccelChoice::Tcg => "tcg",
+        })
+    }
+}
+
 /// The accelerator a VM runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Accel {
@@ -277,6 +288,9 @@ mod tests {
             .parse::<AccelChoice>()
             .unwrap_err()
             .contains("auto, kvm or tcg"));
+        for c in [AccelChoice::Auto, AccelChoice::Kvm, AccelChoice::Tcg] {
+            assert_eq!(c.to_string().parse::<AccelChoice>().unwrap(), c);
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `CGSTORM_AGENT`, or the workspace's static release build, (re)built with
 //! cargo so it never lags behind the sources.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,7 +18,12 @@ pub const AGENT_ENV: &str = "CGSTORM_AGENT";
 /// puts the binary for the workspace at `workspace` (honours
 /// `CARGO_TARGET_DIR`).
 pub fn static_build_path(workspace: &Path) -> PathBuf {
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+    static_build_path_in(workspace, std::env::var_os("CARGO_TARGET_DIR"))
+}
+
+/// [`static_build_path`] when `$CARGO_TARGET_DIR` is `target_dir`.
+fn static_build_path_in(workspace: &Path, target_dir: Option<OsString>) -> PathBuf {
+    let target_dir = target_dir
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
@@ -32,7 +38,21 @@ pub fn static_build_path(workspace: &Path) -> PathBuf {
 /// or `cargo`; a no-op when it is up to date). Without cargo or sources an
 /// existing build is used as it is.
 pub fn locate_or_build(workspace: &Path) -> Result<PathBuf, HostError> {
-    if let Some(p) = std::env::var_os(AGENT_ENV).filter(|p| !p.is_empty()) {
+    locate_or_build_given(
+        workspace,
+        std::env::var_os(AGENT_ENV),
+        static_build_path(workspace),
+    )
+}
+
+/// [`locate_or_build`] when `$CGSTORM_AGENT` is `agent` and the static
+/// build goes to `built`.
+fn locate_or_build_given(
+    workspace: &Path,
+    agent: Option<OsString>,
+    built: PathBuf,
+) -> Result<PathBuf, HostError> {
+    if let Some(p) = agent.filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         return if p.is_file() {
             Ok(p)
@@ -43,7 +63,6 @@ pub fn locate_or_build(workspace: &Path) -> Result<PathBuf, HostError> {
             )))
         };
     }
-    let built = static_build_path(workspace);
     let sources = workspace.join("workloads/agent/Cargo.toml");
     if !sources.is_file() {
         return existing(built, "the agent sources are not there to build it");
@@ -82,25 +101,44 @@ mod tests {
 
     #[test]
     fn build_path_is_under_the_target_triple() {
-        if std::env::var_os("CARGO_TARGET_DIR").is_some() {
-            return;
-        }
+        let w = Path::new("/w");
+        let built = Path::new("x86_64-unknown-linux-gnu/release/cgstorm-agent");
+        assert_eq!(static_build_path_in(w, None), w.join("target").join(built));
         assert_eq!(
-            static_build_path(Path::new("/w")),
-            Path::new("/w/target/x86_64-unknown-linux-gnu/release/cgstorm-agent")
+            static_build_path_in(w, Some("".into())),
+            w.join("target").join(built)
+        );
+        assert_eq!(
+            static_build_path_in(w, Some("/t".into())),
+            Path::new("/t").join(built)
         );
     }
 
     #[test]
     fn a_workspace_without_sources_or_build_says_how_to_build() {
-        if std::env::var_os(AGENT_ENV).is_some() {
-            return;
-        }
         let dir = tempfile::tempdir().unwrap();
-        let err = locate_or_build(dir.path()).unwrap_err().to_string();
+        let built = static_build_path_in(dir.path(), None);
+        let err = locate_or_build_given(dir.path(), None, built)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("crt-static") && err.contains(AGENT_ENV),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_environment_names_a_prebuilt_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = dir.path().join("agent");
+        std::fs::write(&agent, b"").unwrap();
+        let built = dir.path().join("none");
+        let found = locate_or_build_given(dir.path(), Some(agent.clone().into()), built.clone());
+        assert_eq!(found.unwrap(), agent);
+        let absent = dir.path().join("absent");
+        let err = locate_or_build_given(dir.path(), Some(absent.into()), built)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not a file"), "{err}");
     }
 }

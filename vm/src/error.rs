@@ -40,7 +40,10 @@ pub enum KernelError {
         tree: PathBuf,
     },
     /// The default Debian kernel has not been fetched.
-    #[error("no debian kernel in {cache}: run {pin}vm/scripts/fetch-debian-kernel.sh first")]
+    #[error(
+        "no debian kernel in {cache}: set up cgstorm with `{pin}bash ci/setup.sh` in its source \
+         tree (or fetch only the kernel with `{pin}vm/scripts/fetch-debian-kernel.sh`)"
+    )]
     NotFetched {
         /// Where it was looked for.
         cache: PathBuf,

@@ -12,6 +12,7 @@
 //!   (default: the Debian kernel, fetched if missing, and
 //!   `../shared/kernels/bzImage-6.12-lockdep` when present).
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -23,6 +24,12 @@ use cgstorm_vm::{AccelChoice, ConsoleEvent, Diagnosis, Pmem, Vm, VmSpec};
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Says that a test, or a part of it, does not run, and why: on stderr past
+/// the test harness's capture, so that it shows.
+fn skip(why: &str) {
+    let _ = writeln!(std::io::stderr(), "boot_vm: SKIP: {why}");
 }
 
 /// The static agent: `$CGSTORM_AGENT`, or built now.
@@ -47,6 +54,11 @@ fn kernels() -> Vec<Kernel> {
             let shared = workspace().join("../shared/kernels/bzImage-6.12-lockdep");
             if shared.exists() {
                 v.push(KernelSpec::Image(shared));
+            } else {
+                skip(&format!(
+                    "the 6.12 lockdep kernel: no kernel at {} (the shared 6.12 kernels are not here)",
+                    shared.display()
+                ));
             }
             v
         }
@@ -208,7 +220,7 @@ fn sysrq_reaches_the_kernel_and_drop_kills_qemu() {
 fn virtme_ng_runs_the_agent() {
     let vng = std::env::var("CGSTORM_VNG").unwrap_or_else(|_| "vng".into());
     if Command::new(&vng).arg("--version").output().is_err() {
-        eprintln!("skipping: {vng} not installed (pip install virtme-ng)");
+        skip(&format!("{vng} not installed (pip install virtme-ng)"));
         return;
     }
     // vng shares the host root over 9p: the kernel needs CONFIG_9P_FS, which
@@ -217,7 +229,7 @@ fn virtme_ng_runs_the_agent() {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("../shared/kernels/bzImage-6.12-lockdep"));
     if !image.exists() {
-        eprintln!("skipping: no kernel with 9p at {}", image.display());
+        skip(&format!("no kernel with 9p at {}", image.display()));
         return;
     }
     let kernel = kernel::locate(&KernelSpec::Image(image)).unwrap();

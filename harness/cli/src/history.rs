@@ -14,8 +14,9 @@ use cgstorm_workloads::Program;
 
 use crate::campaign::slot::Slot;
 use crate::campaign::Env;
-use crate::minimize::{load, same_finding};
+use crate::minimize::load;
 use crate::run::error::chain;
+use crate::run::verdict::same_finding;
 use crate::vm_args::VmArgs;
 
 /// How long a program's `for: run` repeats run when it does not say.

@@ -2,7 +2,8 @@
 //! in a real kernel.
 //!
 //! Exit codes: 0 pass, 1 finding (or a disagreement with the model), 2 bad
-//! input, 3 infrastructure failure.
+//! input, 3 infrastructure failure, the same for every command
+//! ([`run::error::exit_code`]).
 
 mod campaign;
 mod check;
@@ -12,7 +13,9 @@ mod fuzz;
 mod gen;
 mod history;
 mod kernel_args;
+mod merge;
 mod minimize;
+mod report;
 mod repro;
 mod run;
 mod scenario;
@@ -56,6 +59,11 @@ enum Cmd {
     Soak(soak::SoakArgs),
     /// The mailing-list scenarios: list them, or run one by name.
     Scenario(scenario::ScenarioArgs),
+    /// Merge campaign workdirs (shards, machines) into one.
+    Merge(merge::MergeArgs),
+    /// Write one static HTML page of campaign workdirs: findings, kernels,
+    /// plots of edges, programs and findings over time.
+    Report(report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,12 +79,14 @@ fn main() -> ExitCode {
         Cmd::Soak(a) => soak::run(a),
         Cmd::Minimize(a) => minimize::run(a),
         Cmd::Replay(a) => history::replay(a),
+        Cmd::Merge(a) => merge::run(a),
+        Cmd::Report(a) => report::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("cgstorm: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(run::error::exit_code(&e))
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::campaign::slot::Slot;
 use crate::campaign::Env;
 use crate::history::{load_before, reduce_before, write_before, Sequence, VmSequence};
 use crate::run::error::chain;
+use crate::run::verdict::same_finding;
 use crate::vm_args::VmArgs;
 
 /// Arguments of `cgstorm minimize`.
@@ -119,24 +120,6 @@ impl Tester for InSequence<'_> {
         *self.runs += seq.runs;
         Ok(got.titles)
     }
-}
-
-/// A title without its op position: a model divergence names the op as
-/// `lane L (name) op N …`, and N moves as ops before it are dropped.
-pub fn same_finding(a: &str, b: &str) -> bool {
-    fn strip(t: &str) -> &str {
-        let Some(rest) = t.strip_prefix("lane ") else {
-            return t;
-        };
-        match rest.find(" op ") {
-            Some(i) => {
-                let after = &rest[i + 4..];
-                after.split_once(' ').map_or(t, |(_, r)| r)
-            }
-            None => t,
-        }
-    }
-    a == b || strip(a) == strip(b)
 }
 
 /// Whether `p` shows `title` within `attempts` runs.
@@ -425,15 +408,41 @@ mod tests {
         }
     }
 
+    /// A "kernel" that hangs in `sysrq c` wherever it sits in the program,
+    /// and says so as `cgstorm run` does: naming the op by lane and number.
+    struct Hangs;
+
+    impl Tester for Hangs {
+        fn titles(&mut self, p: &Program) -> Result<Vec<String>> {
+            let stuck = (0..p.lanes.len())
+                .flat_map(|l| p.lane_ops(l))
+                .find(|(_, spec)| matches!(spec.op, Op::Sysrq(_)));
+            Ok(stuck
+                .map(|(id, _)| crate::run::verdict::hang_title_in(p, id))
+                .into_iter()
+                .collect())
+        }
+    }
+
     #[test]
-    fn divergences_match_whatever_their_op_number() {
-        let a = "lane 1 (l1) op 8 `mount {at: m1}` returned EINVAL; the model allows ok";
-        let b = "lane 0 (l1) op 2 `mount {at: m1}` returned EINVAL; the model allows ok";
-        let c = "lane 0 (l1) op 2 `mount {at: m0}` returned EINVAL; the model allows ok";
-        assert!(same_finding(a, b));
-        assert!(!same_finding(a, c));
-        assert!(same_finding("WARNING in x", "WARNING in x"));
-        assert!(!same_finding("WARNING in x", "WARNING in y"));
+    fn a_hang_shrinks_to_its_op_although_its_op_number_moves() {
+        let text = "lanes:\n  - {name: a, ops: [{mkdir: a1}, {mkdir: a2}]}\n  \
+                    - {name: b, ops: [{mkdir: b1}, {mkdir: b2}, {mkdir: b3}, {sysrq: c}]}\n";
+        let p = Program::from_yaml("p", text).unwrap();
+        let title = Hangs.titles(&p).unwrap().remove(0);
+        assert!(title.contains("lane 1 (b) op 3"), "{title}");
+        let small = minimize(
+            &mut Hangs,
+            p,
+            &title,
+            1,
+            Duration::from_secs(60),
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(small.lanes.len(), 1, "{}", small.to_yaml());
+        assert_eq!(small.lanes[0].ops.len(), 1, "{}", small.to_yaml());
+        assert!(small.to_yaml().contains("sysrq: c"), "{}", small.to_yaml());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use cgstorm_vm::AccelChoice;
 use cgstorm_workloads::Size;
+use clap::Parser;
 
 use crate::run::launch::Backend;
 use crate::run::machine::MachineOpts;
@@ -75,5 +76,109 @@ impl VmArgs {
     /// The model's switches `(no_memcg_v1, no_dax)`.
     pub fn switches(&self) -> (bool, bool) {
         (self.no_memcg_v1, self.no_dax)
+    }
+
+    /// These options as command-line arguments, those at their defaults
+    /// left out: what a command that replays a finding needs to boot the
+    /// same VM.
+    pub fn to_args(&self) -> Vec<String> {
+        let default = VmArgs::default();
+        let mut args = Vec::new();
+        let mut opt = |name: &str, value: String| {
+            args.push(format!("--{name}"));
+            args.push(value);
+        };
+        if let Some(k) = self.boot.kernel.as_ref().filter(|k| *k != "debian") {
+            opt("kernel", k.clone());
+        }
+        if self.boot.accel != default.boot.accel {
+            opt("accel", self.boot.accel.to_string());
+        }
+        if let Some(a) = &self.boot.agent {
+            opt("agent", a.display().to_string());
+        }
+        if self.backend != default.backend {
+            opt("backend", self.backend.name().into());
+        }
+        if self.memory != default.memory {
+            opt("memory", self.memory.to_string());
+        }
+        if self.cpus != default.cpus {
+            opt("cpus", self.cpus.to_string());
+        }
+        for a in &self.append {
+            opt("append", a.clone());
+        }
+        for (on, flag) in [
+            (self.no_memcg_v1, "--no-memcg-v1"),
+            (self.no_dax, "--no-dax"),
+        ] {
+            if on {
+                args.push(flag.into());
+            }
+        }
+        args
+    }
+}
+
+impl Default for VmArgs {
+    /// The options of a command line that gives none.
+    fn default() -> Self {
+        Only::parse_from(["cgstorm"]).vm
+    }
+}
+
+/// [`VmArgs`] alone on a command line.
+#[derive(clap::Parser)]
+struct Only {
+    #[command(flatten)]
+    vm: VmArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[String]) -> VmArgs {
+        let argv = std::iter::once("cgstorm").chain(args.iter().map(String::as_str));
+        Only::try_parse_from(argv).unwrap().vm
+    }
+
+    #[test]
+    fn every_option_survives_a_round_trip_through_its_arguments() {
+        let given: Vec<String> = [
+            "--kernel",
+            "/k/bzImage",
+            "--accel",
+            "tcg",
+            "--agent",
+            "/a/cgstorm-agent",
+            "--backend",
+            "vng",
+            "--memory",
+            "4G",
+            "--cpus",
+            "4",
+            "--append",
+            "rdinit=/x quiet",
+            "--append",
+            "-v",
+            "--no-memcg-v1",
+            "--no-dax",
+        ]
+        .map(String::from)
+        .to_vec();
+        let a = parse(&given);
+        assert_eq!(a.to_args(), given);
+        assert_eq!(format!("{:?}", parse(&a.to_args())), format!("{a:?}"));
+    }
+
+    #[test]
+    fn defaults_give_no_arguments() {
+        assert!(VmArgs::default().to_args().is_empty());
+        let debian = parse(&["--kernel".into(), "debian".into()]);
+        assert!(debian.to_args().is_empty(), "{:?}", debian.to_args());
+        let mem = parse(&["--memory".into(), "3072M".into()]);
+        assert_eq!(mem.to_args(), ["--memory", "3G"]);
     }
 }

@@ -60,19 +60,25 @@ fn options_that_cannot_work_exit_2() {
 }
 
 #[test]
-fn a_missing_kernel_exits_3_and_says_what_to_do() {
+fn a_kernel_not_fetched_exits_3_and_says_what_to_do() {
     let program = workspace().join("corpus/semantics/cgroup_v2_tree.yaml");
     let program = program.to_str().unwrap();
     let empty = tempfile::tempdir().unwrap();
     let out = cgstorm(&["run", program], &[("XDG_CACHE_HOME", empty.path())]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("fetch-debian-kernel.sh"),
+        stderr(&out).contains("bash ci/setup.sh"),
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_kernel_that_is_not_there_is_bad_input_and_exits_2() {
+    let program = workspace().join("corpus/semantics/cgroup_v2_tree.yaml");
+    let program = program.to_str().unwrap();
     let out = cgstorm(&["run", program, "--kernel", "/nonexistent/bzImage"], &[]);
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("cannot read /nonexistent/bzImage"),
         "{}",

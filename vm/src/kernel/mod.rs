@@ -236,7 +236,13 @@ mod tests {
     fn missing_debian_kernel_says_what_to_run() {
         let dir = tempfile::tempdir().unwrap();
         let err = locate(&KernelSpec::Debian(Some(dir.path().to_path_buf()))).unwrap_err();
-        assert!(err.to_string().contains("fetch-debian-kernel.sh"), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("`bash ci/setup.sh`"), "{err}");
+        assert!(
+            text.contains("`vm/scripts/fetch-debian-kernel.sh`"),
+            "{err}"
+        );
+        assert!(!text.contains("cgstorm setup"), "{err}");
     }
 
     #[test]
@@ -267,7 +273,10 @@ mod tests {
         };
         assert!(
             err.to_string()
-                .contains("run CGSTORM_DEBIAN_KERNEL=6.1.0-58 vm/scripts/fetch-debian-kernel.sh"),
+                .contains("`CGSTORM_DEBIAN_KERNEL=6.1.0-58 bash ci/setup.sh`")
+                && err
+                    .to_string()
+                    .contains("`CGSTORM_DEBIAN_KERNEL=6.1.0-58 vm/scripts/fetch-debian-kernel.sh`"),
             "{err}"
         );
     }

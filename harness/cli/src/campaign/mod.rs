@@ -11,10 +11,11 @@ pub mod stats;
 
 use std::path::{Path, PathBuf};
 
+use cgstorm_vm::kernel::{self, KernelSpec};
 use cgstorm_vm::AccelChoice;
 
 use crate::findings;
-use crate::run::error::RunError;
+use crate::run::error::{Failed, RunError};
 use crate::run::launch::{self, Backend, FoundKernel};
 use crate::run::machine::MachineOpts;
 use crate::run::verdict::{Detail, Finding};
@@ -24,8 +25,9 @@ use crate::vm_args::VmArgs;
 pub struct Env {
     /// The kernel.
     pub kernel: FoundKernel,
-    /// What `--kernel` said (for replay commands).
-    pub kernel_arg: String,
+    /// The VM options it was started with, a pinned Debian release in
+    /// `--kernel` (for replay commands).
+    pub vm: VmArgs,
     /// The agent binary.
     pub agent: PathBuf,
     /// The guest.
@@ -42,9 +44,10 @@ pub struct Env {
 
 impl Env {
     /// Finds the kernel and the agent; the error is the whole chain, as
-    /// `cgstorm run` prints it.
+    /// `cgstorm run` prints it, with `cgstorm run`'s exit code
+    /// ([`crate::run::error::exit_code`]).
     pub fn new(a: &VmArgs) -> anyhow::Result<Env> {
-        Env::find(a).map_err(|e| anyhow::anyhow!(crate::run::error::chain(&e)))
+        Env::find(a).map_err(|e| anyhow::Error::new(Failed::from(e)))
     }
 
     fn find(a: &VmArgs) -> Result<Env, RunError> {
@@ -54,7 +57,7 @@ impl Env {
         eprintln!("cgstorm: kernel {}", kernel.describe());
         Ok(Env {
             kernel,
-            kernel_arg: a.boot.kernel.clone().unwrap_or_else(|| "debian".into()),
+            vm: with_pin(a, std::env::var(kernel::DEBIAN_PIN_ENV).ok().as_deref()),
             agent: launch::find_agent(a.boot.agent.as_deref())?,
             machine,
             backend: a.backend,
@@ -66,20 +69,54 @@ impl Env {
 
     /// The command that replays a stored finding on this kernel: `cgstorm
     /// run` of its program, or `cgstorm replay` of its directory when it
-    /// keeps the programs that ran before it in its VM.
+    /// keeps the programs that ran before it in its VM; with every VM
+    /// option the campaign was given.
     pub fn replay(&self, dir: &Path) -> String {
-        let mut cmd = if dir.join("before").is_dir() {
-            format!("cgstorm replay {}", dir.display())
-        } else {
-            format!("cgstorm run {}", dir.join("program.yaml").display())
-        };
-        if self.kernel_arg != "debian" {
-            cmd.push_str(&format!(" --kernel {}", self.kernel_arg));
-        }
-        if self.backend != Backend::Qemu {
-            cmd.push_str(&format!(" --backend {}", self.backend.name()));
-        }
-        cmd
+        replay_command(dir, &self.vm)
+    }
+}
+
+/// `a`, with the Debian release that `$CGSTORM_DEBIAN_KERNEL` (`env_pin`)
+/// pins written into `--kernel debian:RELEASE`: a replay command then boots
+/// that release without the environment.
+fn with_pin(a: &VmArgs, env_pin: Option<&str>) -> VmArgs {
+    let mut vm = a.clone();
+    if let KernelSpec::DebianPinned(pin) = launch::kernel_spec(a.boot.kernel.as_deref(), env_pin) {
+        vm.boot.kernel = Some(format!("debian:{pin}"));
+    }
+    vm
+}
+
+/// `cgstorm run DIR/program.yaml` or (with `DIR/before/`) `cgstorm replay
+/// DIR`, with the options `vm` gives (those left at their defaults left
+/// out), as one line for sh.
+fn replay_command(dir: &Path, vm: &VmArgs) -> String {
+    let mut words = if dir.join("before").is_dir() {
+        vec!["cgstorm".into(), "replay".into(), dir.display().to_string()]
+    } else {
+        let program = dir.join("program.yaml");
+        vec![
+            "cgstorm".into(),
+            "run".into(),
+            program.display().to_string(),
+        ]
+    };
+    words.extend(vm.to_args());
+    words
+        .iter()
+        .map(|w| shell_word(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `w` as one sh word: as it is when nothing in it is special to the
+/// shell, else single-quoted.
+fn shell_word(w: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:=,+@%".contains(c);
+    if !w.is_empty() && w.chars().all(plain) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
     }
 }
 
@@ -114,4 +151,93 @@ pub fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use cgstorm_vm::AccelChoice;
+    use cgstorm_workloads::Size;
+
+    use super::*;
+    use crate::run::error::exit_code;
+    use crate::vm_args::BootArgs;
+
+    /// A campaign started with every VM option away from its default.
+    fn every_option() -> VmArgs {
+        VmArgs {
+            boot: BootArgs {
+                kernel: Some("/k/bzImage".into()),
+                accel: AccelChoice::Tcg,
+                agent: Some("/a/agent".into()),
+            },
+            backend: Backend::Vng,
+            memory: Size(4 << 30),
+            cpus: 4,
+            append: vec!["rdinit=/x quiet".into(), "it's".into()],
+            no_memcg_v1: true,
+            no_dax: true,
+        }
+    }
+
+    #[test]
+    fn the_replay_command_carries_every_vm_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        assert_eq!(
+            replay_command(dir.path(), &every_option()),
+            format!(
+                "cgstorm run {d}/program.yaml --kernel /k/bzImage --accel tcg --agent /a/agent \
+                 --backend vng --memory 4G --cpus 4 --append 'rdinit=/x quiet' \
+                 --append 'it'\\''s' --no-memcg-v1 --no-dax"
+            )
+        );
+        std::fs::create_dir(dir.path().join("before")).unwrap();
+        assert_eq!(
+            replay_command(dir.path(), &VmArgs::default()),
+            format!("cgstorm replay {d}")
+        );
+    }
+
+    #[test]
+    fn a_pinned_debian_kernel_is_named_in_the_replay_command() {
+        let debian = VmArgs::default();
+        assert_eq!(with_pin(&debian, None).to_args(), Vec::<String>::new());
+        assert_eq!(
+            with_pin(&debian, Some("6.1.0-57")).to_args(),
+            ["--kernel", "debian:6.1.0-57"]
+        );
+        let image = every_option();
+        assert_eq!(
+            with_pin(&image, Some("6.1.0-57")).to_args(),
+            image.to_args(),
+            "the pin is for the Debian kernel only"
+        );
+    }
+
+    #[test]
+    fn a_kernel_that_is_not_there_is_bad_input_for_campaigns_as_for_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("bzImage");
+        std::fs::write(&junk, "not a kernel").unwrap();
+        let absent = dir.path().join("absent");
+        for kernel in [absent, junk] {
+            let k = kernel.display().to_string();
+            let run = launch::find_kernel(Some(&k)).err().expect("no kernel");
+            assert_eq!(run.exit_code(), 2, "cgstorm run --kernel {k}: {run}");
+            let vm = VmArgs {
+                boot: BootArgs {
+                    kernel: Some(k.clone()),
+                    ..VmArgs::default().boot
+                },
+                ..VmArgs::default()
+            };
+            let campaign = Env::new(&vm).err().expect("no kernel");
+            assert_eq!(
+                exit_code(&campaign),
+                2,
+                "cgstorm fuzz --kernel {k}: {campaign}"
+            );
+            assert_eq!(campaign.to_string(), crate::run::error::chain(&run));
+        }
+    }
 }

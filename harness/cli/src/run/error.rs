@@ -1,5 +1,7 @@
 //! What stops `cgstorm run` before it can give a verdict, split by whose
-//! fault it is: bad input (exit 2) or the infrastructure (exit 3).
+//! fault it is: bad input (exit 2) or the infrastructure (exit 3). Every
+//! command maps these errors to the same codes: the campaign commands, which
+//! return `anyhow` errors, through [`Failed`] and [`exit_code`].
 
 use std::io;
 use std::path::PathBuf;
@@ -41,15 +43,53 @@ pub enum RunError {
 
 impl RunError {
     /// The exit code: 2 for bad input (a program or options that cannot
-    /// work, a file that is no bzImage), 3 for what the host or VM lacks
-    /// (no kernel there, no QEMU, no agent, a boot that failed).
+    /// work, a `--kernel` that is not there, cannot be read, is no bzImage
+    /// or is a tree not built yet), 3 for what the host or VM lacks (the
+    /// Debian kernel not fetched, kernel modules missing, no QEMU, no agent,
+    /// a boot that failed).
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Program(_) | RunError::Options(_) => 2,
-            RunError::Kernel(KernelError::NotBzImage { .. }) => 2,
+            RunError::Kernel(
+                KernelError::Read { .. }
+                | KernelError::NotBzImage { .. }
+                | KernelError::TreeNotBuilt { .. },
+            ) => 2,
             _ => 3,
         }
     }
+}
+
+/// A [`RunError`] on its way out of a command that returns `anyhow`
+/// errors: its message on one line, as [`chain`] gives it, and its exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failed {
+    /// The error and its sources.
+    pub message: String,
+    /// [`RunError::exit_code`].
+    pub code: u8,
+}
+
+impl From<RunError> for Failed {
+    fn from(e: RunError) -> Failed {
+        Failed {
+            message: chain(&e),
+            code: e.exit_code(),
+        }
+    }
+}
+
+/// The exit code of a command that failed with `e`: the code of the
+/// [`RunError`] (or [`Failed`]) in its chain, else 2 (bad input).
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    e.chain()
+        .find_map(|c| {
+            c.downcast_ref::<Failed>()
+                .map(|f| f.code)
+                .or_else(|| c.downcast_ref::<RunError>().map(RunError::exit_code))
+        })
+        .unwrap_or(2)
 }
 
 /// The error and its sources on one line, `: `-separated, skipping a source
@@ -72,14 +112,19 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
+    fn missing() -> KernelError {
+        KernelError::Read {
+            path: "/nope".into(),
+            source: io::ErrorKind::NotFound.into(),
+        }
+    }
+
     #[test]
     fn exit_codes_separate_input_from_infrastructure() {
         assert_eq!(RunError::Options("x".into()).exit_code(), 2);
-        let missing = KernelError::Read {
-            path: "/nope".into(),
-            source: io::ErrorKind::NotFound.into(),
-        };
-        assert_eq!(RunError::Kernel(missing).exit_code(), 3);
+        assert_eq!(RunError::Kernel(missing()).exit_code(), 2);
+        let unbuilt = KernelError::TreeNotBuilt { tree: "/t".into() };
+        assert_eq!(RunError::Kernel(unbuilt).exit_code(), 2);
         let not_image = KernelError::NotBzImage {
             path: "/x".into(),
             reason: "no HdrS".into(),
@@ -91,6 +136,30 @@ mod tests {
         };
         assert_eq!(RunError::Kernel(unfetched).exit_code(), 3);
         assert_eq!(RunError::Guest("x".into()).exit_code(), 3);
+        let no_module = KernelError::ModuleMissing {
+            name: "loop".into(),
+            dir: "/m".into(),
+        };
+        assert_eq!(RunError::Kernel(no_module).exit_code(), 3);
+    }
+
+    #[test]
+    fn a_command_returning_anyhow_keeps_the_exit_code_and_the_message() {
+        let failed = anyhow::Error::new(Failed::from(RunError::Kernel(missing())));
+        assert_eq!(exit_code(&failed), 2);
+        assert_eq!(
+            failed.to_string(),
+            "cannot read /nope: entity not found",
+            "the message is the chain on one line"
+        );
+        let boot = RunError::Agent(HostError::Config("build it".into()));
+        let failed = anyhow::Error::new(Failed::from(boot)).context("cannot start the campaign");
+        assert_eq!(exit_code(&failed), 3, "a context does not hide the code");
+        assert_eq!(
+            exit_code(&anyhow::Error::new(RunError::Guest("x".into()))),
+            3
+        );
+        assert_eq!(exit_code(&anyhow::anyhow!("--jobs must be at least 1")), 2);
     }
 
     #[test]

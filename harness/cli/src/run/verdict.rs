@@ -81,6 +81,38 @@ impl OpRef {
     }
 }
 
+/// Whether two finding titles name the same finding: equal, or equal once
+/// the position of the op they name is left out. A model divergence
+/// (``lane L (name) op N `text` returned …``) and an agent hang (``agent
+/// hang in lane L (name) op N `text` ``) name their op as [`OpRef`] shows
+/// it, and L and N move as `cgstorm minimize` drops lanes and ops before it.
+pub fn same_finding(a: &str, b: &str) -> bool {
+    a == b || without_op_position(a) == without_op_position(b)
+}
+
+/// `title` without the first `lane L (name) op N ` in it.
+fn without_op_position(title: &str) -> String {
+    title
+        .match_indices("lane ")
+        .find_map(|(at, _)| {
+            let len = op_position_len(&title[at..])?;
+            Some(format!("{}{}", &title[..at], &title[at + len..]))
+        })
+        .unwrap_or_else(|| title.to_string())
+}
+
+/// The length of the `lane L (name) op N ` that `s` starts with.
+fn op_position_len(s: &str) -> Option<usize> {
+    fn number(t: &str) -> Option<&str> {
+        let n = t.bytes().take_while(u8::is_ascii_digit).count();
+        (n > 0).then(|| &t[n..])
+    }
+    let rest = number(s.strip_prefix("lane ")?)?.strip_prefix(" (")?;
+    let rest = &rest[rest.find(") op ")? + ") op ".len()..];
+    let rest = number(rest)?.strip_prefix(' ')?;
+    Some(s.len() - rest.len())
+}
+
 /// What a finding says beyond its kind and title.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
@@ -404,4 +436,66 @@ pub fn render(
         info.boot.as_secs_f64(),
     );
     s
+}
+
+/// The title `cgstorm run` gives an agent hang in the op `stuck` of `p`.
+#[cfg(test)]
+pub fn hang_title_in(p: &Program, stuck: OpId) -> String {
+    let names = OpNames::new(p);
+    let end = End::Hang {
+        reason: "stuck".into(),
+        stall: Some(super::session::Stall {
+            op: stuck,
+            text: names.text(stuck).to_string(),
+            stalled_ms: 6000,
+        }),
+    };
+    let all = findings(&names, 1, &ModelCheck::Explained { steps: 1 }, &[], &end);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].kind, Kind::AgentHang.to_string());
+    all[0].title.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The title of an agent hang in the op `stuck` of `yaml`'s program.
+    fn hang_title(yaml: &str, stuck: OpId) -> String {
+        hang_title_in(&Program::from_yaml("p", yaml).unwrap(), stuck)
+    }
+
+    #[test]
+    fn a_hang_in_the_same_op_matches_whatever_its_op_number() {
+        let before = hang_title(
+            "lanes:\n  - {name: a, ops: [{mkdir: x}]}\n  - {name: b, ops: [{mkdir: y}, {mkdir: z}, {sysrq: c}]}\n",
+            OpId { lane: 1, op: 2 },
+        );
+        let after = hang_title(
+            "lanes:\n  - {name: b, ops: [{sysrq: c}]}\n",
+            OpId { lane: 0, op: 0 },
+        );
+        assert_ne!(before, after, "the op moved");
+        assert!(same_finding(&before, &after), "{before} / {after}");
+        let other = hang_title(
+            "lanes:\n  - {name: b, ops: [{mkdir: z}]}\n",
+            OpId { lane: 0, op: 0 },
+        );
+        assert!(!same_finding(&before, &other), "{before} / {other}");
+        let silent = "agent hang: the agent sent nothing for 30s";
+        assert!(same_finding(silent, silent));
+        assert!(!same_finding(silent, &after));
+    }
+
+    #[test]
+    fn divergences_match_whatever_their_op_number() {
+        let a = "lane 1 (l1) op 8 `mount {at: m1}` returned EINVAL; the model allows ok";
+        let b = "lane 0 (l1) op 2 `mount {at: m1}` returned EINVAL; the model allows ok";
+        let c = "lane 0 (l1) op 2 `mount {at: m0}` returned EINVAL; the model allows ok";
+        assert!(same_finding(a, b));
+        assert!(!same_finding(a, c));
+        assert!(same_finding("WARNING in x", "WARNING in x"));
+        assert!(!same_finding("WARNING in x", "WARNING in y"));
+        assert!(!same_finding("lane 1 (l1) op x", "lane 2 (l1) op x"));
+    }
 }
