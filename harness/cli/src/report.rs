@@ -286,47 +286,26 @@ fn page(campaigns: &[Campaign]) -> String {
         }
     }
     s.push_str("</table>\n<h2>Over time</h2>\n");
-    let edges: Vec<(String, Vec<(u64, u64)>)> = campaigns
-        .iter()
-        .filter_map(|c| {
-            let st = c.stats.as_ref()?;
-            (!st.cover.series.is_empty()).then(|| (c.name.clone(), st.cover.series.clone()))
-        })
-        .collect();
-    if !edges.is_empty() {
-        s.push_str(&plot(
-            "Kernel edges (KCOV) over the campaign",
-            "edges",
-            &edges,
-        ));
-    }
-    let programs: Vec<(String, Vec<(u64, u64)>)> = campaigns
-        .iter()
-        .filter_map(|c| {
-            let st = c.stats.as_ref()?;
-            (!st.series.is_empty()).then(|| {
-                (
-                    c.name.clone(),
-                    st.series.iter().map(|p| (p.0, p.1)).collect(),
-                )
-            })
-        })
-        .collect();
-    if !programs.is_empty() {
-        s.push_str(&plot("Programs run", "programs", &programs));
-        let found: Vec<(String, Vec<(u64, u64)>)> = campaigns
+    let plots: [(&str, &str, fn(&Stats) -> Vec<(u64, u64)>); 3] = [
+        ("Kernel edges (KCOV) over the campaign", "edges", |st| {
+            st.cover.series.clone()
+        }),
+        ("Programs run", "programs", |st| {
+            st.series.iter().map(|p| (p.0, p.1)).collect()
+        }),
+        ("Distinct findings", "findings", |st| {
+            st.series.iter().map(|p| (p.0, p.2)).collect()
+        }),
+    ];
+    for (title, unit, points) in plots {
+        let series: Vec<(String, Vec<(u64, u64)>)> = campaigns
             .iter()
-            .filter_map(|c| {
-                let st = c.stats.as_ref()?;
-                (!st.series.is_empty()).then(|| {
-                    (
-                        c.name.clone(),
-                        st.series.iter().map(|p| (p.0, p.2)).collect(),
-                    )
-                })
-            })
+            .filter_map(|c| Some((c.name.clone(), points(c.stats.as_ref()?))))
+            .filter(|(_, p)| !p.is_empty())
             .collect();
-        s.push_str(&plot("Distinct findings", "findings", &found));
+        if !series.is_empty() {
+            s.push_str(&plot(title, unit, &series));
+        }
     }
     s.push_str("</body></html>\n");
     s

@@ -432,30 +432,38 @@ fn debian_kernel_pins_come_from_the_argument_or_the_environment() {
     );
 }
 
+/// [`TREE`] run with the guest kept up (as campaigns do), `console` on its
+/// console; the conclusion and how many resets the host asked for.
+fn kept(console: &[&str], reset_early: bool) -> (Conclusion, usize) {
+    let mut vm = tree_vm(GOOD).console_lines(console.iter().copied());
+    let l = Limits {
+        keep_alive: true,
+        reset_early,
+        ..limits()
+    };
+    let c = conclude(
+        &mut vm,
+        &program(TREE),
+        &Target::default(),
+        Duration::from_secs(1),
+        &l,
+        &|| false,
+        ConsoleWatch::new(None),
+    );
+    let resets = vm
+        .host_messages()
+        .iter()
+        .filter(|m| **m == HostMsg::Reset)
+        .count();
+    (c, resets)
+}
+
 /// A campaign keeps the guest up after a program and reads the console up
 /// to the agent's end line; a line read while the run was still going
 /// counts (the console may bring it before the agent's Finished frame).
 #[test]
 fn a_kept_guest_is_read_up_to_the_agent_end_line_wherever_it_came() {
-    let keep = |console: &[&str]| {
-        let mut vm = tree_vm(GOOD).console_lines(console.iter().copied());
-        let l = Limits {
-            keep_alive: true,
-            reset_early: false,
-            cover: crate::run::limits::Cover::Off,
-            trace: false,
-            ..limits()
-        };
-        conclude(
-            &mut vm,
-            &program(TREE),
-            &Target::default(),
-            Duration::from_secs(1),
-            &l,
-            &|| false,
-            ConsoleWatch::new(None),
-        )
-    };
+    let keep = |console: &[&str]| kept(console, false).0;
     let c = keep(&["[    1.000000] cgstorm: program done"]);
     assert_eq!(c.verdict, Verdict::Pass, "{:?}", c.findings);
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
@@ -475,31 +483,7 @@ fn a_kept_guest_is_read_up_to_the_agent_end_line_wherever_it_came() {
 /// that printed one may hang).
 #[test]
 fn a_kept_guest_is_reset_early_only_after_a_clean_console() {
-    let run = |console: &[&str]| {
-        let mut vm = tree_vm(GOOD).console_lines(console.iter().copied());
-        let l = Limits {
-            keep_alive: true,
-            reset_early: true,
-            cover: crate::run::limits::Cover::Off,
-            trace: false,
-            ..limits()
-        };
-        let c = conclude(
-            &mut vm,
-            &program(TREE),
-            &Target::default(),
-            Duration::from_secs(1),
-            &l,
-            &|| false,
-            ConsoleWatch::new(None),
-        );
-        let resets = vm
-            .host_messages()
-            .iter()
-            .filter(|m| **m == HostMsg::Reset)
-            .count();
-        (c, resets)
-    };
+    let run = |console: &[&str]| kept(console, true);
     let (c, resets) = run(&["[    1.000000] cgstorm: program done"]);
     assert!(c.outcome.reset_sent);
     assert_eq!(resets, 1);
