@@ -8,6 +8,7 @@
 mod campaign;
 mod check;
 mod classify;
+mod distill;
 mod findings;
 mod fuzz;
 mod gen;
@@ -59,6 +60,8 @@ enum Cmd {
     Soak(soak::SoakArgs),
     /// The mailing-list scenarios: list them, or run one by name.
     Scenario(scenario::ScenarioArgs),
+    /// The fewest, shortest corpus programs that keep every kernel edge.
+    Distill(distill::DistillArgs),
     /// Merge campaign workdirs (shards, machines) into one.
     Merge(merge::MergeArgs),
     /// Write one static HTML page of campaign workdirs: findings, kernels,
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Cmd::Soak(a) => soak::run(a),
         Cmd::Minimize(a) => minimize::run(a),
         Cmd::Replay(a) => history::replay(a),
+        Cmd::Distill(a) => distill::run(a),
         Cmd::Merge(a) => merge::run(a),
         Cmd::Report(a) => report::run(a),
     };

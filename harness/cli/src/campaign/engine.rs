@@ -215,7 +215,7 @@ impl Campaign {
         st.stats.save(&self.state_file)
     }
 
-    /// Writes each kernel's edges (sorted, 4 bytes each, little-endian).
+    /// Writes each kernel's edges ([`edges_bytes`]).
     fn save_edges(&self, st: &State) -> std::io::Result<()> {
         for (i, edges) in &st.edges {
             let Some(path) = self.cover_files.get(*i) else {
@@ -224,13 +224,10 @@ impl Campaign {
             if edges.is_empty() {
                 continue;
             }
-            let mut v: Vec<u32> = edges.iter().copied().collect();
-            v.sort_unstable();
-            let bytes: Vec<u8> = v.iter().flat_map(|e| e.to_le_bytes()).collect();
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            crate::findings::write_new(path, &bytes)?;
+            crate::findings::write_new(path, &edges_bytes(edges))?;
         }
         Ok(())
     }
@@ -542,6 +539,12 @@ impl Campaign {
         st.stats.cover.flaky += (new_edges.len() - shown) as u64;
         if shown > 0 && self.keep(&mut st, pick, &yaml, edge_weight(shown)) {
             st.stats.cover.kept += 1;
+            // Its edges beside it, for `cgstorm distill`.
+            let edges_file = self
+                .workdir
+                .join("corpus")
+                .join(format!("{}.edges", title_hash(&yaml)));
+            let _ = crate::findings::write_new(&edges_file, &edges_bytes(&again));
         }
         let _ = st.stats.save(&self.state_file);
     }
@@ -621,8 +624,15 @@ fn build_id(env: &Env) -> String {
     format!("{}-{:016x}", k.release, h.finish())
 }
 
+/// Edges as a file holds them: sorted, 4 bytes each, little-endian.
+fn edges_bytes(edges: &HashSet<u32>) -> Vec<u8> {
+    let mut v: Vec<u32> = edges.iter().copied().collect();
+    v.sort_unstable();
+    v.iter().flat_map(|e| e.to_le_bytes()).collect()
+}
+
 /// The edges saved in `path` (none if it is missing or unreadable).
-fn read_edges(path: &Path) -> HashSet<u32> {
+pub fn read_edges(path: &Path) -> HashSet<u32> {
     std::fs::read(path)
         .unwrap_or_default()
         .chunks_exact(4)
