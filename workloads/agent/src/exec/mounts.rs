@@ -32,6 +32,7 @@ pub fn losetup(w: &World, a: &LosetupArgs) -> Outcome {
     let out = match r {
         Ok(node) => {
             w.loops().insert(a.dev.index, node);
+            super::reset::loop_bound();
             Outcome::Ok
         }
         Err(e) => sys::io::<()>(Err(e)),
