@@ -79,7 +79,7 @@ pub fn rmdir(s: &State, cg: &Cg) -> Next {
         n.nodes_mut(cg.hier).expect("exists").remove(&cg.parts);
         if cg.hier == Hier::V2
             && s.node(&cg.parent().expect("not root"))
-                .is_some_and(|p| p.subtree.contains(&Ctrl::Memory))
+                .is_some_and(|p| memory_css_below(s, &p.subtree))
         {
             n.memcg_dying = true;
         }
@@ -104,6 +104,16 @@ pub fn rmdir(s: &State, cg: &Cg) -> Next {
         Life::Maybe => either(s, EBUSY, ok(removed())),
         Life::Dead => ok(removed()),
     }
+}
+
+/// Whether the children of a cgroup whose `cgroup.subtree_control` is
+/// `subtree` have memory csses: memory is enabled there, or io is while
+/// memory is on v2, for io depends on memory (`io_cgrp_subsys.depends_on`,
+/// block/blk-cgroup.c: writeback pages need their owner memcg), which
+/// enables it implicitly, without memory.* files. A Debian fuzz saw
+/// `v1_mount` return EBUSY after only `+io` at the v2 root.
+fn memory_css_below(s: &State, subtree: &BTreeSet<Ctrl>) -> bool {
+    subtree.contains(&Ctrl::Memory) || (s.v1.is_none() && subtree.contains(&Ctrl::Io))
 }
 
 /// The order cgroup.c walks subsystems in (`for_each_subsys`).
@@ -178,7 +188,9 @@ pub fn subtree_control(s: &State, a: &SubtreeChange, ctx: Ctx<'_>) -> Next {
             node.subtree.remove(c);
         }
     }
-    if disable.contains(&Ctrl::Memory) && s.has_children(cg) {
+    let before = memory_css_below(s, &node.subtree);
+    let after = memory_css_below(&n, &n.v2[&cg.parts].subtree);
+    if before && !after && s.has_children(cg) {
         n.memcg_dying = true;
     }
     let applied = ok(n);
@@ -386,9 +398,10 @@ pub fn v1_mount(s: &State, ctx: Ctx<'_>) -> Next {
         return fail(s, EBUSY);
     }
     // rebind_subsystems: busy while memory csses exist below the v2 root,
-    // that is, memory is on at the root and the root has children.
+    // that is, memory is on at the root (or implied by io) and the root has
+    // children.
     let root = Cg::root(Hier::V2);
-    if s.v2[&Vec::new()].subtree.contains(&Ctrl::Memory) && s.has_children(&root) {
+    if memory_css_below(s, &s.v2[&Vec::new()].subtree) && s.has_children(&root) {
         return fail(s, EBUSY);
     }
     let mut n = s.clone();

@@ -617,3 +617,22 @@ fn a_read_pin_from_an_empty_peer_does_not_fault() {
     assert_eq!(pred.ops[&OpId { lane: 0, op: 4 }].to_string(), "EFAULT");
     assert_eq!(pred.ops[&OpId { lane: 0, op: 6 }].to_string(), "ok");
 }
+
+/// io depends on memory: `+io` at the v2 root gives its children memory
+/// csses (without memory.* files), which keep the memory controller from
+/// moving to v1 (a Debian fuzz, corpus/regressions/v1-mount-io-implies-memory.yaml).
+#[test]
+fn io_at_the_root_keeps_memory_on_v2() {
+    let p = prog(
+        "lanes:\n  - {name: a, ops: [{cgroup.subtree_control: {cg: /, change: +io}}, {mkdir: a}, v1_mount, {rmdir: a}]}\n",
+    );
+    let pred = predict(&p, &Target::default()).unwrap();
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 2 }].to_string(), "EBUSY");
+    // The removed cgroup's memory css may still be dying after its rmdir.
+    let p = prog(
+        "lanes:\n  - {name: a, ops: [{cgroup.subtree_control: {cg: /, change: +io}}, {mkdir: a}, {rmdir: a}, v1_mount]}\n",
+    );
+    let pred = predict(&p, &Target::default()).unwrap();
+    let v1 = pred.ops[&OpId { lane: 0, op: 3 }].to_string();
+    assert!(v1.contains("EBUSY") && v1.contains("ok"), "{v1}");
+}
