@@ -226,6 +226,9 @@ fn plot(title: &str, y_label: &str, series: &[(String, Vec<(u64, u64)>)]) -> Str
     s
 }
 
+/// A plot's points from a campaign's counters.
+type Points = fn(&Stats) -> Vec<(u64, u64)>;
+
 fn page(campaigns: &[Campaign]) -> String {
     let mut s = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>cgstorm report</title>\
@@ -286,7 +289,7 @@ fn page(campaigns: &[Campaign]) -> String {
         }
     }
     s.push_str("</table>\n<h2>Over time</h2>\n");
-    let plots: [(&str, &str, fn(&Stats) -> Vec<(u64, u64)>); 3] = [
+    let plots: [(&str, &str, Points); 3] = [
         ("Kernel edges (KCOV) over the campaign", "edges", |st| {
             st.cover.series.clone()
         }),

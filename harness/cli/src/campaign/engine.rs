@@ -77,8 +77,8 @@ pub struct Campaign {
     pub deadline: Instant,
     /// Jobs that have ended.
     finished: AtomicUsize,
-    /// Keep programs whose new kernel edges show again (off: edges are
-    /// collected and counted, but keep nothing; for comparisons).
+    /// Keep programs whose new kernel edges show again (off, the default:
+    /// edges are collected and counted, but keep nothing).
     pub cover_feedback: bool,
     /// Where each kernel's edges are kept between sessions.
     cover_files: Vec<PathBuf>,
@@ -171,7 +171,7 @@ impl Campaign {
             base_ms,
             deadline: Instant::now() + left,
             finished: AtomicUsize::new(0),
-            cover_feedback: true,
+            cover_feedback: false,
             cover_files,
             gave_up: AtomicUsize::new(0),
             unstored: Mutex::new(Vec::new()),
