@@ -6,14 +6,10 @@
 //! `cargo run --release -p cgstorm-vm --example cover_check -- BZIMAGE`
 //! Exit 0 pass, 1 fail, 2 when the kernel has no KCOV (said, not passed).
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use cgstorm_agent::proto::{self, AgentMsg, HostMsg, RunOrder};
-use cgstorm_vm::accel::AccelChoice;
-use cgstorm_vm::kernel::{self, KernelSpec};
-use cgstorm_vm::launch::{launch, AgentVmSpec};
 use cgstorm_vm::vm::Vm;
 
 const MKDIR: &str = r#"
@@ -45,6 +41,8 @@ lanes:
       - {kill: s}
 "#;
 
+mod common;
+
 fn main() -> ExitCode {
     match check() {
         Ok(code) => code,
@@ -59,15 +57,8 @@ fn check() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let Some(image) = std::env::args().nth(1) else {
         return Err("usage: cover_check BZIMAGE".into());
     };
-    let kernel = kernel::locate(&KernelSpec::from_path(Path::new(&image)))?;
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let agent = cgstorm_vm::agent::locate_or_build(&workspace)?;
-    let mut spec = AgentVmSpec::new(kernel, agent);
-    spec.accel = AccelChoice::Auto;
-    let mut vm = launch(spec)?;
-    vm.vm
-        .agent()
-        .set_read_timeout(Some(Duration::from_secs(600)))?;
+    let spec = common::kernel_spec(&image);
+    let mut vm = common::boot(&spec, Vec::new(), Vec::new(), Duration::from_secs(600))?;
     if !vm.hello.features.as_ref().is_some_and(|f| f.kcov) {
         println!("cover_check: SKIP: {} has no KCOV", vm.hello.kernel_release);
         let _ = vm.shutdown();
@@ -110,8 +101,7 @@ fn edges(
             stall_ms: 600_000,
             cover: true,
             cover_afresh: afresh,
-            trace: false,
-            plant_leak: false,
+            ..Default::default()
         }),
     )?;
     let mut got = None;

@@ -12,13 +12,10 @@
 //! On a kernel with KCOV the agent also runs each program with coverage
 //! collected (what campaigns do there): the cost of KCOV on the op rate.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use cgstorm_agent::proto::{self, AgentMsg, BenchKind, BenchOrder, HostMsg, RunOrder};
-use cgstorm_vm::accel::AccelChoice;
-use cgstorm_vm::kernel::{self, KernelSpec};
-use cgstorm_vm::launch::{launch, AgentVmSpec};
 use cgstorm_vm::vm::Vm;
 
 const MIGRATE: &str = r#"
@@ -47,6 +44,8 @@ lanes:
             - {rmdir: m}
 "#;
 
+mod common;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let which = args.get(1).map(String::as_str).unwrap_or("debian");
@@ -58,31 +57,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             None => (s.parse()?, 1),
         },
     };
-    let ks = if which == "debian" {
-        KernelSpec::Debian(None)
-    } else {
-        KernelSpec::from_path(Path::new(which))
-    };
-    let kernel = kernel::locate(&ks)?;
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let agent = cgstorm_vm::agent::locate_or_build(&workspace)?;
-    let mut spec = AgentVmSpec::new(kernel, agent);
-    spec.accel = AccelChoice::Auto;
-    spec.binaries = vec![PathBuf::from("/bin/busybox")];
-    if let Ok(extra) = std::env::var("GUEST_APPEND") {
-        spec.vm
-            .append
-            .extend(extra.split_whitespace().map(String::from));
-    }
-    let mut vm = launch(spec)?;
+    let append = std::env::var("GUEST_APPEND")
+        .map(|a| a.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    let mut vm = common::boot(
+        &common::kernel_spec(which),
+        vec![PathBuf::from("/bin/busybox")],
+        append,
+        Duration::from_secs(1800),
+    )?;
     let kcov = vm.hello.features.as_ref().is_some_and(|f| f.kcov);
     println!(
         "kernel {} accel {:?} kcov {kcov}",
         vm.hello.kernel_release, vm.accel
     );
-    vm.vm
-        .agent()
-        .set_read_timeout(Some(Duration::from_secs(1800)))?;
 
     // Raw and agent alternate ROUNDS times in the same VM; TCG's speed
     // wanders between and within boots, so the figure is the median of the
@@ -169,9 +157,7 @@ fn run_program(
             duration_ms: 0,
             stall_ms: 600_000,
             cover,
-            cover_afresh: false,
-            trace: false,
-            plant_leak: false,
+            ..Default::default()
         }),
     )?;
     let (mut first, mut last, mut n) = (u64::MAX, 0, 0u64);

@@ -7,15 +7,11 @@
 //! `cargo run --release -p cgstorm-vm --example leak_check -- [KERNEL]`
 //! (KERNEL: `debian` (default) or a bzImage). Exit 0 pass, 1 fail.
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use cgstorm_agent::contract::LEAK_DYING_V2;
 use cgstorm_agent::proto::{self, AgentMsg, HostMsg, RunOrder};
-use cgstorm_vm::accel::AccelChoice;
-use cgstorm_vm::kernel::{self, KernelSpec};
-use cgstorm_vm::launch::{launch, AgentVmSpec};
 use cgstorm_vm::vm::Vm;
 
 /// Page cache charged to memcg `a` (its writer wrote it), pinned by a
@@ -36,6 +32,8 @@ lanes:
       - {rmdir: a}
 "#;
 
+mod common;
+
 fn main() -> ExitCode {
     match check() {
         Ok(true) => {
@@ -52,20 +50,8 @@ fn main() -> ExitCode {
 
 fn check() -> Result<bool, Box<dyn std::error::Error>> {
     let which = std::env::args().nth(1).unwrap_or_else(|| "debian".into());
-    let ks = if which == "debian" {
-        KernelSpec::Debian(None)
-    } else {
-        KernelSpec::from_path(Path::new(&which))
-    };
-    let kernel = kernel::locate(&ks)?;
-    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let agent = cgstorm_vm::agent::locate_or_build(&workspace)?;
-    let mut spec = AgentVmSpec::new(kernel, agent);
-    spec.accel = AccelChoice::Auto;
-    let mut vm = launch(spec)?;
-    vm.vm
-        .agent()
-        .set_read_timeout(Some(Duration::from_secs(600)))?;
+    let spec = common::kernel_spec(&which);
+    let mut vm = common::boot(&spec, Vec::new(), Vec::new(), Duration::from_secs(600))?;
     let held = run_and_reset(&mut vm.vm, false)?;
     let leaked = run_and_reset(&mut vm.vm, true)?;
     let release = vm.hello.kernel_release.clone();
@@ -95,10 +81,8 @@ fn run_and_reset(vm: &mut dyn Vm, plant: bool) -> Result<Vec<String>, Box<dyn st
             program: HOLD.to_string(),
             duration_ms: 2000,
             stall_ms: 600_000,
-            cover: false,
-            cover_afresh: false,
-            trace: false,
             plant_leak: plant,
+            ..Default::default()
         }),
     )?;
     loop {

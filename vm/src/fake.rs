@@ -202,10 +202,7 @@ mod tests {
             program: "lanes: []".into(),
             duration_ms: 1,
             stall_ms: 1,
-            cover: false,
-            cover_afresh: false,
-            trace: false,
-            plant_leak: false,
+            ..Default::default()
         });
         proto::write_frame(vm.agent(), &run).unwrap();
         assert_eq!(vm.exit_status(), None);

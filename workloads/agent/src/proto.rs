@@ -183,8 +183,8 @@ pub struct BenchOrder {
     pub count: u64,
 }
 
-/// What to run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What to run (`..Default::default()`: no coverage, events or planted leak).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunOrder {
     /// The program, as YAML (the agent parses it with the same code as the host).
     pub program: String,

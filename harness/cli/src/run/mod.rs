@@ -415,7 +415,7 @@ pub fn conclude(
         cover: limits.cover != limits::Cover::Off,
         cover_afresh: limits.cover == limits::Cover::Afresh,
         trace: limits.trace,
-        plant_leak: false,
+        ..Default::default()
     };
     let shape = (program.lanes.len(), program.steps());
     let mut outcome = session::run(vm, &order, shape, limits, stop, &mut watch);

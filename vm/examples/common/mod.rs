@@ -1,0 +1,41 @@
+//! What the VM examples share: a kernel named on the command line, and a
+//! booted agent for it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cgstorm_vm::accel::AccelChoice;
+use cgstorm_vm::kernel::{self, KernelSpec};
+use cgstorm_vm::launch::{launch, AgentVm, AgentVmSpec};
+use cgstorm_vm::vm::Vm;
+
+/// `debian` (the fetched Debian kernel) or a bzImage or kernel tree.
+pub fn kernel_spec(which: &str) -> KernelSpec {
+    if which == "debian" {
+        KernelSpec::Debian(None)
+    } else {
+        KernelSpec::from_path(Path::new(which))
+    }
+}
+
+/// Boots `spec` with the workspace's agent (built if needed), the
+/// accelerator chosen as campaigns do, and agent reads that wait up to
+/// `timeout`; `binaries` go into the initramfs, `append` onto the kernel
+/// command line.
+pub fn boot(
+    spec: &KernelSpec,
+    binaries: Vec<PathBuf>,
+    append: Vec<String>,
+    timeout: Duration,
+) -> Result<AgentVm, Box<dyn std::error::Error>> {
+    let kernel = kernel::locate(spec)?;
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let agent = cgstorm_vm::agent::locate_or_build(&workspace)?;
+    let mut s = AgentVmSpec::new(kernel, agent);
+    s.accel = AccelChoice::Auto;
+    s.binaries = binaries;
+    s.vm.append.extend(append);
+    let mut vm = launch(s)?;
+    vm.vm.agent().set_read_timeout(Some(timeout))?;
+    Ok(vm)
+}
