@@ -253,6 +253,34 @@ fn weighted_index(u: &mut Unstructured<'_>, weights: &[u64]) -> usize {
     weights.len() - 1
 }
 
+/// `cgstorm fuzz` with the options (other than the VM's) that make this
+/// campaign again: its seed, workdir, duration, and those of the rest that
+/// are not at their defaults.
+fn campaign_words(a: &FuzzArgs, seed: u64) -> Vec<String> {
+    let mut w: Vec<String> = ["cgstorm", "fuzz", "--seed"].map(String::from).into();
+    w.push(seed.to_string());
+    w.push("--workdir".into());
+    w.push(a.workdir.display().to_string());
+    w.push("--duration".into());
+    w.push(a.duration.to_string());
+    if a.jobs != 1 {
+        w.extend(["--jobs".into(), a.jobs.to_string()]);
+    }
+    if a.shard != Shard::default() {
+        w.extend([
+            "--shard".into(),
+            format!("{}/{}", a.shard.index, a.shard.count),
+        ]);
+    }
+    if a.cover_feedback {
+        w.push("--cover-feedback".into());
+    }
+    for c in &a.corpus {
+        w.extend(["--corpus".into(), c.display().to_string()]);
+    }
+    w
+}
+
 /// Runs `fuzz`.
 pub fn run(a: &FuzzArgs) -> Result<u8> {
     if a.jobs == 0 {
@@ -265,6 +293,7 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
     });
     crate::run::signal::install();
     let env = Env::new(&a.vm)?;
+    let replay = env.command(campaign_words(a, seed));
     std::fs::create_dir_all(&a.workdir)
         .with_context(|| format!("cannot create the workdir {}", a.workdir.display()))?;
     let mut campaign = Campaign::open(
@@ -308,16 +337,7 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
         );
         st.add_seeds(seeds);
     }
-    eprintln!(
-        "cgstorm fuzz: replay this campaign with: cgstorm fuzz --seed {seed} --workdir {} --duration {}{}",
-        a.workdir.display(),
-        a.duration,
-        if a.shard == Shard::default() {
-            String::new()
-        } else {
-            format!(" --shard {}/{}", a.shard.index, a.shard.count)
-        }
-    );
+    eprintln!("cgstorm fuzz: replay this campaign with: {replay}");
     campaign.run(
         a.jobs,
         &FuzzSource {
@@ -342,6 +362,59 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    struct Line {
+        #[command(subcommand)]
+        cmd: Sub,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Sub {
+        Fuzz(FuzzArgs),
+    }
+
+    fn parse(words: &[String]) -> FuzzArgs {
+        let Sub::Fuzz(a) = Line::parse_from(words).cmd;
+        a
+    }
+
+    /// The line printed to replay a campaign parses back to the campaign's
+    /// own options, its kernel and the others not at their defaults included.
+    #[test]
+    fn the_replay_line_gives_the_same_campaign() {
+        let given: Vec<String> = [
+            "cgstorm",
+            "fuzz",
+            "--duration",
+            "30m",
+            "--jobs",
+            "2",
+            "--cover-feedback",
+            "--corpus",
+            "my corpus",
+            "--shard",
+            "1/4",
+            "--kernel",
+            "/tmp/alone/bzImage",
+            "--memory",
+            "3G",
+        ]
+        .map(String::from)
+        .into();
+        let a = parse(&given);
+        let mut words = campaign_words(&a, 7);
+        words.extend(a.vm.to_args());
+        let again = parse(&words);
+        let mut expected = a;
+        expected.seed = Some(7);
+        assert_eq!(format!("{again:?}"), format!("{expected:?}"));
+        assert!(
+            words.contains(&"/tmp/alone/bzImage".to_string()),
+            "{words:?}"
+        );
+    }
 
     #[test]
     fn the_same_seed_gives_the_same_programs() {

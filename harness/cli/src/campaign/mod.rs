@@ -74,6 +74,12 @@ impl Env {
     pub fn replay(&self, dir: &Path) -> String {
         replay_command(dir, &self.vm)
     }
+
+    /// `words` (a command and its own options) followed by every VM option
+    /// this environment was given, as one line for sh.
+    pub fn command(&self, words: Vec<String>) -> String {
+        command_line(words, &self.vm)
+    }
 }
 
 /// `a`, with the Debian release that `$CGSTORM_DEBIAN_KERNEL` (`env_pin`)
@@ -91,7 +97,7 @@ fn with_pin(a: &VmArgs, env_pin: Option<&str>) -> VmArgs {
 /// DIR`, with the options `vm` gives (those left at their defaults left
 /// out), as one line for sh.
 fn replay_command(dir: &Path, vm: &VmArgs) -> String {
-    let mut words = if dir.join("before").is_dir() {
+    let words = if dir.join("before").is_dir() {
         vec!["cgstorm".into(), "replay".into(), dir.display().to_string()]
     } else {
         let program = dir.join("program.yaml");
@@ -101,6 +107,12 @@ fn replay_command(dir: &Path, vm: &VmArgs) -> String {
             program.display().to_string(),
         ]
     };
+    command_line(words, vm)
+}
+
+/// `words` and the options `vm` gives (those at their defaults left out),
+/// each quoted for sh when it needs it, as one line.
+fn command_line(mut words: Vec<String>, vm: &VmArgs) -> String {
     words.extend(vm.to_args());
     words
         .iter()
