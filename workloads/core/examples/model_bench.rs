@@ -1,11 +1,15 @@
 //! Benchmark of the model on the host.
 //!
-//! `cargo run --release -p cgstorm-workloads --example model_bench [PROGRAMS]`
+//! `cargo run --release -p cgstorm-workloads --example model_bench [PROGRAMS [RUN.json...]]`
 //!
 //! 1. predict: generated programs (seeds 0..PROGRAMS), ops predicted per second
 //!    (an op counts once per program, however many interleavings reach it).
 //! 2. verify: a seed-001-shaped trace, one lane migrating a task between two
 //!    cgroups while another runs `sync`, ops checked per second.
+//! 3. verify again, on real runs: each RUN.json is what `cgstorm run PROGRAM
+//!    --json RUN.json` wrote (its target, ops and barriers; PROGRAM read again), checked
+//!    as the harness checks it after a fuzz program: ops per second and ms a
+//!    run.
 
 use std::time::Instant;
 
@@ -78,6 +82,87 @@ lanes:
         "verify: {events} events from 2 overlapping lanes in {dt:.2}s: {:.0} ops/s",
         events as f64 / dt
     );
+    real_runs(&std::env::args().skip(2).collect::<Vec<_>>());
+}
+
+/// Checks each run's trace as the harness does: the figure behind the
+/// `check` share of a fuzz campaign's wall time.
+fn real_runs(paths: &[String]) {
+    let (mut events, mut total) = (0usize, 0.0f64);
+    for path in paths {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let run: serde_json::Value = serde_json::from_str(&text).expect("a run's JSON");
+        if run["ops_truncated"].as_bool() == Some(true) {
+            println!("{path}: its ops are truncated in the JSON, left out");
+            continue;
+        }
+        // The run names its program's file.
+        let file = run["program"].as_str().expect("program");
+        let yaml = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let program = Program::from_yaml(file, &yaml).expect("valid");
+        let target: Target = serde_json::from_value(run["target"].clone()).expect("target");
+        let mut trace = Trace::default();
+        for op in run["ops"].as_array().expect("ops") {
+            let n = |k: &str| op[k].as_u64().expect("a number");
+            let step = n("step") as usize;
+            let lane = n("lane") as usize;
+            while trace.steps.len() <= step {
+                trace.steps.push(StepTrace {
+                    lanes: vec![Vec::new(); program.lanes.len()],
+                    snapshot: None,
+                });
+            }
+            let outcome: Outcome = op["outcome"]
+                .as_str()
+                .expect("outcome")
+                .parse()
+                .expect("outcome");
+            trace.steps[step].lanes[lane].push(OpEvent {
+                id: OpId {
+                    lane,
+                    op: n("op") as usize,
+                },
+                outcome,
+                start_ns: n("start_ns"),
+                end_ns: n("end_ns"),
+            });
+        }
+        for b in run["barriers"].as_array().expect("barriers") {
+            let step = b["step"].as_u64().expect("step") as usize;
+            if let Some(s) = trace.steps.get_mut(step) {
+                s.snapshot = Some(serde_json::from_value(b["snapshot"].clone()).expect("snapshot"));
+            }
+        }
+        let n: usize = trace
+            .steps
+            .iter()
+            .flat_map(|s| &s.lanes)
+            .map(Vec::len)
+            .sum();
+        let t0 = Instant::now();
+        let verdict = verify(&program, &target, &trace);
+        let dt = t0.elapsed().as_secs_f64();
+        println!(
+            "verify {path}: {n} events in {:.1} ms ({})",
+            dt * 1e3,
+            match verdict {
+                Ok(None) => "explained".to_string(),
+                Ok(Some(d)) => format!("diverged: {d:?}"),
+                Err(e) => format!("unchecked: {e}"),
+            }
+        );
+        events += n;
+        total += dt;
+    }
+    if !paths.is_empty() {
+        println!(
+            "verify, real runs: {} runs, {events} events in {:.2}s: {:.0} ops/s, {:.1} ms a run",
+            paths.len(),
+            total,
+            events as f64 / total,
+            total * 1e3 / paths.len() as f64
+        );
+    }
 }
 
 fn ev(lane: usize, op: usize, start: u64, end: u64) -> OpEvent {
