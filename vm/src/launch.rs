@@ -181,6 +181,13 @@ impl Prepared {
         console_sink: Option<ConsoleSink>,
     ) -> Result<AgentVm, LaunchError> {
         let started = Instant::now();
+        // A restored VM gets a token of its own, sent with the order to say
+        // hello again: the boot's lives in the saved memory, shared by every
+        // VM restored from it.
+        let token = match incoming {
+            Some(_) => random_token()?,
+            None => self.token.clone(),
+        };
         let mut vm = QemuVm::boot(BootRequest {
             spec: self.vm.clone(),
             initrd: self.initrd.clone(),
@@ -192,13 +199,16 @@ impl Prepared {
             incoming: incoming.map(Path::to_path_buf),
         })?;
         if incoming.is_some() {
-            proto::write_frame(vm.agent(), &HostMsg::Hello).map_err(|e| BootError::Channel {
+            let order = HostMsg::Hello {
+                token: token.clone(),
+            };
+            proto::write_frame(vm.agent(), &order).map_err(|e| BootError::Channel {
                 source: e,
                 console_tail: vm.console_tail(),
             })?;
         }
         let timeout = self.accel.scale(self.boot_timeout);
-        let hello = boot::wait_for_hello(&mut vm, &self.token, timeout, &self.stop)?;
+        let hello = boot::wait_for_hello(&mut vm, &token, timeout, &self.stop)?;
         Ok(AgentVm {
             vm,
             hello,

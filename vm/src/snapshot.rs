@@ -4,8 +4,8 @@
 //! a finding, a hang, a reset that left something) is a new QEMU started
 //! from that file (`-incoming`) with fresh scratch disks, which were still
 //! blank when the state was saved. The restored agent says its hello again
-//! when asked. The boot token is the saved VM's: it lives in the guest's
-//! memory.
+//! when asked, under a fresh token the order brings (the boot's lives in
+//! the saved memory, the same for every VM restored from it).
 //!
 //! What is not saved, and so refused: NVDIMM pmem (its backing file is
 //! outside the saved state), scratch disks already written to.

@@ -44,6 +44,13 @@ pub struct FuzzArgs {
     /// coverage). Without it edges are still collected and counted.
     #[arg(long)]
     pub cover_feedback: bool,
+    /// Inject faults: about one in eight of the ops that can carry it get a
+    /// `fail_nth: N` (the N-th allocation the op makes in the kernel fails),
+    /// and the model allows each such op to fail cleanly. Needs a kernel
+    /// with CONFIG_FAULT_INJECTION, FAILSLAB, FAIL_PAGE_ALLOC and
+    /// FAULT_INJECTION_DEBUG_FS (the shared 6.12 debug kernel).
+    #[arg(long)]
+    pub fault_injection: bool,
     /// Take shard I of N of the seed's programs (0-based: `--shard 0/4`);
     /// each shard needs its own workdir.
     #[arg(long, default_value = "0/1")]
@@ -115,7 +122,14 @@ pub struct FuzzSource {
     pub seed: u64,
     /// Which share of the draws this campaign takes.
     pub shard: Shard,
+    /// Give about one in this many fault-injectable ops a `fail_nth`; 0:
+    /// none, and those a parent had are dropped.
+    pub faults_one_in: u32,
 }
+
+/// One in this many fault-injectable ops gets a `fail_nth` under
+/// `--fault-injection`.
+pub const FAULTS_ONE_IN: u32 = 8;
 
 /// Shard `index` of `count` (`--shard 1/4`): the campaign takes draws
 /// `index`, `index + count`, `index + 2 count`, … of the seed's stream, so
@@ -171,12 +185,20 @@ impl FuzzSource {
             let parent = weighted_index(&mut u, weights).min(corpus.len() - 1);
             if let Some((mut m, _)) = mutate::mutate(&corpus[parent], &mut u) {
                 m.name = format!("mut-{s:x}-of-{}", corpus[parent].name);
-                return m;
+                return self.with_faults(m, s);
             }
         }
         let mut p = Program::arbitrary(&mut Unstructured::new(&bytes))
             .expect("the generator never fails on enough bytes");
         p.name = format!("gen-{s:x}");
+        self.with_faults(p, s)
+    }
+
+    /// `p` with its faults drawn (from bytes of their own, so the programs
+    /// themselves are the seed's with or without faults).
+    fn with_faults(&self, mut p: Program, s: u64) -> Program {
+        let bytes = seed_bytes(s ^ 0xFA17_FA17_FA17_FA17);
+        mutate::set_faults(&mut p, &mut Unstructured::new(&bytes), self.faults_one_in);
         p
     }
 }
@@ -275,6 +297,9 @@ fn campaign_words(a: &FuzzArgs, seed: u64) -> Vec<String> {
     if a.cover_feedback {
         w.push("--cover-feedback".into());
     }
+    if a.fault_injection {
+        w.push("--fault-injection".into());
+    }
     for c in &a.corpus {
         w.extend(["--corpus".into(), c.display().to_string()]);
     }
@@ -343,6 +368,7 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
         &FuzzSource {
             seed,
             shard: a.shard,
+            faults_one_in: if a.fault_injection { FAULTS_ONE_IN } else { 0 },
         },
         Duration::from_millis(a.progress.0),
     );
@@ -424,6 +450,7 @@ mod tests {
         let src = FuzzSource {
             seed: 42,
             shard: Shard::default(),
+            faults_one_in: 0,
         };
         for n in 0..20 {
             let a = src.program(n, &corpus, &w).to_yaml();
@@ -433,6 +460,7 @@ mod tests {
         let other = FuzzSource {
             seed: 43,
             shard: Shard::default(),
+            faults_one_in: 0,
         };
         assert_ne!(
             src.program(0, &corpus, &w).to_yaml(),
@@ -451,6 +479,7 @@ mod tests {
         let src = FuzzSource {
             seed: 7,
             shard: Shard::default(),
+            faults_one_in: 0,
         };
         let whole: Vec<String> = (0..12)
             .map(|n| src.program(n, &corpus, &w).to_yaml())

@@ -214,6 +214,7 @@ pub fn run(a: &SoakArgs) -> Result<u8> {
         fuzz: FuzzSource {
             seed: a.seed,
             shard: crate::fuzz::Shard::default(),
+            faults_one_in: 0,
         },
         scenario_duration: Duration::from_millis(a.scenario_duration.0),
         slice: Duration::from_millis(a.fuzz_slice.0),

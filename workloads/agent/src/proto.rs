@@ -12,7 +12,7 @@ pub use cgstorm_workloads::model::{OpEvent, Snapshot};
 pub use cgstorm_workloads::OpId;
 
 /// Version of this protocol; the agent puts it in its hello.
-pub const PROTO_VERSION: u32 = 3;
+pub const PROTO_VERSION: u32 = 4;
 
 /// Largest frame body either side accepts, in bytes.
 pub const MAX_FRAME: u32 = 16 << 20;
@@ -143,9 +143,16 @@ pub enum HostMsg {
     /// Run a POSIX shell script with the guest's busybox; answered by
     /// [`AgentMsg::ShellDone`]. For shell reproducers.
     Shell(ShellOrder),
-    /// Say the boot's [`AgentMsg::Hello`] again (with the uptime now): how
-    /// the host knows a VM restored from a snapshot has its agent back.
-    Hello,
+    /// Say the boot's [`AgentMsg::Hello`] again under this token (in the
+    /// place of the boot's, which the program's tasks still check against
+    /// the kernel command line), with the uptime now:
+    /// how the host knows a VM restored from a snapshot has its agent back,
+    /// and tells each restored VM from the others restored from the same
+    /// snapshot.
+    Hello {
+        /// The token from now on.
+        token: Token,
+    },
 }
 
 /// A shell script to run in the guest.
@@ -263,6 +270,18 @@ pub struct Features {
     pub fault_injection: bool,
     /// `/sys/kernel/debug/kmemleak` exists.
     pub kmemleak: bool,
+    /// Filesystem DAX is built in (`CONFIG_FS_DAX`): /proc/kallsyms has
+    /// `dax_iomap_rw`.
+    #[serde(default)]
+    pub fs_dax: Option<bool>,
+    /// Cgroup writeback is built in (`CONFIG_CGROUP_WRITEBACK`):
+    /// /proc/kallsyms has `wbc_account_cgroup_owner`.
+    #[serde(default)]
+    pub cgroup_writeback: Option<bool>,
+    /// The `CONFIG_` lines of `/proc/config.gz`, when the kernel has it
+    /// (`CONFIG_IKCONFIG_PROC`).
+    #[serde(default)]
+    pub config: Option<String>,
     /// Why a probe could not tell, one line each.
     pub notes: Vec<String>,
 }
@@ -453,6 +472,25 @@ mod tests {
             read_frame::<_, AgentMsg>(&mut r),
             Err(FrameError::Closed)
         ));
+    }
+
+    /// The order a restored VM's agent gets carries its new token (an
+    /// internally tagged enum cannot hold a bare string: a struct variant).
+    #[test]
+    fn the_hello_order_carries_the_new_token() {
+        let token = Token::parse("fedcba9876543210").unwrap();
+        let mut buf = Vec::new();
+        write_frame(
+            &mut buf,
+            &HostMsg::Hello {
+                token: token.clone(),
+            },
+        )
+        .unwrap();
+        match read_frame::<_, HostMsg>(&mut &buf[..]).unwrap() {
+            HostMsg::Hello { token: got } => assert_eq!(got, token),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

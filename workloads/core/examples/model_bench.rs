@@ -125,6 +125,7 @@ fn real_runs(paths: &[String]) {
                 outcome,
                 start_ns: n("start_ns"),
                 end_ns: n("end_ns"),
+                injected: false,
             });
         }
         for b in run["barriers"].as_array().expect("barriers") {
@@ -171,5 +172,6 @@ fn ev(lane: usize, op: usize, start: u64, end: u64) -> OpEvent {
         outcome: Outcome::Ok,
         start_ns: start,
         end_ns: end,
+        injected: false,
     }
 }

@@ -253,10 +253,64 @@ pub fn mutate(p: &Program, u: &mut Unstructured<'_>) -> Option<(Program, Vec<Mut
     None
 }
 
+/// The largest `fail_nth` drawn: the ops faults go into make from a few to
+/// a few dozen allocations, and syzkaller's own search stays this low.
+pub const MAX_FAIL_NTH: u32 = 32;
+
+/// Gives about one in `one_in` fault-injectable ops a `fail_nth` (1 to
+/// [`MAX_FAIL_NTH`], small ones likelier) and drops the others' when
+/// `one_in` is 0: a campaign with fault injection turns its programs into
+/// ones that fail an allocation here and there; one without strips them.
+pub fn set_faults(p: &mut Program, u: &mut Unstructured<'_>, one_in: u32) {
+    fn walk(ops: &mut [OpSpec], u: &mut Unstructured<'_>, one_in: u32) {
+        for s in ops {
+            if let Op::Repeat(r) = &mut s.op {
+                walk(&mut r.ops, u, one_in);
+                continue;
+            }
+            if one_in == 0 || !s.op.fault_injectable() {
+                s.fail_nth = None;
+                continue;
+            }
+            if s.fail_nth.is_none() && u.ratio(1, one_in).unwrap_or(false) {
+                // The square of a uniform draw: small counts first.
+                let r = u.int_in_range(1..=MAX_FAIL_NTH).unwrap_or(1);
+                s.fail_nth = Some((r * r).div_ceil(MAX_FAIL_NTH).max(1));
+            }
+        }
+    }
+    for l in &mut p.lanes {
+        walk(&mut l.ops, u, one_in);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::program::count_ops;
+
+    /// Faults go only on ops that may carry them, and come off again.
+    #[test]
+    fn faults_are_set_on_injectable_ops_only_and_stripped() {
+        let mut carried = 0;
+        for seed in 0..200u64 {
+            let mut p = gen::from_seed(seed);
+            let bytes: Vec<u8> = (0..4096u32).map(|i| (i as u64 * 31 + seed) as u8).collect();
+            set_faults(&mut p, &mut Unstructured::new(&bytes), 2);
+            let again = Program::from_yaml("t", &p.to_yaml()).expect("still a valid program");
+            for l in 0..again.lanes.len() {
+                for (_, s) in again.lane_ops(l) {
+                    if let Some(n) = s.fail_nth {
+                        assert!(s.op.fault_injectable() && (1..=MAX_FAIL_NTH).contains(&n));
+                        carried += 1;
+                    }
+                }
+            }
+            set_faults(&mut p, &mut Unstructured::new(&bytes), 0);
+            assert!(!p.to_yaml().contains("fail_nth"));
+        }
+        assert!(carried > 50, "only {carried} ops got a fault");
+    }
 
     fn bytes(seed: u64) -> Vec<u8> {
         let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -166,6 +166,11 @@ impl Program {
         Ok(())
     }
 
+    /// Whether any op carries `fail_nth`.
+    pub fn has_faults(&self) -> bool {
+        (0..self.lanes.len()).any(|l| self.lane_ops(l).iter().any(|(_, s)| s.fail_nth.is_some()))
+    }
+
     /// Every op of lane `lane` with its id, in pre-order.
     pub fn lane_ops(&self, lane: usize) -> Vec<(OpId, &OpSpec)> {
         let mut out = Vec::new();

@@ -16,7 +16,7 @@ use cgstorm_workloads::Program;
 
 use super::feedback::{self, Seen, Signal};
 use super::slot::{self, Ran, Slot};
-use super::stats::{FindingTally, Stats};
+use super::stats::{FaultStats, FindingTally, Stats};
 use super::{now_unix, store, Env};
 use crate::findings::title_hash;
 use crate::run::verdict::{Verdict, MODEL_DIVERGENCE};
@@ -384,6 +384,9 @@ impl Campaign {
         let s = &mut st.stats;
         s.programs += 1;
         s.ops += ran.conclusion.outcome.trace.events() as u64;
+        if pick.program.has_faults() {
+            count_faults(&mut s.faults, &pick.program, &ran.conclusion.outcome.trace);
+        }
         if ran.booted {
             s.boots += 1;
             s.boot_ms += ran.boot_time.as_millis() as u64;
@@ -670,6 +673,24 @@ fn edge_weight(edges: usize) -> u64 {
 
 /// How many fresh VMs a new model divergence's program runs again in.
 pub const TRIAGE_RUNS: u32 = 3;
+
+/// Adds a run's ops with `fail_nth` to `f`.
+fn count_faults(f: &mut FaultStats, p: &Program, trace: &crate::run::trace::TraceBuilder) {
+    let carried: HashSet<cgstorm_workloads::OpId> = (0..p.lanes.len())
+        .flat_map(|l| p.lane_ops(l))
+        .filter(|(_, s)| s.fail_nth.is_some())
+        .map(|(id, _)| id)
+        .collect();
+    for (_, e) in trace.iter() {
+        if carried.contains(&e.id) {
+            f.carried += 1;
+            if e.injected {
+                f.injected += 1;
+                f.failed += u64::from(e.outcome != cgstorm_workloads::Outcome::Ok);
+            }
+        }
+    }
+}
 
 /// A drop reason without its details, for counting.
 fn short_reason(why: &str) -> String {

@@ -266,6 +266,7 @@ impl Slot {
         }
         let (kcov, release) = {
             let hello = &self.vm.as_ref().expect("booted above").2;
+            crate::run::can_inject_faults(program, hello)?;
             let kcov = hello.features.as_ref().is_some_and(|f| f.kcov);
             (kcov, hello.kernel_release.clone())
         };

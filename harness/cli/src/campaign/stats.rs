@@ -72,6 +72,10 @@ pub struct Stats {
     /// Kernel coverage (KCOV), where the kernel has it.
     #[serde(default)]
     pub cover: CoverStats,
+    /// Fault injection (`fail_nth`): runs of ops that carried one, those
+    /// a fault was injected into, and those of them that failed.
+    #[serde(default)]
+    pub faults: FaultStats,
     /// `(elapsed s, programs, distinct findings)` at every progress line,
     /// for the report's plots.
     #[serde(default)]
@@ -97,6 +101,17 @@ pub struct Stats {
     /// is [`Stats::boot_ms`].
     #[serde(default)]
     pub phase_ms: BTreeMap<String, u64>,
+}
+
+/// Ops run with `fail_nth`, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultStats {
+    /// Runs of ops that carried `fail_nth`.
+    pub carried: u64,
+    /// Of those, the runs a fault was injected into.
+    pub injected: u64,
+    /// Of those, the runs that returned an error.
+    pub failed: u64,
 }
 
 /// What the campaign learnt from kernel coverage.
@@ -235,6 +250,14 @@ impl Stats {
                 s,
                 "  coverage     {} edges from {} runs; {} re-runs of programs with new edges kept {}, {} edges did not show again",
                 c.edges, c.runs, c.reruns, c.kept, c.flaky
+            );
+        }
+        let f = &self.faults;
+        if f.carried > 0 {
+            let _ = writeln!(
+                s,
+                "  faults       {} op runs carried fail_nth, {} had a fault injected, {} of them failed",
+                f.carried, f.injected, f.failed
             );
         }
         let _ = writeln!(

@@ -233,6 +233,7 @@ pub fn judge(p: &Program, target: &Target, lines: &[ResultLine], complete: bool)
             outcome,
             start_ns,
             end_ns,
+            injected: false,
         });
     }
     while trace

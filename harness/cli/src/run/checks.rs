@@ -118,6 +118,7 @@ known_findings:
             outcome: Outcome::Ok,
             start_ns: t,
             end_ns: t + 10,
+            injected: false,
         }
     }
 

@@ -41,6 +41,12 @@ pub fn apply(k: &mut Kernel, f: &Features, source: &str) -> Vec<String> {
         f.memcg_v1,
         "the cgroup v1 memory controller",
     );
+    set(&mut k.fs_dax, f.fs_dax, "filesystem DAX (CONFIG_FS_DAX)");
+    set(
+        &mut k.cgroup_writeback,
+        f.cgroup_writeback,
+        "cgroup writeback (CONFIG_CGROUP_WRITEBACK)",
+    );
     // Version-given features the model cannot override: a kernel that
     // disagrees is one whose version the model misreads.
     for (model, seen, what) in [
@@ -92,6 +98,26 @@ mod tests {
                 "cgstorm's default says io.max (CONFIG_BLK_DEV_THROTTLING) exists, \
                  the booted kernel has not"
             ),
+            "{said:?}"
+        );
+    }
+
+    /// A kernel without filesystem DAX or cgroup writeback (their symbols
+    /// missing from kallsyms) gets a model without them.
+    #[test]
+    fn the_symbols_decide_dax_and_cgroup_writeback() {
+        let mut k = Kernel::from_release("6.12.117").unwrap();
+        let f = Features {
+            fs_dax: Some(false),
+            cgroup_writeback: Some(false),
+            io_max: Some(true),
+            ..probed()
+        };
+        let said = apply(&mut k, &f, "cgstorm's default");
+        assert!(!k.fs_dax && !k.cgroup_writeback);
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(
+            said[0].contains("filesystem DAX (CONFIG_FS_DAX) exists"),
             "{said:?}"
         );
     }

@@ -32,6 +32,9 @@ pub struct OpResult {
     pub start_ns: u64,
     /// ... and when it returned.
     pub end_ns: u64,
+    /// A fault was injected into it (`fail_nth`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub fault_injected: bool,
 }
 
 /// How often one op ran and what it returned.
@@ -171,6 +174,7 @@ pub fn build<'a>(p: &Parts<'a>) -> RunJson<'a> {
             outcome: e.outcome.to_string(),
             start_ns: e.start_ns,
             end_ns: e.end_ns,
+            fault_injected: e.injected,
         })
         .collect();
     let mut counts: BTreeMap<(usize, usize), OpCount> = BTreeMap::new();

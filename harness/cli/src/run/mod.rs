@@ -19,7 +19,7 @@ pub(crate) mod machine;
 mod rates;
 pub(crate) mod session;
 pub(crate) mod signal;
-mod trace;
+pub(crate) mod trace;
 pub(crate) mod verdict;
 
 #[cfg(test)]
@@ -38,6 +38,7 @@ use cgstorm_workloads::{Millis, Program, Size};
 
 use console::{ConsoleLog, ConsoleWatch};
 use error::{chain, RunError};
+use kconfig::KConfig;
 use launch::{BootPlan, Booted, FoundKernel};
 use limits::Limits;
 use machine::MachineOpts;
@@ -208,11 +209,31 @@ pub(crate) fn kernel_model(
     if let Some((_, c)) = &kernel.config {
         c.apply(&mut k);
     }
+    // The booted kernel's own config (/proc/config.gz) stands in for a
+    // missing file, and is checked against one that is there.
+    let proc_config = hello.features.as_ref().and_then(|f| f.config.as_deref());
+    match (proc_config, &kernel.config) {
+        (Some(text), None) => KConfig::parse(text).apply(&mut k),
+        (Some(text), Some((path, _))) => {
+            let mut booted = k.clone();
+            KConfig::parse(text).apply(&mut booted);
+            warnings.extend(k.config_differences(&booted).into_iter().map(|d| {
+                format!(
+                    "{} says {d}; the booted kernel's /proc/config.gz does not: the model \
+                     follows the booted kernel",
+                    path.display()
+                )
+            }));
+            k = booted;
+        }
+        (None, _) => {}
+    }
     match (&hello.features, &kernel.config) {
         (Some(f), config) => {
-            let source = match config {
-                Some((path, _)) => format!("its config ({})", path.display()),
-                None => "cgstorm's default".to_string(),
+            let source = match (config, proc_config) {
+                (Some((path, _)), _) => format!("its config ({})", path.display()),
+                (None, Some(_)) => "its /proc/config.gz".to_string(),
+                (None, None) => "cgstorm's default".to_string(),
             };
             let said = features::apply(&mut k, f, &source);
             // Without a config a default the probe corrected is no news.
@@ -233,6 +254,20 @@ pub(crate) fn kernel_model(
     Ok(k)
 }
 
+/// A program with `fail_nth` needs a kernel that injects faults (its probe
+/// found the debugfs fault attributes); else an error that says so (exit 2).
+pub(crate) fn can_inject_faults(program: &Program, hello: &Hello) -> Result<(), RunError> {
+    if program.has_faults() && !hello.features.as_ref().is_some_and(|f| f.fault_injection) {
+        return Err(RunError::Options(format!(
+            "the program injects faults (fail_nth) but the kernel {} has no fault injection: \
+             boot one built with CONFIG_FAULT_INJECTION, CONFIG_FAILSLAB, CONFIG_FAIL_PAGE_ALLOC \
+             and CONFIG_FAULT_INJECTION_DEBUG_FS (fuzz: or leave --fault-injection out)",
+            hello.kernel_release
+        )));
+    }
+    Ok(())
+}
+
 /// Checks the hello, runs the program, reports, and tears the VM down.
 fn drive<V: Vm>(mut avm: AgentVm<V>, ctx: &Ctx<'_>) -> Result<u8, RunError> {
     let args = ctx.args;
@@ -244,6 +279,7 @@ fn drive<V: Vm>(mut avm: AgentVm<V>, ctx: &Ctx<'_>) -> Result<u8, RunError> {
             hello.missing_devices.join(", /dev/")
         )));
     }
+    can_inject_faults(ctx.program, &hello)?;
     let mut warnings: Vec<String> = hello
         .warnings
         .iter()

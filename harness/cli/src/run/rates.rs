@@ -96,6 +96,7 @@ mod tests {
             outcome: Outcome::Ok,
             start_ns: start_ms * 1_000_000,
             end_ns: start_ms * 1_000_000 + 500_000,
+            injected: false,
         };
         // mkdir at 0; sync at 10, 20, 30 (lane a) and 40 (lane b); mount at 15, 25, 35.
         t.ops(vec![ev(0, 0, 0), ev(0, 2, 10), ev(0, 3, 15), ev(0, 2, 20)]);

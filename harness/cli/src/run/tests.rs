@@ -47,6 +47,7 @@ fn ev(op: usize, outcome: Outcome, t: u64) -> OpEvent {
         outcome,
         start_ns: t,
         end_ns: t + 10,
+        injected: false,
     }
 }
 
@@ -502,4 +503,87 @@ fn a_kept_guest_is_reset_early_only_after_a_clean_console() {
         "{:?}",
         c.findings
     );
+}
+
+fn hello_with(config: Option<&str>) -> cgstorm_agent::proto::Hello {
+    cgstorm_agent::proto::Hello {
+        proto: cgstorm_agent::proto::PROTO_VERSION,
+        token: cgstorm_agent::cmdline::Token::parse("0123456789abcdef").unwrap(),
+        kernel_release: "6.12.117".into(),
+        kernel_version: "#1".into(),
+        pid1: true,
+        uptime_ms: 1,
+        modules: Vec::new(),
+        devices: Vec::new(),
+        missing_devices: Vec::new(),
+        warnings: Vec::new(),
+        features: Some(cgstorm_agent::proto::Features {
+            controllers: ["io", "memory", "pids"].map(String::from).to_vec(),
+            config: config.map(String::from),
+            ..Default::default()
+        }),
+    }
+}
+
+fn found(config: Option<&str>) -> super::launch::FoundKernel {
+    super::launch::FoundKernel {
+        kernel: cgstorm_vm::kernel::Kernel {
+            image: "/k/bzImage".into(),
+            release: "6.12.117".into(),
+            modules: None,
+            package: None,
+        },
+        config: config.map(|c| ("/k/config".into(), super::kconfig::KConfig::parse(c))),
+    }
+}
+
+/// A bzImage alone, booted with /proc/config.gz: the model takes the
+/// options the probe does not try from the kernel's own config; a config
+/// file beside the image that disagrees is said, and the booted kernel's
+/// wins.
+#[test]
+fn the_booted_kernels_config_gz_stands_in_for_a_missing_file() {
+    let gz = "CONFIG_MEMCG=y\nCONFIG_MEMCG_V1=y\nCONFIG_CGROUP_PIDS=y\nCONFIG_BLK_CGROUP=y\n\
+              # CONFIG_FS_DAX is not set\nCONFIG_CGROUP_WRITEBACK=y\nCONFIG_SWAP=y\n";
+    let mut warnings = Vec::new();
+    let k = super::kernel_model(
+        &hello_with(Some(gz)),
+        &found(None),
+        (false, false),
+        &mut warnings,
+    )
+    .unwrap();
+    assert!(
+        !k.fs_dax && !k.blk_throttling && k.cgroup_writeback && k.memcg_v1,
+        "{k:?}"
+    );
+    assert!(warnings.is_empty(), "{warnings:?}");
+
+    let file = gz.replace("# CONFIG_FS_DAX is not set", "CONFIG_FS_DAX=y");
+    let mut warnings = Vec::new();
+    let k = super::kernel_model(
+        &hello_with(Some(gz)),
+        &found(Some(&file)),
+        (false, false),
+        &mut warnings,
+    )
+    .unwrap();
+    assert!(!k.fs_dax, "the booted kernel's config decides");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("/k/config says CONFIG_FS_DAX=y; the booted kernel's")),
+        "{warnings:?}"
+    );
+
+    // Without config.gz the file is all there is.
+    let mut warnings = Vec::new();
+    let k = super::kernel_model(
+        &hello_with(None),
+        &found(Some(&file)),
+        (false, false),
+        &mut warnings,
+    )
+    .unwrap();
+    assert!(k.fs_dax, "{warnings:?}");
 }

@@ -118,6 +118,7 @@ mod tests {
             outcome: Outcome::Ok,
             start_ns: 1,
             end_ns: 2,
+            injected: false,
         }
     }
 

@@ -14,9 +14,11 @@ use cgstorm_workloads::op::{Op, OpSpec, Times};
 use cgstorm_workloads::program::count_ops;
 use cgstorm_workloads::{OpId, Outcome, Program};
 
+use super::fault::FailNth;
 use super::kcov::Kcov;
 use super::world::World;
 use super::{cgroup, dax, files, mounts, snapshot, sys, tasks};
+use crate::init::kmsg::klog;
 
 /// A lane sends its results itself after this many; the watchdog thread
 /// sends what is pending every [`FLUSH_EVERY`], so the results of the ops
@@ -104,6 +106,10 @@ struct Lane<'a> {
     last_end: u64,
     unmarked: u64,
     kcov: Option<Kcov>,
+    /// The lane thread's `fail-nth` file, when the lane has an op with
+    /// `fail_nth` (without it, such ops run without a fault, and their
+    /// events say none was injected).
+    fail_nth: Option<FailNth>,
 }
 
 /// Runs lane `idx` to its end, then passes the barriers it has no ops for.
@@ -119,7 +125,14 @@ pub fn run(p: &Program, idx: usize, s: &Shared) {
         last_end: 0,
         unmarked: 0,
         kcov: None,
+        fail_nth: None,
     };
+    if p.lane_ops(idx).iter().any(|(_, s)| s.fail_nth.is_some()) {
+        match FailNth::open() {
+            Ok(f) => lane.fail_nth = Some(f),
+            Err(e) => klog!("lane {idx}: {e}; its ops run without faults"),
+        }
+    }
     if s.cover {
         match Kcov::enable() {
             Ok(k) => lane.kcov = Some(k),
@@ -168,7 +181,7 @@ impl Lane<'_> {
         let id = *next;
         *next += 1;
         let Op::Repeat(r) = &spec.op else {
-            self.leaf(id, &spec.op);
+            self.leaf(id, &spec.op, spec.fail_nth);
             return;
         };
         let body = *next;
@@ -225,7 +238,7 @@ impl Lane<'_> {
         }
     }
 
-    fn leaf(&mut self, id: usize, op: &Op) {
+    fn leaf(&mut self, id: usize, op: &Op, fail_nth: Option<u32>) {
         // Pace markers by the previous op's end: no extra clock read.
         self.marker(id, op, self.last_end);
         let status = &self.s.status[self.idx];
@@ -236,7 +249,13 @@ impl Lane<'_> {
         if let Some(k) = &self.kcov {
             k.start();
         }
+        // Armed last and read first: nothing but the op spends fault points.
+        let armed = fail_nth.and_then(|n| self.fail_nth.as_ref().map(|f| (f, n)));
+        if let Some((f, n)) = armed {
+            f.arm(n);
+        }
         let outcome = dispatch(self.s, id, op, &mut self.cache);
+        let injected = armed.is_some_and(|(f, _)| f.injected());
         let end_ns = sys::now_ns();
         if let Some(k) = &mut self.kcov {
             k.collect();
@@ -255,6 +274,7 @@ impl Lane<'_> {
                 outcome,
                 start_ns,
                 end_ns,
+                injected,
             });
             p.len() >= BATCH
         };

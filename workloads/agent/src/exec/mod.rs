@@ -12,6 +12,7 @@
 pub mod bench;
 mod cgroup;
 mod dax;
+mod fault;
 mod files;
 pub mod kcov;
 mod lane;
@@ -58,6 +59,12 @@ pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> 
             .map_err(|e| format!("send: {e}"))
         }
     };
+    if program.has_faults() {
+        if let Err(message) = fault::configure() {
+            return proto::write_frame(port, &AgentMsg::Fatal { message })
+                .map_err(|e| format!("send: {e}"));
+        }
+    }
     reset::note_base_taint();
     prepare_places(&program)?;
     let (tx, rx) = mpsc::channel::<AgentMsg>();

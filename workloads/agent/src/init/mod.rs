@@ -68,7 +68,8 @@ fn serve(admission: Admission) -> Result<(), String> {
         klog!(
             "kernel features: controllers [{}], io.max {:?}, memory.swap.max {:?}, \
              memory.reclaim {:?}, cgroup.kill {:?}, v1 memory {:?}, tmpfs O_DIRECT {:?}, \
-             kcov {}, fault injection {}, kmemleak {}",
+             kcov {}, fault injection {}, kmemleak {}, fs dax {:?}, cgroup writeback {:?}, \
+             config.gz {}",
             f.controllers.join(" "),
             f.io_max,
             f.memory_swap_max,
@@ -78,7 +79,10 @@ fn serve(admission: Admission) -> Result<(), String> {
             f.tmpfs_direct_io,
             f.kcov,
             f.fault_injection,
-            f.kmemleak
+            f.kmemleak,
+            f.fs_dax,
+            f.cgroup_writeback,
+            if f.config.is_some() { "read" } else { "none" }
         );
         for n in &f.notes {
             klog!("kernel features: {n}");
@@ -107,16 +111,19 @@ fn serve(admission: Admission) -> Result<(), String> {
         warnings,
         features,
     };
-    let token = hello.token.as_str().to_string();
     proto::write_frame(&mut port, &AgentMsg::Hello(hello.clone()))
         .map_err(|e| format!("send hello: {e}"))?;
-    wait_for_orders(&mut port, &token, hello)
+    wait_for_orders(&mut port, hello)
 }
 
 /// Serves host messages until told to shut down. A virtio-serial port reads
 /// as EOF while the host end is not connected, so EOF is retried, and only a
 /// host gone for [`HOST_GONE`] counts as the end.
-fn wait_for_orders(port: &mut File, token: &str, mut hello: Hello) -> Result<(), String> {
+fn wait_for_orders(port: &mut File, mut hello: Hello) -> Result<(), String> {
+    // The boot's token, on the kernel command line, is what the program's
+    // tasks check before they run; a restored VM's hello token is the
+    // host's name for this VM only.
+    let token = hello.token.as_str().to_string();
     let mut gone_since: Option<Instant> = None;
     loop {
         match proto::read_frame::<_, HostMsg>(port) {
@@ -125,23 +132,27 @@ fn wait_for_orders(port: &mut File, token: &str, mut hello: Hello) -> Result<(),
                 return Ok(());
             }
             Ok(HostMsg::Bench(order)) => {
-                let result = crate::exec::bench::run(order, token);
+                let result = crate::exec::bench::run(order, &token);
                 proto::write_frame(port, &AgentMsg::BenchResult { order, result })
                     .map_err(|e| format!("send: {e}"))?;
             }
             Ok(HostMsg::Run(order)) => {
                 gone_since = None;
-                crate::exec::run(order, port, token)?;
+                crate::exec::run(order, port, &token)?;
             }
             Ok(HostMsg::Reset) => {
                 let leftovers = crate::exec::reset::reset();
                 proto::write_frame(port, &AgentMsg::ResetDone { leftovers })
                     .map_err(|e| format!("send: {e}"))?;
             }
-            Ok(HostMsg::Hello) => {
+            Ok(HostMsg::Hello { token: fresh }) => {
                 gone_since = None;
+                hello.token = fresh;
                 hello.uptime_ms = uptime_ms();
-                klog!("hello again (uptime {} ms)", hello.uptime_ms);
+                klog!(
+                    "hello again under a new token (uptime {} ms)",
+                    hello.uptime_ms
+                );
                 proto::write_frame(port, &AgentMsg::Hello(hello.clone()))
                     .map_err(|e| format!("send: {e}"))?;
             }

@@ -1,7 +1,8 @@
 //! Finding out at boot what the booted kernel has, by trying it: the
 //! controllers of the cgroup v2 root, the interface files of a scratch
-//! cgroup, a v1 memory hierarchy, `O_DIRECT` on tmpfs, and the debugfs
-//! files of KCOV, fault injection and kmemleak. The host builds the model
+//! cgroup, a v1 memory hierarchy, `O_DIRECT` on tmpfs, the debugfs files of
+//! KCOV, fault injection and kmemleak, the symbols in /proc/kallsyms that
+//! only some configs build, and /proc/config.gz. The host builds the model
 //! from this rather than from a config file that may be missing or stale.
 //! Everything the probe changes it undoes before the hello.
 
@@ -27,6 +28,14 @@ const V1_RELEASE: Duration = Duration::from_secs(10);
 
 /// Probes the booted kernel.
 pub fn probe() -> Features {
+    // The kernel's own lists are read beside the cgroup probes (reading
+    // kallsyms takes a while under TCG; the v1 probe waits for RCU).
+    let lists = std::thread::spawn(|| {
+        let mut notes = Vec::new();
+        let symbols = config_symbols(&mut notes);
+        let config = proc_config(&mut notes);
+        (symbols, config, notes)
+    });
     let mut f = Features {
         controllers: controllers(),
         ..Features::default()
@@ -40,7 +49,102 @@ pub fn probe() -> Features {
     f.kcov = debug.join("kcov").exists();
     f.fault_injection = debug.join("fail_page_alloc").exists() || debug.join("failslab").exists();
     f.kmemleak = debug.join("kmemleak").exists();
+    match lists.join() {
+        Ok((symbols, config, notes)) => {
+            if let Some([dax, wb]) = symbols {
+                f.fs_dax = Some(dax);
+                f.cgroup_writeback = Some(wb);
+            }
+            f.config = config;
+            f.notes.extend(notes);
+        }
+        Err(_) => f
+            .notes
+            .push("kallsyms and config.gz: the probe thread panicked".into()),
+    }
     f
+}
+
+/// Symbols that exist only when their config option is built: an exported
+/// function of the option's own source file.
+const CONFIG_SYMBOLS: [&str; 2] = [
+    // fs/dax.c, CONFIG_FS_DAX.
+    "dax_iomap_rw",
+    // fs/fs-writeback.c, under CONFIG_CGROUP_WRITEBACK.
+    "wbc_account_cgroup_owner",
+];
+
+/// Whether each of [`CONFIG_SYMBOLS`] is in /proc/kallsyms; `None` (with a
+/// note) when it cannot be read or lists nothing (CONFIG_KALLSYMS=n).
+fn config_symbols(notes: &mut Vec<String>) -> Option<[bool; 2]> {
+    use std::io::BufRead;
+    let file = match fs::File::open("/proc/kallsyms") {
+        Ok(f) => f,
+        Err(e) => {
+            notes.push(format!("config symbols: open /proc/kallsyms: {e}"));
+            return None;
+        }
+    };
+    let mut found = [false; 2];
+    let mut lines = 0usize;
+    for line in std::io::BufReader::with_capacity(1 << 16, file).lines() {
+        let Ok(line) = line else { break };
+        lines += 1;
+        // "ffffffff81234560 T name [module]"
+        let Some(name) = line.split_whitespace().nth(2) else {
+            continue;
+        };
+        for (i, s) in CONFIG_SYMBOLS.iter().enumerate() {
+            found[i] |= name == *s;
+        }
+    }
+    if lines == 0 {
+        notes.push("config symbols: /proc/kallsyms is empty (CONFIG_KALLSYMS=n)".into());
+        return None;
+    }
+    Some(found)
+}
+
+/// The `CONFIG_` lines of /proc/config.gz, unpacked by busybox's zcat;
+/// `None` when the kernel has no config.gz (the usual case: no note).
+fn proc_config(notes: &mut Vec<String>) -> Option<String> {
+    let path = Path::new("/proc/config.gz");
+    if !path.exists() {
+        return None;
+    }
+    let zcat = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|b| Path::new(b).exists());
+    let mut cmd = match zcat {
+        Some(b) => {
+            let mut c = std::process::Command::new(b);
+            c.arg("zcat");
+            c
+        }
+        None => std::process::Command::new("zcat"),
+    };
+    match cmd.arg(path).output() {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("CONFIG_") || l.starts_with("# CONFIG_"))
+                .collect();
+            Some(lines.join("\n") + "\n")
+        }
+        Ok(out) => {
+            notes.push(format!(
+                "config.gz: zcat {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+            None
+        }
+        Err(e) => {
+            notes.push(format!("config.gz: zcat: {e}"));
+            None
+        }
+    }
 }
 
 fn controllers() -> Vec<String> {

@@ -44,6 +44,23 @@ fn device_of(op: &Op) -> Option<crate::names::Dev> {
     }
 }
 
+/// Applies `op` to `s` when a fault was injected into it (`fail_nth`): an
+/// allocation the op made failed, which the op either survived (its
+/// ordinary outcomes) or failed cleanly on, returning ENOMEM and leaving
+/// the state as it was (only [`Op::fault_injectable`] ops, whose failures
+/// the kernel undoes, carry faults). What a failure left behind that the
+/// state does not show (a css never freed) is the reset's leak check's.
+pub fn apply_faulted(s: &State, op: &Op, ctx: Ctx<'_>) -> Next {
+    let mut out = apply(s, op, ctx);
+    if !out
+        .iter()
+        .any(|(o, n)| *o == Outcome::Err(Errno::ENOMEM) && n == s)
+    {
+        out.extend(fail(s, Errno::ENOMEM));
+    }
+    out
+}
+
 /// Applies `op` to `s`. `Repeat`, `Barrier` and `Sleep` change nothing here;
 /// the explorer runs repeat bodies itself.
 pub fn apply(s: &State, op: &Op, ctx: Ctx<'_>) -> Next {

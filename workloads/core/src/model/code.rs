@@ -75,6 +75,8 @@ pub struct Code<'p> {
     pub steps: Vec<Vec<Vec<Instr<'p>>>>,
     /// `racing[step][lane]`: what other lanes of the step may do meanwhile.
     pub racing: Vec<Vec<Racing>>,
+    /// The ops that carry `fail_nth`: a fault may be injected into them.
+    pub faulted: BTreeSet<OpId>,
 }
 
 impl<'p> Code<'p> {
@@ -82,7 +84,13 @@ impl<'p> Code<'p> {
     pub fn new(p: &'p Program) -> Code<'p> {
         let nsteps = p.steps();
         let mut steps = vec![vec![Vec::new(); p.lanes.len()]; nsteps];
+        let mut faulted = BTreeSet::new();
         for (li, lane) in p.lanes.iter().enumerate() {
+            for (id, s) in p.lane_ops(li) {
+                if s.fail_nth.is_some() {
+                    faulted.insert(id);
+                }
+            }
             let mut step = 0;
             let mut next_id = 0;
             for s in &lane.ops {
@@ -117,7 +125,11 @@ impl<'p> Code<'p> {
                     .collect()
             })
             .collect();
-        Code { steps, racing }
+        Code {
+            steps,
+            racing,
+            faulted,
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::op::{Op, Times};
 use crate::outcome::{Outcome, Outcomes};
 use crate::program::{OpId, Program};
 
-use super::apply::{apply, Ctx};
+use super::apply::{apply, apply_faulted, Ctx};
 use super::code::{Code, Instr, BOUNDED_PASSES, EXACT_REPEATS};
 use super::state::State;
 use super::target::Target;
@@ -105,7 +105,7 @@ pub fn predict(p: &Program, target: &Target) -> Result<Prediction, ModelError> {
                     target,
                     racing: &code.racing[si][li],
                 };
-                for (npc, ns, rec) in step_lane(instr, &pcs[li], &state, ctx) {
+                for (npc, ns, rec) in step_lane(instr, &pcs[li], &state, ctx, &code.faulted) {
                     if let Some((id, o)) = rec {
                         ops.entry(id).or_default().insert(o);
                     }
@@ -168,7 +168,7 @@ pub fn walk(
                 racing: &code.racing[si][li],
             };
             let instr = &lanes[li][pcs[li].ip];
-            let mut next = step_lane(instr, &pcs[li], &state, ctx);
+            let mut next = step_lane(instr, &pcs[li], &state, ctx, &code.faulted);
             if next.is_empty() {
                 return Err(format!("no successor for {instr:?}"));
             }
@@ -199,17 +199,30 @@ fn invisible(i: &Instr<'_>) -> bool {
     }
 }
 
-/// One lane's next moves from `pc`: new pc, new state, and the op outcome to record.
-fn step_lane(instr: &Instr<'_>, pc: &Pc, state: &State, ctx: Ctx<'_>) -> Vec<Move> {
+/// One lane's next moves from `pc`: new pc, new state, and the op outcome
+/// to record; an op in `faulted` may also fail as a fault makes it.
+fn step_lane(
+    instr: &Instr<'_>,
+    pc: &Pc,
+    state: &State,
+    ctx: Ctx<'_>,
+    faulted: &BTreeSet<OpId>,
+) -> Vec<Move> {
     let advance = |iters: [u32; 3]| Pc {
         ip: pc.ip + 1,
         iters,
     };
     match instr {
-        Instr::Op(id, op) => apply(state, op, ctx)
-            .into_iter()
-            .map(|(o, s)| (advance(pc.iters), s, Some((*id, o))))
-            .collect(),
+        Instr::Op(id, op) => {
+            if faulted.contains(id) {
+                apply_faulted(state, op, ctx)
+            } else {
+                apply(state, op, ctx)
+            }
+        }
+        .into_iter()
+        .map(|(o, s)| (advance(pc.iters), s, Some((*id, o))))
+        .collect(),
         Instr::Enter(id, depth) => {
             let mut iters = pc.iters;
             iters[*depth] = 1;

@@ -96,6 +96,38 @@ impl Kernel {
         self.blk_throttling = on("BLK_DEV_THROTTLING");
     }
 
+    /// Where `other` differs from this kernel in a config-given feature, one
+    /// line each as this kernel has it ("CONFIG_FS_DAX=y").
+    pub fn config_differences(&self, other: &Kernel) -> Vec<String> {
+        [
+            ("MEMCG_V1", self.memcg_v1, other.memcg_v1),
+            (
+                "CGROUP_WRITEBACK",
+                self.cgroup_writeback,
+                other.cgroup_writeback,
+            ),
+            ("FS_DAX", self.fs_dax, other.fs_dax),
+            ("BLK_CGROUP", self.io_controller, other.io_controller),
+            ("CGROUP_PIDS", self.pids_controller, other.pids_controller),
+            ("SWAP", self.swap_accounting, other.swap_accounting),
+            (
+                "BLK_DEV_THROTTLING",
+                self.blk_throttling,
+                other.blk_throttling,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(name, a, _)| {
+            if a {
+                format!("CONFIG_{name}=y")
+            } else {
+                format!("CONFIG_{name} is not set")
+            }
+        })
+        .collect()
+    }
+
     /// The 6.12 kernels in `shared/kernels` (MEMCG_V1 on).
     pub fn v6_12() -> Kernel {
         Kernel {

@@ -15,6 +15,7 @@ fn ev(lane: usize, op: usize, outcome: Outcome, start: u64, end: u64) -> OpEvent
         outcome,
         start_ns: start,
         end_ns: end,
+        injected: false,
     }
 }
 
@@ -635,4 +636,103 @@ fn io_at_the_root_keeps_memory_on_v2() {
     let pred = predict(&p, &Target::default()).unwrap();
     let v1 = pred.ops[&OpId { lane: 0, op: 3 }].to_string();
     assert!(v1.contains("EBUSY") && v1.contains("ok"), "{v1}");
+}
+
+/// A fault injected into `mkdir` (`fail_nth`) may fail it cleanly with
+/// ENOMEM, the cgroup then absent: so `rmdir` after it is ENOENT. Without
+/// an injected fault ENOMEM is a divergence, as is the cgroup staying.
+#[test]
+fn an_injected_fault_may_fail_an_op_cleanly() {
+    let p = prog("lanes:\n  - {name: a, ops: [{mkdir: x, fail_nth: 2}, {rmdir: x}]}\n");
+    let t = Target::default();
+    let pred = predict(&p, &t).unwrap();
+    assert_eq!(
+        pred.ops[&OpId { lane: 0, op: 0 }].to_string(),
+        "[ok, ENOMEM]"
+    );
+    assert_eq!(
+        pred.ops[&OpId { lane: 0, op: 1 }].to_string(),
+        "[ok, ENOENT]"
+    );
+    let enomem = Outcome::Err(Errno::ENOMEM);
+    let run = |injected: bool, rmdir: Outcome| Trace {
+        steps: vec![StepTrace {
+            lanes: vec![vec![
+                OpEvent {
+                    injected,
+                    ..ev(0, 0, enomem, 0, 10)
+                },
+                ev(0, 1, rmdir, 20, 30),
+            ]],
+            snapshot: None,
+        }],
+    };
+    assert_eq!(
+        verify(&p, &t, &run(true, Outcome::Err(Errno::ENOENT))).unwrap(),
+        None
+    );
+    // Failed, yet the cgroup is there to remove.
+    assert!(verify(&p, &t, &run(true, Outcome::Ok)).unwrap().is_some());
+    // ENOMEM with no fault injected.
+    assert!(matches!(
+        verify(&p, &t, &run(false, Outcome::Err(Errno::ENOENT))).unwrap(),
+        Some(Divergence::Op {
+            id: OpId { lane: 0, op: 0 },
+            ..
+        })
+    ));
+    // A fault the op survived: its ordinary outcome.
+    let survived = Trace {
+        steps: vec![StepTrace {
+            lanes: vec![vec![
+                OpEvent {
+                    injected: true,
+                    ..ev(0, 0, Outcome::Ok, 0, 10)
+                },
+                ev(0, 1, Outcome::Ok, 20, 30),
+            ]],
+            snapshot: None,
+        }],
+    };
+    assert_eq!(verify(&p, &t, &survived).unwrap(), None);
+}
+
+/// `fail_nth` only on ops whose failure the model describes, and never 0.
+#[test]
+fn fail_nth_is_refused_where_it_cannot_be_modelled() {
+    let err = Program::from_yaml(
+        "t",
+        "lanes:\n  - {name: a, ops: [{write: {file: m/f, bytes: 4K, bs: 4K}, fail_nth: 1}]}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("`fail_nth` on `write`"), "{err}");
+    let err = Program::from_yaml(
+        "t",
+        "lanes:\n  - {name: a, ops: [{mkdir: x, fail_nth: 0}]}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("the first fault point is 1"), "{err}");
+    let p = prog("lanes:\n  - {name: a, ops: [{mkdir: x, fail_nth: 3}]}\n");
+    let again = Program::from_yaml("t", &p.to_yaml()).unwrap();
+    assert_eq!(again.lanes[0].ops[0].fail_nth, Some(3));
+}
+
+/// The event of an op with an injected fault keeps the flag on the wire.
+#[test]
+fn op_events_carry_the_injected_flag_on_the_wire() {
+    let plain = ev(1, 2, Outcome::Ok, 3, 4);
+    assert_eq!(serde_json::to_string(&plain).unwrap(), r#"[1,2,"ok",3,4]"#);
+    let hit = OpEvent {
+        injected: true,
+        ..ev(1, 2, Outcome::Err(Errno::ENOMEM), 3, 4)
+    };
+    let text = serde_json::to_string(&hit).unwrap();
+    assert_eq!(text, r#"[1,2,"ENOMEM",3,4,1]"#);
+    assert_eq!(serde_json::from_str::<OpEvent>(&text).unwrap(), hit);
+    assert_eq!(
+        serde_json::from_str::<OpEvent>(r#"[1,2,"ok",3,4]"#).unwrap(),
+        plain
+    );
 }

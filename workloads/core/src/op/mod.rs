@@ -177,23 +177,35 @@ pub struct OpSpec {
     pub op: Op,
     /// What the program's author expects it to return.
     pub expect: Option<Outcomes>,
+    /// Fail the N-th fault point (slab or page allocation) the op's thread
+    /// reaches in the kernel (`/proc/thread-self/fail-nth`, as syzkaller
+    /// does); only on ops whose failure the model can describe
+    /// ([`Op::fault_injectable`]).
+    pub fail_nth: Option<u32>,
 }
 
 impl From<Op> for OpSpec {
     fn from(op: Op) -> OpSpec {
-        OpSpec { op, expect: None }
+        OpSpec {
+            op,
+            expect: None,
+            fail_nth: None,
+        }
     }
 }
 
 impl Serialize for OpSpec {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.op.is_unit() && self.expect.is_none() {
+        if self.op.is_unit() && self.expect.is_none() && self.fail_nth.is_none() {
             return s.serialize_str(self.op.keyword());
         }
         let mut m = s.serialize_map(None)?;
         self.op.serialize_args(&mut m)?;
         if let Some(e) = &self.expect {
             m.serialize_entry("expect", e)?;
+        }
+        if let Some(n) = &self.fail_nth {
+            m.serialize_entry("fail_nth", n)?;
         }
         m.end()
     }
@@ -219,7 +231,21 @@ impl<'de> Deserialize<'de> for OpSpec {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OpSpec, A::Error> {
                 let mut op = None;
                 let mut expect = None;
+                let mut fail_nth = None;
                 while let Some(key) = map.next_key::<String>()? {
+                    if key == "fail_nth" {
+                        if fail_nth.is_some() {
+                            return Err(de::Error::custom("`fail_nth` given twice"));
+                        }
+                        let n = map.next_value::<u32>()?;
+                        if n == 0 {
+                            return Err(de::Error::custom(
+                                "`fail_nth: 0` fails nothing: the first fault point is 1",
+                            ));
+                        }
+                        fail_nth = Some(n);
+                        continue;
+                    }
                     if key == "expect" {
                         if expect.is_some() {
                             return Err(de::Error::custom("`expect` given twice"));
@@ -238,7 +264,19 @@ impl<'de> Deserialize<'de> for OpSpec {
                     }
                 }
                 let op = op.ok_or_else(|| de::Error::custom("an op item with no op in it"))?;
-                Ok(OpSpec { op, expect })
+                if fail_nth.is_some() && !op.fault_injectable() {
+                    return Err(de::Error::custom(format!(
+                        "`fail_nth` on `{}`: faults are injected only into ops whose failure \
+                         the model can describe ({})",
+                        op.keyword(),
+                        Op::FAULT_INJECTABLE.join(", ")
+                    )));
+                }
+                Ok(OpSpec {
+                    op,
+                    expect,
+                    fail_nth,
+                })
             }
         }
         d.deserialize_any(V)
@@ -253,6 +291,43 @@ fn unknown_op(k: &str) -> String {
 }
 
 impl Op {
+    /// The ops a fault may be injected into (`fail_nth`): each is one
+    /// syscall or a few, whose failure the kernel undoes, so a failed one
+    /// leaves the state as it was (checked at the next barrier). Not the
+    /// ops whose failure may be partial (a write, a truncate, mkfs, an
+    /// `open` that created its file, a spawn's fork), nor loop setup.
+    pub const FAULT_INJECTABLE: &'static [&'static str] = &[
+        "mkdir",
+        "rmdir",
+        "cgroup.subtree_control",
+        "cgroup.procs",
+        "cgroup.threads",
+        "memory.max",
+        "memory.high",
+        "memory.low",
+        "memory.swap.max",
+        "io.max",
+        "cgroup.kill",
+        "v1_mount",
+        "v1_umount",
+        "memory.move_charge_at_immigrate",
+        "mount",
+        "umount",
+        "umount_lazy",
+        "remount",
+        "mmap",
+        "pin",
+        "munmap",
+        "release",
+        "close",
+        "kill",
+    ];
+
+    /// Whether `fail_nth` may be given on this op ([`Op::FAULT_INJECTABLE`]).
+    pub fn fault_injectable(&self) -> bool {
+        Op::FAULT_INJECTABLE.contains(&self.keyword())
+    }
+
     /// The op on one line, as a program writes it in flow style:
     /// `mkdir a`, `cgroup.procs {task: s, cg: a}`.
     pub fn describe(&self) -> String {
