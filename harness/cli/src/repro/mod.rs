@@ -68,6 +68,14 @@ pub fn run(args: &ReproArgs) -> Result<u8> {
     } else {
         Vec::new()
     };
+    let faulted = script::faulted_ops(&program);
+    if !faulted.is_empty() {
+        eprintln!(
+            "cgstorm: warning: {} op(s) inject faults (fail_nth), which a shell script cannot: \
+             they run without them (the script's header lists them; `cgstorm run` injects them)",
+            faulted.len()
+        );
+    }
     let script = if before.is_empty() {
         generate(&program, &prov)
     } else {

@@ -212,6 +212,18 @@ fn header(out: &mut String, p: &Program, prov: &Provenance, devs: &BTreeSet<Dev>
              # names a built one."
         );
     }
+    let faulted = faulted_ops(p);
+    if !faulted.is_empty() {
+        let _ = writeln!(
+            out,
+            "# NOT REPRODUCED: the program injects faults (fail_nth), which sh cannot do\n\
+             # (a command is a new process, and its exec spends the fault); these ops run\n\
+             # here without theirs. `cgstorm run` of the program injects them:"
+        );
+        for f in &faulted {
+            let _ = writeln!(out, "#   {f}");
+        }
+    }
     let _ = writeln!(
         out,
         "# Other settings: CGSTORM_WORK (scratch directory, default /tmp/cgstorm-repro),\n\
@@ -219,6 +231,23 @@ fn header(out: &mut String, p: &Program, prov: &Provenance, devs: &BTreeSet<Dev>
          # CGSTORM_STALL=S (an op running S seconds is a hang: the script says which,\n\
          # dumps blocked tasks and exits 4; default 120, empty: never)."
     );
+}
+
+/// The ops that carry `fail_nth`, one line each: `lane L op N <op>
+/// (fail_nth K)`.
+pub fn faulted_ops(p: &Program) -> Vec<String> {
+    (0..p.lanes.len())
+        .flat_map(|l| p.lane_ops(l))
+        .filter_map(|(id, s)| {
+            let n = s.fail_nth?;
+            Some(format!(
+                "lane {} op {} {} (fail_nth {n})",
+                id.lane,
+                id.op,
+                s.op.describe()
+            ))
+        })
+        .collect()
 }
 
 fn tables(out: &mut String) {

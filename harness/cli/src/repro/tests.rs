@@ -17,7 +17,12 @@ fn workspace() -> PathBuf {
 /// Every program of the corpus directories.
 fn corpus() -> Vec<(PathBuf, Program)> {
     let mut v = Vec::new();
-    for d in ["corpus/semantics", "corpus/scenarios", "corpus/regressions"] {
+    for d in [
+        "corpus/semantics",
+        "corpus/scenarios",
+        "corpus/regressions",
+        "corpus/faults",
+    ] {
         let Ok(rd) = std::fs::read_dir(workspace().join(d)) else {
             continue;
         };
@@ -94,6 +99,30 @@ fn every_corpus_program_gives_a_script_sh_accepts() {
             "{name}: the helper's source is there exactly when needed"
         );
     }
+}
+
+/// A script cannot inject faults: its header says which ops lose theirs.
+#[test]
+fn a_script_says_which_faults_it_leaves_out() {
+    let text = std::fs::read_to_string(workspace().join("corpus/faults/cgroups.yaml")).unwrap();
+    let p = Program::from_yaml("faults", &text).unwrap();
+    let s = generate(&p, &Provenance::default());
+    assert!(
+        s.text
+            .contains("# NOT REPRODUCED: the program injects faults"),
+        "{}",
+        s.text
+    );
+    assert!(
+        s.text.contains("#   lane 0 op 1 mkdir a (fail_nth 1)"),
+        "{}",
+        s.text
+    );
+    let plain = generate(
+        &cgstorm_workloads::gen::from_seed(1),
+        &Provenance::default(),
+    );
+    assert!(!plain.text.contains("NOT REPRODUCED"));
 }
 
 #[test]
