@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cgstorm_agent::contract::{LEAK_DYING_V1, LEAK_DYING_V2, LEAK_PREFIX};
+use cgstorm_agent::contract::{LEAK_DIRTY, LEAK_DYING_V1, LEAK_DYING_V2, LEAK_PREFIX};
 use cgstorm_agent::proto::{self, AgentMsg, Hello, HostMsg};
 use cgstorm_vm::snapshot::Snapshot;
 use cgstorm_vm::{ConsoleEvent, Vm};
@@ -389,6 +389,8 @@ fn leaks(program: &Program, left: &[String]) -> Vec<Finding> {
                 "removed v1 memory cgroups never freed"
             } else if l.starts_with(LEAK_DYING_V2) {
                 "removed cgroups never freed"
+            } else if l.starts_with(LEAK_DIRTY) {
+                "dirty or writeback pages still accounted"
             } else {
                 return None;
             };
@@ -545,6 +547,16 @@ mod tests {
             "leak: removed cgroups never freed after writeback"
         );
         assert!(leaks(&w, &["cgroup a cannot be removed".into()]).is_empty());
+        let f = leaks(
+            &w,
+            &[format!(
+                "{LEAK_DIRTY}: Dirty 4 kB, Writeback 0 kB 3 s after sync"
+            )],
+        );
+        assert_eq!(
+            f[0].title,
+            "leak: dirty or writeback pages still accounted after writeback"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cgstorm_agent::contract::{LEAK_DYING_V1, LEAK_DYING_V2};
+use cgstorm_agent::contract::{LEAK_DIRTY, LEAK_DYING_V1, LEAK_DYING_V2};
 use nix::mount::{umount2, MntFlags};
 
 use super::paths::{CG1, CG2, PLACES};
@@ -88,6 +88,12 @@ pub fn reset() -> Vec<String> {
     lap("dying", &mut since);
     let slow = blank_devices(&mut left);
     lap("blank", &mut since);
+    // Only when everything else came undone: a filesystem still mounted
+    // may hold dirty pages of its own.
+    if left.is_empty() {
+        nothing_dirty(&mut left);
+        lap("dirty", &mut since);
+    }
     if !slow.is_empty() {
         took.push(format!("({})", slow.join(", ")));
     }
@@ -697,6 +703,66 @@ fn blank_devices(left: &mut Vec<String>) -> Vec<String> {
     slow
 }
 
+/// How long dirty or writeback pages may stay accounted after the reset
+/// (sync, then the per-CPU counters folded every 20 ms) before they are a
+/// leak.
+const DIRTY_SETTLE: Duration = Duration::from_secs(3);
+
+/// `(Dirty, Writeback)` in kB from /proc/meminfo, after folding the per-CPU
+/// counter deltas into the global ones (`/proc/sys/vm/stat_refresh`; without
+/// it, the kernel folds them every second).
+fn dirty_kb() -> Option<(u64, u64)> {
+    let _ = std::fs::write("/proc/sys/vm/stat_refresh", "1");
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    dirty_kb_of(&text)
+}
+
+fn dirty_kb_of(text: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+    };
+    Some((field("Dirty:")?, field("Writeback:")?))
+}
+
+/// Once every filesystem of the program is unmounted (each unmount writes
+/// its dirty pages back) and every device it wrote is synced, no page is
+/// dirty or under writeback: the initramfs's ramfs and tmpfs do not account
+/// theirs. Pages still counted then are a leak in the accounting (a page
+/// whose dirty or writeback state was never cleared, a counter that was not
+/// decremented).
+fn nothing_dirty(left: &mut Vec<String>) {
+    let Some(first) = dirty_kb() else { return };
+    if first == (0, 0) {
+        return;
+    }
+    nix::unistd::sync();
+    let end = Instant::now() + DIRTY_SETTLE;
+    let mut now = first;
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(20));
+        match dirty_kb() {
+            Some((0, 0)) => return,
+            Some(d) => now = d,
+            None => return,
+        }
+    }
+    left.push(format!(
+        "{LEAK_DIRTY}: Dirty {} kB, Writeback {} kB {} s after sync (at the end of the reset: Dirty {} kB, Writeback {} kB)",
+        now.0,
+        now.1,
+        DIRTY_SETTLE.as_secs(),
+        first.0,
+        first.1
+    ));
+}
+
 /// A device whose blanking took this long is named in a slow reset's line.
 const SLOW_DEVICE: Duration = Duration::from_millis(50);
 
@@ -718,6 +784,14 @@ mod tests {
         assert_eq!(memory_line_of(text), Some((3, 2)));
         assert_eq!(memory_line_of("cpu\t0\t1\t1\n"), None);
         assert_eq!(memory_line_of("memory\tx\t1\t1\n"), None);
+    }
+
+    #[test]
+    fn dirty_and_writeback_from_meminfo() {
+        let text = "MemTotal:        2000000 kB\nDirty:               132 kB\n\
+                    Writeback:             0 kB\nAnonPages:  1 kB\n";
+        assert_eq!(dirty_kb_of(text), Some((132, 0)));
+        assert_eq!(dirty_kb_of("Dirty: 1 kB\n"), None);
     }
 
     #[test]
