@@ -193,7 +193,7 @@ fn a_lockdep_report_is_a_finding_tied_to_the_marker() {
     let op = f.op.as_ref().unwrap();
     assert_eq!((op.lane, op.op, op.text.as_str()), (0, 1, "mkdir a"));
     assert!(
-        matches!(&f.detail, Detail::Report { corrupted: false, text } if text.contains("lock_a"))
+        matches!(&f.detail, Detail::Report { corrupted: false, text, .. } if text.contains("lock_a"))
     );
 }
 
@@ -586,4 +586,61 @@ fn the_booted_kernels_config_gz_stands_in_for_a_missing_file() {
     )
     .unwrap();
     assert!(k.fs_dax, "{warnings:?}");
+}
+
+fn report(kind: cgstorm_report::Kind, title: &str) -> cgstorm_report::Report {
+    cgstorm_report::Report {
+        kind,
+        title: title.into(),
+        corrupted: false,
+        text: format!("{title}\n"),
+        first_line: 0,
+        marker: None,
+    }
+}
+
+/// One bug, one finding: after a corrupting report (busy inodes after
+/// unmount, a GPF, KASAN, BUG) the reports that follow and the hang they
+/// end in are its consequence and fold into it; a WARNING before it stands
+/// alone.
+#[test]
+fn reports_after_a_corrupting_one_fold_into_it() {
+    use cgstorm_report::Kind;
+    let p = Program::from_yaml("t", "lanes:\n  - {name: a, ops: [{mkdir: a}]}\n").unwrap();
+    let names = OpNames::new(&p);
+    let reports = [
+        report(Kind::Warning, "WARNING in evict"),
+        report(Kind::BusyInodes, "VFS: Busy inodes after unmount of ext4"),
+        report(Kind::Gpf, "general protection fault in cgwb_release_workfn"),
+        report(
+            Kind::Kasan,
+            "KASAN: use-after-free Read in inode_switch_wbs_work_fn",
+        ),
+    ];
+    let end = End::Hang {
+        reason: "no result for 60 s".into(),
+        stall: None,
+    };
+    let model = super::verdict::ModelCheck::Explained { steps: 1 };
+    let f = super::verdict::findings(&names, 1, &model, &reports, &end);
+    let titles: Vec<&str> = f.iter().map(|f| f.title.as_str()).collect();
+    assert_eq!(
+        titles,
+        ["WARNING in evict", "VFS: Busy inodes after unmount of ext4"]
+    );
+    let Detail::Report { folded, text, .. } = &f[1].detail else {
+        panic!("{:?}", f[1]);
+    };
+    assert_eq!(
+        folded,
+        &[
+            "general protection fault in cgwb_release_workfn",
+            "KASAN: use-after-free Read in inode_switch_wbs_work_fn",
+            "agent hang: no result for 60 s",
+        ]
+    );
+    assert!(text.contains("folded into this report as its consequence: general protection"));
+    // Without a corrupting report nothing folds.
+    let f = super::verdict::findings(&names, 1, &model, &reports[..1], &end);
+    assert_eq!(f.len(), 2, "{f:?}");
 }

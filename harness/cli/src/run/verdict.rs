@@ -135,8 +135,12 @@ pub enum Detail {
     Report {
         /// The report was cut before its culprit frame.
         corrupted: bool,
-        /// The report's lines.
+        /// The report's lines, then those of the later reports folded into it.
         text: String,
+        /// The titles of the later reports of the run folded into this one
+        /// (a report after a corrupting one is its consequence).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        folded: Vec<String>,
     },
     /// A program check that does not hold over the barrier snapshots.
     Check {
@@ -268,7 +272,19 @@ pub fn findings(
         }
         ModelCheck::Explained { .. } | ModelCheck::Unchecked(_) => {}
     }
+    // Once the kernel is corrupted (a BUG, an oops, KASAN, busy inodes
+    // after unmount), what it prints next is consequence: one bug, one
+    // finding. Reports before the first such one stand on their own (a
+    // WARNING, a lockdep splat leave the kernel sound).
+    let mut absorbing: Option<usize> = None;
     for r in reports {
+        if let Some(i) = absorbing {
+            fold(&mut out[i], &r.title, &r.text);
+            continue;
+        }
+        if corrupts(r.kind) {
+            absorbing = Some(out.len());
+        }
         let op = r.marker.as_ref().map(|m| {
             let id = OpId {
                 lane: m.lane as usize,
@@ -283,12 +299,21 @@ pub fn findings(
             detail: Detail::Report {
                 corrupted: r.corrupted,
                 text: r.text.clone(),
+                folded: Vec::new(),
             },
             known: false,
         });
     }
     if let End::Hang { reason, stall } = end {
         let op = stall.as_ref().map(|s| names.op_ref(s.op, &s.text));
+        if let Some(i) = absorbing {
+            let title = match &op {
+                Some(op) => format!("agent hang in {}", op.show()),
+                None => format!("agent hang: {reason}"),
+            };
+            fold(&mut out[i], &title, &format!("{reason}\n"));
+            return out;
+        }
         out.push(Finding {
             kind: Kind::AgentHang.to_string(),
             title: match &op {
@@ -304,6 +329,35 @@ pub fn findings(
         });
     }
     out
+}
+
+/// Kinds after which the kernel is corrupted: what it reports next follows
+/// from them.
+fn corrupts(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::BusyInodes
+            | Kind::Kasan
+            | Kind::Kfence
+            | Kind::Kmsan
+            | Kind::Bug
+            | Kind::Gpf
+            | Kind::Panic
+    )
+}
+
+/// Attaches a later report (its title and lines) to the report finding `f`.
+fn fold(f: &mut Finding, title: &str, text: &str) {
+    if let Detail::Report {
+        text: all, folded, ..
+    } = &mut f.detail
+    {
+        all.push_str(&format!(
+            "\n(later in the same run, folded into this report as its consequence: {title})\n"
+        ));
+        all.push_str(text);
+        folded.push(title.to_string());
+    }
 }
 
 /// The verdict of a run.
@@ -396,6 +450,16 @@ pub fn render(
         };
         let tag = if f.known { "KNOWN" } else { "FINDING" };
         let _ = writeln!(s, "{tag} {}: {}{after}", f.kind, f.title);
+        if let Detail::Report { folded, .. } = &f.detail {
+            if !folded.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "    {} later report(s) folded into it, as its consequence: {}",
+                    folded.len(),
+                    folded.join("; ")
+                );
+            }
+        }
         if let Detail::Check { failures } = &f.detail {
             for line in failures.iter().take(MAX_CHECK_LINES) {
                 let _ = writeln!(s, "    {line}");
