@@ -162,7 +162,7 @@ fn report<V: Vm>(vm: AgentVm<V>) -> Result<Duration, Box<dyn std::error::Error>>
     let failed: Vec<_> = h
         .modules
         .iter()
-        .filter(|m| !matches!(m.outcome, cgstorm_agent::proto::ModuleOutcome::Loaded))
+        .filter(|m| !matches!(m.outcome, cgstorm_proto::proto::ModuleOutcome::Loaded))
         .collect();
     if !failed.is_empty() {
         println!("  module loads not plain success: {failed:?}");

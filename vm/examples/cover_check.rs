@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cgstorm_agent::proto::{self, AgentMsg, HostMsg, RunOrder};
+use cgstorm_proto::proto::{self, AgentMsg, HostMsg, RunOrder};
 use cgstorm_vm::vm::Vm;
 
 const MKDIR: &str = r#"

@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cgstorm_agent::proto::{self, AgentMsg, BenchKind, BenchOrder, HostMsg, RunOrder};
+use cgstorm_proto::proto::{self, AgentMsg, BenchKind, BenchOrder, HostMsg, RunOrder};
 use cgstorm_vm::vm::Vm;
 
 const MIGRATE: &str = r#"

@@ -10,8 +10,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cgstorm_agent::contract::LEAK_DYING_V2;
-use cgstorm_agent::proto::{self, AgentMsg, HostMsg, RunOrder};
+use cgstorm_proto::contract::LEAK_DYING_V2;
+use cgstorm_proto::proto::{self, AgentMsg, HostMsg, RunOrder};
 use cgstorm_vm::vm::Vm;
 
 /// Page cache charged to memcg `a` (its writer wrote it), pinned by a

@@ -5,8 +5,8 @@ use std::io;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use cgstorm_agent::cmdline::Token;
-use cgstorm_agent::proto::{self, AgentMsg, FrameError, Hello, HostMsg, PROTO_VERSION};
+use cgstorm_proto::cmdline::Token;
+use cgstorm_proto::proto::{self, AgentMsg, FrameError, Hello, HostMsg, PROTO_VERSION};
 
 use crate::error::{AgentError, BootError};
 use crate::vm::Vm;
@@ -125,7 +125,7 @@ pub fn shutdown(vm: &mut dyn Vm, timeout: Duration) -> Result<String, AgentError
 
 #[cfg(test)]
 mod tests {
-    use cgstorm_agent::proto::{ModuleLoad, ModuleOutcome};
+    use cgstorm_proto::proto::{ModuleLoad, ModuleOutcome};
 
     use super::*;
     use crate::fake::FakeVm;

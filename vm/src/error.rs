@@ -8,7 +8,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cgstorm_agent::proto::FrameError;
+use cgstorm_proto::proto::FrameError;
 
 /// How many console lines a [`BootError`] shows when displayed.
 const SHOWN_TAIL_LINES: usize = 30;

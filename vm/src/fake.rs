@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
-use cgstorm_agent::proto::{self, AgentMsg, HostMsg};
+use cgstorm_proto::proto::{self, AgentMsg, HostMsg};
 
 use crate::error::HostError;
 use crate::vm::{AgentStream, ConsoleEvent, Diagnosis, Vm};
@@ -191,7 +191,7 @@ impl Vm for FakeVm {
 
 #[cfg(test)]
 mod tests {
-    use cgstorm_agent::proto::RunOrder;
+    use cgstorm_proto::proto::RunOrder;
 
     use super::*;
 

@@ -6,8 +6,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cgstorm_agent::cmdline::Token;
-use cgstorm_agent::proto::{self, Hello, HostMsg};
+use cgstorm_proto::cmdline::Token;
+use cgstorm_proto::proto::{self, Hello, HostMsg};
 use tempfile::TempDir;
 
 use crate::accel::{self, Accel, AccelChoice};

@@ -16,7 +16,7 @@ use std::process::Stdio;
 use std::thread::sleep;
 use std::time::Duration;
 
-use cgstorm_agent::cmdline::Token;
+use cgstorm_proto::cmdline::Token;
 
 use crate::accel::Accel;
 use crate::error::HostError;

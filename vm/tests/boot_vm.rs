@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cgstorm_agent::proto::ModuleOutcome;
+use cgstorm_proto::proto::ModuleOutcome;
 use cgstorm_vm::kernel::{self, Kernel, KernelSpec};
 use cgstorm_vm::launch::{launch, AgentVmSpec};
 use cgstorm_vm::{AccelChoice, ConsoleEvent, Diagnosis, Pmem, Vm, VmSpec};

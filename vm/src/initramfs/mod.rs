@@ -12,7 +12,7 @@ use std::io::BufWriter;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use cgstorm_agent::contract::{MODULE_DIR, MODULE_LIST};
+use cgstorm_proto::contract::{MODULE_DIR, MODULE_LIST};
 
 use crate::error::InitramfsError;
 use crate::kernel::modules::ModuleFile;

@@ -4,8 +4,8 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use cgstorm_agent::cmdline::Token;
-use cgstorm_agent::contract::{DEVICES_PARAM, PORT_NAME};
+use cgstorm_proto::cmdline::Token;
+use cgstorm_proto::contract::{DEVICES_PARAM, PORT_NAME};
 
 use crate::accel::Accel;
 use crate::error::HostError;

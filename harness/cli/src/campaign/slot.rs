@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cgstorm_agent::contract::{LEAK_DIRTY, LEAK_DYING_V1, LEAK_DYING_V2, LEAK_PREFIX};
-use cgstorm_agent::proto::{self, AgentMsg, Hello, HostMsg};
+use cgstorm_proto::contract::{LEAK_DIRTY, LEAK_DYING_V1, LEAK_DYING_V2, LEAK_PREFIX};
+use cgstorm_proto::proto::{self, AgentMsg, Hello, HostMsg};
 use cgstorm_vm::snapshot::Snapshot;
 use cgstorm_vm::{ConsoleEvent, Vm};
 use cgstorm_workloads::model::Target;
@@ -131,7 +131,7 @@ impl Slot {
                 eprintln!(
                     "cgstorm: job {}: {release} has no KCOV ({}): no coverage signal, the other signals go on",
                     self.job,
-                    cgstorm_agent::contract::KCOV_DEVICE
+                    cgstorm_proto::contract::KCOV_DEVICE
                 );
             }
             return Cover::Off;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cgstorm_agent::proto::{self, AgentMsg, HostMsg, ShellOrder};
+use cgstorm_proto::proto::{self, AgentMsg, HostMsg, ShellOrder};
 use cgstorm_vm::launch::{launch, AgentVmSpec};
 use cgstorm_vm::{ConsoleEvent, Vm};
 use cgstorm_workloads::Program;

@@ -70,7 +70,7 @@ pub fn mark_known(
 mod tests {
     use std::time::Duration;
 
-    use cgstorm_agent::proto::AgentMsg;
+    use cgstorm_proto::proto::AgentMsg;
     use cgstorm_vm::fake::FakeVm;
     use cgstorm_workloads::model::snapshot::{CgView, ReclaimStat};
     use cgstorm_workloads::model::{OpEvent, Snapshot, Target};

@@ -3,7 +3,7 @@
 //! file found beside the kernel is checked against it, and what it got wrong
 //! is said.
 
-use cgstorm_agent::proto::Features;
+use cgstorm_proto::proto::Features;
 use cgstorm_workloads::model::Kernel;
 
 /// Sets the fields of `k` the probe saw; returns one line per field where

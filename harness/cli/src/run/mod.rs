@@ -30,7 +30,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cgstorm_agent::proto::{Hello, ModuleOutcome, RunOrder};
+use cgstorm_proto::proto::{Hello, ModuleOutcome, RunOrder};
 use cgstorm_vm::launch::AgentVm;
 use cgstorm_vm::Vm;
 use cgstorm_workloads::model::{Kernel, Target};

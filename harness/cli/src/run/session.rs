@@ -9,8 +9,8 @@ use std::io;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use cgstorm_agent::contract::DONE_LINE;
-use cgstorm_agent::proto::{self, AgentMsg, HostMsg, RunOrder, RunTiming};
+use cgstorm_proto::contract::DONE_LINE;
+use cgstorm_proto::proto::{self, AgentMsg, HostMsg, RunOrder, RunTiming};
 use cgstorm_vm::{boot, ConsoleEvent, Diagnosis, Vm};
 use cgstorm_workloads::OpId;
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use cgstorm_agent::proto::{AgentMsg, HostMsg};
+use cgstorm_proto::proto::{AgentMsg, HostMsg};
 use cgstorm_vm::fake::FakeVm;
 use cgstorm_vm::Diagnosis;
 use cgstorm_workloads::model::{OpEvent, Snapshot, Target};
@@ -505,10 +505,10 @@ fn a_kept_guest_is_reset_early_only_after_a_clean_console() {
     );
 }
 
-fn hello_with(config: Option<&str>) -> cgstorm_agent::proto::Hello {
-    cgstorm_agent::proto::Hello {
-        proto: cgstorm_agent::proto::PROTO_VERSION,
-        token: cgstorm_agent::cmdline::Token::parse("0123456789abcdef").unwrap(),
+fn hello_with(config: Option<&str>) -> cgstorm_proto::proto::Hello {
+    cgstorm_proto::proto::Hello {
+        proto: cgstorm_proto::proto::PROTO_VERSION,
+        token: cgstorm_proto::cmdline::Token::parse("0123456789abcdef").unwrap(),
         kernel_release: "6.12.117".into(),
         kernel_version: "#1".into(),
         pid1: true,
@@ -517,7 +517,7 @@ fn hello_with(config: Option<&str>) -> cgstorm_agent::proto::Hello {
         devices: Vec::new(),
         missing_devices: Vec::new(),
         warnings: Vec::new(),
-        features: Some(cgstorm_agent::proto::Features {
+        features: Some(cgstorm_proto::proto::Features {
             controllers: ["io", "memory", "pids"].map(String::from).to_vec(),
             config: config.map(String::from),
             ..Default::default()
