@@ -7,7 +7,9 @@ vng=false
 [[ "${1:-}" == "--vng" ]] && vng=true
 
 need_apt=()
-for pkg in qemu-system-x86 kmod cpio e2fsprogs xfsprogs busybox-static bc gcc libc6-dev; do
+# munge and slurm*: the single-node Slurm cluster of ci/vm-slurm.sh.
+for pkg in qemu-system-x86 kmod cpio e2fsprogs xfsprogs busybox-static bc gcc libc6-dev \
+    munge slurmctld slurmd slurm-client; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then

@@ -56,5 +56,6 @@ echo "== the shell reproducers of the corpus in a VM (cgstorm repro --sh --run, 
 echo "== the mailing-list scenarios in a VM (Debian's stock kernel, TCG, 10s each)" && bash ci/vm-scenarios.sh debian 10s
 echo "== a soak killed with SIGKILL resumes and loses no finding (150 s)" && bash ci/vm-soak-resume.sh debian
 echo "== a finding that needs the programs before it: replay and minimize" && bash ci/vm-replay.sh debian
+echo "== a night on Slurm: 2 shards (one requeued mid-run) and the merge" && bash ci/vm-slurm.sh debian
 
 echo "== all checks passed"
