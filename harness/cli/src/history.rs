@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use cgstorm_workloads::program::DEFAULT_DURATION_MS;
 use cgstorm_workloads::Program;
 
 use crate::campaign::slot::Slot;
@@ -18,9 +19,6 @@ use crate::minimize::load;
 use crate::run::error::chain;
 use crate::run::verdict::same_finding;
 use crate::vm_args::VmArgs;
-
-/// How long a program's `for: run` repeats run when it does not say.
-pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 
 /// The programs stored before a finding (`DIR/before/*.yaml`, in name
 /// order); none when the directory has no `before`.
@@ -102,9 +100,8 @@ impl Sequence for VmSequence<'_> {
             }
             self.runs += 1;
             let boots = slot.boots;
-            let duration = prog
-                .duration
-                .map_or(DEFAULT_DURATION, |m| Duration::from_millis(m.0));
+            let duration = prog.duration.map_or(DEFAULT_DURATION_MS, |m| m.0);
+            let duration = Duration::from_millis(duration);
             let ran = match slot.run(self.env, prog, duration, self.console.clone()) {
                 Ok(r) => r,
                 Err(e) => {

@@ -25,6 +25,10 @@ pub const MAX_OPS: usize = 4096;
 /// Deepest nesting of `repeat`.
 pub const MAX_REPEAT_DEPTH: usize = 3;
 
+/// How long `repeat: {for: run}` blocks run when neither the program
+/// (`duration:`) nor the command line says.
+pub const DEFAULT_DURATION_MS: u64 = 10_000;
+
 /// A workload: lanes that run concurrently.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

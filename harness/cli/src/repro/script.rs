@@ -21,8 +21,7 @@ pub const HELPER_C: &str = include_str!("helper.c");
 /// names them.
 const DEFAULT_SCRATCH: u8 = 2;
 const DEFAULT_PMEM: u8 = 1;
-/// The run duration when neither the program nor the user gives one.
-pub const DEFAULT_DURATION_MS: u64 = 10_000;
+pub use cgstorm_workloads::program::DEFAULT_DURATION_MS;
 
 /// Where a script comes from, for its header.
 #[derive(Debug, Clone, Default)]

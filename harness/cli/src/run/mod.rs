@@ -48,7 +48,8 @@ use verdict::{check_model, findings, Finding, ModelCheck, OpNames, RunInfo, Verd
 use crate::vm_args::VmArgs;
 
 /// The run duration when neither the program nor `--duration` gives one.
-const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+const DEFAULT_DURATION: Duration =
+    Duration::from_millis(cgstorm_workloads::program::DEFAULT_DURATION_MS);
 
 /// Arguments of `cgstorm run`.
 #[derive(clap::Args, Debug, Clone)]

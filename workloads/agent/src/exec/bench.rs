@@ -28,13 +28,6 @@ pub fn run(order: BenchOrder, token: &str) -> Result<u64, String> {
     result
 }
 
-fn busybox() -> Result<&'static str, String> {
-    ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .ok_or_else(|| "no busybox in the guest: put /bin/busybox into the initramfs".into())
-}
-
 fn migrate(order: BenchOrder, token: &str, a: &Path, b: &Path) -> Result<u64, String> {
     let mut sleeper = Command::new("/proc/self/exe")
         .args(["task", r#"{"procs":null,"work":"Sleeper"}"#])
@@ -100,7 +93,7 @@ fn mkdirs(order: BenchOrder) -> Result<u64, String> {
 }
 
 fn shell(script: &str) -> Result<(), String> {
-    let st = Command::new(busybox()?)
+    let st = Command::new(super::shell::busybox()?)
         .args(["sh", "-c", script])
         .env("PATH", "/bin:/usr/bin")
         .status()

@@ -39,7 +39,8 @@ pub fn run(order: &ShellOrder) -> AgentMsg {
     }
 }
 
-fn busybox() -> Result<&'static str, String> {
+/// The guest's busybox (the initramfs's, or a virtme-ng guest's).
+pub fn busybox() -> Result<&'static str, String> {
     ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .find(|p| Path::new(p).exists())

@@ -112,16 +112,13 @@ fn proc_config(notes: &mut Vec<String>) -> Option<String> {
     if !path.exists() {
         return None;
     }
-    let zcat = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|b| Path::new(b).exists());
-    let mut cmd = match zcat {
-        Some(b) => {
+    let mut cmd = match crate::exec::shell::busybox() {
+        Ok(b) => {
             let mut c = std::process::Command::new(b);
             c.arg("zcat");
             c
         }
-        None => std::process::Command::new("zcat"),
+        Err(_) => std::process::Command::new("zcat"),
     };
     match cmd.arg(path).output() {
         Ok(out) if out.status.success() => {
