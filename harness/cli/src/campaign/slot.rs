@@ -324,6 +324,9 @@ impl Slot {
                     &reports,
                     &End::Finished { error: None },
                 );
+                if accel == cgstorm_vm::Accel::Tcg {
+                    crate::run::verdict::mark_stale_breakpoints(&mut after);
+                }
                 dropped.get_or_insert_with(|| "the kernel printed a report".into());
             }
         }

@@ -151,6 +151,7 @@ known_findings:
         target.kernel.release = release.into();
         let ms = Duration::from_millis;
         let limits = Limits {
+            tcg: false,
             deadline: ms(5_000),
             stall: ms(100),
             stall_grace: ms(200),

@@ -19,6 +19,8 @@ const SLACK: Duration = Duration::from_secs(60);
 /// The bounds of one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
+    /// The VM runs under TCG (see [`super::verdict::mark_stale_breakpoints`]).
+    pub tcg: bool,
     /// The whole run, from sending the program to `Finished`.
     pub deadline: Duration,
     /// What the agent watchdog waits for before reporting a stall
@@ -96,6 +98,7 @@ impl Limits {
             .max()
             .unwrap_or_default();
         Limits {
+            tcg: accel == Accel::Tcg,
             deadline: work + accel.scale(SLACK),
             stall,
             stall_grace: stall * 2 + nap,

@@ -498,6 +498,9 @@ pub fn conclude(
         &outcome.trace,
         &mut warnings,
     ));
+    if limits.tcg {
+        verdict::mark_stale_breakpoints(&mut findings);
+    }
     checks::mark_known(
         program,
         &target.kernel.release,

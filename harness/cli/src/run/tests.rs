@@ -25,6 +25,7 @@ fn program(yaml: &str) -> Program {
 fn limits() -> Limits {
     let ms = Duration::from_millis;
     Limits {
+        tcg: false,
         deadline: ms(5_000),
         stall: ms(100),
         stall_grace: ms(200),
@@ -643,4 +644,39 @@ fn reports_after_a_corrupting_one_fold_into_it() {
     // Without a corrupting report nothing folds.
     let f = super::verdict::findings(&names, 1, &model, &reports[..1], &end);
     assert_eq!(f.len(), 2, "{f:?}");
+}
+
+/// An int3 oops whose breakpoint byte is gone from memory (the byte before
+/// RIP in `Code:` is not `cc`) is TCG's stale translation of code being
+/// patched: kept as a known `tcg-artifact`, not a kernel finding. One whose
+/// `cc` is still there stays a bug.
+#[test]
+fn a_stale_int3_under_tcg_is_marked_as_the_emulators() {
+    let log = include_str!("../../../report/testdata/cgstorm-repro-int3-6.12-debug.log");
+    let reports = cgstorm_report::parse(log);
+    let p = Program::from_yaml("t", "lanes:\n  - {name: a, ops: [{mkdir: a}]}\n").unwrap();
+    let names = OpNames::new(&p);
+    let model = super::verdict::ModelCheck::Explained { steps: 1 };
+    let end = End::Finished { error: None };
+    let mut f = super::verdict::findings(&names, 1, &model, &reports, &end);
+    assert_eq!(f[0].title, "int3 in __alloc_pages_noprof");
+    super::verdict::mark_stale_breakpoints(&mut f);
+    assert_eq!(f[0].kind, super::verdict::TCG_ARTIFACT);
+    assert_eq!(
+        f[0].title,
+        "int3 in __alloc_pages_noprof (a stale breakpoint under TCG)"
+    );
+    assert!(f[0].known);
+    assert_eq!(Verdict::of(&f, &end), Verdict::Pass);
+    // The breakpoint still in memory: a real unhandled int3.
+    let live = log.replace("00 66 <90> 41", "00 cc <90> 41");
+    let mut f = super::verdict::findings(&names, 1, &model, &cgstorm_report::parse(&live), &end);
+    super::verdict::mark_stale_breakpoints(&mut f);
+    assert_eq!(f[0].kind, "bug");
+    assert!(!f[0].known);
+    // The one a debug-kernel fuzz met in the reset.
+    let log = include_str!("../../../report/testdata/cgstorm-fuzz-stale-int3-6.12-debug.log");
+    let mut f = super::verdict::findings(&names, 1, &model, &cgstorm_report::parse(log), &end);
+    super::verdict::mark_stale_breakpoints(&mut f);
+    assert_eq!(f[0].kind, super::verdict::TCG_ARTIFACT, "{:?}", f[0].title);
 }
