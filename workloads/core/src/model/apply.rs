@@ -46,19 +46,32 @@ fn device_of(op: &Op) -> Option<crate::names::Dev> {
 
 /// Applies `op` to `s` when a fault was injected into it (`fail_nth`): an
 /// allocation the op made failed, which the op either survived (its
-/// ordinary outcomes) or failed cleanly on, returning ENOMEM and leaving
-/// the state as it was (only [`Op::fault_injectable`] ops, whose failures
-/// the kernel undoes, carry faults). What a failure left behind that the
-/// state does not show (a css never freed) is the reset's leak check's.
+/// ordinary outcomes) or failed cleanly on, returning what its code makes
+/// of the failure ([`fault_errnos`]) and leaving the state as it was (only
+/// [`Op::fault_injectable`] ops, whose failures the kernel undoes, carry
+/// faults). What a failure left behind that the state does not show (a css
+/// never freed) is the reset's leak check's.
 pub fn apply_faulted(s: &State, op: &Op, ctx: Ctx<'_>) -> Next {
     let mut out = apply(s, op, ctx);
-    if !out
-        .iter()
-        .any(|(o, n)| *o == Outcome::Err(Errno::ENOMEM) && n == s)
-    {
-        out.extend(fail(s, Errno::ENOMEM));
+    for e in fault_errnos(op) {
+        if !out.iter().any(|(o, n)| *o == Outcome::Err(e) && n == s) {
+            out.extend(fail(s, e));
+        }
     }
     out
+}
+
+/// What an op returns when one of its allocations fails: ENOMEM, and where
+/// the kernel turns that into another errno, that one too (each from the
+/// kernel source, found by a fault-injection fuzz of the debug kernel).
+pub fn fault_errnos(op: &Op) -> Vec<Errno> {
+    let mut v = vec![Errno::ENOMEM];
+    // vmsplice pins through a pipe: create_pipe_files returns ENFILE when
+    // get_pipe_inode cannot allocate the inode or the pipe (fs/pipe.c).
+    if matches!(op, Op::Pin(a) if a.via == crate::words::PinVia::Vmsplice) {
+        v.push(Errno::ENFILE);
+    }
+    v
 }
 
 /// Applies `op` to `s`. `Repeat`, `Barrier` and `Sleep` change nothing here;

@@ -736,3 +736,22 @@ fn op_events_carry_the_injected_flag_on_the_wire() {
         plain
     );
 }
+
+/// A fault in a vmsplice pin may fail it with ENFILE: its pipe's inode or
+/// pipe_inode_info could not be allocated (create_pipe_files, fs/pipe.c).
+/// Other pins fail with ENOMEM only.
+#[test]
+fn a_faulted_vmsplice_pin_may_fail_with_enfile() {
+    use crate::model::apply::fault_errnos;
+    let p = prog(
+        "lanes:\n  - {name: a, ops: [{pin: {pin: p, map: m, via: vmsplice}}, \
+         {pin: {pin: q, map: m, via: dio_read, file: tmp/f}}]}\n",
+    );
+    let ops: Vec<_> = p
+        .lane_ops(0)
+        .into_iter()
+        .map(|(_, s)| s.op.clone())
+        .collect();
+    assert_eq!(fault_errnos(&ops[0]), [Errno::ENOMEM, Errno::ENFILE]);
+    assert_eq!(fault_errnos(&ops[1]), [Errno::ENOMEM]);
+}
