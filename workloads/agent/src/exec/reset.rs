@@ -439,10 +439,19 @@ fn remount_and_release(deadline: Instant) -> Result<(), String> {
     std::fs::create_dir_all(CG1).map_err(|e| format!("mkdir {CG1}: {e}"))?;
     mount_v1_bounded(MOUNT_TIMEOUT)?;
     crate::init::kmsg::log("reset: mounted the v1 hierarchy again");
-    let freed = v1_children_freed(deadline);
+    // A `v1_umount` with children left them there, alive: they must be
+    // removed before they can be freed (waiting for them without removing
+    // them made every such program a false leak finding).
+    kill_members(Path::new(CG1));
+    let mut left = Vec::new();
+    let removed = remove_cgroups(Path::new(CG1), &mut left, deadline);
+    let freed = removed && v1_children_freed(deadline);
     let r = umount2(CG1, MntFlags::empty()).map_err(|e| format!("unmount it again: {e}"));
     let _ = std::fs::remove_dir(CG1);
     r?;
+    if !left.is_empty() {
+        return Err(left.join("; "));
+    }
     if freed {
         Ok(())
     } else {
