@@ -44,6 +44,16 @@ fn device_of(op: &Op) -> Option<crate::names::Dev> {
     }
 }
 
+/// Ops that always succeed and neither read nor change the model's state,
+/// whatever it is ([`apply`] gives them `ok(s)`): the explorer and the
+/// checker need not try them at every place among other lanes' ops.
+pub fn state_free(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Sync | Op::Sleep(_) | Op::DropCaches(_) | Op::Syncfs(_) | Op::Sysrq(_)
+    )
+}
+
 /// Applies `op` to `s` when a fault was injected into it (`fail_nth`): an
 /// allocation the op made failed, which the op either survived (its
 /// ordinary outcomes) or failed cleanly on, returning what its code makes

@@ -12,11 +12,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use crate::op::{Op, Times};
+use crate::op::Times;
 use crate::outcome::{Outcome, Outcomes};
 use crate::program::{OpId, Program};
 
-use super::apply::{apply, apply_faulted, Ctx};
+use super::apply::{apply, apply_faulted, state_free, Ctx};
 use super::code::{Code, Instr, BOUNDED_PASSES, EXACT_REPEATS};
 use super::state::State;
 use super::target::Target;
@@ -188,14 +188,11 @@ pub fn walk(
 }
 
 /// Whether an instruction is independent of every other lane's: loop control
-/// is lane-local, and these ops neither read nor change model state.
+/// is lane-local, and [`state_free`] ops neither read nor change model state.
 fn invisible(i: &Instr<'_>) -> bool {
     match i {
         Instr::Enter(..) | Instr::Loop { .. } => true,
-        Instr::Op(_, op) => matches!(
-            op,
-            Op::Sync | Op::Sleep(_) | Op::DropCaches(_) | Op::Syncfs(_) | Op::Sysrq(_)
-        ),
+        Instr::Op(_, op) => state_free(op),
     }
 }
 

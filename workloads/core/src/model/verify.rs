@@ -14,7 +14,7 @@ use crate::op::Op;
 use crate::outcome::{Outcome, Outcomes};
 use crate::program::{OpId, Program};
 
-use super::apply::{apply, apply_faulted, Ctx};
+use super::apply::{apply, apply_faulted, state_free, Ctx};
 use super::code::{Code, Instr};
 use super::snapshot::{mismatches, Snapshot};
 use super::state::State;
@@ -146,15 +146,6 @@ fn fingerprint(node: &Node) -> (Vec<usize>, u64) {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     node.1.hash(&mut h);
     (node.0.clone(), h.finish())
-}
-
-/// Ops that always succeed and leave the state as it is, whatever it is
-/// ([`apply`] gives them `ok(s)`).
-fn state_free(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Sync | Op::Sleep(_) | Op::DropCaches(_) | Op::Syncfs(_) | Op::Sysrq(_)
-    )
 }
 
 /// Checks a trace against the model: `Ok(None)` when some interleaving explains it.
