@@ -170,9 +170,17 @@ impl Program {
         Ok(())
     }
 
+    /// The ops that carry `fail_nth`, lane by lane, in pre-order.
+    pub fn faulted(&self) -> Vec<(OpId, &OpSpec)> {
+        (0..self.lanes.len())
+            .flat_map(|l| self.lane_ops(l))
+            .filter(|(_, s)| s.fail_nth.is_some())
+            .collect()
+    }
+
     /// Whether any op carries `fail_nth`.
     pub fn has_faults(&self) -> bool {
-        (0..self.lanes.len()).any(|l| self.lane_ops(l).iter().any(|(_, s)| s.fail_nth.is_some()))
+        !self.faulted().is_empty()
     }
 
     /// Every op of lane `lane` with its id, in pre-order.

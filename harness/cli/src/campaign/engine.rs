@@ -676,11 +676,8 @@ pub const TRIAGE_RUNS: u32 = 3;
 
 /// Adds a run's ops with `fail_nth` to `f`.
 fn count_faults(f: &mut FaultStats, p: &Program, trace: &crate::run::trace::TraceBuilder) {
-    let carried: HashSet<cgstorm_workloads::OpId> = (0..p.lanes.len())
-        .flat_map(|l| p.lane_ops(l))
-        .filter(|(_, s)| s.fail_nth.is_some())
-        .map(|(id, _)| id)
-        .collect();
+    let carried: HashSet<cgstorm_workloads::OpId> =
+        p.faulted().into_iter().map(|(id, _)| id).collect();
     for (_, e) in trace.iter() {
         if carried.contains(&e.id) {
             f.carried += 1;

@@ -235,8 +235,8 @@ fn header(out: &mut String, p: &Program, prov: &Provenance, devs: &BTreeSet<Dev>
 /// The ops that carry `fail_nth`, one line each: `lane L op N <op>
 /// (fail_nth K)`.
 pub fn faulted_ops(p: &Program) -> Vec<String> {
-    (0..p.lanes.len())
-        .flat_map(|l| p.lane_ops(l))
+    p.faulted()
+        .into_iter()
         .filter_map(|(id, s)| {
             let n = s.fail_nth?;
             Some(format!(

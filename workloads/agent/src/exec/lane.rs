@@ -127,7 +127,7 @@ pub fn run(p: &Program, idx: usize, s: &Shared) {
         kcov: None,
         fail_nth: None,
     };
-    if p.lane_ops(idx).iter().any(|(_, s)| s.fail_nth.is_some()) {
+    if p.faulted().iter().any(|(id, _)| id.lane == idx) {
         match FailNth::open() {
             Ok(f) => lane.fail_nth = Some(f),
             Err(e) => klog!("lane {idx}: {e}; its ops run without faults"),

@@ -84,13 +84,7 @@ impl<'p> Code<'p> {
     pub fn new(p: &'p Program) -> Code<'p> {
         let nsteps = p.steps();
         let mut steps = vec![vec![Vec::new(); p.lanes.len()]; nsteps];
-        let mut faulted = BTreeSet::new();
         for (li, lane) in p.lanes.iter().enumerate() {
-            for (id, s) in p.lane_ops(li) {
-                if s.fail_nth.is_some() {
-                    faulted.insert(id);
-                }
-            }
             let mut step = 0;
             let mut next_id = 0;
             for s in &lane.ops {
@@ -128,7 +122,7 @@ impl<'p> Code<'p> {
         Code {
             steps,
             racing,
-            faulted,
+            faulted: p.faulted().into_iter().map(|(id, _)| id).collect(),
         }
     }
 }
