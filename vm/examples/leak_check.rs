@@ -5,6 +5,9 @@
 //! be freed, and the reset reports it as a leak. And a v1 hierarchy
 //! unmounted with a child left in it (it lingers, bound to memory) is no
 //! leak either: the reset mounts it again, removes the child, unmounts it.
+//! Nor is a memcg removed after its writeback went through a loop device,
+//! whose idle I/O worker holds it for a minute: the reset deletes the
+//! detached loop devices, which frees their workers.
 //!
 //! `cargo run --release -p cgstorm-vm --example leak_check -- [KERNEL]`
 //! (KERNEL: `debian` (default) or a bzImage). Exit 0 pass, 1 fail.
@@ -44,6 +47,26 @@ lanes:
       - v1_umount
 "#;
 
+/// Writeback of memcg `a`'s pages through a loop device (the io
+/// controller on, so the loop's I/O worker serves `a`'s blkcg), then the
+/// loop detached and `a` removed.
+const LOOP_IO: &str = r#"
+lanes:
+  - name: l0
+    ops:
+      - {cgroup.subtree_control: {cg: /, change: "+memory +io"}}
+      - {mkdir: a}
+      - {losetup: {dev: loop0, file: tmp/img, size: 64M}}
+      - {mkfs: {dev: loop0, fs: ext4}}
+      - {mount: {at: m0, fs: ext4, dev: loop0}}
+      - spawn: {task: w, cg: a, writer: {file: m0/f, bytes: 1M, bs: 64K}}
+      - {wait: w}
+      - {fsync: m0/f}
+      - {umount: m0}
+      - {losetup_detach: loop0}
+      - {rmdir: a}
+"#;
+
 mod common;
 
 fn main() -> ExitCode {
@@ -63,10 +86,14 @@ fn main() -> ExitCode {
 fn check() -> Result<bool, Box<dyn std::error::Error>> {
     let which = std::env::args().nth(1).unwrap_or_else(|| "debian".into());
     let spec = common::kernel_spec(&which);
-    let mut vm = common::boot(&spec, Vec::new(), Vec::new(), Duration::from_secs(600))?;
+    // mkfs.ext4 for the loop device's filesystem.
+    let tools = vec![std::path::PathBuf::from("/usr/sbin/mkfs.ext4")];
+    let mut vm = common::boot(&spec, tools, Vec::new(), Duration::from_secs(600))?;
     // First: the planted leak keeps memory busy on v2, where v1_mount needs it free.
     let v1 = run_and_reset(&mut vm.vm, V1_CHILD, false)?;
     let held = run_and_reset(&mut vm.vm, HOLD, false)?;
+    let looped = run_and_reset(&mut vm.vm, LOOP_IO, false)?;
+    // Last: the planted leak's memcg stays dying for good.
     let leaked = run_and_reset(&mut vm.vm, HOLD, true)?;
     let release = vm.hello.kernel_release.clone();
     let _ = vm.shutdown();
@@ -75,7 +102,15 @@ fn check() -> Result<bool, Box<dyn std::error::Error>> {
     println!(
         "leak_check: {release}: a v1 hierarchy unmounted with a child, reset leftovers: {v1:?}"
     );
+    println!(
+        "leak_check: {release}: a memcg removed after writeback through a detached loop device, \
+         reset leftovers: {looped:?}"
+    );
     let mut ok = true;
+    if !looped.is_empty() {
+        println!("leak_check: FAIL: the reset did not free a memcg held by a loop device's worker");
+        ok = false;
+    }
     if !held.is_empty() {
         println!(
             "leak_check: FAIL: a legitimate hold (tmpfs pages, freed at the reset) was reported"
@@ -131,7 +166,8 @@ fn run_and_reset(
     }
     proto::write_frame(vm.agent(), &HostMsg::Reset)?;
     loop {
-        if let AgentMsg::ResetDone { leftovers } = proto::read_frame::<_, AgentMsg>(vm.agent())? {
+        if let AgentMsg::ResetDone { leftovers, .. } = proto::read_frame::<_, AgentMsg>(vm.agent())?
+        {
             return Ok(leftovers);
         }
     }

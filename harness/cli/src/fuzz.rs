@@ -177,12 +177,29 @@ impl FuzzSource {
     /// Program `n` of the campaign: even draws (and every draw while the
     /// corpus is empty) are generated, odd ones mutate a corpus program.
     /// `weights` (parallel to `corpus`) make a parent more likely.
+    #[cfg(test)]
     pub fn program(&self, n: u64, corpus: &[Program], weights: &[u64]) -> Program {
+        self.program_of(n, corpus, weights, None)
+    }
+
+    /// [`FuzzSource::program`], but a mutation of `corpus[smash]` whatever
+    /// `n` is, when `smash` is given (and the mutation works).
+    pub fn program_of(
+        &self,
+        n: u64,
+        corpus: &[Program],
+        weights: &[u64],
+        smash: Option<usize>,
+    ) -> Program {
         let s = self.seed.wrapping_add(n.wrapping_mul(0x9E37_79B9));
         let bytes = seed_bytes(s);
         let mut u = Unstructured::new(&bytes);
-        if n % 2 == 1 && !corpus.is_empty() {
-            let parent = weighted_index(&mut u, weights).min(corpus.len() - 1);
+        let smash = smash.filter(|i| *i < corpus.len());
+        if (n % 2 == 1 || smash.is_some()) && !corpus.is_empty() {
+            let parent = match smash {
+                Some(i) => i,
+                None => weighted_index(&mut u, weights).min(corpus.len() - 1),
+            };
             if let Some((mut m, _)) = mutate::mutate(&corpus[parent], &mut u) {
                 m.name = format!("mut-{s:x}-of-{}", corpus[parent].name);
                 return self.with_faults(m, s);
@@ -205,15 +222,16 @@ impl FuzzSource {
 
 impl Source for FuzzSource {
     fn next(&self, c: &Campaign, _job: usize) -> Option<Pick> {
-        let (n, corpus, weights) = {
+        let (n, corpus, weights, smash) = {
             let mut st = c.state();
             let n = st.stats.draws;
             st.stats.draws += 1;
             st.issued += 1;
-            (n, st.corpus.clone(), st.weights.clone())
+            let smash = st.smash.pop_front();
+            (n, st.corpus.clone(), st.weights.clone(), smash)
         };
         Some(Pick {
-            program: self.program(self.shard.draw(n), &corpus, &weights),
+            program: self.program_of(self.shard.draw(n), &corpus, &weights, smash),
             duration: PROGRAM_DURATION,
             part: "fuzz".into(),
             keep: true,
@@ -468,6 +486,36 @@ mod tests {
         );
         assert!(src.program(1, &corpus, &w).name.starts_with("mut-"));
         assert!(src.program(1, &[], &[]).name.starts_with("gen-"));
+    }
+
+    /// A smashed draw mutates the program it names, even or odd; a name
+    /// past the corpus is ignored.
+    #[test]
+    fn a_smashed_draw_mutates_its_program() {
+        let corpus = load_programs(&[default_corpus().join("semantics")]);
+        let w = vec![1; corpus.len()];
+        let src = FuzzSource {
+            seed: 42,
+            shard: Shard::default(),
+            faults_one_in: 0,
+        };
+        let target = &corpus[3].name;
+        for n in 0..8 {
+            let p = src.program_of(n, &corpus, &w, Some(3));
+            assert!(
+                p.name.ends_with(&format!("-of-{target}")),
+                "draw {n}: {}",
+                p.name
+            );
+        }
+        assert!(src
+            .program_of(0, &corpus, &w, Some(999))
+            .name
+            .starts_with("gen-"));
+        assert_eq!(
+            src.program_of(5, &corpus, &w, None).to_yaml(),
+            src.program(5, &corpus, &w).to_yaml()
+        );
     }
 
     /// Two shards of a seed take disjoint draws that together are the

@@ -12,7 +12,7 @@ pub use cgstorm_workloads::model::{OpEvent, Snapshot};
 pub use cgstorm_workloads::OpId;
 
 /// Version of this protocol; the agent puts it in its hello.
-pub const PROTO_VERSION: u32 = 4;
+pub const PROTO_VERSION: u32 = 5;
 
 /// Largest frame body either side accepts, in bytes.
 pub const MAX_FRAME: u32 = 16 << 20;
@@ -65,6 +65,10 @@ pub enum AgentMsg {
         /// Anything here means the next program would not start from the
         /// model's initial state: the host restarts the VM instead.
         leftovers: Vec<String>,
+        /// Where the reset's time went: `(part, ms)` in the order it ran
+        /// (`unmount`, `v1`, `v2`, `dying`, `blank`, `dirty`).
+        #[serde(default)]
+        laps: Vec<(String, u64)>,
     },
     /// The answer to [`HostMsg::Shell`].
     ShellDone {

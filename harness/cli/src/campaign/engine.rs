@@ -4,7 +4,7 @@
 //! showed something new, and save the counters after every program so a
 //! killed campaign resumes where it was.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,6 +57,10 @@ pub struct State {
     pub edges: BTreeMap<usize, HashSet<u32>>,
     /// Programs handed out in this session.
     pub issued: u64,
+    /// Corpus programs the next draws mutate, one a draw, before any other
+    /// choice: a program kept for new kernel edges is mutated [`SMASH`]
+    /// times at once, where its new code is likeliest to lead further.
+    pub smash: VecDeque<usize>,
 }
 
 /// A running campaign.
@@ -165,6 +169,7 @@ impl Campaign {
                 corpus,
                 edges,
                 issued: 0,
+                smash: VecDeque::new(),
             }),
             signals: feedback::default_signals(),
             began: Instant::now(),
@@ -410,6 +415,12 @@ impl Campaign {
         ] {
             *s.phase_ms.entry(phase.into()).or_default() += t.as_millis() as u64;
         }
+        if !ran.reset_laps.is_empty() {
+            s.resets += 1;
+            for (part, ms) in &ran.reset_laps {
+                *s.reset_ms.entry(part.clone()).or_default() += ms;
+            }
+        }
         if restarted {
             s.restarts += 1;
         }
@@ -542,6 +553,8 @@ impl Campaign {
         st.stats.cover.flaky += (new_edges.len() - shown) as u64;
         if shown > 0 && self.keep(&mut st, pick, &yaml, edge_weight(shown)) {
             st.stats.cover.kept += 1;
+            let kept = st.corpus.len() - 1;
+            st.smash.extend(std::iter::repeat_n(kept, SMASH));
             // Its edges beside it, for `cgstorm distill`.
             let edges_file = self
                 .workdir
@@ -670,6 +683,10 @@ fn confirmed(new: &[u32], again: &HashSet<u32>) -> usize {
 fn edge_weight(edges: usize) -> u64 {
     1 + u64::from((edges as u64 + 1).ilog2())
 }
+
+/// How many mutations of a program kept for new kernel edges the next
+/// draws are (syzkaller "smashes" a new input the same way).
+pub const SMASH: usize = 4;
 
 /// How many fresh VMs a new model divergence's program runs again in.
 pub const TRIAGE_RUNS: u32 = 3;

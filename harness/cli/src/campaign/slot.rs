@@ -48,8 +48,12 @@ pub struct Ran {
     pub booted: bool,
     /// How long that boot took (QEMU start to the agent's hello).
     pub boot_time: Duration,
-    /// How long the agent's reset after it took (zero without one).
+    /// How long the host waited for the agent's reset after it (zero
+    /// without one; the reset may have begun while the host checked).
     pub reset_time: Duration,
+    /// Where the agent's reset spent its time, `(part, ms)` (empty
+    /// without one).
+    pub reset_laps: Vec<(String, u64)>,
     /// That VM was restored from a snapshot, not booted.
     pub restored: bool,
     /// Why the VM must go after the program (the caller stores the
@@ -288,6 +292,7 @@ impl Slot {
         let mut dropped = None;
         let mut after = Vec::new();
         let mut reset_time = Duration::ZERO;
+        let mut reset_laps = Vec::new();
         let alive = !conclusion.outcome.vm_gone;
         let clean_end = matches!(conclusion.outcome.end, End::Finished { error: None });
         if !alive {
@@ -306,7 +311,10 @@ impl Slot {
             let asked = conclusion.outcome.reset_sent;
             let answer = reset(vm, asked, &mut watch, accel.scale(RESET_TIMEOUT));
             reset_time = resetting.elapsed();
-            match answer {
+            if let Ok((_, laps)) = &answer {
+                reset_laps = laps.clone();
+            }
+            match answer.map(|(left, _)| left) {
                 Ok(left) if left.is_empty() => {}
                 Ok(left) => {
                     after.extend(leaks(program, &left));
@@ -316,14 +324,15 @@ impl Slot {
             }
             let (reports, _) = watch.finish();
             if !reports.is_empty() {
+                // After the leaks, if any: both are the program's.
                 let names = OpNames::new(program);
-                after = findings(
+                after.extend(findings(
                     &names,
                     program.steps(),
                     &ModelCheck::Explained { steps: 0 },
                     &reports,
                     &End::Finished { error: None },
-                );
+                ));
                 if accel == cgstorm_vm::Accel::Tcg {
                     crate::run::verdict::mark_stale_breakpoints(&mut after);
                 }
@@ -355,6 +364,7 @@ impl Slot {
             },
             restored: booted && self.restored,
             reset_time,
+            reset_laps,
             dropped,
         })
     }
@@ -439,13 +449,13 @@ fn op_family(program: &Program) -> &'static str {
 
 /// Asks the agent to reset the guest (unless the run `asked` already, see
 /// [`Limits::reset_early`]), feeding the console to `watch` while it works;
-/// the leftovers it reports.
+/// the leftovers it reports and where its time went.
 fn reset(
     vm: &mut dyn Vm,
     asked: bool,
     watch: &mut ConsoleWatch,
     timeout: Duration,
-) -> Result<Vec<String>, String> {
+) -> Result<(Vec<String>, Vec<(String, u64)>), String> {
     if !asked {
         proto::write_frame(vm.agent(), &HostMsg::Reset).map_err(|e| format!("send: {e}"))?;
     }
@@ -464,7 +474,7 @@ fn reset(
             }
         }
         match proto::try_decode::<AgentMsg>(&mut buf) {
-            Ok(Some(AgentMsg::ResetDone { leftovers })) => return Ok(leftovers),
+            Ok(Some(AgentMsg::ResetDone { leftovers, laps })) => return Ok((leftovers, laps)),
             Ok(Some(other)) => return Err(format!("unexpected answer {other:?}")),
             Ok(None) => {}
             Err(e) => return Err(format!("bad frame: {e}")),
@@ -516,10 +526,15 @@ mod tests {
             .agent_chunks(3)
             .agent_says(&AgentMsg::ResetDone {
                 leftovers: vec!["/tmp/cgstorm/mnt/m0 is still mounted".into()],
+                laps: vec![("unmount".into(), 12), ("dying".into(), 3)],
             });
         let mut watch = ConsoleWatch::new(None);
-        let left = reset(&mut vm, false, &mut watch, Duration::from_secs(5)).unwrap();
+        let (left, laps) = reset(&mut vm, false, &mut watch, Duration::from_secs(5)).unwrap();
         assert_eq!(left, ["/tmp/cgstorm/mnt/m0 is still mounted"]);
+        assert_eq!(
+            laps,
+            [("unmount".to_string(), 12), ("dying".to_string(), 3)]
+        );
         assert_eq!(vm.host_messages(), [HostMsg::Reset]);
         let (reports, _) = watch.finish();
         assert_eq!(reports.len(), 1, "{reports:?}");
@@ -564,10 +579,14 @@ mod tests {
 
     #[test]
     fn a_reset_the_run_asked_for_is_only_awaited() {
-        let mut vm = FakeVm::new().agent_says(&AgentMsg::ResetDone { leftovers: vec![] });
+        let mut vm = FakeVm::new().agent_says(&AgentMsg::ResetDone {
+            leftovers: vec![],
+            laps: vec![],
+        });
         let mut watch = ConsoleWatch::new(None);
         assert!(reset(&mut vm, true, &mut watch, Duration::from_secs(5))
             .unwrap()
+            .0
             .is_empty());
         assert_eq!(vm.host_messages(), []);
     }

@@ -141,8 +141,8 @@ fn wait_for_orders(port: &mut File, mut hello: Hello) -> Result<(), String> {
                 crate::exec::run(order, port, &token)?;
             }
             Ok(HostMsg::Reset) => {
-                let leftovers = crate::exec::reset::reset();
-                proto::write_frame(port, &AgentMsg::ResetDone { leftovers })
+                let (leftovers, laps) = crate::exec::reset::reset();
+                proto::write_frame(port, &AgentMsg::ResetDone { leftovers, laps })
                     .map_err(|e| format!("send: {e}"))?;
             }
             Ok(HostMsg::Hello { token: fresh }) => {
