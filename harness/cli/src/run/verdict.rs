@@ -260,7 +260,7 @@ pub fn findings(
                 kind: MODEL_DIVERGENCE.into(),
                 title: format!(
                     "{at} differs from every state the model reaches: {}",
-                    differences.first().map_or("", String::as_str)
+                    differences.first().map_or("", |d| subject(d))
                 ),
                 op: None,
                 detail: Detail::State {
@@ -548,6 +548,20 @@ pub fn render(
     s
 }
 
+/// What a state difference is about, for a title that stays the same
+/// from run to run: `mounts at m1` of `mounts at m1: [ramfs x1275, tmpfs],
+/// model has …`, `file m0/f size` of `file m0/f has size 4096, model
+/// allows …`; a difference without such details is its own subject.
+fn subject(difference: &str) -> &str {
+    if let Some(i) = difference.find(" has size ") {
+        return &difference[..i + " has size".len()];
+    }
+    match difference.find(": ") {
+        Some(i) => &difference[..i],
+        None => difference,
+    }
+}
+
 /// The title `cgstorm run` gives an agent hang in the op `stuck` of `p`.
 #[cfg(test)]
 pub fn hang_title_in(p: &Program, stuck: OpId) -> String {
@@ -569,6 +583,26 @@ pub fn hang_title_in(p: &Program, stuck: OpId) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A state divergence's title names what differs, not the details,
+    /// which change from run to run.
+    #[test]
+    fn state_titles_name_the_subject_only() {
+        assert_eq!(
+            subject(
+                "mounts at m1: [ramfs x1275, tmpfs], model has [ramfs x1275, ext4 on pmem0, tmpfs]"
+            ),
+            "mounts at m1"
+        );
+        assert_eq!(
+            subject("file m0/f has size 4096, model allows 0..=0"),
+            "file m0/f has size"
+        );
+        assert_eq!(
+            subject("cgroup a should exist but is missing"),
+            "cgroup a should exist but is missing"
+        );
+    }
 
     /// The title of an agent hang in the op `stuck` of `yaml`'s program.
     fn hang_title(yaml: &str, stuck: OpId) -> String {

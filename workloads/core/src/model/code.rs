@@ -65,6 +65,10 @@ pub struct Racing {
     /// `mnt_want_write`): a `remount -o ro` of their mount in the meantime
     /// finds a writer (`sb_prepare_remount_readonly`: EBUSY).
     pub write_access: BTreeSet<Name>,
+    /// Places another lane mounts on: a mount stacked on the top mount an
+    /// `umount_lazy` looked up, before it detaches that mount, goes with
+    /// it (`umount_tree` takes the mount and everything mounted on it).
+    pub mounts: BTreeSet<Name>,
 }
 
 /// The program as instruction lists: `steps[step][lane]`, plus for each
@@ -106,6 +110,7 @@ impl<'p> Code<'p> {
                 let unmounts = others(lanes, |c| unmounted(c, false));
                 let detaches = others(lanes, |c| unmounted(c, true));
                 let write_access = others(lanes, write_access);
+                let mounts = others(lanes, mounted_places);
                 (0..lanes.len())
                     .map(|i| Racing {
                         rmdirs: rmdirs[i].clone(),
@@ -115,6 +120,7 @@ impl<'p> Code<'p> {
                         unmounts: unmounts[i].clone(),
                         detaches: detaches[i].clone(),
                         write_access: write_access[i].clone(),
+                        mounts: mounts[i].clone(),
                     })
                     .collect()
             })
@@ -206,6 +212,16 @@ fn walked_places(code: &[Instr<'_>]) -> BTreeSet<Name> {
                 Op::Umount(p) | Op::UmountLazy(p) | Op::Syncfs(p) => Some(p.clone()),
                 _ => None,
             },
+            _ => None,
+        })
+        .collect()
+}
+
+/// Places a lane mounts on.
+fn mounted_places(code: &[Instr<'_>]) -> BTreeSet<Name> {
+    code.iter()
+        .filter_map(|i| match i {
+            Instr::Op(_, Op::Mount(a)) => Some(a.at.clone()),
             _ => None,
         })
         .collect()

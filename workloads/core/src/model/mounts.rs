@@ -308,6 +308,24 @@ pub fn umount(s: &State, place: &Name, lazy: bool, ctx: Ctx<'_>) -> Next {
         if ctx.racing.unmounts.contains(place) {
             also_fail(&mut out, s, EINVAL);
         }
+        if lazy && ctx.racing.mounts.contains(place) {
+            // See `Racing::mounts`: the top mount is the other lane's, put
+            // on the one this lookup found; both go. (Seen on Debian's 6.1:
+            // an ext4 mount and the tmpfs under it gone after one lazy
+            // umount, corpus/regressions/umount-lazy-takes-stacked-mount.)
+            let once: Vec<State> = out
+                .iter()
+                .filter(|(o, n)| *o == Outcome::Ok && n.top(place).is_some())
+                .map(|(_, n)| n.clone())
+                .collect();
+            for n in once {
+                for (o, m) in umount_at_once(&n, place, true) {
+                    if !out.iter().any(|(x, y)| *x == o && *y == m) {
+                        out.push((o, m));
+                    }
+                }
+            }
+        }
     }
     out
 }

@@ -95,6 +95,34 @@ pub struct MountView {
     pub ro: bool,
 }
 
+/// A place's mounts, bottom first, runs of equal ones counted:
+/// `[ramfs x1275, ext4 on pmem0, tmpfs ro]`.
+fn stack(mounts: &[MountView]) -> String {
+    let one = |m: &MountView| {
+        let mut t = m.fs.to_string();
+        if let Some(d) = m.dev {
+            t.push_str(&format!(" on {d}"));
+        }
+        if m.ro {
+            t.push_str(" ro");
+        }
+        t
+    };
+    let mut parts: Vec<(String, usize)> = Vec::new();
+    for m in mounts {
+        let t = one(m);
+        match parts.last_mut() {
+            Some((last, n)) if *last == t => *n += 1,
+            _ => parts.push((t, 1)),
+        }
+    }
+    let parts: Vec<String> = parts
+        .into_iter()
+        .map(|(t, n)| if n == 1 { t } else { format!("{t} x{n}") })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
 /// An invariant checked once the program is over and the system is quiet.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Eventual {
@@ -208,7 +236,11 @@ pub fn mismatches(s: &State, snap: &Snapshot) -> Vec<String> {
             .collect();
         let got = snap.mounts.get(place).cloned().unwrap_or_default();
         if want != got {
-            out.push(format!("mounts at {place}: {got:?}, model has {want:?}"));
+            out.push(format!(
+                "mounts at {place}: {}, model has {}",
+                stack(&got),
+                stack(&want)
+            ));
         }
     }
     out.extend(file_mismatches(s, snap));
@@ -253,4 +285,24 @@ fn file_mismatches(s: &State, snap: &Snapshot) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::{Dev, DevKind};
+
+    #[test]
+    fn mount_stacks_are_shown_with_runs_counted() {
+        let m = |fs, dev, ro| MountView { fs, dev, ro };
+        let pmem0 = Some(Dev {
+            kind: DevKind::Pmem,
+            index: 0,
+        });
+        let mut v = vec![m(FsType::Ramfs, None, false); 3];
+        v.push(m(FsType::Ext4, pmem0, false));
+        v.push(m(FsType::Tmpfs, None, true));
+        assert_eq!(stack(&v), "[ramfs x3, ext4 on pmem0, tmpfs ro]");
+        assert_eq!(stack(&[]), "[]");
+    }
 }

@@ -755,3 +755,29 @@ fn a_faulted_vmsplice_pin_may_fail_with_enfile() {
     assert_eq!(fault_errnos(&ops[0]), [Errno::ENOMEM, Errno::ENFILE]);
     assert_eq!(fault_errnos(&ops[1]), [Errno::ENOMEM]);
 }
+
+/// A mount another lane stacks on the top mount an `umount_lazy` looked
+/// up goes with it: `umount_tree` detaches the mount and its subtree (fuzz
+/// on Debian's 6.1: an ext4 mount and the tmpfs under it both gone).
+#[test]
+fn a_lazy_umount_takes_a_mount_stacked_on_it_meanwhile() {
+    let ends = |yaml: &str| {
+        let pred = predict(&prog(yaml), &Target::default()).unwrap();
+        pred.barriers.last().unwrap().clone()
+    };
+    let racing = ends(
+        "lanes:\n  - {name: a, ops: [{mount: {at: m0, fs: tmpfs}}, barrier, {umount_lazy: m0}]}\n  - {name: b, ops: [barrier, {mount: {at: m0, fs: ramfs}}]}\n",
+    );
+    let depths: std::collections::BTreeSet<usize> = racing
+        .iter()
+        .map(|s| s.places.values().map(Vec::len).sum())
+        .collect();
+    assert_eq!(depths, [0, 1].into_iter().collect(), "both gone, or one");
+    // Without a racing mount, one lazy umount takes one mount.
+    let alone = ends(
+        "lanes:\n  - {name: a, ops: [{mount: {at: m0, fs: tmpfs}}, {mount: {at: m0, fs: ramfs}}, barrier, {umount_lazy: m0}]}\n",
+    );
+    assert!(alone
+        .iter()
+        .all(|s| s.places.values().map(Vec::len).sum::<usize>() == 1));
+}
