@@ -332,10 +332,8 @@ impl Slot {
                     &ModelCheck::Explained { steps: 0 },
                     &reports,
                     &End::Finished { error: None },
+                    accel == cgstorm_vm::Accel::Tcg,
                 ));
-                if accel == cgstorm_vm::Accel::Tcg {
-                    crate::run::verdict::mark_stale_breakpoints(&mut after);
-                }
                 dropped.get_or_insert_with(|| "the kernel printed a report".into());
             }
         }

@@ -492,15 +492,12 @@ pub fn conclude(
         ));
     }
     let steps = program.steps();
-    let mut findings = findings(&names, steps, &model, &reports, &outcome.end);
+    let mut findings = findings(&names, steps, &model, &reports, &outcome.end, limits.tcg);
     findings.extend(checks::check_findings(
         program,
         &outcome.trace,
         &mut warnings,
     ));
-    if limits.tcg {
-        verdict::mark_stale_breakpoints(&mut findings);
-    }
     checks::mark_known(
         program,
         &target.kernel.release,

@@ -623,7 +623,7 @@ fn reports_after_a_corrupting_one_fold_into_it() {
         stall: None,
     };
     let model = super::verdict::ModelCheck::Explained { steps: 1 };
-    let f = super::verdict::findings(&names, 1, &model, &reports, &end);
+    let f = super::verdict::findings(&names, 1, &model, &reports, &end, false);
     let titles: Vec<&str> = f.iter().map(|f| f.title.as_str()).collect();
     assert_eq!(
         titles,
@@ -642,7 +642,7 @@ fn reports_after_a_corrupting_one_fold_into_it() {
     );
     assert!(text.contains("folded into this report as its consequence: general protection"));
     // Without a corrupting report nothing folds.
-    let f = super::verdict::findings(&names, 1, &model, &reports[..1], &end);
+    let f = super::verdict::findings(&names, 1, &model, &reports[..1], &end, false);
     assert_eq!(f.len(), 2, "{f:?}");
 }
 
@@ -658,9 +658,10 @@ fn a_stale_int3_under_tcg_is_marked_as_the_emulators() {
     let names = OpNames::new(&p);
     let model = super::verdict::ModelCheck::Explained { steps: 1 };
     let end = End::Finished { error: None };
-    let mut f = super::verdict::findings(&names, 1, &model, &reports, &end);
+    let f = super::verdict::findings(&names, 1, &model, &reports, &end, false);
     assert_eq!(f[0].title, "int3 in __alloc_pages_noprof");
-    super::verdict::mark_stale_breakpoints(&mut f);
+    assert_eq!(f[0].kind, "bug", "not under TCG: a kernel finding");
+    let f = super::verdict::findings(&names, 1, &model, &reports, &end, true);
     assert_eq!(f[0].kind, super::verdict::TCG_ARTIFACT);
     assert_eq!(
         f[0].title,
@@ -670,13 +671,11 @@ fn a_stale_int3_under_tcg_is_marked_as_the_emulators() {
     assert_eq!(Verdict::of(&f, &end), Verdict::Pass);
     // The breakpoint still in memory: a real unhandled int3.
     let live = log.replace("00 66 <90> 41", "00 cc <90> 41");
-    let mut f = super::verdict::findings(&names, 1, &model, &cgstorm_report::parse(&live), &end);
-    super::verdict::mark_stale_breakpoints(&mut f);
+    let f = super::verdict::findings(&names, 1, &model, &cgstorm_report::parse(&live), &end, true);
     assert_eq!(f[0].kind, "bug");
     assert!(!f[0].known);
     // The one a debug-kernel fuzz met in the reset.
     let log = include_str!("../../../report/testdata/cgstorm-fuzz-stale-int3-6.12-debug.log");
-    let mut f = super::verdict::findings(&names, 1, &model, &cgstorm_report::parse(log), &end);
-    super::verdict::mark_stale_breakpoints(&mut f);
+    let f = super::verdict::findings(&names, 1, &model, &cgstorm_report::parse(log), &end, true);
     assert_eq!(f[0].kind, super::verdict::TCG_ARTIFACT, "{:?}", f[0].title);
 }

@@ -220,13 +220,15 @@ impl<'a> OpNames<'a> {
 }
 
 /// Every finding of a run, most specific first: the model's, the kernel's,
-/// then a hang.
+/// then a hang; `tcg`: the VM ran under TCG, whose artifacts are told
+/// apart ([`mark_stale_breakpoints`]).
 pub fn findings(
     names: &OpNames<'_>,
     steps: usize,
     model: &ModelCheck,
     reports: &[Report],
     end: &End,
+    tcg: bool,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     match model {
@@ -328,6 +330,9 @@ pub fn findings(
             known: false,
         });
     }
+    if tcg {
+        mark_stale_breakpoints(&mut out);
+    }
     out
 }
 
@@ -345,7 +350,7 @@ pub const TCG_ARTIFACT: &str = "tcg-artifact";
 /// never a kernel finding. Seen once in a 30-minute debug-kernel fuzz:
 /// `int3 in balance_dirty_pages_ratelimited_flags`, `Code: ... 0f <1f> 44 00
 /// 00` (a 5-byte NOP), while the reset unmounted v1.
-pub fn mark_stale_breakpoints(findings: &mut [Finding]) {
+fn mark_stale_breakpoints(findings: &mut [Finding]) {
     for f in findings {
         let Detail::Report { text, .. } = &f.detail else {
             continue;
@@ -574,7 +579,14 @@ pub fn hang_title_in(p: &Program, stuck: OpId) -> String {
             stalled_ms: 6000,
         }),
     };
-    let all = findings(&names, 1, &ModelCheck::Explained { steps: 1 }, &[], &end);
+    let all = findings(
+        &names,
+        1,
+        &ModelCheck::Explained { steps: 1 },
+        &[],
+        &end,
+        false,
+    );
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0].kind, Kind::AgentHang.to_string());
     all[0].title.clone()
