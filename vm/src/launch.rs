@@ -140,12 +140,9 @@ pub(crate) struct Prepared {
 impl Prepared {
     pub(crate) fn new(spec: AgentVmSpec) -> Result<Prepared, LaunchError> {
         let modules = modules_for(&spec.kernel, &spec.wants)?;
-        let initrd_dir = tempfile::Builder::new()
-            .prefix("cgstorm-initrd-")
-            .tempdir()
-            .map_err(HostError::io(
-                "create a temporary directory for the initramfs",
-            ))?;
+        let initrd_dir = crate::process::owned_temp_dir("cgstorm-initrd-", None).map_err(
+            HostError::io("create a temporary directory for the initramfs"),
+        )?;
         let image = AgentImage {
             agent: spec.agent.clone(),
             modules: modules.clone(),

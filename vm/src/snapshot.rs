@@ -82,13 +82,8 @@ fn save(
     state_dir: Option<PathBuf>,
 ) -> Result<(TempDir, PathBuf, u64, Duration), HostError> {
     let started = Instant::now();
-    let mut b = tempfile::Builder::new();
-    b.prefix("cgstorm-snapshot-");
-    let dir = match state_dir {
-        Some(d) => b.tempdir_in(d),
-        None => b.tempdir(),
-    }
-    .map_err(HostError::io("create the snapshot's directory"))?;
+    let dir = crate::process::owned_temp_dir("cgstorm-snapshot-", state_dir.as_deref())
+        .map_err(HostError::io("create the snapshot's directory"))?;
     let state = dir.path().join("state");
     let timeout = prepared.accel.scale(SAVE_TIMEOUT);
     let mut qmp = Qmp::connect(&avm.vm.dir().join(QMP_SOCKET), timeout)?;
