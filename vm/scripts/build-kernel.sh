@@ -2,13 +2,15 @@
 # Build cgstorm's debug kernel (vm/debug.config) from a kernel source tree or
 # from Debian's linux-source-6.12, and print the path of the bzImage.
 #
-# usage: build-kernel.sh [--flavor debug|lockdep|report] [--out DIR] [--config-only]
+# usage: build-kernel.sh [--flavor debug|lockdep|report|kmemleak|kcsan] [--out DIR] [--config-only]
 #                        [--vng] [-j N] [SOURCE_TREE]
 #   SOURCE_TREE  kernel sources; default: Debian's linux-source-6.12, fetched
 #                with apt-get download and unpacked under CACHE/src
-#   --flavor     debug (lockdep+KASAN+KCOV, default), lockdep (no KASAN/KCOV)
-#                or report (lockdep + report.config: KFENCE, UBSAN, lockup
-#                and workqueue watchdogs, for the test module in vm/testmod)
+#   --flavor     debug (lockdep+KASAN+KCOV, default), lockdep (no KASAN/KCOV),
+#                report (lockdep + report.config: KFENCE, UBSAN, lockup
+#                and workqueue watchdogs, for the test module in vm/testmod),
+#                kmemleak (debug + kmemleak.config: memory leak reports) or
+#                kcsan (debug + kcsan.config: data races; KASAN off)
 #   --out DIR    build directory (make O=DIR); default CACHE/build/<tree>-<flavor>
 #   --config-only  stop once .config is made and checked against the fragments
 #   --vng        make the config with `vng --kconfig --config` (virtme-ng's
@@ -39,7 +41,7 @@ while [ $# -gt 0 ]; do
         --config-only) CONFIG_ONLY=1; shift ;;
         --vng) USE_VNG=1; shift ;;
         -j) JOBS=${2:?-j needs a value}; shift 2 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         -*) die "unknown option $1 (see --help)" ;;
         *) SRC=$1; shift ;;
     esac
@@ -49,7 +51,9 @@ case "$FLAVOR" in
     debug) FRAGMENTS="$VMDIR/debug.config" ;;
     lockdep) FRAGMENTS="$VMDIR/debug.config $VMDIR/lockdep.config" ;;
     report) FRAGMENTS="$VMDIR/debug.config $VMDIR/lockdep.config $VMDIR/report.config" ;;
-    *) die "unknown flavor $FLAVOR: want debug, lockdep or report" ;;
+    kmemleak) FRAGMENTS="$VMDIR/debug.config $VMDIR/kmemleak.config" ;;
+    kcsan) FRAGMENTS="$VMDIR/debug.config $VMDIR/kcsan.config" ;;
+    *) die "unknown flavor $FLAVOR: want debug, lockdep, report, kmemleak or kcsan" ;;
 esac
 
 need make "apt-get install make"
