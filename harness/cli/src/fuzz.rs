@@ -394,6 +394,12 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
     let text = st.stats.text("fuzz");
     print!("{text}");
     let _ = std::fs::write(a.workdir.join("fuzz-summary.txt"), &text);
+    let suite = if a.shard.count > 1 {
+        format!("cgstorm fuzz shard {}/{}", a.shard.index, a.shard.count)
+    } else {
+        "cgstorm fuzz".to_string()
+    };
+    let _ = std::fs::write(a.workdir.join("fuzz.junit.xml"), st.stats.junit(&suite));
     let new = st.stats.findings.values().any(|f| f.new && !f.known);
     drop(st);
     if let Some(why) = campaign.infrastructure_failure() {

@@ -144,6 +144,7 @@ pub fn write_summaries(workdir: &Path, stats: &Stats, complete: bool) -> std::io
     let text = stats.text("soak");
     std::fs::write(workdir.join("soak-summary.txt"), &text)?;
     std::fs::write(workdir.join("soak.ktap"), stats.ktap())?;
+    std::fs::write(workdir.join("soak.junit.xml"), stats.junit("cgstorm soak"))?;
     let json = serde_json::to_vec_pretty(&Summary {
         stats,
         programs_per_s: stats.programs_per_s(),

@@ -367,6 +367,93 @@ impl Stats {
     }
 }
 
+impl Stats {
+    /// The summary as JUnit XML, for CI systems that read JUnit rather than
+    /// KTAP: one test suite `suite` (`cgstorm soak`, `cgstorm fuzz shard
+    /// 1/4`), one test case per part as in [`Stats::ktap`], failed (with the
+    /// campaign's findings not known for the kernel) or in error (every run
+    /// failed to run) as there.
+    pub fn junit(&self, suite: &str) -> String {
+        let unknown: Vec<(&String, &FindingTally)> =
+            self.findings.iter().filter(|(_, f)| !f.known).collect();
+        let listing: String = unknown
+            .iter()
+            .map(|(t, f)| {
+                format!(
+                    "[{}] {t} ({}x) in {}\nreplay: {}\n",
+                    f.kind, f.count, f.dir, f.replay
+                )
+            })
+            .collect();
+        let failures = self.parts.values().filter(|p| p.failed > 0).count();
+        let errors = self
+            .parts
+            .values()
+            .filter(|p| p.failed == 0 && p.programs <= p.errors)
+            .count();
+        let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        let _ = writeln!(
+            x,
+            "<testsuites>\n  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{:.1}\">",
+            xml(suite),
+            self.parts.len(),
+            self.elapsed_ms as f64 / 1000.0
+        );
+        for (name, p) in &self.parts {
+            let _ = write!(
+                x,
+                "    <testcase classname=\"{}\" name=\"{}\"",
+                xml(suite),
+                xml(name)
+            );
+            let summary = format!(
+                "{} programs, {} with findings, {} errors",
+                p.programs, p.failed, p.errors
+            );
+            if p.failed > 0 {
+                let _ = writeln!(
+                    x,
+                    ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
+                    xml(&summary),
+                    xml(&listing)
+                );
+            } else if p.programs <= p.errors {
+                let _ = writeln!(
+                    x,
+                    ">\n      <error message=\"{}\">it tested nothing</error>\n    </testcase>",
+                    xml(&summary)
+                );
+            } else {
+                let _ = writeln!(
+                    x,
+                    ">\n      <system-out>{}</system-out>\n    </testcase>",
+                    xml(&summary)
+                );
+            }
+        }
+        x.push_str("  </testsuite>\n</testsuites>\n");
+        x
+    }
+}
+
+/// Text as XML character data or an attribute value.
+fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // Control characters are not XML (but tab and newline are).
+            c if c.is_control() && c != '\n' && c != '\t' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// `1h02m03s`.
 pub fn human(d: Duration) -> String {
     let s = d.as_secs();
@@ -484,6 +571,52 @@ mod tests {
             k.contains("not ok 3 scenario zz # 0 programs, 0 with findings, 3 errors"),
             "{k}"
         );
+    }
+
+    /// The JUnit summary has a test case per part, failed or in error as
+    /// in KTAP, and is XML (escaped titles).
+    #[test]
+    fn junit_has_a_case_per_part() {
+        let mut s = Stats {
+            elapsed_ms: 60_000,
+            ..Stats::default()
+        };
+        for (name, programs, failed, errors) in [
+            ("fuzz", 10, 1, 0),
+            ("scenario a", 3, 0, 0),
+            ("scenario z", 0, 0, 2),
+        ] {
+            s.parts.insert(
+                name.into(),
+                Part {
+                    programs,
+                    failed,
+                    errors,
+                },
+            );
+        }
+        s.findings.insert(
+            "WARNING in f <&>".into(),
+            FindingTally {
+                kind: "warning".into(),
+                count: 2,
+                dir: "W/findings/ab".into(),
+                ..Default::default()
+            },
+        );
+        let x = s.junit("cgstorm fuzz shard 1/2");
+        assert!(x.contains(r#"<testsuite name="cgstorm fuzz shard 1/2" tests="3" failures="1" errors="1" time="60.0">"#), "{x}");
+        assert!(
+            x.contains(r#"<testcase classname="cgstorm fuzz shard 1/2" name="fuzz">"#),
+            "{x}"
+        );
+        assert!(x.contains(r#"<failure message="10 programs, 1 with findings, 0 errors">[warning] WARNING in f &lt;&amp;&gt; (2x) in W/findings/ab"#), "{x}");
+        assert!(
+            x.contains(r#"name="scenario z">"#) && x.contains("<error "),
+            "{x}"
+        );
+        assert_eq!(x.matches("<testcase ").count(), 3);
+        assert_eq!(x.matches("</testcase>").count(), 3);
     }
 
     #[test]
