@@ -85,6 +85,22 @@ if [[ $shard_titles != "$merged_titles" ]]; then
     echo "FAIL: the merged findings are not the union of the shards':"
     diff <(echo "$shard_titles") <(echo "$merged_titles") | sed 's/^/    /'; fail=1
 fi
+# The corpus exchange: each shard published what it kept, and at least one
+# took programs the other published (every 30 s).
+taken=0
+for i in 0 1; do
+    f=$work/night/shard-$i/fuzz.json
+    pub=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("exchange",{}).get("published",0))' "$f" 2>/dev/null || echo 0)
+    imp=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("exchange",{}).get("imported",0))' "$f" 2>/dev/null || echo 0)
+    echo "vm-slurm: shard $i gave $pub programs to the exchange and took $imp"
+    [[ $pub -gt 0 ]] || { echo "FAIL: shard $i published nothing to $work/night/exchange"; fail=1; }
+    taken=$((taken + imp))
+done
+[[ $taken -gt 0 ]] || { echo "FAIL: no shard took a program from the exchange"; fail=1; }
+for i in 0 1; do
+    python3 -c 'import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); sys.exit(0 if r.find("testsuite/testcase") is not None else 1)' \
+        "$work/night/shard-$i/fuzz.junit.xml" || { echo "FAIL: shard $i's fuzz.junit.xml is not JUnit XML with a test case"; fail=1; }
+done
 n_corpus=$(find "$work/night/merged/corpus" -name '*.yaml' 2>/dev/null | wc -l)
 [[ $n_corpus -gt 0 ]] || { echo "FAIL: the merged corpus is empty"; fail=1; }
 [[ -s $work/night/report.html ]] || { echo "FAIL: no report.html"; fail=1; }

@@ -55,6 +55,12 @@ pub struct FuzzArgs {
     /// each shard needs its own workdir.
     #[arg(long, default_value = "0/1")]
     pub shard: Shard,
+    /// Exchange corpus programs with the other campaigns using DIR (a
+    /// directory all shards of a fleet see): publish the programs this one
+    /// keeps, and every 30 s run those the others published, keeping the
+    /// ones that show something new here.
+    #[arg(long, value_name = "DIR")]
+    pub exchange: Option<PathBuf>,
     #[command(flatten)]
     pub vm: VmArgs,
 }
@@ -222,6 +228,25 @@ impl FuzzSource {
 
 impl Source for FuzzSource {
     fn next(&self, c: &Campaign, _job: usize) -> Option<Pick> {
+        if let Some(x) = &c.exchange {
+            let taken = x.pull(false);
+            let mut st = c.state();
+            st.stats.exchange.imported += taken.len() as u64;
+            st.imports.extend(taken);
+            // Another shard's program, run as it is: it joins the corpus if
+            // it shows something new here. It takes no draw, so the shard's
+            // own stream stays the seed's.
+            if let Some(program) = st.imports.pop_front() {
+                st.issued += 1;
+                return Some(Pick {
+                    program,
+                    duration: PROGRAM_DURATION,
+                    part: "fuzz".into(),
+                    keep: true,
+                    env: 0,
+                });
+            }
+        }
         let (n, corpus, weights, smash) = {
             let mut st = c.state();
             let n = st.stats.draws;
@@ -321,6 +346,9 @@ fn campaign_words(a: &FuzzArgs, seed: u64) -> Vec<String> {
     for c in &a.corpus {
         w.extend(["--corpus".into(), c.display().to_string()]);
     }
+    if let Some(x) = &a.exchange {
+        w.extend(["--exchange".into(), x.display().to_string()]);
+    }
     w
 }
 
@@ -346,6 +374,14 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
         Duration::from_millis(a.duration.0),
     )?;
     campaign.cover_feedback = a.cover_feedback;
+    if let Some(dir) = &a.exchange {
+        let me = format!("seed-{seed}-shard-{}-of-{}", a.shard.index, a.shard.count);
+        campaign.exchange = Some(super::campaign::exchange::Exchange::join(
+            dir,
+            &me,
+            &a.workdir.join("exchange.seen"),
+        )?);
+    }
     {
         let mut st = campaign.state();
         // The mailing-list scenarios are seeds too: the shapes of the
@@ -446,6 +482,8 @@ mod tests {
             "my corpus",
             "--shard",
             "1/4",
+            "--exchange",
+            "/net/hub",
             "--kernel",
             "/tmp/alone/bzImage",
             "--memory",

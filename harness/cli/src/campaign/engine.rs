@@ -61,6 +61,8 @@ pub struct State {
     /// choice: a program kept for new kernel edges is mutated [`SMASH`]
     /// times at once, where its new code is likeliest to lead further.
     pub smash: VecDeque<usize>,
+    /// Programs taken from the other shards, to run next.
+    pub imports: VecDeque<Program>,
 }
 
 /// A running campaign.
@@ -90,6 +92,8 @@ pub struct Campaign {
     gave_up: AtomicUsize,
     /// Findings that could not be stored (the campaign stops at the first).
     unstored: Mutex<Vec<String>>,
+    /// The fleet's corpus exchange, if the campaign takes part.
+    pub exchange: Option<super::exchange::Exchange>,
 }
 
 /// What booking a program found for the search.
@@ -170,6 +174,7 @@ impl Campaign {
                 edges,
                 issued: 0,
                 smash: VecDeque::new(),
+                imports: VecDeque::new(),
             }),
             signals: feedback::default_signals(),
             began: Instant::now(),
@@ -180,6 +185,7 @@ impl Campaign {
             cover_files,
             gave_up: AtomicUsize::new(0),
             unstored: Mutex::new(Vec::new()),
+            exchange: None,
         })
     }
 
@@ -493,7 +499,7 @@ impl Campaign {
     /// parent with `weight`; false if the file could not be written.
     fn keep(&self, st: &mut State, pick: &Pick, yaml: &str, weight: u64) -> bool {
         let name = format!("{}.yaml", title_hash(yaml));
-        if crate::findings::write_new(&self.workdir.join("corpus").join(name), yaml.as_bytes())
+        if crate::findings::write_new(&self.workdir.join("corpus").join(&name), yaml.as_bytes())
             .is_err()
         {
             return false;
@@ -501,6 +507,15 @@ impl Campaign {
         st.stats.kept += 1;
         st.corpus.push(pick.program.clone());
         st.weights.push(weight);
+        if is_imported(&pick.program) {
+            st.stats.exchange.kept += 1;
+        } else if let Some(x) = &self.exchange {
+            // What another shard gave is not given back to the fleet.
+            match x.publish(&name, yaml) {
+                Ok(()) => st.stats.exchange.published += 1,
+                Err(e) => eprintln!("cgstorm: exchange: cannot publish {name}: {e}"),
+            }
+        }
         true
     }
 
@@ -629,6 +644,11 @@ impl Campaign {
         }
         let _ = st.stats.save(&self.state_file);
     }
+}
+
+/// Whether a program came from another shard ([`super::exchange`]).
+pub fn is_imported(p: &Program) -> bool {
+    p.name.starts_with("hub-")
 }
 
 /// A kernel build's name for its coverage file: its release and a hash of

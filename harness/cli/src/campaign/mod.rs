@@ -5,6 +5,7 @@
 //! summaries ([`stats`]) and the findings store (`crate::findings`).
 
 pub mod engine;
+pub mod exchange;
 pub mod feedback;
 pub mod slot;
 pub mod stats;

@@ -76,6 +76,9 @@ pub struct Stats {
     /// a fault was injected into, and those of them that failed.
     #[serde(default)]
     pub faults: FaultStats,
+    /// The corpus exchange (`--exchange`).
+    #[serde(default)]
+    pub exchange: ExchangeStats,
     /// `(elapsed s, programs, distinct findings)` at every progress line,
     /// for the report's plots.
     #[serde(default)]
@@ -109,6 +112,18 @@ pub struct Stats {
     /// See [`Stats::resets`].
     #[serde(default)]
     pub reset_ms: BTreeMap<String, u64>,
+}
+
+/// The fleet's corpus exchange, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeStats {
+    /// Programs this campaign kept and gave the fleet.
+    pub published: u64,
+    /// Programs taken from the other shards (each run once here).
+    pub imported: u64,
+    /// Of those, the programs that showed something new here and joined
+    /// this campaign's corpus.
+    pub kept: u64,
 }
 
 /// Ops run with `fail_nth`, counted.
@@ -280,6 +295,14 @@ impl Stats {
                 s,
                 "  coverage     {} edges from {} runs; {} re-runs of programs with new edges kept {}, {} edges did not show again",
                 c.edges, c.runs, c.reruns, c.kept, c.flaky
+            );
+        }
+        let x = &self.exchange;
+        if x.published + x.imported > 0 {
+            let _ = writeln!(
+                s,
+                "  exchange     {} programs given to the other shards, {} taken from them, {} of those kept here",
+                x.published, x.imported, x.kept
             );
         }
         let f = &self.faults;
