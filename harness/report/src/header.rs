@@ -113,6 +113,9 @@ pub(crate) enum Lockdep {
     InvalidWait,
     LockHeldReturning,
     NonStaticKey,
+    /// "WARNING: comm/pid still has locks held!": a task exited holding
+    /// locks (`debug_check_no_locks_held` in `do_exit`).
+    StillHeld,
 }
 
 impl Lockdep {
@@ -151,6 +154,7 @@ impl Lockdep {
             Lockdep::InvalidWait => "BUG: Invalid wait context",
             Lockdep::LockHeldReturning => "WARNING: lock held when returning to user space",
             Lockdep::NonStaticKey => "INFO: trying to register non-static key",
+            Lockdep::StillHeld => "WARNING: still has locks held",
         }
     }
 
@@ -168,10 +172,14 @@ impl Lockdep {
             Lockdep::InvalidWait => Some("is trying to lock"),
             Lockdep::LockHeldReturning => Some("locks still held"),
             Lockdep::NonStaticKey => None,
+            // "1 lock held by comm/pid:", then the lock and where it was taken.
+            Lockdep::StillHeld => Some("held by "),
         }
     }
 }
 
+static STILL_HELD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^\S+ still has locks held!").expect("static regex"));
 static HUNG_TASK: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^INFO: task .*:\d+ blocked for more than \d+ seconds").expect("static regex")
 });
@@ -333,6 +341,9 @@ fn lockdep(m: &str) -> Option<Lockdep> {
         .find_map(|p| m.strip_prefix(p))?;
     if SAFE_UNSAFE.is_match(rest) {
         return Some(Lockdep::SafeToUnsafe);
+    }
+    if STILL_HELD.is_match(rest) {
+        return Some(Lockdep::StillHeld);
     }
     Lockdep::PHRASES
         .iter()

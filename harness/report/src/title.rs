@@ -628,6 +628,37 @@ mod tests {
         assert_eq!((t.as_str(), c), ("kernel panic: Fatal exception", true));
     }
 
+    /// A task that exits holding a lock (the lines are lockdep.c's
+    /// `print_held_locks_bug` format, 6.12; no kernel of ours has printed
+    /// one yet): the title names where the lock was taken.
+    #[test]
+    fn still_has_locks_held_names_where_the_lock_was_taken() {
+        let log = "\
+[   50.100000] ====================================
+[   50.100001] WARNING: kworker/1:2/91 still has locks held!
+[   50.100002] 6.12.0 #1 Not tainted
+[   50.100003] ------------------------------------
+[   50.100004] 1 lock held by kworker/1:2/91:
+[   50.100005]  #0: ffff88801e3a8d30 (&wb->list_lock){+.+.}-{3:3}, at: inode_switch_wbs_work_fn+0x1a2/0x600 fs/fs-writeback.c:501
+[   50.100006] 
+[   50.100007] stack backtrace:
+[   50.100008] CPU: 1 PID: 91 Comm: kworker/1:2 Not tainted 6.12.0 #1
+[   50.100009] Call Trace:
+[   50.100010]  <TASK>
+[   50.100011]  dump_stack_lvl+0x116/0x1f0
+[   50.100012]  do_exit+0x1a2/0x2d00
+[   50.100013]  kthread_exit+0x20/0x30
+[   50.100014]  </TASK>
+";
+        let r = crate::parse(log);
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(r[0].kind, crate::Kind::Lockdep);
+        assert_eq!(
+            r[0].title,
+            "WARNING: still has locks held in inode_switch_wbs_work_fn"
+        );
+    }
+
     #[test]
     fn lockdep_in_the_trigger_line_or_after() {
         let lines: Vec<String> = [
