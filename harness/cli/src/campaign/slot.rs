@@ -53,7 +53,7 @@ pub struct Ran {
     pub reset_time: Duration,
     /// Where the agent's reset spent its time, `(part, ms)` (empty
     /// without one).
-    pub reset_laps: Vec<(String, u64)>,
+    pub reset_laps: Laps,
     /// That VM was restored from a snapshot, not booted.
     pub restored: bool,
     /// Why the VM must go after the program (the caller stores the
@@ -445,6 +445,9 @@ fn op_family(program: &Program) -> &'static str {
     }
 }
 
+/// Where a reset's time went: `(part, ms)`, in the order the agent ran them.
+type Laps = Vec<(String, u64)>;
+
 /// Asks the agent to reset the guest (unless the run `asked` already, see
 /// [`Limits::reset_early`]), feeding the console to `watch` while it works;
 /// the leftovers it reports and where its time went.
@@ -453,7 +456,7 @@ fn reset(
     asked: bool,
     watch: &mut ConsoleWatch,
     timeout: Duration,
-) -> Result<(Vec<String>, Vec<(String, u64)>), String> {
+) -> Result<(Vec<String>, Laps), String> {
     if !asked {
         proto::write_frame(vm.agent(), &HostMsg::Reset).map_err(|e| format!("send: {e}"))?;
     }
