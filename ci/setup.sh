@@ -7,9 +7,10 @@ vng=false
 [[ "${1:-}" == "--vng" ]] && vng=true
 
 need_apt=()
-# munge and slurm*: the single-node Slurm cluster of ci/vm-slurm.sh.
+# munge and slurm*: the single-node Slurm cluster of ci/vm-slurm.sh;
+# python3-yaml: ci/k8s-check.sh parses the Kubernetes manifests.
 for pkg in qemu-system-x86 kmod cpio e2fsprogs xfsprogs busybox-static bc gcc libc6-dev \
-    munge slurmctld slurmd slurm-client; do
+    munge slurmctld slurmd slurm-client python3-yaml; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
