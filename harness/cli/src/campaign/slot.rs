@@ -180,6 +180,7 @@ impl Slot {
             accel: env.accel,
             machine,
             echo: false,
+            binaries: Vec::new(),
         };
         if self.no_snapshot {
             return launch::boot_logged(plan, Some(console.to_path_buf()));

@@ -8,7 +8,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cgstorm_proto::proto::{self, AgentMsg, HostMsg, ShellOrder};
-use cgstorm_vm::launch::{launch, AgentVmSpec};
 use cgstorm_vm::{ConsoleEvent, Vm};
 use cgstorm_workloads::Program;
 
@@ -16,7 +15,7 @@ use super::results::{self, Judgement};
 use super::script::{Script, DEFAULT_DURATION_MS, HELPER_C, SEQUENCE_MARK};
 use super::ReproArgs;
 use crate::run::error::{chain, RunError};
-use crate::run::launch::{find_agent, find_kernel, GUEST_TOOLS};
+use crate::run::launch::{boot_qemu, find_agent, find_kernel, Backend, BootPlan};
 use crate::run::machine::MachineOpts;
 
 /// Where the guest's busybox comes from (Debian's busybox-static).
@@ -81,26 +80,22 @@ fn execute(
             "no {BUSYBOX} to put into the guest: apt-get install busybox-static"
         )));
     }
-    // The machine `cgstorm run` boots by default (and the model's).
+    // The machine `cgstorm run` boots by default (and the model's), the
+    // way `run` boots it, with busybox for the script's shell.
     let machine = MachineOpts::default();
     let kernel = find_kernel(args.boot.kernel.as_deref())?;
-    let agent = find_agent(args.boot.agent.as_deref())?;
-    let mut spec = AgentVmSpec::new(kernel.kernel.clone(), agent);
-    spec.accel = args.boot.accel;
-    spec.vm = machine.vm_spec()?;
-    spec.stop = crate::run::signal::interrupted;
-    spec.binaries = GUEST_TOOLS
-        .iter()
-        .chain(&[BUSYBOX])
-        .map(PathBuf::from)
-        .filter(|p| p.exists())
-        .collect();
-    if args.echo {
-        spec.console_sink = Some(Box::new(|l: &str| eprintln!("{l}")));
-    }
+    let plan = BootPlan {
+        kernel: &kernel,
+        agent: find_agent(args.boot.agent.as_deref())?,
+        backend: Backend::Qemu,
+        accel: args.boot.accel,
+        machine: &machine,
+        echo: args.echo,
+        binaries: vec![PathBuf::from(BUSYBOX)],
+    };
     eprintln!("cgstorm: booting {} …", kernel.describe());
     crate::run::signal::install();
-    let mut avm = launch(spec)?;
+    let mut avm = boot_qemu(plan)?;
     let hello = avm.hello.clone();
     if !hello.missing_devices.is_empty() {
         return Err(RunError::Guest(format!(

@@ -122,6 +122,9 @@ pub struct BootPlan<'a> {
     pub machine: &'a MachineOpts,
     /// Print console lines to stderr as they come.
     pub echo: bool,
+    /// Host binaries the initramfs gets besides [`GUEST_TOOLS`] (QEMU;
+    /// `repro --run` adds busybox for its shell).
+    pub binaries: Vec<PathBuf>,
 }
 
 /// Boots the VM and waits for the agent's hello.
@@ -146,6 +149,15 @@ pub fn boot_saved(
     let spec = agent_spec(&plan, console_log)?;
     let (avm, snap) = launch_saved(spec, None)?;
     Ok((Booted::Qemu(avm), snap.map_err(|e| e.to_string())))
+}
+
+/// [`boot`] of a QEMU VM (whatever `plan.backend` says).
+pub fn boot_qemu(plan: BootPlan<'_>) -> Result<AgentVm<QemuVm>, RunError> {
+    let plan = BootPlan {
+        backend: Backend::Qemu,
+        ..plan
+    };
+    Ok(launch(agent_spec(&plan, None)?)?)
 }
 
 /// [`boot`], with the VM's whole console also written to `console_log`.
@@ -176,6 +188,7 @@ fn agent_spec(plan: &BootPlan<'_>, console_log: Option<PathBuf>) -> Result<Agent
         spec.binaries = GUEST_TOOLS
             .iter()
             .map(PathBuf::from)
+            .chain(plan.binaries.iter().cloned())
             .filter(|p| p.exists())
             .collect();
     }

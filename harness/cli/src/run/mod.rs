@@ -139,6 +139,7 @@ fn execute(args: &RunArgs) -> Result<u8, RunError> {
         accel: args.vm.boot.accel,
         machine: &machine,
         echo: args.echo,
+        binaries: Vec::new(),
     };
     let booted = if args.from_snapshot {
         restored(plan, args.echo)?
