@@ -732,7 +732,7 @@ fn short_reason(why: &str) -> String {
 }
 
 /// Appends a line to a log file (best effort: logs must not stop a campaign).
-fn log_line(path: &Path, line: &str) {
+pub(crate) fn log_line(path: &Path, line: &str) {
     use std::io::Write;
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)

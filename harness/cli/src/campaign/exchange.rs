@@ -104,7 +104,8 @@ impl Exchange {
                 if !inner.seen.insert(key.clone()) {
                     continue;
                 }
-                remember(&self.seen_file, &key);
+                // Best effort: at worst a resumed campaign runs it once more.
+                super::engine::log_line(&self.seen_file, &key);
                 let Ok(text) = std::fs::read_to_string(&f) else {
                     continue;
                 };
@@ -121,19 +122,6 @@ impl Exchange {
             }
         }
         out
-    }
-}
-
-/// Appends a name taken to the seen file (best effort: at worst a resumed
-/// campaign runs a program once more).
-fn remember(file: &Path, key: &str) {
-    use std::io::Write;
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)
-    {
-        let _ = writeln!(f, "{key}");
     }
 }
 

@@ -1,5 +1,5 @@
-//! Campaign counters, the progress line and the end summary (text, JSON and
-//! KTAP, the kselftest format CI systems read). The counters are saved in
+//! Campaign counters, the progress line and the end summary (text, JSON,
+//! KTAP, the kselftest format CI systems read, and JUnit XML). The counters are saved in
 //! the workdir after every program, so a campaign killed with SIGKILL
 //! resumes from them.
 
@@ -9,6 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::report::esc;
 
 /// One finding title's tally in this campaign.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -418,7 +420,7 @@ impl Stats {
         let _ = writeln!(
             x,
             "<testsuites>\n  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{:.1}\">",
-            xml(suite),
+            esc(suite),
             self.parts.len(),
             self.elapsed_ms as f64 / 1000.0
         );
@@ -426,8 +428,8 @@ impl Stats {
             let _ = write!(
                 x,
                 "    <testcase classname=\"{}\" name=\"{}\"",
-                xml(suite),
-                xml(name)
+                esc(suite),
+                esc(name)
             );
             let summary = format!(
                 "{} programs, {} with findings, {} errors",
@@ -437,44 +439,26 @@ impl Stats {
                 let _ = writeln!(
                     x,
                     ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
-                    xml(&summary),
-                    xml(&listing)
+                    esc(&summary),
+                    esc(&listing)
                 );
             } else if p.programs <= p.errors {
                 let _ = writeln!(
                     x,
                     ">\n      <error message=\"{}\">it tested nothing</error>\n    </testcase>",
-                    xml(&summary)
+                    esc(&summary)
                 );
             } else {
                 let _ = writeln!(
                     x,
                     ">\n      <system-out>{}</system-out>\n    </testcase>",
-                    xml(&summary)
+                    esc(&summary)
                 );
             }
         }
         x.push_str("  </testsuite>\n</testsuites>\n");
         x
     }
-}
-
-/// Text as XML character data or an attribute value.
-fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Control characters are not XML (but tab and newline are).
-            c if c.is_control() && c != '\n' && c != '\t' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// `1h02m03s`.
