@@ -40,6 +40,7 @@
 #include <linux/delay.h>
 #include <linux/fs.h>
 #include <linux/hrtimer.h>
+#include <linux/kthread.h>
 #include <linux/kfence.h>
 #include <linux/ktime.h>
 #include <linux/module.h>
@@ -363,10 +364,41 @@ static noinline int splat_return_locked(void)
 	return 0;
 }
 
+/* kmemleak: "unreferenced object ... (size 512)", allocated here. */
+static noinline int splat_leak(void)
+{
+	void *p = kmalloc(512, GFP_KERNEL);
+
+	if (!p)
+		return -ENOMEM;
+	memset(p, 0x5a, 512);
+	/* Forgotten: nothing keeps the pointer. */
+	p = NULL;
+	return 0;
+}
+
+static DEFINE_MUTEX(exit_mutex);
+
+static int held_thread(void *unused)
+{
+	mutex_lock(&exit_mutex);
+	/* Exits holding it: "WARNING: ... still has locks held!" from do_exit. */
+	return 0;
+}
+
+static noinline int splat_held(void)
+{
+	struct task_struct *t = kthread_run(held_thread, NULL, "cgstorm_held");
+
+	return PTR_ERR_OR_ZERO(t);
+}
+
 static const struct {
 	const char *name;
 	int (*run)(void);
 } splat_kinds[] = {
+	{ "leak", splat_leak },
+	{ "held", splat_held },
 	{ "busy-inodes", splat_busy_inodes },
 	{ "page-fault", splat_page_fault },
 	{ "null", splat_null },

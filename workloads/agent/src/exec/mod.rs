@@ -15,6 +15,7 @@ mod dax;
 mod fault;
 mod files;
 pub mod kcov;
+pub mod kmemleak;
 mod lane;
 mod mounts;
 pub(crate) mod paths;

@@ -88,6 +88,15 @@ fn serve(admission: Admission) -> Result<(), String> {
             klog!("kernel features: {n}");
         }
     }
+    if features.as_ref().is_some_and(|f| f.kmemleak) {
+        match crate::exec::kmemleak::setup() {
+            Ok(()) => klog!(
+                "kmemleak: scans every {} resets (what the boot left is forgotten)",
+                crate::exec::kmemleak::EVERY
+            ),
+            Err(e) => warnings.push(e),
+        }
+    }
     let missing_devices = devices::wait_for(&wanted, DEVICE_WAIT);
     for w in &warnings {
         klog!("warning: {w}");
