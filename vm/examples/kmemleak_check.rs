@@ -23,17 +23,7 @@ mod common;
 const RESETS: usize = 21;
 
 fn main() -> ExitCode {
-    match check() {
-        Ok(true) => {
-            println!("kmemleak_check: ok");
-            ExitCode::SUCCESS
-        }
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("kmemleak_check: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit("kmemleak_check", check())
 }
 
 fn check() -> Result<bool, Box<dyn std::error::Error>> {

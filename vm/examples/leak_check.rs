@@ -70,17 +70,7 @@ lanes:
 mod common;
 
 fn main() -> ExitCode {
-    match check() {
-        Ok(true) => {
-            println!("leak_check: ok");
-            ExitCode::SUCCESS
-        }
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("leak_check: error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit("leak_check", check())
 }
 
 fn check() -> Result<bool, Box<dyn std::error::Error>> {

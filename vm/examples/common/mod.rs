@@ -2,6 +2,7 @@
 //! booted agent for it.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use cgstorm_vm::accel::AccelChoice;
@@ -38,4 +39,21 @@ pub fn boot(
     let mut vm = launch(s)?;
     vm.vm.agent().set_read_timeout(Some(timeout))?;
     Ok(vm)
+}
+
+/// A check's exit: 0 and `NAME: ok` when it passed, 1 when it failed (it
+/// printed why), 1 and the error when it could not run.
+#[allow(dead_code)] // each example builds this module; the benchmarks do not use it
+pub fn exit(name: &str, result: Result<bool, Box<dyn std::error::Error>>) -> ExitCode {
+    match result {
+        Ok(true) => {
+            println!("{name}: ok");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("{name}: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -312,10 +312,10 @@ impl Slot {
             let asked = conclusion.outcome.reset_sent;
             let answer = reset(vm, asked, &mut watch, accel.scale(RESET_TIMEOUT));
             reset_time = resetting.elapsed();
-            if let Ok((_, laps)) = &answer {
-                reset_laps = laps.clone();
-            }
-            match answer.map(|(left, _)| left) {
+            match answer.map(|(left, laps)| {
+                reset_laps = laps;
+                left
+            }) {
                 Ok(left) if left.is_empty() => {}
                 Ok(left) => {
                     after.extend(leaks(program, &left));

@@ -44,6 +44,13 @@ pub struct Part {
     pub errors: u64,
 }
 
+impl Part {
+    /// Every run of it failed to run: it tested nothing.
+    pub fn tested_nothing(&self) -> bool {
+        self.programs <= self.errors
+    }
+}
+
 /// The counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -365,7 +372,7 @@ impl Stats {
         let mut s = String::from("KTAP version 1\n");
         let _ = writeln!(s, "1..{}", self.parts.len());
         for (i, (name, p)) in self.parts.iter().enumerate() {
-            let ok = if p.failed == 0 && p.programs > p.errors {
+            let ok = if p.failed == 0 && !p.tested_nothing() {
                 "ok"
             } else {
                 "not ok"
@@ -414,7 +421,7 @@ impl Stats {
         let errors = self
             .parts
             .values()
-            .filter(|p| p.failed == 0 && p.programs <= p.errors)
+            .filter(|p| p.failed == 0 && p.tested_nothing())
             .count();
         let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         let _ = writeln!(
@@ -442,7 +449,7 @@ impl Stats {
                     esc(&summary),
                     esc(&listing)
                 );
-            } else if p.programs <= p.errors {
+            } else if p.tested_nothing() {
                 let _ = writeln!(
                     x,
                     ">\n      <error message=\"{}\">it tested nothing</error>\n    </testcase>",

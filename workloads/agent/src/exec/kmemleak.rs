@@ -20,13 +20,11 @@ const CONFIRM_AFTER: Duration = Duration::from_secs(1);
 static ON: AtomicBool = AtomicBool::new(false);
 static RESETS: AtomicU64 = AtomicU64::new(0);
 
-/// At boot, where kmemleak is: no scanning thread, and what the boot left
-/// (firmware tables, early allocations kmemleak cannot follow) forgotten,
-/// so that only what programs leak is reported. A no-op elsewhere.
+/// At boot, on a kernel with kmemleak (the probe's `Features::kmemleak`):
+/// no scanning thread, and what the boot left (firmware tables, early
+/// allocations kmemleak cannot follow) forgotten, so that only what
+/// programs leak is reported.
 pub fn setup() -> Result<(), String> {
-    if !std::path::Path::new(KMEMLEAK).exists() {
-        return Ok(());
-    }
     for cmd in ["scan=off", "scan", "clear"] {
         std::fs::write(KMEMLEAK, cmd).map_err(|e| format!("kmemleak {cmd}: {e}"))?;
     }
@@ -93,15 +91,11 @@ fn same_object(a: &str, b: &str) -> bool {
 }
 
 /// Prints a record to the console as a report of its own, a kernel log
-/// record a line, at error level.
+/// record a line.
 fn print(record: &str) {
-    use std::io::Write;
-    let Ok(mut kmsg) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") else {
-        return;
-    };
-    let _ = kmsg.write_all(b"<3>BUG: memory leak\n");
+    crate::init::kmsg::raw("BUG: memory leak");
     for line in record.lines() {
-        let _ = kmsg.write_all(format!("<3>{line}\n").as_bytes());
+        crate::init::kmsg::raw(line);
     }
 }
 

@@ -182,21 +182,26 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Bound loop devices (`/dev/loopN`).
-fn bound_loops() -> Vec<PathBuf> {
+/// The guest's loop devices: `(N of /dev/loopN, bound to a file)`.
+fn loop_devices() -> Vec<(libc::c_ulong, bool)> {
     let Ok(dir) = std::fs::read_dir("/sys/block") else {
         return Vec::new();
     };
     dir.flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("loop"))
-        .filter(|n| {
-            Path::new("/sys/block")
-                .join(n)
-                .join("loop/backing_file")
-                .exists()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n = name.strip_prefix("loop")?.parse().ok()?;
+            Some((n, e.path().join("loop/backing_file").exists()))
         })
-        .map(|n| Path::new("/dev").join(n))
+        .collect()
+}
+
+/// Bound loop devices (`/dev/loopN`).
+fn bound_loops() -> Vec<PathBuf> {
+    loop_devices()
+        .into_iter()
+        .filter(|(_, bound)| *bound)
+        .map(|(n, _)| PathBuf::from(format!("/dev/loop{n}")))
         .collect()
 }
 
@@ -707,20 +712,7 @@ fn remove_loop_devices() {
     else {
         return;
     };
-    let Ok(dir) = std::fs::read_dir("/sys/block") else {
-        return;
-    };
-    for e in dir.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(n) = name
-            .strip_prefix("loop")
-            .and_then(|n| n.parse::<libc::c_ulong>().ok())
-        else {
-            continue;
-        };
-        if e.path().join("loop/backing_file").exists() {
-            continue;
-        }
+    for (n, _) in loop_devices().into_iter().filter(|(_, bound)| !bound) {
         // SAFETY: LOOP_CTL_REMOVE takes the device's index by value.
         unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_REMOVE, n) };
     }

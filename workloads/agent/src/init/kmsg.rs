@@ -31,6 +31,20 @@ pub fn log(msg: &str) {
     }
 }
 
+/// Writes one line as it is (no prefix) at error level: a report the agent
+/// prints for the kernel (kmemleak's, which the kernel keeps in a file).
+pub fn raw(line: &str) {
+    let mut guard = KMSG.lock().unwrap_or_else(|e| e.into_inner());
+    let record = format!("<3>{line}\n");
+    let written = match guard.as_mut() {
+        Some(f) => f.write_all(record.as_bytes()).is_ok(),
+        None => false,
+    };
+    if !written {
+        eprintln!("{line}");
+    }
+}
+
 /// Formats and logs a line with [`log`].
 macro_rules! klog {
     ($($arg:tt)*) => { $crate::init::kmsg::log(&format!($($arg)*)) };
