@@ -308,6 +308,21 @@ pub fn umount(s: &State, place: &Name, lazy: bool, ctx: Ctx<'_>) -> Next {
         if ctx.racing.unmounts.contains(place) {
             also_fail(&mut out, s, EINVAL);
         }
+        if lazy && ctx.racing.places.contains(place) {
+            // The other lane's op holds a path on the top mount while it
+            // runs (a write's open file): detached meanwhile, the mount and
+            // its superblock live until that op lets go, and its device
+            // stays busy for mkfs (seen on Debian's 6.1: mkfs.xfs EBUSY
+            // right after the umount_lazy, "EXT4-fs: unmounting" 6 ms
+            // later when the write closed;
+            // corpus/regressions/umount-lazy-held-by-racing-write.yaml).
+            if let Some((r, _)) = s.top(place) {
+                let held = detach(s, &r, true);
+                if !out.iter().any(|(o, n)| *o == Outcome::Ok && *n == held) {
+                    out.push((Outcome::Ok, held));
+                }
+            }
+        }
         if lazy && ctx.racing.mounts.contains(place) {
             // See `Racing::mounts`: the top mount is the other lane's, put
             // on the one this lookup found; both go. (Seen on Debian's 6.1:

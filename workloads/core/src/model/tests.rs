@@ -638,6 +638,31 @@ fn io_at_the_root_keeps_memory_on_v2() {
     assert!(v1.contains("EBUSY") && v1.contains("ok"), "{v1}");
 }
 
+/// A lazy umount while another lane's op holds a path on that mount (a
+/// write's open file) detaches it, but the filesystem lives until the op
+/// lets go: a mkfs of its device right after may be EBUSY (a Debian fuzz,
+/// corpus/regressions/umount-lazy-held-by-racing-write.yaml). Without the
+/// racing op it is not.
+#[test]
+fn a_lazy_umount_racing_a_write_may_leave_the_device_busy() {
+    let yaml = |other: &str| {
+        format!(
+            "lanes:\n  - {{name: a, ops: [{{mkfs: {{dev: scratch1, fs: ext4}}}}, {{mount: {{at: m1, fs: ext4, dev: scratch1}}}}, barrier{other}]}}\n  - {{name: b, ops: [barrier, {{umount_lazy: m1}}, {{mkfs: {{dev: scratch1, fs: xfs}}}}]}}\n"
+        )
+    };
+    let pred = predict(
+        &prog(&yaml(
+            ", {write: {file: m1/f0, bytes: 4K, bs: 4K, mode: dsync}}",
+        )),
+        &Target::default(),
+    )
+    .unwrap();
+    let mkfs = pred.ops[&OpId { lane: 1, op: 2 }].to_string();
+    assert!(mkfs.contains("EBUSY") && mkfs.contains("ok"), "{mkfs}");
+    let pred = predict(&prog(&yaml("")), &Target::default()).unwrap();
+    assert_eq!(pred.ops[&OpId { lane: 1, op: 2 }].to_string(), "ok");
+}
+
 /// A fault injected into `mkdir` (`fail_nth`) may fail it cleanly with
 /// ENOMEM, the cgroup then absent: so `rmdir` after it is ENOENT. Without
 /// an injected fault ENOMEM is a divergence, as is the cgroup staying.
