@@ -6,10 +6,17 @@
 //! The first sighting's files are kept; later sightings bump the count and
 //! add a line to `seen`. A lock file makes concurrent runs (several VMs
 //! sharing a workdir) safe.
+//!
+//! It is also where a finding directory is read back ([`load`],
+//! [`load_before`]) and where the programs that ran before a finding are
+//! written ([`write_before`]): one owner for the layout.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use cgstorm_workloads::Program;
 
 /// One thing to store.
 pub struct Record<'a> {
@@ -84,6 +91,82 @@ pub fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
     f.write_all(data)?;
     f.sync_all()?;
     fs::rename(tmp, path)
+}
+
+/// A program to run again: a file, or a finding directory (its
+/// `program.yaml` and the title in `description`); also where its
+/// minimised form goes (`minimized.yaml` beside the program).
+pub fn load(input: &Path) -> Result<(Program, Option<String>, PathBuf)> {
+    let (file, title) = if input.is_dir() {
+        let title = std::fs::read_to_string(input.join("description"))
+            .map(|s| s.trim().to_string())
+            .ok();
+        (input.join("program.yaml"), title)
+    } else {
+        (input.to_path_buf(), None)
+    };
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let program = Program::from_yaml_path(&file, &text)?;
+    let out = file.with_file_name("minimized.yaml");
+    Ok((program, title, out))
+}
+
+/// The programs stored before a finding (`DIR/before/*.yaml`, in name
+/// order); none when the directory has no `before`.
+pub fn load_before(dir: &Path) -> Result<Vec<Program>> {
+    let d = dir.join("before");
+    if !d.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut files: Vec<PathBuf> = fs::read_dir(&d)
+        .with_context(|| format!("cannot list {}", d.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let text =
+                fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            Program::from_yaml_path(f, &text)
+                .with_context(|| format!("{} is not a valid program", f.display()))
+        })
+        .collect()
+}
+
+/// Writes programs (as YAML) as `DIR/000.yaml`, `DIR/001.yaml`, …
+/// (replacing what was there).
+pub fn write_before(dir: &Path, before: &[String]) -> Result<()> {
+    // Written whole beside it, then renamed into place: a reader (or a
+    // campaign resumed after a kill) sees the old programs or the new ones.
+    let tmp = dir.with_extension("tmp");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).with_context(|| format!("cannot empty {}", tmp.display()))?;
+    }
+    fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    for (i, yaml) in before.iter().enumerate() {
+        let f = tmp.join(format!("{i:03}.yaml"));
+        write_new(&f, yaml.as_bytes()).with_context(|| format!("cannot write {}", f.display()))?;
+    }
+    if dir.exists() {
+        fs::remove_dir_all(dir).with_context(|| format!("cannot empty {}", dir.display()))?;
+    }
+    fs::rename(&tmp, dir)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), dir.display()))
+}
+
+/// Appends a line to a log file (best effort: logs must not stop a campaign).
+pub fn log_line(path: &Path, line: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
 }
 
 #[cfg(test)]
@@ -190,5 +273,30 @@ mod tests {
                 .count(),
             8
         );
+    }
+
+    fn named(name: &str) -> Program {
+        Program::from_yaml(
+            name,
+            &format!("name: {name}\nlanes:\n  - {{name: l, ops: [{{mkdir: a}}]}}\n"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn stored_programs_load_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let before: Vec<Program> = (0..12).map(|i| named(&format!("p{i}"))).collect();
+        let yaml: Vec<String> = before.iter().map(Program::to_yaml).collect();
+        write_before(&dir.path().join("before"), &yaml).unwrap();
+        let back = load_before(dir.path()).unwrap();
+        let names: Vec<String> = back.iter().map(|p| p.name.clone()).collect();
+        let want: Vec<String> = (0..12).map(|i| format!("p{i}")).collect();
+        assert_eq!(names, want);
+        assert!(load_before(&dir.path().join("nothing")).unwrap().is_empty());
+        // Written again with fewer: only those, and no temporary left.
+        write_before(&dir.path().join("before"), &yaml[..3]).unwrap();
+        assert_eq!(load_before(dir.path()).unwrap().len(), 3);
+        assert!(!dir.path().join("before.tmp").exists());
     }
 }

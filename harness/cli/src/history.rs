@@ -6,57 +6,19 @@
 //! (`before/000.yaml`, oldest first); this module runs them again in one VM,
 //! in order, and cuts them down to the ones the finding needs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use cgstorm_workloads::program::DEFAULT_DURATION_MS;
 use cgstorm_workloads::Program;
 
 use crate::campaign::slot::Slot;
 use crate::campaign::Env;
-use crate::minimize::load;
+use crate::findings::{load, load_before};
 use crate::run::error::chain;
 use crate::run::verdict::same_finding;
 use crate::vm_args::VmArgs;
-
-/// The programs stored before a finding (`DIR/before/*.yaml`, in name
-/// order); none when the directory has no `before`.
-pub fn load_before(dir: &Path) -> Result<Vec<Program>> {
-    let d = dir.join("before");
-    if !d.is_dir() {
-        return Ok(Vec::new());
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&d)
-        .with_context(|| format!("cannot list {}", d.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|f| {
-            let text = std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read {}", f.display()))?;
-            Program::from_yaml_path(f, &text)
-                .with_context(|| format!("{} is not a valid program", f.display()))
-        })
-        .collect()
-}
-
-/// Writes programs (as YAML) as `DIR/000.yaml`, `DIR/001.yaml`, …
-/// (replacing what was there).
-pub fn write_before(dir: &Path, before: &[String]) -> Result<()> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("cannot empty {}", dir.display()))?;
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    for (i, yaml) in before.iter().enumerate() {
-        let f = dir.join(format!("{i:03}.yaml"));
-        std::fs::write(&f, yaml).with_context(|| format!("cannot write {}", f.display()))?;
-    }
-    Ok(())
-}
 
 /// Runs programs one after another in one VM, as a campaign does.
 pub trait Sequence {
@@ -391,18 +353,5 @@ mod tests {
         )
         .unwrap();
         assert!(kept.is_empty());
-    }
-
-    #[test]
-    fn stored_programs_load_back_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let before: Vec<Program> = (0..12).map(|i| named(&format!("p{i}"))).collect();
-        let yaml: Vec<String> = before.iter().map(Program::to_yaml).collect();
-        write_before(&dir.path().join("before"), &yaml).unwrap();
-        let back = load_before(dir.path()).unwrap();
-        let names: Vec<String> = back.iter().map(|p| p.name.clone()).collect();
-        let want: Vec<String> = (0..12).map(|i| format!("p{i}")).collect();
-        assert_eq!(names, want);
-        assert!(load_before(&dir.path().join("nothing")).unwrap().is_empty());
     }
 }

@@ -14,6 +14,8 @@ mod fuzz;
 mod gen;
 mod history;
 mod kernel_args;
+mod machine;
+mod markup;
 mod merge;
 mod minimize;
 mod report;

@@ -6,7 +6,7 @@
 //! are flaky, so a candidate gets several attempts before it is given up,
 //! and the end result says how often it reproduces.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -16,7 +16,8 @@ use cgstorm_workloads::{Millis, Op, Program};
 
 use crate::campaign::slot::Slot;
 use crate::campaign::Env;
-use crate::history::{load_before, reduce_before, write_before, Sequence, VmSequence};
+use crate::findings::{load, load_before, write_before};
+use crate::history::{reduce_before, Sequence, VmSequence};
 use crate::run::error::chain;
 use crate::run::verdict::same_finding;
 use crate::vm_args::VmArgs;
@@ -179,22 +180,6 @@ fn ops(p: &Program) -> usize {
         .iter()
         .map(|l| count_ops(&l.ops) - l.ops.iter().filter(|s| s.op == Op::Barrier).count())
         .sum()
-}
-
-pub fn load(input: &Path) -> Result<(Program, Option<String>, PathBuf)> {
-    let (file, title) = if input.is_dir() {
-        let title = std::fs::read_to_string(input.join("description"))
-            .map(|s| s.trim().to_string())
-            .ok();
-        (input.join("program.yaml"), title)
-    } else {
-        (input.to_path_buf(), None)
-    };
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
-    let program = Program::from_yaml_path(&file, &text)?;
-    let out = file.with_file_name("minimized.yaml");
-    Ok((program, title, out))
 }
 
 /// Runs `minimize`.

@@ -295,7 +295,7 @@ impl Campaign {
                     failures = 0;
                     let restarted = had_vm && slot.boots > boots;
                     if let Some(why) = &ran.dropped {
-                        log_line(
+                        crate::findings::log_line(
                             &dir.join("drops.log"),
                             &format!("{} {}: {why}", now_unix(), pick.program.name),
                         );
@@ -359,7 +359,7 @@ impl Campaign {
                     // Next to a new finding: what ran before it in its VM.
                     if n == 1 && !ran.before.is_empty() {
                         let before = dir.join("before");
-                        if let Err(e) = crate::history::write_before(&before, &ran.before) {
+                        if let Err(e) = crate::findings::write_before(&before, &ran.before) {
                             eprintln!(
                                 "cgstorm: cannot store the programs before `{}`: {e:#}",
                                 f.title
@@ -729,18 +729,6 @@ fn count_faults(f: &mut FaultStats, p: &Program, trace: &crate::run::trace::Trac
 /// A drop reason without its details, for counting.
 fn short_reason(why: &str) -> String {
     why.split(':').next().unwrap_or(why).trim().to_string()
-}
-
-/// Appends a line to a log file (best effort: logs must not stop a campaign).
-pub(crate) fn log_line(path: &Path, line: &str) {
-    use std::io::Write;
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-    {
-        let _ = writeln!(f, "{line}");
-    }
 }
 
 #[cfg(test)]

@@ -105,7 +105,7 @@ impl Exchange {
                     continue;
                 }
                 // Best effort: at worst a resumed campaign runs it once more.
-                super::engine::log_line(&self.seen_file, &key);
+                crate::findings::log_line(&self.seen_file, &key);
                 let Ok(text) = std::fs::read_to_string(&f) else {
                     continue;
                 };

@@ -16,9 +16,10 @@ use cgstorm_vm::kernel::{self, KernelSpec};
 use cgstorm_vm::AccelChoice;
 
 use crate::findings;
+use crate::machine::Backend;
+use crate::machine::MachineOpts;
 use crate::run::error::{Failed, RunError};
-use crate::run::launch::{self, Backend, FoundKernel};
-use crate::run::machine::MachineOpts;
+use crate::run::launch::{self, FoundKernel};
 use crate::run::verdict::{Detail, Finding};
 use crate::vm_args::VmArgs;
 

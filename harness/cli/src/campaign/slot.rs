@@ -15,11 +15,11 @@ use cgstorm_workloads::model::Target;
 use cgstorm_workloads::Program;
 
 use super::Env;
+use crate::machine::MachineOpts;
 use crate::run::console::ConsoleWatch;
 use crate::run::error::RunError;
 use crate::run::launch::{self, BootPlan, Booted};
 use crate::run::limits::{Cover, Limits};
-use crate::run::machine::MachineOpts;
 use crate::run::session::End;
 use crate::run::verdict::{findings, Detail, Finding, ModelCheck, OpNames, Verdict};
 use crate::run::{conclude, kernel_model, Conclusion};

@@ -64,7 +64,7 @@ pub fn run(args: &ReproArgs) -> Result<u8> {
     // A finding that needs the programs before it (its before/) gets a
     // script that runs them first.
     let before = if args.source.is_dir() && !args.alone {
-        crate::history::load_before(&args.source)?
+        crate::findings::load_before(&args.source)?
     } else {
         Vec::new()
     };

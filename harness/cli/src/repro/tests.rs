@@ -314,7 +314,7 @@ fn page_counter_finding() -> PathBuf {
 fn a_finding_with_programs_before_it_gives_one_script_that_runs_them_in_order() {
     let dir = page_counter_finding();
     let (p, prov) = super::load(&dir).unwrap();
-    let before = crate::history::load_before(&dir).unwrap();
+    let before = crate::findings::load_before(&dir).unwrap();
     assert_eq!(before.len(), 1);
     let s = generate_sequence(&before, &p, &prov);
     assert_parses("sequence", &s.text);

@@ -14,9 +14,10 @@ use cgstorm_workloads::Program;
 use super::results::{self, Judgement};
 use super::script::{Script, DEFAULT_DURATION_MS, HELPER_C, SEQUENCE_MARK};
 use super::ReproArgs;
+use crate::machine::Backend;
+use crate::machine::MachineOpts;
 use crate::run::error::{chain, RunError};
-use crate::run::launch::{boot_qemu, find_agent, find_kernel, Backend, BootPlan};
-use crate::run::machine::MachineOpts;
+use crate::run::launch::{boot_qemu, find_agent, find_kernel, BootPlan};
 
 /// Where the guest's busybox comes from (Debian's busybox-static).
 const BUSYBOX: &str = "/bin/busybox";

@@ -41,6 +41,12 @@ pub enum RunError {
     },
 }
 
+impl From<crate::machine::BadMachine> for RunError {
+    fn from(e: crate::machine::BadMachine) -> RunError {
+        RunError::Options(e.0)
+    }
+}
+
 impl RunError {
     /// The exit code: 2 for bad input (a program or options that cannot
     /// work, a `--kernel` that is not there, cannot be read, is no bzImage

@@ -13,30 +13,12 @@ use cgstorm_vm::AccelChoice;
 
 use super::error::RunError;
 use super::kconfig::{self, KConfig};
-use super::machine::MachineOpts;
+use crate::machine::Backend;
+use crate::machine::MachineOpts;
 
 /// Host tools copied into the initramfs (with their libraries) when present:
 /// the agent runs them for `mkfs`.
 pub const GUEST_TOOLS: [&str; 2] = ["/usr/sbin/mkfs.ext4", "/usr/sbin/mkfs.xfs"];
-
-/// Which VM runner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Backend {
-    /// QEMU with cgstorm's own initramfs.
-    Qemu,
-    /// virtme-ng (`vng`), sharing the host's root filesystem.
-    Vng,
-}
-
-impl Backend {
-    /// `qemu` or `vng`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Qemu => "qemu",
-            Backend::Vng => "vng",
-        }
-    }
-}
 
 /// A kernel ready to boot, with its configuration if one was found.
 pub struct FoundKernel {

@@ -15,7 +15,6 @@ mod json;
 pub(crate) mod kconfig;
 pub(crate) mod launch;
 pub(crate) mod limits;
-pub(crate) mod machine;
 mod rates;
 pub(crate) mod session;
 pub(crate) mod signal;
@@ -36,12 +35,12 @@ use cgstorm_vm::Vm;
 use cgstorm_workloads::model::{Kernel, Target};
 use cgstorm_workloads::{Millis, Program, Size};
 
+use crate::machine::MachineOpts;
 use console::{ConsoleLog, ConsoleWatch};
 use error::{chain, RunError};
 use kconfig::KConfig;
 use launch::{BootPlan, Booted, FoundKernel};
 use limits::Limits;
-use machine::MachineOpts;
 use session::{End, Outcome};
 use verdict::{check_model, findings, Finding, ModelCheck, OpNames, RunInfo, Verdict};
 

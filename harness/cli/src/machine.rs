@@ -1,11 +1,34 @@
-//! The VM `cgstorm run` boots and the machine the model predicts for, both
-//! made from the same options so they cannot disagree.
+//! The VM cgstorm boots and the machine the model predicts for, both made
+//! from the same options so they cannot disagree, and the runner that boots
+//! it.
 
 use cgstorm_vm::{Pmem, VmSpec};
 use cgstorm_workloads::model::{Kernel, Machine, Target};
 use cgstorm_workloads::Size;
 
-use super::error::RunError;
+/// Machine options that cannot work (the commands exit 2 on them).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadMachine(pub String);
+
+/// Which VM runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// QEMU with cgstorm's own initramfs.
+    Qemu,
+    /// virtme-ng (`vng`), sharing the host's root filesystem.
+    Vng,
+}
+
+impl Backend {
+    /// `qemu` or `vng`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Qemu => "qemu",
+            Backend::Vng => "vng",
+        }
+    }
+}
 
 /// RAM the guest keeps above a `memmap=` pmem carve-out (the vm crate checks
 /// the same headroom).
@@ -49,9 +72,9 @@ impl Default for MachineOpts {
     }
 }
 
-fn mib(s: Size, what: &str) -> Result<u64, RunError> {
+fn mib(s: Size, what: &str) -> Result<u64, BadMachine> {
     if !s.0.is_multiple_of(1 << 20) {
-        return Err(RunError::Options(format!(
+        return Err(BadMachine(format!(
             "{what} {s} is not a whole number of MiB: give it as e.g. 512M or 2G"
         )));
     }
@@ -60,17 +83,17 @@ fn mib(s: Size, what: &str) -> Result<u64, RunError> {
 
 impl MachineOpts {
     /// The VM to boot (kernel path left empty for the launcher).
-    pub fn vm_spec(&self) -> Result<VmSpec, RunError> {
+    pub fn vm_spec(&self) -> Result<VmSpec, BadMachine> {
         let memory_mib = mib(self.memory, "--memory")?;
         let pmem_mib = mib(self.pmem, "--pmem")?;
         let disk_mib = mib(self.scratch_size, "--scratch-size")?;
         if self.cpus == 0 || memory_mib < 256 {
-            return Err(RunError::Options(
+            return Err(BadMachine(
                 "the guest needs at least 1 cpu and 256M of memory".into(),
             ));
         }
         if self.scratch_disks > 0 && disk_mib == 0 {
-            return Err(RunError::Options(
+            return Err(BadMachine(
                 "--scratch-size must be above 0 (or use --scratch-disks 0)".into(),
             ));
         }
@@ -81,7 +104,7 @@ impl MachineOpts {
                 .checked_sub(pmem_mib + MEMMAP_HEADROOM_MIB)
                 .filter(|&o| o >= MEMMAP_MIN_OFFSET_MIB)
                 .ok_or_else(|| {
-                    RunError::Options(format!(
+                    BadMachine(format!(
                         "--pmem {} is carved out of guest RAM and needs --memory of at least {}M",
                         self.pmem,
                         pmem_mib + MEMMAP_HEADROOM_MIB + MEMMAP_MIN_OFFSET_MIB
