@@ -86,7 +86,9 @@ pub fn record(workdir: &Path, r: &Record<'_>) -> io::Result<(PathBuf, u64)> {
 
 /// Writes a file through a temporary name and a rename, so readers never see half of it.
 pub fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
     let mut f = File::create(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;

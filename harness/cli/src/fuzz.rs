@@ -11,6 +11,7 @@ use cgstorm_workloads::{mutate, Millis, Program};
 
 use crate::campaign::engine::{Campaign, Pick, Source};
 use crate::campaign::Env;
+use crate::findings::write_new;
 use crate::vm_args::VmArgs;
 
 /// How long a fuzz program's `for: run` loops run.
@@ -103,9 +104,9 @@ pub fn load_programs(dirs: &[PathBuf]) -> Vec<Program> {
         .collect()
 }
 
-/// The checkout's corpus directory.
+/// The corpus directory cgstorm ships with ([`crate::data::corpus`]).
 pub fn default_corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus")
+    crate::data::corpus()
 }
 
 /// 4 KiB of bytes from `seed` (splitmix64), for the generator.
@@ -429,13 +430,16 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
     let st = campaign.state();
     let text = st.stats.text("fuzz");
     print!("{text}");
-    let _ = std::fs::write(a.workdir.join("fuzz-summary.txt"), &text);
+    let _ = write_new(&a.workdir.join("fuzz-summary.txt"), text.as_bytes());
     let suite = if a.shard.count > 1 {
         format!("cgstorm fuzz shard {}/{}", a.shard.index, a.shard.count)
     } else {
         "cgstorm fuzz".to_string()
     };
-    let _ = std::fs::write(a.workdir.join("fuzz.junit.xml"), st.stats.junit(&suite));
+    let _ = write_new(
+        &a.workdir.join("fuzz.junit.xml"),
+        st.stats.junit(&suite).as_bytes(),
+    );
     let new = st.stats.findings.values().any(|f| f.new && !f.known);
     drop(st);
     if let Some(why) = campaign.infrastructure_failure() {

@@ -8,6 +8,7 @@
 mod campaign;
 mod check;
 mod classify;
+mod data;
 mod distill;
 mod findings;
 mod fuzz;

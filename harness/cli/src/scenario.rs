@@ -91,11 +91,14 @@ fn dir_from(env: Option<&OsStr>) -> Result<PathBuf> {
     if here.is_dir() {
         return Ok(here.to_path_buf());
     }
-    let tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus/scenarios");
-    if tree.is_dir() {
-        return Ok(tree);
+    let built_in = crate::data::corpus().join("scenarios");
+    if built_in.is_dir() {
+        return Ok(built_in);
     }
-    bail!("no corpus/scenarios here or in the source tree; set {SCENARIOS_ENV} to the directory")
+    bail!(
+        "no corpus/scenarios here, in the source tree or built in ({}); set {SCENARIOS_ENV} to the directory",
+        built_in.display()
+    )
 }
 
 /// A scenario name, or a path to a program file as is.

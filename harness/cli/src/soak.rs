@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::campaign::engine::{Campaign, Pick, Source};
 use crate::campaign::stats::Stats;
 use crate::campaign::Env;
+use crate::findings::write_new;
 use crate::fuzz::{default_corpus, load_programs, FuzzSource};
 use crate::vm_args::VmArgs;
 
@@ -142,9 +143,12 @@ struct Summary<'a> {
 /// Writes the three summaries into the workdir; returns the text one.
 pub fn write_summaries(workdir: &Path, stats: &Stats, complete: bool) -> std::io::Result<String> {
     let text = stats.text("soak");
-    std::fs::write(workdir.join("soak-summary.txt"), &text)?;
-    std::fs::write(workdir.join("soak.ktap"), stats.ktap())?;
-    std::fs::write(workdir.join("soak.junit.xml"), stats.junit("cgstorm soak"))?;
+    write_new(&workdir.join("soak-summary.txt"), text.as_bytes())?;
+    write_new(&workdir.join("soak.ktap"), stats.ktap().as_bytes())?;
+    write_new(
+        &workdir.join("soak.junit.xml"),
+        stats.junit("cgstorm soak").as_bytes(),
+    )?;
     let json = serde_json::to_vec_pretty(&Summary {
         stats,
         programs_per_s: stats.programs_per_s(),
@@ -153,7 +157,7 @@ pub fn write_summaries(workdir: &Path, stats: &Stats, complete: bool) -> std::io
         complete,
     })
     .expect("the summary serialises");
-    std::fs::write(workdir.join("soak-summary.json"), json)?;
+    write_new(&workdir.join("soak-summary.json"), &json)?;
     Ok(text)
 }
 

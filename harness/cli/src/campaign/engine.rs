@@ -285,7 +285,7 @@ impl Campaign {
             }
             let yaml = pick.program.to_yaml();
             // What is running, should the host die with it.
-            let _ = std::fs::write(dir.join("current.yaml"), &yaml);
+            let _ = crate::findings::write_new(&dir.join("current.yaml"), yaml.as_bytes());
             let boots = slot.boots;
             let had_vm = boots > 0;
             let began = Instant::now();
@@ -627,7 +627,7 @@ impl Campaign {
         // What the triage runs left is not the next program's business.
         slot.drop_vm();
         let rate = format!("{shown}/{runs}");
-        let _ = std::fs::write(fdir.join("triage"), format!("{rate}\n"));
+        let _ = crate::findings::write_new(&fdir.join("triage"), format!("{rate}\n").as_bytes());
         eprintln!(
             "cgstorm: triage: `{title}` came back in {rate} runs of its program alone in fresh VMs ({})",
             if runs > 0 && shown == runs {

@@ -182,12 +182,10 @@ impl Stats {
 
     /// Saves the counters to `path` atomically (write, then rename).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(self).expect("stats serialise"),
-        )?;
-        std::fs::rename(tmp, path)
+        crate::findings::write_new(
+            path,
+            &serde_json::to_vec_pretty(self).expect("stats serialise"),
+        )
     }
 
     /// Ops per second of wall time.
