@@ -45,6 +45,7 @@ for target in $(cd fuzz && cargo fuzz list); do
     grep -E "^(stat::number_of_executed_units|stat::new_units_added)" "$log" || true
 done
 echo "== the Kubernetes manifests and the pods' scripts (no cluster)" && bash ci/k8s-check.sh
+echo "== an installed cgstorm works with its source tree gone" && bash ci/install-check.sh
 echo "== the semantics corpus in a VM (Debian's stock kernel, TCG)"
 bash ci/vm-corpus.sh debian qemu
 echo "== the semantics corpus in VMs restored from a snapshot (what campaigns restart from)"
