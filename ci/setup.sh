@@ -8,9 +8,10 @@ vng=false
 
 need_apt=()
 # munge and slurm*: the single-node Slurm cluster of ci/vm-slurm.sh;
-# python3-yaml: ci/k8s-check.sh parses the Kubernetes manifests.
+# python3-yaml: ci/k8s-check.sh parses the Kubernetes manifests; chromium:
+# ci/report-browser-check.sh renders the nightly report page headless.
 for pkg in qemu-system-x86 kmod cpio e2fsprogs xfsprogs busybox-static bc gcc libc6-dev \
-    munge slurmctld slurmd slurm-client python3-yaml; do
+    munge slurmctld slurmd slurm-client python3-yaml chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then

@@ -104,6 +104,9 @@ done
 n_corpus=$(find "$work/night/merged/corpus" -name '*.yaml' 2>/dev/null | wc -l)
 [[ $n_corpus -gt 0 ]] || { echo "FAIL: the merged corpus is empty"; fail=1; }
 [[ -s $work/night/report.html ]] || { echo "FAIL: no report.html"; fail=1; }
+# The page in a real browser: its findings table holds the merged findings;
+# the screenshot is kept with the night's artifacts.
+bash ci/report-browser-check.sh "$work/night/report.html" "$out/report.png" "$work/night/merged" || fail=1
 echo "vm-slurm: shard 0 $before -> $after programs across its requeue; findings: $(echo "$shard_titles" | grep -c . ) in the shards, $(echo "$merged_titles" | grep -c .) merged; merged corpus $n_corpus programs"
 [[ $fail -eq 0 ]] && echo "vm-slurm: ok"
 exit $fail
