@@ -183,6 +183,17 @@ impl Program {
         !self.faulted().is_empty()
     }
 
+    /// Every place the program names ([`Op::places`]), `tmp` always.
+    pub fn places(&self) -> std::collections::BTreeSet<&str> {
+        let mut out = std::collections::BTreeSet::from(["tmp"]);
+        for l in 0..self.lanes.len() {
+            for (_, s) in self.lane_ops(l) {
+                out.extend(s.op.places().into_iter().map(Name::as_str));
+            }
+        }
+        out
+    }
+
     /// Every op of lane `lane` with its id, in pre-order.
     pub fn lane_ops(&self, lane: usize) -> Vec<(OpId, &OpSpec)> {
         let mut out = Vec::new();
@@ -269,6 +280,19 @@ fn clean_message(m: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The places of mounts, unmounts and of every file a path is walked
+    /// to, inside repeats too; `tmp` always; nothing from other ops.
+    #[test]
+    fn a_program_names_the_places_of_its_mounts_and_files() {
+        let p = Program::from_yaml(
+            "t",
+            "lanes:\n  - {name: a, ops: [{mkdir: x}, {repeat: {count: 2, ops: [{umount_lazy: u}]}}, {spawn: {task: t, writer: {file: w/f, bytes: 4K, bs: 4K}}}]}\n  - {name: b, ops: [{mount: {at: m, fs: tmpfs}}, {fsync: s/f}, {pin: {pin: p, map: x, via: dio_read, file: q/f}}, sync]}\n",
+        )
+        .unwrap();
+        let got: Vec<&str> = p.places().into_iter().collect();
+        assert_eq!(got, ["m", "q", "s", "tmp", "u", "w"]);
+    }
 
     const SEED_001: &str = r#"
 name: seed-001

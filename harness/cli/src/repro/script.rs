@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use cgstorm_workloads::op::TaskKind;
 use cgstorm_workloads::{Cg, Dev, DevKind, Errno, Op, Program};
 
 use super::ops::{self, quote};
@@ -49,34 +48,6 @@ fn all_ops(p: &Program) -> Vec<&Op> {
     (0..p.lanes.len())
         .flat_map(|l| p.lane_ops(l).into_iter().map(|(_, s)| &s.op))
         .collect()
-}
-
-/// Every place the program names (the agent makes the same directories).
-fn places(p: &Program) -> BTreeSet<String> {
-    let mut out = BTreeSet::from(["tmp".to_string()]);
-    for op in all_ops(p) {
-        let f = |x: &cgstorm_workloads::FilePath| x.place.to_string();
-        let add: Vec<String> = match op {
-            Op::Mount(a) => vec![a.at.to_string()],
-            Op::Umount(n) | Op::UmountLazy(n) | Op::Syncfs(n) => vec![n.to_string()],
-            Op::Remount(a) => vec![a.at.to_string()],
-            Op::Write(a) => vec![f(&a.file)],
-            Op::Truncate(a) => vec![f(&a.file)],
-            Op::Unlink(x) | Op::Fsync(x) => vec![f(x)],
-            Op::Losetup(a) => vec![f(&a.file)],
-            Op::Open(a) => vec![f(&a.file)],
-            Op::Pin(a) => a.file.iter().map(f).collect(),
-            Op::Spawn(s) => match &s.kind {
-                TaskKind::Writer(w) => vec![f(&w.file)],
-                TaskKind::Reader(r) => vec![f(&r.file)],
-                TaskKind::Hog(h) => h.file.iter().map(f).collect(),
-                TaskKind::Sleeper => vec![],
-            },
-            _ => vec![],
-        };
-        out.extend(add);
-    }
-    out
 }
 
 /// The devices the program names.
@@ -439,7 +410,8 @@ fn main(out: &mut String, p: &Program, devs: &BTreeSet<Dev>, helper: bool, hlane
          mkdir -p \"$RUN/task\" \"$RUN/loop\" \"$PLACES\" || die \"cannot make $W\"\n\
          mount -t tmpfs -o mode=0755 cgstorm \"$PLACES\" || die \"cannot mount a tmpfs on $PLACES\""
     );
-    let places: Vec<String> = places(p)
+    let places: Vec<String> = p
+        .places()
         .into_iter()
         .map(|s| format!("\"$PLACES/{s}\""))
         .collect();

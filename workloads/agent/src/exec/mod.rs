@@ -35,7 +35,6 @@ use std::time::Instant;
 
 use cgstorm_agent::contract::{DONE_LINE, KMSG_PREFIX};
 use cgstorm_agent::proto::{self, AgentMsg, RunOrder, RunTiming};
-use cgstorm_workloads::op::Op;
 use cgstorm_workloads::Program;
 use nix::mount::{mount, MsFlags};
 
@@ -177,50 +176,9 @@ fn prepare_places(p: &Program) -> Result<(), String> {
         )
         .map_err(|e| format!("mount tmpfs on {}: {e}", paths::PLACES))?;
     }
-    for place in places(p) {
-        let dir = paths::place(&place);
+    for place in p.places() {
+        let dir = paths::place(place);
         std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
     }
     Ok(())
-}
-
-/// Every place a program names.
-fn places(p: &Program) -> Vec<String> {
-    let mut out = vec!["tmp".to_string()];
-    for li in 0..p.lanes.len() {
-        for (_, spec) in p.lane_ops(li) {
-            let mut add = |s: &str| {
-                if !out.iter().any(|x| x == s) {
-                    out.push(s.to_string());
-                }
-            };
-            match &spec.op {
-                Op::Mount(a) => add(a.at.as_str()),
-                Op::Umount(n) | Op::UmountLazy(n) | Op::Syncfs(n) => add(n.as_str()),
-                Op::Remount(a) => add(a.at.as_str()),
-                Op::Write(a) => add(a.file.place.as_str()),
-                Op::Truncate(a) => add(a.file.place.as_str()),
-                Op::Unlink(f) | Op::Fsync(f) => add(f.place.as_str()),
-                Op::Losetup(a) => add(a.file.place.as_str()),
-                Op::Open(a) => add(a.file.place.as_str()),
-                Op::Pin(a) => {
-                    if let Some(f) = &a.file {
-                        add(f.place.as_str())
-                    }
-                }
-                Op::Spawn(s) => match &s.kind {
-                    cgstorm_workloads::op::TaskKind::Writer(w) => add(w.file.place.as_str()),
-                    cgstorm_workloads::op::TaskKind::Reader(r) => add(r.file.place.as_str()),
-                    cgstorm_workloads::op::TaskKind::Hog(h) => {
-                        if let Some(f) = &h.file {
-                            add(f.place.as_str())
-                        }
-                    }
-                    cgstorm_workloads::op::TaskKind::Sleeper => {}
-                },
-                _ => {}
-            }
-        }
-    }
-    out
 }

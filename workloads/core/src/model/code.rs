@@ -189,31 +189,14 @@ fn loops(code: &[Instr<'_>]) -> BTreeSet<Dev> {
         .collect()
 }
 
-/// Places a lane's ops walk a path through.
+/// Places a lane's ops walk a path through ([`Op::places`]).
 fn walked_places(code: &[Instr<'_>]) -> BTreeSet<Name> {
-    let file = |f: &FilePath| Some(f.place.clone());
     code.iter()
-        .filter_map(|i| match i {
-            Instr::Op(_, op) => match op {
-                Op::Write(a) => file(&a.file),
-                Op::Truncate(a) => file(&a.file),
-                Op::Unlink(f) | Op::Fsync(f) => file(f),
-                Op::Open(a) => file(&a.file),
-                Op::Losetup(a) => file(&a.file),
-                Op::Spawn(a) => match &a.kind {
-                    crate::op::TaskKind::Writer(w) => file(&w.file),
-                    crate::op::TaskKind::Reader(r) => file(&r.file),
-                    crate::op::TaskKind::Hog(h) => h.file.as_ref().and_then(file),
-                    crate::op::TaskKind::Sleeper => None,
-                },
-                Op::Pin(a) => a.file.as_ref().and_then(file),
-                Op::Mount(a) => Some(a.at.clone()),
-                Op::Remount(a) => Some(a.at.clone()),
-                Op::Umount(p) | Op::UmountLazy(p) | Op::Syncfs(p) => Some(p.clone()),
-                _ => None,
-            },
-            _ => None,
+        .flat_map(|i| match i {
+            Instr::Op(_, op) => op.places(),
+            _ => Vec::new(),
         })
+        .cloned()
         .collect()
 }
 

@@ -291,6 +291,36 @@ fn unknown_op(k: &str) -> String {
 }
 
 impl Op {
+    /// The places an op names: where it mounts, unmounts or remounts, and
+    /// the place of every file it walks a path to. The agent makes a
+    /// directory for each; the model knows another lane's walk there may
+    /// hold the mount.
+    pub fn places(&self) -> Vec<&Name> {
+        use args::TaskKind;
+        fn file(f: &FilePath) -> Option<&Name> {
+            Some(&f.place)
+        }
+        let one = match self {
+            Op::Write(a) => file(&a.file),
+            Op::Truncate(a) => file(&a.file),
+            Op::Unlink(f) | Op::Fsync(f) => file(f),
+            Op::Open(a) => file(&a.file),
+            Op::Losetup(a) => file(&a.file),
+            Op::Spawn(a) => match &a.kind {
+                TaskKind::Writer(w) => file(&w.file),
+                TaskKind::Reader(r) => file(&r.file),
+                TaskKind::Hog(h) => h.file.as_ref().and_then(file),
+                TaskKind::Sleeper => None,
+            },
+            Op::Pin(a) => a.file.as_ref().and_then(file),
+            Op::Mount(a) => Some(&a.at),
+            Op::Remount(a) => Some(&a.at),
+            Op::Umount(p) | Op::UmountLazy(p) | Op::Syncfs(p) => Some(p),
+            _ => None,
+        };
+        one.into_iter().collect()
+    }
+
     /// The ops a fault may be injected into (`fail_nth`): each is one
     /// syscall or a few, whose failure the kernel undoes, so a failed one
     /// leaves the state as it was (checked at the next barrier). Not the
