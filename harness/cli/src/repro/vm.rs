@@ -21,9 +21,6 @@ use crate::run::launch::{boot_qemu, find_agent, find_kernel, BootPlan};
 
 /// Where the guest's busybox comes from (Debian's busybox-static).
 const BUSYBOX: &str = "/bin/busybox";
-/// An op running this long under KVM is a hang (scaled for TCG), as
-/// `cgstorm run`'s default stall limit.
-const STALL_SECS: u64 = 6;
 /// Time for the script's own work besides the run duration (mkfs, setup),
 /// under KVM; scaled for TCG.
 const SETUP_TIME: Duration = Duration::from_secs(60);
@@ -119,7 +116,8 @@ fn execute(
         .or(program.duration)
         .map_or(DEFAULT_DURATION_MS, |d| d.0);
     let setup = SETUP_TIME * avm.accel.timeout_scale();
-    let stall_s = STALL_SECS * u64::from(avm.accel.timeout_scale());
+    // An op running this long is a hang: `cgstorm run`'s stall limit.
+    let stall_s = crate::run::limits::STALL.as_secs() * u64::from(avm.accel.timeout_scale());
     // Each program of a sequence runs as long as it ran in its campaign.
     let earlier_ms: u64 = programs[..programs.len() - 1]
         .iter()
