@@ -28,11 +28,18 @@ mv "$scratch/src" "$scratch/moved"
 unset CARGO_TARGET_DIR
 bin="$scratch/root/bin/cgstorm"
 
+# A cache of its own, sharing only the fetched kernels: the built-in
+# corpus must be unpacked there, by this binary.
+real_cache=${XDG_CACHE_HOME:-$HOME/.cache}/cgstorm
+export XDG_CACHE_HOME="$scratch/cache"
+mkdir -p "$XDG_CACHE_HOME/cgstorm"
+ln -s "$real_cache/kernels" "$XDG_CACHE_HOME/cgstorm/kernels"
+
 list=$(cd / && env -u CGSTORM_AGENT -u CGSTORM_SCENARIOS "$bin" scenario list) || fail "scenario list"
 grep -q dax_pinned_teardown <<<"$list" || fail "scenario list lacks dax_pinned_teardown: $list"
 echo "install-check: scenario list from /: $(wc -l <<<"$list") scenarios"
 
-cache=$(ls -d "${XDG_CACHE_HOME:-$HOME/.cache}"/cgstorm/corpus-* | head -n1)
+cache=$(ls -d "$XDG_CACHE_HOME"/cgstorm/corpus-* | head -n1)
 program="$cache/semantics/mounts.yaml"
 [[ -f "$program" ]] || fail "the built-in corpus was not unpacked ($program)"
 (cd / && env -u CGSTORM_AGENT "$bin" run "$program" --accel tcg >"$scratch/run.log" 2>&1) ||
