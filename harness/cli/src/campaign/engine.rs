@@ -266,6 +266,21 @@ impl Campaign {
                 }
             }
         });
+        {
+            // The plots end where the campaign did, not at its last
+            // progress line (findings stored in its last seconds count).
+            let mut st = self.state();
+            self.tick(&mut st);
+            let s = &mut st.stats;
+            let point = (s.elapsed_ms / 1000, s.programs, s.findings.len() as u64);
+            if s.series.last() != Some(&point) {
+                s.series.push(point);
+            }
+            let c = &mut s.cover;
+            if c.runs > 0 && c.series.last().map(|p| p.1) != Some(c.edges) {
+                c.series.push((point.0, c.edges));
+            }
+        }
         let _ = self.save();
     }
 
