@@ -66,11 +66,15 @@ for t in p.first:
 EOF
 )
 svgs=$(head -n1 <<<"$rows" | cut -d' ' -f2)
-# Programs and findings over time always; kernel edges where a workdir has
-# coverage (a kernel with KCOV).
-want=2
+# Programs and findings over time where a workdir has a campaign's own
+# counters (fuzz.json, soak.json: a merged workdir has none), kernel edges
+# where it also has coverage (a kernel with KCOV).
+want=0
 for w in "$@"; do
-    compgen -G "$w/cover/*.edges" >/dev/null && want=3
+    if [[ -f $w/fuzz.json || -f $w/soak.json ]]; then
+        [[ $want -lt 2 ]] && want=2
+        compgen -G "$w/cover/*.edges" >/dev/null && want=3
+    fi
 done
 [[ ${svgs:-0} -ge $want ]] || { echo "report-browser-check: FAIL: $svgs plots (inline SVG) rendered, want $want" >&2; fail=1; }
 n=0
