@@ -32,14 +32,11 @@ pub fn corpus() -> PathBuf {
 /// FNV-1a over the embedded paths and contents: a new build with another
 /// corpus unpacks beside the old one.
 fn hash() -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for (name, data) in EMBEDDED {
-        for b in name.as_bytes().iter().chain(data.iter()) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    format!("{h:016x}")
+    crate::findings::fnv_hex(
+        EMBEDDED
+            .iter()
+            .flat_map(|(name, data)| name.as_bytes().iter().chain(data.iter())),
+    )
 }
 
 /// Writes the embedded files under `dir`, whole (a temporary directory

@@ -34,10 +34,15 @@ pub struct Record<'a> {
     pub context: &'a str,
 }
 
-/// The directory name for a title: FNV-1a 64, hex; stable across runs and builds.
+/// The directory name for a title: [`fnv_hex`] of it.
 pub fn title_hash(title: &str) -> String {
+    fnv_hex(title.as_bytes())
+}
+
+/// FNV-1a 64 of the bytes, as 16 hex digits: stable across runs and builds.
+pub fn fnv_hex<'a>(bytes: impl IntoIterator<Item = &'a u8>) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in title.as_bytes() {
+    for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -86,13 +91,18 @@ pub fn record(workdir: &Path, r: &Record<'_>) -> io::Result<(PathBuf, u64)> {
 
 /// Writes a file through a temporary name and a rename, so readers never see half of it.
 pub fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let tmp = path.with_file_name(name);
+    let tmp = beside(path);
     let mut f = File::create(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
     fs::rename(tmp, path)
+}
+
+/// Where `path` is written before it is renamed into place: `NAME.tmp`.
+fn beside(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
 }
 
 /// A program to run again: a file, or a finding directory (its
@@ -100,15 +110,15 @@ pub fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
 /// minimised form goes (`minimized.yaml` beside the program).
 pub fn load(input: &Path) -> Result<(Program, Option<String>, PathBuf)> {
     let (file, title) = if input.is_dir() {
-        let title = std::fs::read_to_string(input.join("description"))
+        let title = fs::read_to_string(input.join("description"))
             .map(|s| s.trim().to_string())
             .ok();
         (input.join("program.yaml"), title)
     } else {
         (input.to_path_buf(), None)
     };
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
     let program = Program::from_yaml_path(&file, &text)?;
     let out = file.with_file_name("minimized.yaml");
     Ok((program, title, out))
@@ -143,7 +153,7 @@ pub fn load_before(dir: &Path) -> Result<Vec<Program>> {
 pub fn write_before(dir: &Path, before: &[String]) -> Result<()> {
     // Written whole beside it, then renamed into place: a reader (or a
     // campaign resumed after a kill) sees the old programs or the new ones.
-    let tmp = dir.with_extension("tmp");
+    let tmp = beside(dir);
     if tmp.exists() {
         fs::remove_dir_all(&tmp).with_context(|| format!("cannot empty {}", tmp.display()))?;
     }
@@ -161,12 +171,7 @@ pub fn write_before(dir: &Path, before: &[String]) -> Result<()> {
 
 /// Appends a line to a log file (best effort: logs must not stop a campaign).
 pub fn log_line(path: &Path, line: &str) {
-    use std::io::Write;
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-    {
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
         let _ = writeln!(f, "{line}");
     }
 }

@@ -10,8 +10,7 @@ use cgstorm_vm::AccelChoice;
 use cgstorm_workloads::Size;
 use clap::Parser;
 
-use crate::machine::Backend;
-use crate::machine::MachineOpts;
+use crate::machine::{Backend, MachineOpts};
 
 /// What to boot and with what: the kernel, the accelerator, the agent.
 #[derive(clap::Args, Debug, Clone)]

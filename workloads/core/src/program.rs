@@ -183,12 +183,12 @@ impl Program {
         !self.faulted().is_empty()
     }
 
-    /// Every place the program names ([`Op::places`]), `tmp` always.
+    /// Every place the program names ([`Op::place`]), `tmp` always.
     pub fn places(&self) -> std::collections::BTreeSet<&str> {
         let mut out = std::collections::BTreeSet::from(["tmp"]);
         for l in 0..self.lanes.len() {
             for (_, s) in self.lane_ops(l) {
-                out.extend(s.op.places().into_iter().map(Name::as_str));
+                out.extend(s.op.place().map(Name::as_str));
             }
         }
         out

@@ -259,9 +259,8 @@ impl Campaign {
                     last = Instant::now();
                     let mut st = self.state();
                     self.tick(&mut st);
-                    let s = &mut st.stats;
-                    let point = (s.elapsed_ms / 1000, s.programs, s.findings.len() as u64);
-                    s.series.push(point);
+                    let point = st.stats.point();
+                    st.stats.series.push(point);
                     eprintln!("cgstorm: {}", st.stats.progress());
                 }
             }
@@ -272,7 +271,7 @@ impl Campaign {
             let mut st = self.state();
             self.tick(&mut st);
             let s = &mut st.stats;
-            let point = (s.elapsed_ms / 1000, s.programs, s.findings.len() as u64);
+            let point = s.point();
             if s.series.last() != Some(&point) {
                 s.series.push(point);
             }

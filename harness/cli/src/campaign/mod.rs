@@ -16,8 +16,7 @@ use cgstorm_vm::kernel::{self, KernelSpec};
 use cgstorm_vm::AccelChoice;
 
 use crate::findings;
-use crate::machine::Backend;
-use crate::machine::MachineOpts;
+use crate::machine::{Backend, MachineOpts};
 use crate::run::error::{Failed, RunError};
 use crate::run::launch::{self, FoundKernel};
 use crate::run::verdict::{Detail, Finding};

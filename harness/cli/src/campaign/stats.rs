@@ -188,6 +188,15 @@ impl Stats {
         )
     }
 
+    /// `(elapsed s, programs, distinct findings)` now: a point of [`Stats::series`].
+    pub fn point(&self) -> (u64, u64, u64) {
+        (
+            self.elapsed_ms / 1000,
+            self.programs,
+            self.findings.len() as u64,
+        )
+    }
+
     /// Ops per second of wall time.
     pub fn ops_per_s(&self) -> f64 {
         self.ops as f64 / (self.elapsed_ms.max(1) as f64 / 1000.0)

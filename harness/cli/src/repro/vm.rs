@@ -14,8 +14,7 @@ use cgstorm_workloads::Program;
 use super::results::{self, Judgement};
 use super::script::{Script, DEFAULT_DURATION_MS, HELPER_C, SEQUENCE_MARK};
 use super::ReproArgs;
-use crate::machine::Backend;
-use crate::machine::MachineOpts;
+use crate::machine::{Backend, MachineOpts};
 use crate::run::error::{chain, RunError};
 use crate::run::launch::{boot_qemu, find_agent, find_kernel, BootPlan};
 

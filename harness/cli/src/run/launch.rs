@@ -13,8 +13,7 @@ use cgstorm_vm::AccelChoice;
 
 use super::error::RunError;
 use super::kconfig::{self, KConfig};
-use crate::machine::Backend;
-use crate::machine::MachineOpts;
+use crate::machine::{Backend, MachineOpts};
 
 /// Host tools copied into the initramfs (with their libraries) when present:
 /// the agent runs them for `mkfs`.

@@ -189,14 +189,13 @@ fn loops(code: &[Instr<'_>]) -> BTreeSet<Dev> {
         .collect()
 }
 
-/// Places a lane's ops walk a path through ([`Op::places`]).
+/// Places a lane's ops walk a path through ([`Op::place`]).
 fn walked_places(code: &[Instr<'_>]) -> BTreeSet<Name> {
     code.iter()
-        .flat_map(|i| match i {
-            Instr::Op(_, op) => op.places(),
-            _ => Vec::new(),
+        .filter_map(|i| match i {
+            Instr::Op(_, op) => op.place().cloned(),
+            _ => None,
         })
-        .cloned()
         .collect()
 }
 

@@ -291,16 +291,16 @@ fn unknown_op(k: &str) -> String {
 }
 
 impl Op {
-    /// The places an op names: where it mounts, unmounts or remounts, and
-    /// the place of every file it walks a path to. The agent makes a
+    /// The place an op names: where it mounts, unmounts or remounts, or
+    /// the place of the file it walks a path to. The agent makes a
     /// directory for each; the model knows another lane's walk there may
     /// hold the mount.
-    pub fn places(&self) -> Vec<&Name> {
+    pub fn place(&self) -> Option<&Name> {
         use args::TaskKind;
         fn file(f: &FilePath) -> Option<&Name> {
             Some(&f.place)
         }
-        let one = match self {
+        match self {
             Op::Write(a) => file(&a.file),
             Op::Truncate(a) => file(&a.file),
             Op::Unlink(f) | Op::Fsync(f) => file(f),
@@ -317,8 +317,7 @@ impl Op {
             Op::Remount(a) => Some(&a.at),
             Op::Umount(p) | Op::UmountLazy(p) | Op::Syncfs(p) => Some(p),
             _ => None,
-        };
-        one.into_iter().collect()
+        }
     }
 
     /// The ops a fault may be injected into (`fail_nth`): each is one
