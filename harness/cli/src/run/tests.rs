@@ -646,6 +646,60 @@ fn reports_after_a_corrupting_one_fold_into_it() {
     assert_eq!(f.len(), 2, "{f:?}");
 }
 
+/// One stall, one finding: a CPU stuck in a write makes the RCU stall, the
+/// hung tasks behind it and the agent's hang; they fold into the first
+/// stall. A WARNING among them is no stall and stands on its own (seen in a
+/// Debian soak: one soft lockup had been five findings).
+#[test]
+fn stalls_after_a_stall_fold_into_it() {
+    use cgstorm_report::Kind;
+    let p = Program::from_yaml("t", "lanes:\n  - {name: a, ops: [{mkdir: a}]}\n").unwrap();
+    let names = OpNames::new(&p);
+    let reports = [
+        report(
+            Kind::SoftLockup,
+            "BUG: soft lockup in generic_file_write_iter",
+        ),
+        report(Kind::SoftLockup, "BUG: soft lockup in sys_openat2"),
+        report(Kind::Warning, "WARNING in evict"),
+        report(
+            Kind::RcuStall,
+            "INFO: rcu detected stall in generic_file_write_iter",
+        ),
+        report(Kind::HungTask, "INFO: task hung in __lru_add_drain_all"),
+    ];
+    let end = End::Hang {
+        reason: "no result for 60 s".into(),
+        stall: None,
+    };
+    let model = super::verdict::ModelCheck::Explained { steps: 1 };
+    let f = super::verdict::findings(&names, 1, &model, &reports, &end, false);
+    let titles: Vec<&str> = f.iter().map(|f| f.title.as_str()).collect();
+    assert_eq!(
+        titles,
+        [
+            "BUG: soft lockup in generic_file_write_iter",
+            "WARNING in evict"
+        ]
+    );
+    let Detail::Report { folded, .. } = &f[0].detail else {
+        panic!("{:?}", f[0]);
+    };
+    assert_eq!(
+        folded,
+        &[
+            "BUG: soft lockup in sys_openat2",
+            "INFO: rcu detected stall in generic_file_write_iter",
+            "INFO: task hung in __lru_add_drain_all",
+            "agent hang: no result for 60 s",
+        ]
+    );
+    // A hang with no stall before it is its own finding.
+    let f = super::verdict::findings(&names, 1, &model, &reports[2..3], &end, false);
+    assert_eq!(f.len(), 2, "{f:?}");
+    assert_eq!(f[1].kind, Kind::AgentHang.to_string());
+}
+
 /// An int3 oops whose breakpoint byte is gone from memory (the byte before
 /// RIP in `Code:` is not `cc`) is TCG's stale translation of code being
 /// patched: kept as a known `tcg-artifact`, not a kernel finding. One whose

@@ -277,12 +277,24 @@ pub fn findings(
     // Once the kernel is corrupted (a BUG, an oops, KASAN, busy inodes
     // after unmount), what it prints next is consequence: one bug, one
     // finding. Reports before the first such one stand on their own (a
-    // WARNING, a lockdep splat leave the kernel sound).
+    // WARNING, a lockdep splat leave the kernel sound). A stall (a CPU
+    // stuck, an RCU grace period or a task that does not end) likewise
+    // makes every later stall and the agent's hang its consequence: the
+    // task spinning holds what the others wait for. A later report of
+    // another kind (a WARNING, KASAN) still stands on its own.
     let mut absorbing: Option<usize> = None;
+    let mut stalled: Option<usize> = None;
     for r in reports {
         if let Some(i) = absorbing {
             fold(&mut out[i], &r.title, &r.text);
             continue;
+        }
+        if stalls(r.kind) {
+            if let Some(i) = stalled {
+                fold(&mut out[i], &r.title, &r.text);
+                continue;
+            }
+            stalled = Some(out.len());
         }
         if corrupts(r.kind) {
             absorbing = Some(out.len());
@@ -308,7 +320,7 @@ pub fn findings(
     }
     if let End::Hang { reason, stall } = end {
         let op = stall.as_ref().map(|s| names.op_ref(s.op, &s.text));
-        if let Some(i) = absorbing {
+        if let Some(i) = absorbing.or(stalled) {
             let title = match &op {
                 Some(op) => format!("agent hang in {}", op.show()),
                 None => format!("agent hang: {reason}"),
@@ -394,6 +406,19 @@ fn corrupts(kind: Kind) -> bool {
             | Kind::Bug
             | Kind::Gpf
             | Kind::Panic
+    )
+}
+
+/// Kinds that say the kernel stopped making progress somewhere: what stalls
+/// after them waits on the same thing.
+fn stalls(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::SoftLockup
+            | Kind::HardLockup
+            | Kind::RcuStall
+            | Kind::HungTask
+            | Kind::WorkqueueLockup
     )
 }
 
