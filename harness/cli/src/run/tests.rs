@@ -700,6 +700,60 @@ fn stalls_after_a_stall_fold_into_it() {
     assert_eq!(f[1].kind, Kind::AgentHang.to_string());
 }
 
+/// A stall whose vCPUs sit on a patched NOP under TCG is a stale breakpoint
+/// looping (see `mark_breakpoint_loops`): the whole stall (hung task, RCU
+/// stall, soft lockups, folded into one) is kept as a known `tcg-artifact`.
+/// Real lockups (the test module's spins, at `pause`) stay kernel findings.
+#[test]
+fn a_stall_on_a_patched_nop_under_tcg_is_the_emulators() {
+    let p = Program::from_yaml("t", "lanes:\n  - {name: a, ops: [{mkdir: a}]}\n").unwrap();
+    let names = OpNames::new(&p);
+    let model = super::verdict::ModelCheck::Explained { steps: 1 };
+    let end = End::Finished { error: None };
+    let run = |log: &str, tcg| {
+        super::verdict::findings(&names, 1, &model, &cgstorm_report::parse(log), &end, tcg)
+    };
+    // At the NOP's start, three samples: the rewind of 6.1's int3 handler.
+    let log = include_str!("../../../report/testdata/cgstorm-soak-breakpoint-loop-6.1.log");
+    let f = run(log, true);
+    assert_eq!(f.len(), 1, "one stall, one finding: {f:?}");
+    assert_eq!(f[0].kind, super::verdict::TCG_ARTIFACT);
+    assert!(f[0].known);
+    assert_eq!(
+        f[0].title,
+        "INFO: task hung in __lru_add_drain_all (a vCPU looping on a stale breakpoint under TCG)"
+    );
+    assert_eq!(Verdict::of(&f, &end), Verdict::Pass);
+    let f = run(log, false);
+    assert_eq!(f[0].kind, "hung-task", "not under TCG: a kernel finding");
+    // Only one sample at the NOP's start: not enough to call it a loop.
+    let rip = "RIP: 0010:__inode_attach_wb+0x21";
+    let first = log.find(rip).unwrap() + rip.len();
+    let once = format!(
+        "{}{}",
+        &log[..first],
+        log[first..]
+            .replacen(rip, "RIP: 0010:elsewhere+0x1", 1)
+            .replace(rip, "RIP: 0010:elsewhere+0x2")
+    );
+    assert_eq!(run(&once, true)[0].kind, "hung-task");
+    // Inside a NOP (`0f <1f> 44 00 00`: just trapped), one sample is enough.
+    let log = include_str!("../../../report/testdata/cgstorm-soak-vm-stall-6.1.log");
+    let f = run(log, true);
+    assert!(
+        f.iter().all(|f| f.kind == super::verdict::TCG_ARTIFACT),
+        "{:?}",
+        f.iter().map(|f| (&f.kind, &f.title)).collect::<Vec<_>>()
+    );
+    for log in [
+        include_str!("../../../report/testdata/splat-soft-6.12.log"),
+        include_str!("../../../report/testdata/splat-rcu-6.12.log"),
+    ] {
+        let f = run(log, true);
+        assert!(!f.is_empty() && f.iter().all(|f| !f.known), "{f:?}");
+    }
+}
+
 /// An int3 oops whose breakpoint byte is gone from memory (the byte before
 /// RIP in `Code:` is not `cc`) is TCG's stale translation of code being
 /// patched: kept as a known `tcg-artifact`, not a kernel finding. One whose
