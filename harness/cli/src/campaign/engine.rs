@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use cgstorm_workloads::Program;
 
 use super::feedback::{self, Seen, Signal};
+use super::shrink;
 use super::slot::{self, Ran, Slot};
 use super::stats::{FaultStats, FindingTally, Stats};
 use super::{now_unix, store, Env};
@@ -577,10 +578,34 @@ impl Campaign {
             _ => HashSet::new(),
         };
         let shown = confirmed(new_edges, &again);
+        {
+            let mut st = self.state();
+            st.stats.cover.reruns += 1;
+            st.stats.cover.flaky += (new_edges.len() - shown) as u64;
+        }
+        let mut kept = Pick {
+            program: pick.program.clone(),
+            duration: pick.duration,
+            part: pick.part.clone(),
+            keep: true,
+            env: pick.env,
+        };
+        let mut yaml = yaml;
+        let mut again = again;
+        if shown > 0 {
+            let edges: Vec<u32> = new_edges
+                .iter()
+                .copied()
+                .filter(|e| again.contains(e))
+                .collect();
+            if let Some((program, edges)) = self.shrink_kept(slot, env, pick, &edges, jobdir) {
+                yaml = program.to_yaml();
+                kept.program = program;
+                again = edges;
+            }
+        }
         let mut st = self.state();
-        st.stats.cover.reruns += 1;
-        st.stats.cover.flaky += (new_edges.len() - shown) as u64;
-        if shown > 0 && self.keep(&mut st, pick, &yaml, edge_weight(shown)) {
+        if shown > 0 && self.keep(&mut st, &kept, &yaml, edge_weight(shown)) {
             st.stats.cover.kept += 1;
             let kept = st.corpus.len() - 1;
             st.smash.extend(std::iter::repeat_n(kept, SMASH));
@@ -592,6 +617,66 @@ impl Campaign {
             let _ = crate::findings::write_new(&edges_file, &edges_bytes(&again));
         }
         let _ = st.stats.save(&self.state_file);
+    }
+
+    /// Cuts a program about to be kept for `edges` (its confirmed new
+    /// ones) while they all still show ([`shrink`]), unless minimisation
+    /// already took its share of the campaign. The cut program and the
+    /// edges of its last run, or `None` when nothing could be cut.
+    fn shrink_kept(
+        &self,
+        slot: &mut Slot,
+        env: &Env,
+        pick: &Pick,
+        edges: &[u32],
+        jobdir: &Path,
+    ) -> Option<(Program, HashSet<u32>)> {
+        {
+            let st = self.state();
+            let elapsed = self.base_ms + self.began.elapsed().as_millis() as u64;
+            if st.stats.cover.shrink_ms as f64 > shrink::SHARE * elapsed as f64 {
+                return None;
+            }
+        }
+        let began = Instant::now();
+        let s = shrink::shrink(&pick.program, edges, shrink::RUNS, |p| {
+            if self.over() {
+                return None;
+            }
+            slot.afresh = true;
+            let t = Instant::now();
+            let ran = match slot.run(env, p, pick.duration, jobdir.join("console.log")) {
+                Ok(ran) => ran,
+                Err(e) => {
+                    eprintln!(
+                        "cgstorm: minimising by edges: {}",
+                        crate::run::error::chain(&e)
+                    );
+                    return None;
+                }
+            };
+            let cut = Pick {
+                program: p.clone(),
+                duration: pick.duration,
+                part: pick.part.clone(),
+                keep: false,
+                env: pick.env,
+            };
+            self.account(env, &cut, &p.to_yaml(), &ran, t.elapsed(), false);
+            slot.settle(&ran);
+            Some(match &ran.conclusion.outcome.cover {
+                Some(Ok(e)) => e.iter().copied().collect(),
+                _ => HashSet::new(),
+            })
+        });
+        let mut st = self.state();
+        let c = &mut st.stats.cover;
+        c.shrink_runs += s.runs as u64;
+        c.shrink_ms += began.elapsed().as_millis() as u64;
+        let edges = s.edges?;
+        c.shrunk += 1;
+        c.ops_cut += op_count(&pick.program).saturating_sub(op_count(&s.program)) as u64;
+        Some((s.program, edges))
     }
 
     /// Runs the program of a new model divergence again, alone, in
@@ -707,6 +792,11 @@ fn infrastructure(stats: &Stats, gave_up: usize, unstored: &[String]) -> Option<
 }
 
 /// How many of `new` edges are among `again`.
+/// The ops of `p`, over all its lanes.
+fn op_count(p: &Program) -> usize {
+    (0..p.lanes.len()).map(|l| p.lane_ops(l).len()).sum()
+}
+
 fn confirmed(new: &[u32], again: &HashSet<u32>) -> usize {
     new.iter().filter(|e| again.contains(e)).count()
 }

@@ -7,6 +7,7 @@
 pub mod engine;
 pub mod exchange;
 pub mod feedback;
+pub mod shrink;
 pub mod slot;
 pub mod stats;
 

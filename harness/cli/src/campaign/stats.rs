@@ -160,6 +160,19 @@ pub struct CoverStats {
     pub kept: u64,
     /// New edges that did not show again in the re-run.
     pub flaky: u64,
+    /// Kept programs cut down while their new edges still showed.
+    #[serde(default)]
+    pub shrunk: u64,
+    /// Ops those cuts took out.
+    #[serde(default)]
+    pub ops_cut: u64,
+    /// Runs minimisation took.
+    #[serde(default)]
+    pub shrink_runs: u64,
+    /// Milliseconds minimisation took (it may take [`super::shrink::SHARE`]
+    /// of the campaign).
+    #[serde(default)]
+    pub shrink_ms: u64,
     /// `(elapsed s, edges)` every 30 s or so, for the plot.
     pub series: Vec<(u64, u64)>,
 }
@@ -312,6 +325,16 @@ impl Stats {
                 "  coverage     {} edges from {} runs; {} re-runs of programs with new edges kept {}, {} edges did not show again",
                 c.edges, c.runs, c.reruns, c.kept, c.flaky
             );
+            if c.shrink_runs > 0 {
+                let _ = writeln!(
+                    s,
+                    "  minimised    {} kept programs cut by {} ops while their new edges showed ({} runs, {:.0} s)",
+                    c.shrunk,
+                    c.ops_cut,
+                    c.shrink_runs,
+                    c.shrink_ms as f64 / 1000.0
+                );
+            }
         }
         let x = &self.exchange;
         if x.published + x.imported > 0 {

@@ -4,9 +4,12 @@
 //! for itself (KCOV follows the task, and a thread is a task): the buffer
 //! holds the PCs of the basic blocks the kernel ran for that thread's
 //! syscalls. The buffer is emptied before each op and read after it. An
-//! edge is a pair of successive PCs, hashed to 32 bits; PCs are taken
-//! relative to `_stext`, so KASLR does not make one boot's edges look new
-//! to the next. A bitmap shared by the lanes remembers the edges this agent
+//! edge is a pair of successive PCs, hashed to 32 bits. The kernel already
+//! takes KASLR's offset off each PC it records (`canonicalize_ip` in
+//! kernel/kcov.c), so a PC is its link-time address whatever the boot, and
+//! its low 32 bits name it (the kernel's text lies in one 2 GiB window); a
+//! PC made relative to this boot's `_stext` would move with every boot and
+//! make every edge look new after one. A bitmap shared by the lanes remembers the edges this agent
 //! has sent since it was told to start afresh, so only new ones cross the
 //! channel ([`take_new`]).
 //!
@@ -62,24 +65,7 @@ pub fn take_new() -> Vec<u32> {
     v
 }
 
-/// `_stext` from /proc/kallsyms: where the kernel's text starts this boot.
-fn text_base() -> u64 {
-    static BASE: OnceLock<u64> = OnceLock::new();
-    *BASE.get_or_init(|| {
-        std::fs::read_to_string("/proc/kallsyms")
-            .ok()
-            .and_then(|t| {
-                t.lines().find_map(|l| {
-                    let mut f = l.split_whitespace();
-                    let (addr, _, name) = (f.next()?, f.next()?, f.next()?);
-                    (name == "_stext").then(|| u64::from_str_radix(addr, 16).ok())?
-                })
-            })
-            .unwrap_or(0)
-    })
-}
-
-/// Mixes a PC offset into the hash an edge from it gets.
+/// Mixes a PC into the hash an edge from it gets.
 fn mix(x: u32) -> u32 {
     let mut h = x.wrapping_mul(0x9e37_79b1);
     h ^= h >> 15;
@@ -87,7 +73,7 @@ fn mix(x: u32) -> u32 {
     h ^ (h >> 13)
 }
 
-/// The edge from `prev` to `pc` (offsets from the text base).
+/// The edge from `prev` to `pc` (the low 32 bits of link-time PCs).
 pub fn edge(prev: u32, pc: u32) -> u32 {
     pc ^ mix(prev)
 }
@@ -103,7 +89,6 @@ fn first_time(sig: u32) -> bool {
 pub struct Kcov {
     _fd: File,
     area: *mut AtomicU64,
-    base: u64,
     found: Vec<u32>,
 }
 
@@ -145,7 +130,6 @@ impl Kcov {
             Ok(Kcov {
                 _fd: fd,
                 area: area.cast(),
-                base: text_base(),
                 found: Vec::new(),
             })
         }
@@ -170,7 +154,7 @@ impl Kcov {
         let n = (self.word(0).load(Ordering::Relaxed) as usize).min(WORDS - 1);
         let mut prev = 0u32;
         for i in 1..=n {
-            let pc = self.word(i).load(Ordering::Relaxed).wrapping_sub(self.base) as u32;
+            let pc = self.word(i).load(Ordering::Relaxed) as u32;
             let sig = edge(prev, pc);
             prev = pc;
             if first_time(sig) {
