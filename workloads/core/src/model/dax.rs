@@ -255,10 +255,12 @@ pub fn pin(s: &State, a: &PinArgs, ctx: Ctx<'_>) -> Next {
         None
     };
     let mut n = s.clone();
+    let mut writes = None;
     if let Some((o, reads, name)) = &peer_opened {
         if !reads {
             let key = (o.fs.clone(), name.clone());
             let (old_lo, old) = n.files.get(&key).map_or((0, 0), |f| (f.size.lo, f.size.hi));
+            writes = Some((key.clone(), old_lo));
             // A write from a mapping that reaches past its file's end stops
             // at the first page it cannot fault in: a short write of the
             // pages before it (fuzz on the 6.12 lockdep kernel: a uring
@@ -293,6 +295,7 @@ pub fn pin(s: &State, a: &PinArgs, ctx: Ctx<'_>) -> Next {
             Pin {
                 peer: peer_opened.as_ref().and_then(|(o, _, _)| o.via.clone()),
                 may_fault: touches != Life::Dead,
+                writes,
             },
         );
         // Async I/O reports a fault when it is reaped; vmsplice fails at once.
@@ -318,7 +321,17 @@ pub fn release(s: &State, pin: &Name) -> Next {
     let mut n = s.clone();
     n.pins.remove(pin);
     if p.may_fault {
-        vec![(Outcome::Err(EFAULT), n.clone()), (Outcome::Ok, n)]
+        // An async write that faulted (a page of its mapping was truncated
+        // away while it ran) returns the error and leaves its peer at the
+        // size before it: seen on the 6.12 debug kernel, an aio_write from
+        // a DAX mapping truncated meanwhile left its new peer empty.
+        let mut failed = n.clone();
+        if let Some((key, before)) = &p.writes {
+            if let Some(f) = failed.files.get_mut(key) {
+                f.size.lo = f.size.lo.min(*before);
+            }
+        }
+        vec![(Outcome::Err(EFAULT), failed), (Outcome::Ok, n)]
     } else {
         ok(n)
     }

@@ -244,6 +244,11 @@ pub struct Pin {
     pub peer: Option<MountRef>,
     /// Whether the release can report an I/O error (the outcome of the async I/O).
     pub may_fault: bool,
+    /// An async write's peer file and the least size it had before: a
+    /// write reaped with an error extends nothing (ext4's and xfs's
+    /// direct-I/O end_io return before they move i_size), so that is the
+    /// least it keeps then.
+    pub writes: Option<((FsId, Name), u64)>,
 }
 
 /// Everything the model tracks.
