@@ -66,14 +66,15 @@ fn check() -> Result<ExitCode, Box<dyn std::error::Error>> {
         let _ = vm.shutdown();
         return Ok(ExitCode::from(2));
     }
-    let first = edges(&mut vm.vm, MKDIR, true)?;
+    let (first, pcs) = run(&mut vm.vm, MKDIR, true)?;
     let mkdir = first.len();
-    let mkdir_again = edges(&mut vm.vm, MKDIR, false)?.len();
-    let more = edges(&mut vm.vm, WRITE_AND_MIGRATE, false)?.len();
+    let mkdir_again = run(&mut vm.vm, MKDIR, false)?.0.len();
+    let more = run(&mut vm.vm, WRITE_AND_MIGRATE, false)?.0.len();
+    let symbols = symbols(&mut vm.vm)?;
     let release = vm.hello.kernel_release.clone();
     let _ = vm.shutdown();
     let mut vm = common::boot(&spec, Vec::new(), Vec::new(), Duration::from_secs(600))?;
-    let second = edges(&mut vm.vm, MKDIR, true)?;
+    let second = run(&mut vm.vm, MKDIR, true)?.0;
     let _ = vm.shutdown();
     let shared = first
         .iter()
@@ -85,7 +86,21 @@ fn check() -> Result<ExitCode, Box<dyn std::error::Error>> {
          mkdir/rmdir {} edges, {shared} of them as in the first",
         second.len()
     );
-    let ok = mkdir > 100
+    // The PCs name kernel functions: mkdir's include cgroup_mkdir's.
+    let named: Vec<&str> = pcs
+        .iter()
+        .filter_map(|&pc| function(&symbols, pc))
+        .collect();
+    let in_mkdir = named.iter().filter(|f| **f == "cgroup_mkdir").count();
+    println!(
+        "cover_check: mkdir/rmdir ran {} PCs, {} of them in a function of the {} text symbols, {in_mkdir} in cgroup_mkdir",
+        pcs.len(),
+        named.len(),
+        symbols.len()
+    );
+    let ok = in_mkdir > 0
+        && named.len() * 100 >= pcs.len() * 99
+        && mkdir > 100
         && more > 100
         && more > 10 * mkdir_again.max(1)
         && shared * 10 >= mkdir.max(second.len()) * 9;
@@ -95,20 +110,22 @@ fn check() -> Result<ExitCode, Box<dyn std::error::Error>> {
     } else {
         println!(
             "cover_check: FAIL: want mkdir to cover > 100 edges, the write and migrations > 100 \
-             new ones, > 10x what mkdir again brings, and a second boot's mkdir to share \
-             >= 90 % of its edges with the first's"
+             new ones, > 10x what mkdir again brings, a second boot's mkdir to share \
+             >= 90 % of its edges with the first's, and >= 99 % of mkdir's PCs to fall in \
+             the kernel's functions, some in cgroup_mkdir"
         );
         Ok(ExitCode::FAILURE)
     }
 }
 
 /// Runs `program`; the edges the agent sent (all of them with `afresh`,
-/// else those new since the last program), sorted.
-fn edges(
+/// else those new since the last program), sorted, and the PCs it had not
+/// sent before.
+fn run(
     vm: &mut dyn Vm,
     program: &str,
     afresh: bool,
-) -> Result<Vec<u32>, Box<dyn std::error::Error>> {
+) -> Result<(Vec<u32>, Vec<u32>), Box<dyn std::error::Error>> {
     proto::write_frame(
         vm.agent(),
         &HostMsg::Run(RunOrder {
@@ -123,7 +140,11 @@ fn edges(
     let mut got = None;
     loop {
         match proto::read_frame::<_, AgentMsg>(vm.agent())? {
-            AgentMsg::Cover { edges, error: None } => got = Some(edges),
+            AgentMsg::Cover {
+                edges,
+                pcs,
+                error: None,
+            } => got = Some((edges, pcs)),
             AgentMsg::Cover { error: Some(e), .. } => return Err(e.into()),
             AgentMsg::Finished { .. } => break,
             AgentMsg::Fatal { message } => return Err(message.into()),
@@ -137,4 +158,32 @@ fn edges(
         }
     }
     got.ok_or_else(|| "the agent sent no coverage".into())
+}
+
+/// The kernel's text symbols from the agent: `(link-time address, name)`,
+/// sorted.
+fn symbols(vm: &mut dyn Vm) -> Result<Vec<(u32, String)>, Box<dyn std::error::Error>> {
+    proto::write_frame(vm.agent(), &HostMsg::Symbols)?;
+    loop {
+        match proto::read_frame::<_, AgentMsg>(vm.agent())? {
+            AgentMsg::Symbols { text, error: None } => {
+                return Ok(text
+                    .lines()
+                    .filter_map(|l| {
+                        let (a, n) = l.split_once(' ')?;
+                        Some((u32::from_str_radix(a, 16).ok()?, n.to_string()))
+                    })
+                    .collect())
+            }
+            AgentMsg::Symbols { error: Some(e), .. } => return Err(e.into()),
+            _ => {}
+        }
+    }
+}
+
+/// The function `pc` is in: the last symbol at or before it, if it is not
+/// the last symbol of all (past the text's end).
+fn function(symbols: &[(u32, String)], pc: u32) -> Option<&str> {
+    let i = symbols.partition_point(|(a, _)| *a <= pc);
+    (i > 0 && i < symbols.len()).then(|| symbols[i - 1].1.as_str())
 }

@@ -12,7 +12,7 @@ pub use cgstorm_workloads::model::{OpEvent, Snapshot};
 pub use cgstorm_workloads::OpId;
 
 /// Version of this protocol; the agent puts it in its hello.
-pub const PROTO_VERSION: u32 = 5;
+pub const PROTO_VERSION: u32 = 6;
 
 /// Largest frame body either side accepts, in bytes.
 pub const MAX_FRAME: u32 = 16 << 20;
@@ -92,6 +92,11 @@ pub enum AgentMsg {
     Cover {
         /// The new edges.
         edges: Vec<u32>,
+        /// The PCs this agent has not sent before, sorted: the low 32 bits
+        /// of their link-time addresses (KCOV takes KASLR's offset off), for
+        /// `cgstorm cover` ([`HostMsg::Symbols`] names them).
+        #[serde(default)]
+        pcs: Vec<u32>,
         /// Why coverage could not be collected, if it could not.
         error: Option<String>,
     },
@@ -101,6 +106,15 @@ pub enum AgentMsg {
         /// The counts.
         counts: std::collections::BTreeMap<String, u64>,
         /// Why they could not be counted, if they could not.
+        error: Option<String>,
+    },
+    /// The kernel's text symbols ([`HostMsg::Symbols`]): a line
+    /// `ADDR NAME` each, ADDR the low 32 bits of the link-time address in
+    /// hex, as KCOV's PCs are, sorted by address.
+    Symbols {
+        /// The lines.
+        text: String,
+        /// Why they could not be read, if they could not.
         error: Option<String>,
     },
     /// The program is over: every lane ended and its tasks were killed.
@@ -147,6 +161,9 @@ pub enum HostMsg {
     /// Run a POSIX shell script with the guest's busybox; answered by
     /// [`AgentMsg::ShellDone`]. For shell reproducers.
     Shell(ShellOrder),
+    /// Send the kernel's text symbols, as link-time addresses
+    /// ([`AgentMsg::Symbols`]): what KCOV's PCs are named by.
+    Symbols,
     /// Say the boot's [`AgentMsg::Hello`] again under this token (in the
     /// place of the boot's, which the program's tasks still check against
     /// the kernel command line), with the uptime now:

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,8 @@ pub struct State {
     /// Every kernel edge seen (KCOV), per kernel (index into
     /// [`Campaign::envs`]: edges are offsets into one build's text).
     pub edges: BTreeMap<usize, HashSet<u32>>,
+    /// Every kernel PC run (KCOV), per kernel, for `cgstorm cover`.
+    pub pcs: BTreeMap<usize, HashSet<u32>>,
     /// Programs handed out in this session.
     pub issued: u64,
     /// Corpus programs the next draws mutate, one a draw, before any other
@@ -87,8 +89,11 @@ pub struct Campaign {
     /// Keep programs whose new kernel edges show again (off, the default:
     /// edges are collected and counted, but keep nothing).
     pub cover_feedback: bool,
-    /// Where each kernel's edges are kept between sessions.
+    /// Where each kernel's edges are kept between sessions (its PCs and
+    /// text symbols beside them, as `.pcs` and `.symbols`).
     cover_files: Vec<PathBuf>,
+    /// Whether each kernel's text symbols were asked for in this session.
+    symbols_asked: Vec<AtomicBool>,
     /// Jobs that stopped after failing three times in a row.
     gave_up: AtomicUsize,
     /// Findings that could not be stored (the campaign stops at the first).
@@ -163,6 +168,12 @@ impl Campaign {
             .enumerate()
             .map(|(i, f)| (i, read_edges(f)))
             .collect();
+        let pcs: BTreeMap<usize, HashSet<u32>> = cover_files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (i, read_edges(&f.with_extension("pcs"))))
+            .collect();
+        let symbols_asked = (0..envs.len()).map(|_| AtomicBool::new(false)).collect();
         Ok(Campaign {
             envs,
             workdir: workdir.to_path_buf(),
@@ -173,6 +184,7 @@ impl Campaign {
                 weights: vec![1; corpus.len()],
                 corpus,
                 edges,
+                pcs,
                 issued: 0,
                 smash: VecDeque::new(),
                 imports: VecDeque::new(),
@@ -184,6 +196,7 @@ impl Campaign {
             finished: AtomicUsize::new(0),
             cover_feedback: false,
             cover_files,
+            symbols_asked,
             gave_up: AtomicUsize::new(0),
             unstored: Mutex::new(Vec::new()),
             exchange: None,
@@ -227,21 +240,52 @@ impl Campaign {
         st.stats.save(&self.state_file)
     }
 
-    /// Writes each kernel's edges ([`edges_bytes`]).
+    /// Writes each kernel's edges and PCs ([`edges_bytes`]).
     fn save_edges(&self, st: &State) -> std::io::Result<()> {
-        for (i, edges) in &st.edges {
-            let Some(path) = self.cover_files.get(*i) else {
+        let sets = st.edges.iter().map(|(i, e)| (*i, e, "edges"));
+        for (i, set, ext) in sets.chain(st.pcs.iter().map(|(i, p)| (*i, p, "pcs"))) {
+            let Some(path) = self.cover_files.get(i) else {
                 continue;
             };
-            if edges.is_empty() {
+            if set.is_empty() {
                 continue;
             }
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            crate::findings::write_new(path, &edges_bytes(edges))?;
+            crate::findings::write_new(&path.with_extension(ext), &edges_bytes(set))?;
         }
         Ok(())
+    }
+
+    /// Saves the text symbols of `env`'s kernel beside its PCs, once, from
+    /// the slot's VM, when the kernel has PCs and no symbols are saved.
+    fn save_symbols(&self, slot: &mut Slot, env: usize) {
+        let Some(path) = self
+            .cover_files
+            .get(env)
+            .map(|p| p.with_extension("symbols"))
+        else {
+            return;
+        };
+        if path.exists() || self.state().pcs.get(&env).is_none_or(HashSet::is_empty) {
+            return;
+        }
+        if self.symbols_asked[env].swap(true, Ordering::SeqCst) {
+            return;
+        }
+        match slot.symbols() {
+            Some(Ok(text)) => {
+                if let Err(e) = crate::findings::write_new(&path, text.as_bytes()) {
+                    eprintln!("cgstorm: cannot save {}: {e}", path.display());
+                }
+            }
+            Some(Err(e)) => eprintln!(
+                "cgstorm: the kernel's symbols could not be read ({e}): `cgstorm cover` will not name its PCs"
+            ),
+            // No VM now: ask after another program.
+            None => self.symbols_asked[env].store(false, Ordering::SeqCst),
+        }
     }
 
     /// Runs `jobs` jobs on `source` until it is exhausted or the campaign is
@@ -317,6 +361,7 @@ impl Campaign {
                     }
                     let booked = self.account(env, &pick, &yaml, &ran, began.elapsed(), restarted);
                     slot.settle(&ran);
+                    self.save_symbols(&mut slot, pick.env);
                     // Scenarios run for a minute each: only fuzz programs.
                     if pick.part == "fuzz" {
                         for (title, fdir) in &booked.divergences {
@@ -481,6 +526,13 @@ impl Campaign {
             }
         }
         let new = st.seen.add(feats);
+        let pcs = &ran.conclusion.outcome.pcs;
+        if !pcs.is_empty() {
+            st.pcs
+                .entry(pick.env)
+                .or_default()
+                .extend(pcs.iter().copied());
+        }
         let mut new_edges = Vec::new();
         if let Some(Ok(edges)) = &ran.conclusion.outcome.cover {
             let known = st.edges.entry(pick.env).or_default();

@@ -241,6 +241,33 @@ impl Slot {
         }
     }
 
+    /// The kernel's text symbols at link-time addresses, from the agent of
+    /// this slot's VM (`None` without a VM): what `cgstorm cover` names
+    /// KCOV's PCs by. A VM that does not answer is dropped.
+    pub fn symbols(&mut self) -> Option<Result<String, String>> {
+        let (b, _, _) = self.vm.as_mut()?;
+        let accel = match b {
+            Booted::Qemu(v) => v.accel,
+            Booted::Vng(v) => v.accel,
+        };
+        let mut watch = ConsoleWatch::new(None);
+        let answer = ask(
+            vm_of(b),
+            Some(&HostMsg::Symbols),
+            &mut watch,
+            accel.scale(RESET_TIMEOUT),
+            |m| match m {
+                AgentMsg::Symbols { text, error: None } => Ok(Ok(text)),
+                AgentMsg::Symbols { error: Some(e), .. } => Ok(Err(e)),
+                other => Err(Box::new(other)),
+            },
+        );
+        Some(answer.unwrap_or_else(|e| {
+            self.drop_vm();
+            Err(e)
+        }))
+    }
+
     /// Drops the VM (killing it).
     pub fn drop_vm(&mut self) {
         if let Some((mut b, _, _)) = self.vm.take() {
@@ -458,8 +485,25 @@ fn reset(
     watch: &mut ConsoleWatch,
     timeout: Duration,
 ) -> Result<(Vec<String>, Laps), String> {
-    if !asked {
-        proto::write_frame(vm.agent(), &HostMsg::Reset).map_err(|e| format!("send: {e}"))?;
+    let order = (!asked).then_some(&HostMsg::Reset);
+    ask(vm, order, watch, timeout, |m| match m {
+        AgentMsg::ResetDone { leftovers, laps } => Ok((leftovers, laps)),
+        other => Err(Box::new(other)),
+    })
+}
+
+/// Sends `order` (if any) and waits up to `timeout` for the answer `want`
+/// takes, feeding the console to `watch` meanwhile; any other message is
+/// an error.
+fn ask<T>(
+    vm: &mut dyn Vm,
+    order: Option<&HostMsg>,
+    watch: &mut ConsoleWatch,
+    timeout: Duration,
+    want: impl Fn(AgentMsg) -> Result<T, Box<AgentMsg>>,
+) -> Result<T, String> {
+    if let Some(order) = order {
+        proto::write_frame(vm.agent(), order).map_err(|e| format!("send: {e}"))?;
     }
     vm.agent()
         .set_read_timeout(Some(Duration::from_millis(50)))
@@ -476,8 +520,7 @@ fn reset(
             }
         }
         match proto::try_decode::<AgentMsg>(&mut buf) {
-            Ok(Some(AgentMsg::ResetDone { leftovers, laps })) => return Ok((leftovers, laps)),
-            Ok(Some(other)) => return Err(format!("unexpected answer {other:?}")),
+            Ok(Some(m)) => return want(m).map_err(|other| format!("unexpected answer {other:?}")),
             Ok(None) => {}
             Err(e) => return Err(format!("bad frame: {e}")),
         }

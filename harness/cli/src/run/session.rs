@@ -84,6 +84,9 @@ pub struct Outcome {
     pub vm_gone: bool,
     /// The kernel coverage the agent sent: new edges, or why it had none.
     pub cover: Option<Result<Vec<u32>, String>>,
+    /// The PCs the agent ran that it had not sent before (for `cgstorm
+    /// cover`).
+    pub pcs: Vec<u32>,
     /// The tracepoint events the agent counted, or why it could not.
     pub events: Option<Result<BTreeMap<String, u64>, String>>,
     /// A [`HostMsg::Reset`] went to the agent after the end
@@ -118,6 +121,7 @@ struct Session<'a> {
     agent: RunTiming,
     reset_sent: bool,
     cover: Option<Result<Vec<u32>, String>>,
+    pcs: Vec<u32>,
     events: Option<Result<BTreeMap<String, u64>, String>>,
 }
 
@@ -149,6 +153,7 @@ pub fn run(
         agent: RunTiming::default(),
         reset_sent: false,
         cover: None,
+        pcs: Vec::new(),
         events: None,
     };
     let end = match proto::write_frame(s.vm.agent(), &HostMsg::Run(order.clone())) {
@@ -175,6 +180,7 @@ pub fn run(
         vm_gone,
         reset_sent: s.reset_sent,
         cover: s.cover,
+        pcs: s.pcs,
         events: s.events,
         warnings: s.warnings,
     }
@@ -269,7 +275,8 @@ impl Session<'_> {
                     self.stalls.push(stall.clone());
                     self.stuck.insert(op.lane, (Instant::now(), stall));
                 }
-                AgentMsg::Cover { edges, error } => {
+                AgentMsg::Cover { edges, pcs, error } => {
+                    self.pcs = pcs;
                     self.cover = Some(match error {
                         None => Ok(edges),
                         Some(e) => Err(e),
@@ -289,7 +296,8 @@ impl Session<'_> {
                 AgentMsg::Hello(_)
                 | AgentMsg::BenchResult { .. }
                 | AgentMsg::ResetDone { .. }
-                | AgentMsg::ShellDone { .. } => self
+                | AgentMsg::ShellDone { .. }
+                | AgentMsg::Symbols { .. } => self
                     .warnings
                     .push("the agent sent a message that does not belong in a run".into()),
             }

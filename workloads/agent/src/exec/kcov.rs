@@ -13,11 +13,16 @@
 //! has sent since it was told to start afresh, so only new ones cross the
 //! channel ([`take_new`]).
 //!
+//! The distinct PCs themselves also go to the host, each once per boot
+//! ([`take_new_pcs`]), with the kernel's text symbols at link-time
+//! addresses ([`symbols`]) to name them: `cgstorm cover` reads both.
+//!
 //! Not covered: the program's spawned tasks (separate processes, each would
 //! need its own descriptor) and work the kernel does in other threads
 //! (workqueues, RCU callbacks, writeback), which KCOV does not attribute to
 //! the task that queued it.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,6 +53,10 @@ fn sent() -> &'static [AtomicU64] {
 /// The edges found new since [`take_new`] last ran.
 static NEW: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
+/// The PCs sent since boot, and those found new since [`take_new_pcs`]
+/// last ran: exact (a set, not a bitmap), for `cgstorm cover`.
+static PCS: Mutex<(Option<HashSet<u32>>, Vec<u32>)> = Mutex::new((None, Vec::new()));
+
 /// Forgets every edge sent: the next program's edges all go out (the host
 /// asks for this when it re-runs a program to see whether its new signal
 /// shows again).
@@ -63,6 +72,74 @@ pub fn take_new() -> Vec<u32> {
     v.sort_unstable();
     v.dedup();
     v
+}
+
+/// The PCs the lanes ran that no earlier call returned, sorted.
+pub fn take_new_pcs() -> Vec<u32> {
+    let mut v = std::mem::take(&mut PCS.lock().unwrap_or_else(|e| e.into_inner()).1);
+    v.sort_unstable();
+    v
+}
+
+/// Where the kernel's text was linked to start: x86-64's `_text` without
+/// KASLR (`__START_KERNEL_map` plus the default `CONFIG_PHYSICAL_START`).
+const LINK_TEXT: u64 = 0xffff_ffff_8100_0000;
+
+/// KASLR moves the kernel by a multiple of this (`CONFIG_PHYSICAL_ALIGN`).
+const KASLR_ALIGN: u64 = 2 << 20;
+
+/// The kernel's text symbols as `ADDR NAME` lines, ADDR the low 32 bits of
+/// the link-time address (what KCOV records), sorted by address. This
+/// boot's offset is `_text` in /proc/kallsyms less [`LINK_TEXT`]; an offset
+/// that is not a multiple of [`KASLR_ALIGN`] means a kernel linked
+/// elsewhere, which is said rather than guessed.
+pub fn symbols() -> Result<String, String> {
+    let all = std::fs::read_to_string("/proc/kallsyms")
+        .map_err(|e| format!("read /proc/kallsyms: {e}"))?;
+    link_symbols(&all)
+}
+
+/// [`symbols`] of the text of a /proc/kallsyms.
+fn link_symbols(all: &str) -> Result<String, String> {
+    let mut syms: Vec<(u64, &str)> = Vec::new();
+    let mut text = None;
+    for line in all.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(addr), Some(kind), Some(name)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if f.next().is_some() {
+            continue; // a module's symbol: `[module]` follows
+        }
+        let Ok(addr) = u64::from_str_radix(addr, 16) else {
+            continue;
+        };
+        if name == "_text" {
+            text = Some(addr);
+        }
+        if matches!(kind, "t" | "T") {
+            syms.push((addr, name));
+        }
+    }
+    let text = text.ok_or("no _text in /proc/kallsyms")?;
+    if text == 0 {
+        return Err("/proc/kallsyms shows no addresses (kptr_restrict)".into());
+    }
+    let offset = text.wrapping_sub(LINK_TEXT);
+    if offset % KASLR_ALIGN != 0 {
+        return Err(format!(
+            "_text is at {text:#x}: not {LINK_TEXT:#x} moved by a multiple of 2 MiB, so the link-time addresses are unknown"
+        ));
+    }
+    syms.sort_unstable();
+    let mut out = String::with_capacity(syms.len() * 32);
+    for (addr, name) in syms {
+        out.push_str(&format!(
+            "{:08x} {name}\n",
+            addr.wrapping_sub(offset) as u32
+        ));
+    }
+    Ok(out)
 }
 
 /// Mixes a PC into the hash an edge from it gets.
@@ -90,6 +167,8 @@ pub struct Kcov {
     _fd: File,
     area: *mut AtomicU64,
     found: Vec<u32>,
+    /// The distinct PCs of the last op (a buffer kept between ops).
+    pcs: Vec<u32>,
 }
 
 impl Kcov {
@@ -131,6 +210,7 @@ impl Kcov {
                 _fd: fd,
                 area: area.cast(),
                 found: Vec::new(),
+                pcs: Vec::new(),
             })
         }
     }
@@ -153,6 +233,7 @@ impl Kcov {
     pub fn collect(&mut self) {
         let n = (self.word(0).load(Ordering::Relaxed) as usize).min(WORDS - 1);
         let mut prev = 0u32;
+        self.pcs.clear();
         for i in 1..=n {
             let pc = self.word(i).load(Ordering::Relaxed) as u32;
             let sig = edge(prev, pc);
@@ -160,7 +241,14 @@ impl Kcov {
             if first_time(sig) {
                 self.found.push(sig);
             }
+            self.pcs.push(pc);
         }
+        self.pcs.sort_unstable();
+        self.pcs.dedup();
+        let mut g = PCS.lock().unwrap_or_else(|e| e.into_inner());
+        let (sent, new) = &mut *g;
+        let sent = sent.get_or_insert_with(HashSet::new);
+        new.extend(self.pcs.iter().copied().filter(|&pc| sent.insert(pc)));
         if self.found.len() >= 4096 {
             self.flush();
         }
@@ -198,6 +286,27 @@ mod tests {
         assert_ne!(edge(1, 2), edge(1, 3));
         assert_ne!(edge(1, 2), edge(3, 2));
         assert_eq!(edge(7, 9), edge(7, 9));
+    }
+
+    #[test]
+    fn symbols_lose_this_boots_offset() {
+        let kallsyms = "ffffffff9a000000 T _text\n\
+                        ffffffff9a001000 T _stext\n\
+                        ffffffff9a2c0010 t mem_cgroup_css_online\n\
+                        ffffffff9a1b0000 T inode_switch_wbs\n\
+                        ffffffff9c000000 D jiffies\n\
+                        ffffffffc0001000 t splat_init\t[splat]\n";
+        let text = link_symbols(kallsyms).unwrap();
+        assert_eq!(
+            text,
+            "81000000 _text\n81001000 _stext\n811b0000 inode_switch_wbs\n812c0010 mem_cgroup_css_online\n"
+        );
+        let moved = kallsyms.replace("ffffffff9a000000 T _text", "ffffffff9a000400 T _text");
+        assert!(link_symbols(&moved)
+            .unwrap_err()
+            .contains("not 0xffffffff81000000"));
+        let hidden = "0000000000000000 T _text\n0000000000000000 T _stext\n";
+        assert!(link_symbols(hidden).unwrap_err().contains("kptr_restrict"));
     }
 
     #[test]

@@ -136,6 +136,7 @@ pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> 
             .take();
         let _ = tx.send(AgentMsg::Cover {
             edges: kcov::take_new(),
+            pcs: kcov::take_new_pcs(),
             error,
         });
     }

@@ -165,6 +165,14 @@ fn wait_for_orders(port: &mut File, mut hello: Hello) -> Result<(), String> {
                 proto::write_frame(port, &AgentMsg::Hello(hello.clone()))
                     .map_err(|e| format!("send: {e}"))?;
             }
+            Ok(HostMsg::Symbols) => {
+                let (text, error) = match crate::exec::kcov::symbols() {
+                    Ok(t) => (t, None),
+                    Err(e) => (String::new(), Some(e)),
+                };
+                proto::write_frame(port, &AgentMsg::Symbols { text, error })
+                    .map_err(|e| format!("send: {e}"))?;
+            }
             Ok(HostMsg::Shell(order)) => {
                 gone_since = None;
                 let done = crate::exec::shell::run(&order);
