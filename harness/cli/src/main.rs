@@ -8,6 +8,7 @@
 mod campaign;
 mod check;
 mod classify;
+mod cover;
 mod data;
 mod distill;
 mod findings;
@@ -65,6 +66,9 @@ enum Cmd {
     Scenario(scenario::ScenarioArgs),
     /// The fewest, shortest corpus programs that keep every kernel edge.
     Distill(distill::DistillArgs),
+    /// Which kernel functions a campaign ran (KCOV), by subsystem: a table
+    /// and an HTML page.
+    Cover(cover::CoverArgs),
     /// Merge campaign workdirs (shards, machines) into one.
     Merge(merge::MergeArgs),
     /// Write one static HTML page of campaign workdirs: findings, kernels,
@@ -86,6 +90,7 @@ fn main() -> ExitCode {
         Cmd::Minimize(a) => minimize::run(a),
         Cmd::Replay(a) => history::replay(a),
         Cmd::Distill(a) => distill::run(a),
+        Cmd::Cover(a) => cover::run(a),
         Cmd::Merge(a) => merge::run(a),
         Cmd::Report(a) => report::run(a),
     };

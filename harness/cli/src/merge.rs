@@ -102,11 +102,49 @@ pub fn merge_into(out: &Path, from: &Path) -> io::Result<Merged> {
         };
         let to = out.join("corpus").join(name);
         if !to.exists() {
+            // Its confirmed edges first, for `cgstorm distill`.
+            let edges = p.with_extension("edges");
+            if edges.is_file() {
+                write_new(&to.with_extension("edges"), &fs::read(&edges)?)?;
+            }
             write_new(&to, &fs::read(&p)?)?;
             m.new_programs += 1;
         }
     }
+    merge_cover(&out.join("cover"), &from.join("cover"))?;
     Ok(m)
+}
+
+/// Kernel coverage, per kernel build: the union of the edges and of the
+/// PCs; the symbols of a build as the first workdir that had them saved
+/// them (one build, one text).
+fn merge_cover(out: &Path, from: &Path) -> io::Result<()> {
+    for p in entries(from)? {
+        let (Some(name), Some(ext)) = (p.file_name(), p.extension()) else {
+            continue;
+        };
+        let to = out.join(name);
+        match ext.to_str() {
+            Some("edges" | "pcs") => {
+                let mut all = crate::campaign::engine::read_edges(&to);
+                let before = all.len();
+                all.extend(crate::campaign::engine::read_edges(&p));
+                if all.len() != before || !to.exists() {
+                    fs::create_dir_all(out)?;
+                    let mut v: Vec<u32> = all.into_iter().collect();
+                    v.sort_unstable();
+                    let bytes: Vec<u8> = v.iter().flat_map(|e| e.to_le_bytes()).collect();
+                    write_new(&to, &bytes)?;
+                }
+            }
+            Some("symbols") if !to.exists() => {
+                fs::create_dir_all(out)?;
+                write_new(&to, &fs::read(&p)?)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The entries of `dir`, sorted (none if it is missing).
@@ -287,6 +325,27 @@ mod tests {
     }
 
     /// A finding still being written (no description yet) is left out.
+    #[test]
+    fn coverage_merges_as_the_union_per_build() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b, out) = (t.path().join("a"), t.path().join("b"), t.path().join("out"));
+        let le = |v: &[u32]| v.iter().flat_map(|e| e.to_le_bytes()).collect::<Vec<u8>>();
+        for (d, pcs) in [(&a, &[1u32, 3][..]), (&b, &[2, 3][..])] {
+            fs::create_dir_all(d.join("cover")).unwrap();
+            fs::create_dir_all(d.join("corpus")).unwrap();
+            fs::write(d.join("cover/k.pcs"), le(pcs)).unwrap();
+            fs::write(d.join("cover/k.symbols"), "81000000 _text\n").unwrap();
+        }
+        fs::write(b.join("corpus/89ab.yaml"), "lanes: []\n").unwrap();
+        fs::write(b.join("corpus/89ab.edges"), le(&[7])).unwrap();
+        merge_into(&out, &a).unwrap();
+        merge_into(&out, &b).unwrap();
+        let pcs = crate::campaign::engine::read_edges(&out.join("cover/k.pcs"));
+        assert_eq!(pcs, [1, 2, 3].into());
+        assert!(out.join("cover/k.symbols").is_file());
+        assert_eq!(fs::read(out.join("corpus/89ab.edges")).unwrap(), le(&[7]));
+    }
+
     #[test]
     fn half_written_findings_are_not_merged() {
         let t = tempfile::tempdir().unwrap();
