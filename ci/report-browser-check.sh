@@ -67,11 +67,11 @@ EOF
 )
 svgs=$(head -n1 <<<"$rows" | cut -d' ' -f2)
 # Programs and findings over time where a workdir has a campaign's own
-# counters (fuzz.json, soak.json: a merged workdir has none), kernel edges
-# where it also has coverage (a kernel with KCOV).
+# counters (fuzz.json, soak.json) or, merged, its shards' (shards/*.json),
+# kernel edges where it also has coverage (a kernel with KCOV).
 want=0
 for w in "$@"; do
-    if [[ -f $w/fuzz.json || -f $w/soak.json ]]; then
+    if [[ -f $w/fuzz.json || -f $w/soak.json ]] || compgen -G "$w/shards/*.json" >/dev/null; then
         [[ $want -lt 2 ]] && want=2
         compgen -G "$w/cover/*.edges" >/dev/null && want=3
     fi

@@ -112,7 +112,32 @@ pub fn merge_into(out: &Path, from: &Path) -> io::Result<Merged> {
         }
     }
     merge_cover(&out.join("cover"), &from.join("cover"))?;
+    merge_counters(out, from)?;
     Ok(m)
+}
+
+/// The campaign counters of `from` (fuzz.json or soak.json, with their
+/// series over time), kept as `out/shards/<name>-<hash of its path>.json`
+/// for `cgstorm report`'s plots: the merged workdir has no counters of
+/// its own. Merging it again replaces the copy with its latest counters.
+fn merge_counters(out: &Path, from: &Path) -> io::Result<()> {
+    let Some(stats) = ["fuzz.json", "soak.json"]
+        .iter()
+        .map(|f| from.join(f))
+        .find(|p| p.is_file())
+    else {
+        return Ok(());
+    };
+    let whole = fs::canonicalize(from).unwrap_or_else(|_| from.to_path_buf());
+    let name = from
+        .file_name()
+        .map_or_else(|| "workdir".into(), |n| n.to_string_lossy().into_owned());
+    let hash = crate::findings::fnv_hex(whole.to_string_lossy().as_bytes());
+    let to = out
+        .join("shards")
+        .join(format!("{name}-{}.json", &hash[..8]));
+    fs::create_dir_all(out.join("shards"))?;
+    write_new(&to, &fs::read(stats)?)
 }
 
 /// Kernel coverage, per kernel build: the union of the edges and of the
@@ -344,6 +369,17 @@ mod tests {
         assert_eq!(pcs, [1, 2, 3].into());
         assert!(out.join("cover/k.symbols").is_file());
         assert_eq!(fs::read(out.join("corpus/89ab.edges")).unwrap(), le(&[7]));
+        // Each workdir's counters go to shards/, once however often merged.
+        fs::write(a.join("fuzz.json"), "{}").unwrap();
+        merge_into(&out, &a).unwrap();
+        merge_into(&out, &a).unwrap();
+        let shards: Vec<PathBuf> = entries(&out.join("shards")).unwrap();
+        assert_eq!(shards.len(), 1, "{shards:?}");
+        assert!(shards[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("a-"));
     }
 
     #[test]

@@ -54,7 +54,13 @@ pub fn run(a: &ReportArgs) -> Result<u8> {
             );
             return Ok(2);
         }
-        campaigns.push(load(d));
+        let c = load(d);
+        let merged = c.stats.is_none();
+        campaigns.push(c);
+        if merged {
+            // A merged workdir: its shards' counters, for the plots.
+            campaigns.extend(shards(d));
+        }
     }
     let html = page(&campaigns);
     crate::findings::write_new(&a.output, html.as_bytes())
@@ -103,6 +109,27 @@ fn load(dir: &Path) -> Campaign {
         stats,
         rows,
     }
+}
+
+/// The counters `cgstorm merge` kept of each workdir merged into `dir`
+/// (`shards/*.json`), as campaigns without findings of their own.
+fn shards(dir: &Path) -> Vec<Campaign> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("shards"))
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter_map(|p| {
+            let stats = Stats::load(&p).ok().filter(|s| s.programs > 0)?;
+            Some(Campaign {
+                name: format!("{} ({})", dir.display(), p.file_stem()?.to_string_lossy()),
+                stats: Some(stats),
+                rows: Vec::new(),
+            })
+        })
+        .collect()
 }
 
 /// The kernel of a `seen` line: `TIME PART PROGRAM on KERNEL (BACKEND)`.
@@ -344,5 +371,31 @@ mod tests {
         assert!(html.contains("console.log</a>"));
         assert!(html.contains("<polyline"), "the edges are plotted");
         assert_eq!(html.matches("class=\"finding\"").count(), 1);
+    }
+
+    /// A merged workdir has no counters of its own: its page plots the
+    /// shards' that `cgstorm merge` kept, one line each.
+    #[test]
+    fn a_merged_workdir_plots_its_shards() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b, out) = (t.path().join("s0"), t.path().join("s1"), t.path().join("m"));
+        for (d, n) in [(&a, 10), (&b, 20)] {
+            std::fs::create_dir_all(d.join("findings")).unwrap();
+            let mut st = Stats {
+                programs: n,
+                elapsed_ms: 60_000,
+                ..Stats::default()
+            };
+            st.cover.series = vec![(0, n), (60, 10 * n)];
+            st.save(&d.join("fuzz.json")).unwrap();
+            crate::merge::merge_into(&out, d).unwrap();
+        }
+        let mut campaigns = vec![load(&out)];
+        assert!(campaigns[0].stats.is_none());
+        campaigns.extend(shards(&out));
+        assert_eq!(campaigns.len(), 3);
+        let html = page(&campaigns);
+        assert_eq!(html.matches("<polyline").count(), 2, "one edges line a shard");
+        assert!(html.contains("(s0-") && html.contains("(s1-"), "{html}");
     }
 }
