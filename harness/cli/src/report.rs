@@ -395,7 +395,11 @@ mod tests {
         campaigns.extend(shards(&out));
         assert_eq!(campaigns.len(), 3);
         let html = page(&campaigns);
-        assert_eq!(html.matches("<polyline").count(), 2, "one edges line a shard");
+        assert_eq!(
+            html.matches("<polyline").count(),
+            2,
+            "one edges line a shard"
+        );
         assert!(html.contains("(s0-") && html.contains("(s1-"), "{html}");
     }
 }

@@ -8,14 +8,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cgstorm_proto::contract::{LEAK_DIRTY, LEAK_DYING_V1, LEAK_DYING_V2, LEAK_PREFIX};
-use cgstorm_proto::proto::{self, AgentMsg, Hello, HostMsg};
+use cgstorm_proto::proto::{AgentMsg, Hello, HostMsg};
 use cgstorm_vm::snapshot::Snapshot;
-use cgstorm_vm::{ConsoleEvent, Vm};
+use cgstorm_vm::Vm;
 use cgstorm_workloads::model::Target;
 use cgstorm_workloads::Program;
 
 use super::Env;
 use crate::machine::MachineOpts;
+use crate::run::ask::ask;
 use crate::run::console::ConsoleWatch;
 use crate::run::error::RunError;
 use crate::run::launch::{self, BootPlan, Booted};
@@ -490,54 +491,6 @@ fn reset(
         AgentMsg::ResetDone { leftovers, laps } => Ok((leftovers, laps)),
         other => Err(Box::new(other)),
     })
-}
-
-/// Sends `order` (if any) and waits up to `timeout` for the answer `want`
-/// takes, feeding the console to `watch` meanwhile; any other message is
-/// an error.
-fn ask<T>(
-    vm: &mut dyn Vm,
-    order: Option<&HostMsg>,
-    watch: &mut ConsoleWatch,
-    timeout: Duration,
-    want: impl Fn(AgentMsg) -> Result<T, Box<AgentMsg>>,
-) -> Result<T, String> {
-    if let Some(order) = order {
-        proto::write_frame(vm.agent(), order).map_err(|e| format!("send: {e}"))?;
-    }
-    vm.agent()
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .map_err(|e| format!("set a read timeout: {e}"))?;
-    let deadline = Instant::now() + timeout;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        loop {
-            match vm.console_line(Duration::ZERO) {
-                ConsoleEvent::Line(l) => watch.line(&l),
-                ConsoleEvent::Timeout => break,
-                ConsoleEvent::Closed => return Err("the vm went away".into()),
-            }
-        }
-        match proto::try_decode::<AgentMsg>(&mut buf) {
-            Ok(Some(m)) => return want(m).map_err(|other| format!("unexpected answer {other:?}")),
-            Ok(None) => {}
-            Err(e) => return Err(format!("bad frame: {e}")),
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("no answer within {timeout:?}"));
-        }
-        match vm.agent().read(&mut chunk) {
-            Ok(0) => std::thread::sleep(Duration::from_millis(20)),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    }
 }
 
 /// The verdict over a program and its reset.

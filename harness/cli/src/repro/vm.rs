@@ -2,12 +2,11 @@
 //! the script (and the helper, compiled here statically) to the agent as a
 //! [`HostMsg::Shell`] order, and judge the result lines with the model.
 
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use cgstorm_proto::proto::{self, AgentMsg, HostMsg, ShellOrder};
+use cgstorm_proto::proto::{AgentMsg, HostMsg, ShellOrder};
 use cgstorm_vm::{ConsoleEvent, Vm};
 use cgstorm_workloads::Program;
 
@@ -15,6 +14,8 @@ use super::results::{self, Judgement};
 use super::script::{Script, DEFAULT_DURATION_MS, HELPER_C, SEQUENCE_MARK};
 use super::ReproArgs;
 use crate::machine::{Backend, MachineOpts};
+use crate::run::ask::ask;
+use crate::run::console::ConsoleWatch;
 use crate::run::error::{chain, RunError};
 use crate::run::launch::{boot_qemu, find_agent, find_kernel, BootPlan};
 
@@ -143,8 +144,26 @@ fn execute(
         hello.kernel_release,
         duration_ms
     );
-    let done = exchange(&mut avm.vm, order, timeout_ms);
-    let console = drain_console(&mut avm.vm);
+    // The console is read while the script runs, and to its end after.
+    let mut watch = ConsoleWatch::new(None);
+    let timeout = Duration::from_millis(timeout_ms) + Duration::from_secs(120);
+    let done = ask(
+        &mut avm.vm,
+        Some(&HostMsg::Shell(order)),
+        &mut watch,
+        timeout,
+        |m| match m {
+            AgentMsg::ShellDone {
+                status,
+                stdout,
+                stderr,
+            } => Ok((status, stdout, stderr)),
+            other => Err(Box::new(other)),
+        },
+    );
+    while let ConsoleEvent::Line(l) = avm.vm.console_line(Duration::from_millis(200)) {
+        watch.line(&l);
+    }
     let (status, stdout, stderr) = match done {
         Ok(d) => d,
         Err(e) => {
@@ -156,7 +175,7 @@ fn execute(
         }
     };
     let _ = avm.shutdown();
-    let reports = cgstorm_report::parse(&console);
+    let (reports, _) = watch.finish();
     let code = verdict(
         programs, &target, status, &stdout, &stderr, &reports, args.echo,
     );
@@ -172,63 +191,6 @@ fn execute(
         );
     }
     Ok(code)
-}
-
-/// Sends the order and waits for `ShellDone`, in short reads so that
-/// Ctrl-C (or SIGTERM) stops the wait.
-fn exchange(
-    vm: &mut dyn Vm,
-    order: ShellOrder,
-    timeout_ms: u64,
-) -> Result<(i32, String, String), String> {
-    let deadline = Instant::now() + Duration::from_millis(timeout_ms) + Duration::from_secs(120);
-    proto::write_frame(vm.agent(), &HostMsg::Shell(order))
-        .map_err(|e| format!("send the script: {e}"))?;
-    vm.agent()
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .map_err(|e| format!("agent channel: {e}"))?;
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 1 << 16];
-    loop {
-        match proto::try_decode::<AgentMsg>(&mut buf) {
-            Ok(Some(AgentMsg::ShellDone {
-                status,
-                stdout,
-                stderr,
-            })) => return Ok((status, stdout, stderr)),
-            Ok(Some(AgentMsg::Fatal { message })) => {
-                return Err(format!("the agent failed: {message}"))
-            }
-            Ok(Some(_)) => continue,
-            Ok(None) => {}
-            Err(e) => return Err(format!("bad message from the agent: {e}")),
-        }
-        if crate::run::signal::interrupted() {
-            return Err("interrupted".into());
-        }
-        if Instant::now() >= deadline {
-            return Err("the agent did not answer in time".into());
-        }
-        match vm.agent().read(&mut chunk) {
-            Ok(0) => return Err("the agent channel closed".into()),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            Err(e) => return Err(format!("agent channel: {e}")),
-        }
-    }
-}
-
-fn drain_console(vm: &mut dyn Vm) -> String {
-    let mut s = String::new();
-    while let ConsoleEvent::Line(l) = vm.console_line(Duration::from_millis(200)) {
-        s.push_str(&l);
-        s.push('\n');
-    }
-    s
 }
 
 fn verdict(

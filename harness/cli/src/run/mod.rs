@@ -7,6 +7,7 @@
 //! that is a limit of the model, not of the kernel: the run passes with a
 //! warning line and the JSON's `model` says `unchecked: …`.
 
+pub(crate) mod ask;
 mod checks;
 pub(crate) mod console;
 pub(crate) mod error;

@@ -1,0 +1,67 @@
+//! One request to the guest agent and its one answer (a reset, the
+//! kernel's symbols, a shell script), with the console read meanwhile: the
+//! request loop every exchange but a program's run shares (a run streams
+//! its ops, barriers and stalls: `session`).
+
+use std::io::ErrorKind;
+use std::time::{Duration, Instant};
+
+use cgstorm_proto::proto::{self, AgentMsg, HostMsg};
+use cgstorm_vm::{ConsoleEvent, Vm};
+
+use super::console::ConsoleWatch;
+
+/// Sends `order` (if any) and waits up to `timeout` for the answer `want`
+/// takes, feeding the console to `watch` meanwhile. The agent's fatal
+/// error, any other message, a VM that goes away, no answer in time and
+/// Ctrl-C (or SIGTERM) are errors.
+pub fn ask<T>(
+    vm: &mut dyn Vm,
+    order: Option<&HostMsg>,
+    watch: &mut ConsoleWatch,
+    timeout: Duration,
+    want: impl Fn(AgentMsg) -> Result<T, Box<AgentMsg>>,
+) -> Result<T, String> {
+    if let Some(order) = order {
+        proto::write_frame(vm.agent(), order).map_err(|e| format!("send: {e}"))?;
+    }
+    vm.agent()
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .map_err(|e| format!("set a read timeout: {e}"))?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        loop {
+            match vm.console_line(Duration::ZERO) {
+                ConsoleEvent::Line(l) => watch.line(&l),
+                ConsoleEvent::Timeout => break,
+                ConsoleEvent::Closed => return Err("the vm went away".into()),
+            }
+        }
+        match proto::try_decode::<AgentMsg>(&mut buf) {
+            Ok(Some(AgentMsg::Fatal { message })) => {
+                return Err(format!("the agent failed: {message}"))
+            }
+            Ok(Some(m)) => return want(m).map_err(|other| format!("unexpected answer {other:?}")),
+            Ok(None) => {}
+            Err(e) => return Err(format!("bad frame: {e}")),
+        }
+        if super::signal::interrupted() {
+            return Err("interrupted".into());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("no answer within {timeout:?}"));
+        }
+        match vm.agent().read(&mut chunk) {
+            Ok(0) => std::thread::sleep(Duration::from_millis(20)),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
