@@ -513,8 +513,11 @@ impl Campaign {
                     dir: dir.display().to_string(),
                     replay: env.replay(dir),
                     triage: None,
+                    first_s: None,
                 });
             t.count += 1;
+            t.first_s
+                .get_or_insert((self.base_ms + self.began.elapsed().as_millis() as u64) / 1000);
             if *n == 1 {
                 eprintln!(
                     "cgstorm: NEW finding [{}] {}\n         in {}\n         replay: {}",

@@ -31,6 +31,10 @@ pub struct FindingTally {
     /// showed it again (`2/3`), see `Campaign::triage`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub triage: Option<String>,
+    /// The campaign's time (s, from its start, sessions added) when this
+    /// campaign first saw it: its time to first find.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_s: Option<u64>,
 }
 
 /// One test point of the summary (a scenario, or the fuzzer).
@@ -389,7 +393,15 @@ impl Stats {
                 .as_ref()
                 .map(|r| format!(", came back in {r} fresh runs"))
                 .unwrap_or_default();
-            let _ = writeln!(s, "    [{tag}] {title} ({}x, {}{triage})", f.count, f.kind);
+            let first = f
+                .first_s
+                .map(|t| format!(", first after {}", crate::campaign::stats::clock(t)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "    [{tag}] {title} ({}x, {}{first}{triage})",
+                f.count, f.kind
+            );
             let _ = writeln!(s, "           {}  replay: {}", f.dir, f.replay);
         }
         s
@@ -664,6 +676,28 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_says_when_each_finding_was_first_found() {
+        let mut s = Stats {
+            programs: 3,
+            elapsed_ms: 600_000,
+            ..Stats::default()
+        };
+        s.findings.insert(
+            "WARNING in dax_disassociate_entry".into(),
+            FindingTally {
+                kind: "warning".into(),
+                count: 2,
+                first_s: Some(245),
+                ..Default::default()
+            },
+        );
+        let t = s.text("fuzz");
+        assert!(t.contains("(2x, warning, first after 4m05s)"), "{t}");
+        assert_eq!(clock(7), "7s");
+        assert_eq!(clock(3723), "1h02m03s");
+    }
+
+    #[test]
     fn rates_use_wall_time() {
         let s = Stats {
             programs: 30,
@@ -676,5 +710,14 @@ mod tests {
         assert!((s.ops_per_s() - 100.0).abs() < 1e-9);
         assert!((s.restarts_per_hour() - 120.0).abs() < 1e-9);
         assert_eq!(human(Duration::from_secs(3723)), "1h02m03s");
+    }
+}
+
+/// `s` seconds as `1h02m03s`, `4m05s` or `6s`.
+pub fn clock(s: u64) -> String {
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m{sec:02}s"),
+        (h, m, sec) => format!("{h}h{m:02}m{sec:02}s"),
     }
 }
