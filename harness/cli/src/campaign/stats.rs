@@ -522,6 +522,15 @@ pub fn human(d: Duration) -> String {
     }
 }
 
+/// `s` seconds as `1h02m03s`, `4m05s` or `6s`.
+pub fn clock(s: u64) -> String {
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m{sec:02}s"),
+        (h, m, sec) => format!("{h}h{m:02}m{sec:02}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -710,14 +719,5 @@ mod tests {
         assert!((s.ops_per_s() - 100.0).abs() < 1e-9);
         assert!((s.restarts_per_hour() - 120.0).abs() < 1e-9);
         assert_eq!(human(Duration::from_secs(3723)), "1h02m03s");
-    }
-}
-
-/// `s` seconds as `1h02m03s`, `4m05s` or `6s`.
-pub fn clock(s: u64) -> String {
-    match (s / 3600, s % 3600 / 60, s % 60) {
-        (0, 0, sec) => format!("{sec}s"),
-        (0, m, sec) => format!("{m}m{sec:02}s"),
-        (h, m, sec) => format!("{h}h{m:02}m{sec:02}s"),
     }
 }
