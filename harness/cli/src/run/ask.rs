@@ -65,3 +65,65 @@ pub fn ask<T>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cgstorm_vm::fake::FakeVm;
+
+    use super::*;
+
+    fn symbols(m: AgentMsg) -> Result<String, Box<AgentMsg>> {
+        match m {
+            AgentMsg::Symbols { text, .. } => Ok(text),
+            other => Err(Box::new(other)),
+        }
+    }
+
+    #[test]
+    fn the_answer_comes_back_with_the_console_read_meanwhile() {
+        let mut vm = FakeVm::new()
+            .console_lines(["[    1.0] cgstorm: symbols"])
+            .agent_chunks(5)
+            .agent_says(&AgentMsg::Symbols {
+                text: "81000000 _text\n".into(),
+                error: None,
+            });
+        let mut watch = ConsoleWatch::new(None);
+        let got = ask(
+            &mut vm,
+            Some(&HostMsg::Symbols),
+            &mut watch,
+            Duration::from_secs(5),
+            symbols,
+        );
+        assert_eq!(got.unwrap(), "81000000 _text\n");
+        assert_eq!(vm.host_messages(), [HostMsg::Symbols]);
+    }
+
+    #[test]
+    fn a_fatal_error_another_answer_or_silence_is_an_error() {
+        let mut watch = ConsoleWatch::new(None);
+        let mut vm = FakeVm::new().agent_says(&AgentMsg::Fatal {
+            message: "no /proc".into(),
+        });
+        let e = ask(&mut vm, None, &mut watch, Duration::from_secs(5), symbols).unwrap_err();
+        assert_eq!(e, "the agent failed: no /proc");
+        let mut vm = FakeVm::new().agent_says(&AgentMsg::ResetDone {
+            leftovers: Vec::new(),
+            laps: Vec::new(),
+        });
+        let e = ask(&mut vm, None, &mut watch, Duration::from_secs(5), symbols).unwrap_err();
+        assert!(e.starts_with("unexpected answer ResetDone"), "{e}");
+        let mut vm = FakeVm::new();
+        let e = ask(
+            &mut vm,
+            None,
+            &mut watch,
+            Duration::from_millis(100),
+            symbols,
+        )
+        .unwrap_err();
+        assert!(e.starts_with("no answer within"), "{e}");
+        assert!(vm.host_messages().is_empty(), "no order, nothing sent");
+    }
+}
