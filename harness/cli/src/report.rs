@@ -310,10 +310,15 @@ fn page(campaigns: &[Campaign]) -> String {
         }
     }
     s.push_str("</table>\n<h2>Over time</h2>\n");
-    let plots: [(&str, &str, Points); 3] = [
+    let plots: [(&str, &str, Points); 4] = [
         ("Kernel edges (KCOV) over the campaign", "edges", |st| {
             st.cover.series.clone()
         }),
+        (
+            "Kernel PCs (KCOV basic blocks) over the campaign",
+            "PCs",
+            |st| st.cover.pcs_series.clone(),
+        ),
         ("Programs run", "programs", |st| {
             st.series.iter().map(|p| (p.0, p.1)).collect()
         }),

@@ -324,6 +324,9 @@ impl Campaign {
             if c.runs > 0 && c.series.last().map(|p| p.1) != Some(c.edges) {
                 c.series.push((point.0, c.edges));
             }
+            if c.pcs > 0 && c.pcs_series.last().map(|p| p.1) != Some(c.pcs) {
+                c.pcs_series.push((point.0, c.pcs));
+            }
         }
         let _ = self.save();
     }
@@ -541,12 +544,15 @@ impl Campaign {
             let known = st.edges.entry(pick.env).or_default();
             new_edges = edges.iter().copied().filter(|e| known.insert(*e)).collect();
             let total = st.edges.values().map(HashSet::len).sum::<usize>() as u64;
+            let pcs = st.pcs.values().map(HashSet::len).sum::<usize>() as u64;
             let now = st.stats.elapsed_ms / 1000;
             let c = &mut st.stats.cover;
             c.runs += 1;
             c.edges = total;
+            c.pcs = pcs;
             if c.series.last().is_none_or(|(t, _)| now >= t + 30) {
                 c.series.push((now, c.edges));
+                c.pcs_series.push((now, c.pcs));
                 if let Err(e) = self.save_edges(&st) {
                     eprintln!("cgstorm: cannot save the kernel edges: {e}");
                 }

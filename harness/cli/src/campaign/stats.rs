@@ -179,6 +179,12 @@ pub struct CoverStats {
     pub shrink_ms: u64,
     /// `(elapsed s, edges)` every 30 s or so, for the plot.
     pub series: Vec<(u64, u64)>,
+    /// Distinct kernel PCs run (basic blocks), per kernel added up.
+    #[serde(default)]
+    pub pcs: u64,
+    /// `(elapsed s, PCs)` at the same points as `series`.
+    #[serde(default)]
+    pub pcs_series: Vec<(u64, u64)>,
 }
 
 /// The phases of [`Stats::phase_ms`], in the order the summary gives them.
@@ -326,8 +332,8 @@ impl Stats {
         if c.runs > 0 {
             let _ = writeln!(
                 s,
-                "  coverage     {} edges from {} runs; {} re-runs of programs with new edges kept {}, {} edges did not show again",
-                c.edges, c.runs, c.reruns, c.kept, c.flaky
+                "  coverage     {} edges, {} PCs from {} runs; {} re-runs of programs with new edges kept {}, {} edges did not show again",
+                c.edges, c.pcs, c.runs, c.reruns, c.kept, c.flaky
             );
             if c.shrink_runs > 0 {
                 let _ = writeln!(
