@@ -11,6 +11,10 @@
 //! [`retitle`] gives such soft lockups a title of their own, so they are
 //! not filed with real ones and say what they probably are. They stay
 //! findings: replaying under KVM, or on an idle host, tells them apart.
+//! (The one recorded, `cgstorm-soak-vm-stall-6.1.log`, turned out to be a
+//! stale breakpoint both vCPUs looped on under TCG, which every vCPU then
+//! reports at once too; the harness marks that case by its RIPs, see
+//! `mark_breakpoint_loops` in harness/cli.)
 
 use std::collections::BTreeMap;
 
