@@ -10,8 +10,11 @@
 //! define (read from the C source) group the table; without it the table
 //! lists every function reached. Static functions the compiler inlined
 //! have no symbol: their PCs count for the function they were inlined in.
-//! Instrumented PCs per function (how much of it is left) need the
-//! vmlinux's code, which this does not read yet.
+//! A file its kbuild Makefile keeps out of KCOV (`KCOV_INSTRUMENT_x.o :=
+//! n`: mm/memcontrol.c and mm/memcontrol-v1.c in 6.12) is said to be: KCOV
+//! cannot see it, whatever ran there. Instrumented PCs per function (how
+//! much of it is left) need the vmlinux's code, which this does not read
+//! yet.
 //!
 //! The table goes to stdout, the page to `WORKDIR/cover.html`.
 
@@ -81,12 +84,15 @@ impl Symbols {
     }
 }
 
-/// Covered PCs per function name, and the PCs no symbol names.
+/// Covered PCs per function name, and the PCs no symbol names. A KCOV PC
+/// is the return address of its `__sanitizer_cov_trace_pc` call: the byte
+/// before it is in the call, so in the function (a call that ends a
+/// function returns to the next one's first byte).
 pub fn by_function(symbols: &Symbols, pcs: &HashSet<u32>) -> (BTreeMap<String, u64>, u64) {
     let mut out: BTreeMap<String, u64> = BTreeMap::new();
     let mut unnamed = 0;
     for &pc in pcs {
-        match symbols.function(pc) {
+        match symbols.function(pc.wrapping_sub(1)) {
             Some(f) => *out.entry(f.to_string()).or_default() += 1,
             None => unnamed += 1,
         }
@@ -146,8 +152,28 @@ pub fn defined_functions(c: &str) -> Vec<String> {
     out
 }
 
+/// Whether the kbuild Makefile `makefile` (its text) keeps KCOV out of
+/// `file` (`KCOV_INSTRUMENT_<stem>.o := n`) or out of its whole directory
+/// (`KCOV_INSTRUMENT := n`): its PCs never reach the coverage (mm/Makefile
+/// does so for memcontrol.c and memcontrol-v1.c).
+pub fn kcov_excluded(makefile: &str, file: &str) -> bool {
+    let stem = file.strip_suffix(".c").unwrap_or(file);
+    makefile.lines().any(|l| {
+        let l: String = l.chars().filter(|c| !c.is_whitespace()).collect();
+        l == "KCOV_INSTRUMENT:=n" || l == format!("KCOV_INSTRUMENT_{stem}.o:=n")
+    })
+}
+
+/// One subsystem: its functions (from the source tree), and whether KCOV
+/// instruments its files (`false`: some file is kept out).
+struct Subsystem {
+    name: String,
+    functions: Vec<String>,
+    instrumented: bool,
+}
+
 /// The functions each subsystem's files define, from the source tree.
-fn subsystem_functions(source: &Path) -> Result<Vec<(String, Vec<String>)>> {
+fn subsystem_functions(source: &Path) -> Result<Vec<Subsystem>> {
     let mut out = Vec::new();
     for sub in SUBSYSTEMS {
         let path = source.join(sub);
@@ -166,16 +192,28 @@ fn subsystem_functions(source: &Path) -> Result<Vec<(String, Vec<String>)>> {
             Vec::new()
         };
         let mut names = Vec::new();
+        let mut instrumented = true;
         for f in files {
             let text =
                 std::fs::read_to_string(&f).with_context(|| format!("read {}", f.display()))?;
             names.extend(defined_functions(&text));
+            let make = std::fs::read_to_string(f.with_file_name("Makefile")).unwrap_or_default();
+            let file = f
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            if kcov_excluded(&make, &file) {
+                instrumented = false;
+            }
         }
         names.sort();
         names.dedup();
-        out.push((sub.to_string(), names));
+        out.push(Subsystem {
+            name: sub.to_string(),
+            functions: names,
+            instrumented,
+        });
     }
-    if out.iter().all(|(_, n)| n.is_empty()) {
+    if out.iter().all(|s| s.functions.is_empty()) {
         bail!(
             "{} holds none of {}: give the top of a kernel source tree",
             source.display(),
@@ -297,42 +335,43 @@ pub fn run(a: &CoverArgs) -> Result<u8> {
 }
 
 /// Per subsystem: functions defined, reached, PCs; then the reached ones.
-fn subsystem_tables(
-    b: &Build,
-    subs: &[(String, Vec<String>)],
-    text: &mut String,
-    html: &mut String,
-) {
+fn subsystem_tables(b: &Build, subs: &[Subsystem], text: &mut String, html: &mut String) {
     let _ = writeln!(
         text,
         "  {:<22} {:>9} {:>9} {:>8}",
         "subsystem", "functions", "reached", "PCs"
     );
-    html.push_str("<table><tr><th>subsystem<th>functions<th>reached<th>PCs covered\n");
-    for (sub, names) in subs {
-        let reached: Vec<(&String, u64)> = names
+    html.push_str("<table><tr><th>subsystem<th>functions<th>reached<th>PCs covered<th>\n");
+    for sub in subs {
+        let reached: Vec<(&String, u64)> = sub
+            .functions
             .iter()
             .filter_map(|n| b.functions.get(n).map(|c| (n, *c)))
             .collect();
         let pcs: u64 = reached.iter().map(|(_, c)| c).sum();
+        let note = if sub.instrumented {
+            ""
+        } else {
+            "not instrumented: its Makefile keeps KCOV out"
+        };
         let _ = writeln!(
             text,
-            "  {:<22} {:>9} {:>9} {:>8}",
-            sub,
-            names.len(),
+            "  {:<22} {:>9} {:>9} {:>8}  {note}",
+            sub.name,
+            sub.functions.len(),
             reached.len(),
             pcs
         );
         let _ = writeln!(
             html,
-            "<tr><td><details><summary>{}</summary>{}</details><td class=n>{}<td class=n>{}<td class=n>{pcs}",
-            esc(sub),
+            "<tr><td><details><summary>{}</summary>{}</details><td class=n>{}<td class=n>{}<td class=n>{pcs}<td>{note}",
+            esc(&sub.name),
             reached
                 .iter()
                 .map(|(n, c)| format!("{} ({c})", esc(n)))
                 .collect::<Vec<_>>()
                 .join(", "),
-            names.len(),
+            sub.functions.len(),
             reached.len()
         );
     }
@@ -353,11 +392,22 @@ mod tests {
         assert_eq!(s.function(0x8100_1400), Some("cgroup_rmdir"));
         assert_eq!(s.function(0x80ff_ffff), None, "before the text");
         assert_eq!(s.function(0x8100_2004), None, "past the last symbol");
-        let pcs: HashSet<u32> = [0x8100_1004, 0x8100_1008, 0x8100_1404, 0x9000_0000].into();
+        // 0x81001400: the return address of a call that ends cgroup_mkdir.
+        let pcs: HashSet<u32> = [0x8100_1004, 0x8100_1400, 0x8100_1404, 0x9000_0000].into();
         let (f, unnamed) = by_function(&s, &pcs);
         assert_eq!(f["cgroup_mkdir"], 2);
         assert_eq!(f["cgroup_rmdir"], 1);
         assert_eq!(unnamed, 1);
+    }
+
+    #[test]
+    fn a_makefile_may_keep_kcov_out() {
+        let mm =
+            "KCOV_INSTRUMENT_slub.o := n\nKCOV_INSTRUMENT_memcontrol.o := n\nobj-y += vmscan.o\n";
+        assert!(kcov_excluded(mm, "memcontrol.c"));
+        assert!(!kcov_excluded(mm, "vmscan.c"));
+        assert!(!kcov_excluded(mm, "memcontrol-v1.c"));
+        assert!(kcov_excluded("KCOV_INSTRUMENT\t:= n\n", "anything.c"));
     }
 
     #[test]

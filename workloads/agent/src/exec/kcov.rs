@@ -102,7 +102,7 @@ pub fn symbols() -> Result<String, String> {
 /// [`symbols`] of the text of a /proc/kallsyms.
 fn link_symbols(all: &str) -> Result<String, String> {
     let mut syms: Vec<(u64, &str)> = Vec::new();
-    let mut text = None;
+    let (mut text, mut start, mut end) = (None, None, None);
     for line in all.lines() {
         let mut f = line.split_whitespace();
         let (Some(addr), Some(kind), Some(name)) = (f.next(), f.next(), f.next()) else {
@@ -114,12 +114,21 @@ fn link_symbols(all: &str) -> Result<String, String> {
         let Ok(addr) = u64::from_str_radix(addr, 16) else {
             continue;
         };
-        if name == "_text" {
-            text = Some(addr);
+        match name {
+            "_text" => text = Some(addr),
+            "_stext" => start = Some(addr),
+            "_etext" => end = Some(addr),
+            _ => {}
         }
-        if matches!(kind, "t" | "T") {
+        // Weak functions (`__weak`) show as W or w: without them their
+        // PCs would count for the function before.
+        if matches!(kind, "t" | "T" | "w" | "W") {
             syms.push((addr, name));
         }
+    }
+    // Weak symbols may be data: keep what lies in the kernel's text.
+    if let (Some(lo), Some(hi)) = (start.or(text), end) {
+        syms.retain(|&(a, n)| (lo..=hi).contains(&a) || n == "_text");
     }
     let text = text.ok_or("no _text in /proc/kallsyms")?;
     if text == 0 {
@@ -293,13 +302,16 @@ mod tests {
         let kallsyms = "ffffffff9a000000 T _text\n\
                         ffffffff9a001000 T _stext\n\
                         ffffffff9a2c0010 t mem_cgroup_css_online\n\
+                        ffffffff9a2c0400 W arch_weak_hook\n\
                         ffffffff9a1b0000 T inode_switch_wbs\n\
+                        ffffffff9a400000 T _etext\n\
+                        ffffffff9b000000 W weak_data_past_the_text\n\
                         ffffffff9c000000 D jiffies\n\
                         ffffffffc0001000 t splat_init\t[splat]\n";
         let text = link_symbols(kallsyms).unwrap();
         assert_eq!(
             text,
-            "81000000 _text\n81001000 _stext\n811b0000 inode_switch_wbs\n812c0010 mem_cgroup_css_online\n"
+            "81000000 _text\n81001000 _stext\n811b0000 inode_switch_wbs\n812c0010 mem_cgroup_css_online\n812c0400 arch_weak_hook\n81400000 _etext\n"
         );
         let moved = kallsyms.replace("ffffffff9a000000 T _text", "ffffffff9a000400 T _text");
         assert!(link_symbols(&moved)
