@@ -9,7 +9,7 @@ use cgstorm_vm::launch::{launch, launch_virtme, AgentVm, AgentVmSpec};
 use cgstorm_vm::qemu::QemuVm;
 use cgstorm_vm::snapshot::{launch_saved, Snapshot};
 use cgstorm_vm::virtme::VirtmeVm;
-use cgstorm_vm::AccelChoice;
+use cgstorm_vm::{AccelChoice, BootError, LaunchError};
 
 use super::error::RunError;
 use super::kconfig::{self, KConfig};
@@ -127,8 +127,10 @@ pub fn boot_saved(
             Err("the virtme-ng backend does not save vm states".into()),
         ));
     }
-    let spec = agent_spec(&plan, console_log)?;
-    let (avm, snap) = launch_saved(spec, None)?;
+    let (avm, snap) = again_if_hung(|| {
+        let spec = agent_spec(&plan, console_log.clone())?;
+        Ok(launch_saved(spec, None)?)
+    })?;
     Ok((Booted::Qemu(avm), snap.map_err(|e| e.to_string())))
 }
 
@@ -138,19 +140,40 @@ pub fn boot_qemu(plan: BootPlan<'_>) -> Result<AgentVm<QemuVm>, RunError> {
         backend: Backend::Qemu,
         ..plan
     };
-    Ok(launch(agent_spec(&plan, None)?)?)
+    again_if_hung(|| Ok(launch(agent_spec(&plan, None)?)?))
 }
 
 /// [`boot`], with the VM's whole console also written to `console_log`.
 pub fn boot_logged(plan: BootPlan<'_>, console_log: Option<PathBuf>) -> Result<Booted, RunError> {
-    let spec = agent_spec(&plan, console_log)?;
-    match plan.backend {
-        Backend::Qemu => Ok(Booted::Qemu(launch(spec)?)),
-        Backend::Vng => {
-            let vng = std::env::var_os("CGSTORM_VNG").map_or_else(|| "vng".into(), PathBuf::from);
-            let force_9p = kconfig::has_9p(plan.kernel.config.as_ref().map(|(_, c)| c));
-            Ok(Booted::Vng(launch_virtme(spec, &vng, force_9p)?))
+    again_if_hung(|| {
+        let spec = agent_spec(&plan, console_log.clone())?;
+        match plan.backend {
+            Backend::Qemu => Ok(Booted::Qemu(launch(spec)?)),
+            Backend::Vng => {
+                let vng =
+                    std::env::var_os("CGSTORM_VNG").map_or_else(|| "vng".into(), PathBuf::from);
+                let force_9p = kconfig::has_9p(plan.kernel.config.as_ref().map(|(_, c)| c));
+                Ok(Booted::Vng(launch_virtme(spec, &vng, force_9p)?))
+            }
         }
+    })
+}
+
+/// Boots with `boot`, and once more when the first boot hung before the
+/// agent said hello. Under TCG Debian's 6.1 kernel sometimes stops early in
+/// its boot for good (once in a whole CI run of 2026-12-02,
+/// right after `sched_clock: Marking stable`, before any program ran): that is no
+/// finding, and one hung boot must not fail a run. A second hang is the
+/// error; a boot that ended otherwise (QEMU exited, the agent failed) is not
+/// retried, it would end the same way.
+fn again_if_hung<T>(mut boot: impl FnMut() -> Result<T, RunError>) -> Result<T, RunError> {
+    match boot() {
+        Err(e @ RunError::Launch(LaunchError::Boot(BootError::Timeout { .. }))) => {
+            eprintln!("cgstorm: {e}");
+            eprintln!("cgstorm: the boot hung before the agent started (no program ran); booting once more");
+            boot()
+        }
+        other => other,
     }
 }
 
@@ -174,4 +197,65 @@ fn agent_spec(plan: &BootPlan<'_>, console_log: Option<PathBuf>) -> Result<Agent
             .collect();
     }
     Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn hung() -> RunError {
+        RunError::Launch(LaunchError::Boot(BootError::Timeout {
+            after: Duration::from_secs(120),
+            console_tail: "sched_clock: Marking stable".into(),
+        }))
+    }
+
+    #[test]
+    fn a_hung_boot_is_tried_once_more_and_only_once() {
+        let mut boots = 0;
+        let r = again_if_hung(|| {
+            boots += 1;
+            if boots == 1 {
+                Err(hung())
+            } else {
+                Ok(boots)
+            }
+        });
+        assert_eq!(r.unwrap(), 2);
+
+        let mut boots = 0;
+        let r: Result<(), _> = again_if_hung(|| {
+            boots += 1;
+            Err(hung())
+        });
+        assert_eq!(boots, 2);
+        assert!(matches!(
+            r,
+            Err(RunError::Launch(LaunchError::Boot(
+                BootError::Timeout { .. }
+            )))
+        ));
+    }
+
+    #[test]
+    fn a_boot_that_ended_otherwise_is_not_retried() {
+        let mut boots = 0;
+        let r: Result<(), _> = again_if_hung(|| {
+            boots += 1;
+            Err(RunError::Launch(LaunchError::Boot(BootError::Exited {
+                status: "exit code 1".into(),
+                console_tail: "Kernel panic".into(),
+            })))
+        });
+        assert_eq!(boots, 1);
+        assert!(r.is_err());
+        let mut boots = 0;
+        let r = again_if_hung(|| {
+            boots += 1;
+            Ok(())
+        });
+        assert_eq!((boots, r.is_ok()), (1, true));
+    }
 }
