@@ -150,6 +150,47 @@ impl ConsoleLog {
     }
 }
 
+/// The console of the boot, written by the VM as it comes: kept when the
+/// boot fails (at `--keep-console`'s path, else as a temporary file that
+/// stays), dropped once the agent said hello (the run's log has the boot's
+/// lines too).
+pub struct BootLog(tempfile::NamedTempFile);
+
+impl BootLog {
+    /// A temporary file named after `program`.
+    pub fn new(program: &Path) -> Result<BootLog, RunError> {
+        let stem = program
+            .file_stem()
+            .map_or_else(|| "run".into(), |s| s.to_string_lossy().into_owned());
+        tempfile::Builder::new()
+            .prefix(&format!("cgstorm-{stem}-boot-"))
+            .suffix(".console.log")
+            .tempfile()
+            .map(BootLog)
+            .map_err(|source| RunError::Output {
+                path: std::env::temp_dir(),
+                source,
+            })
+    }
+
+    /// Where the VM writes it.
+    pub fn path(&self) -> PathBuf {
+        self.0.path().to_path_buf()
+    }
+
+    /// After a failed boot: the log moved to `keep` (or the temporary file
+    /// kept), and where it is.
+    pub fn keep(self, keep: Option<&Path>) -> io::Result<PathBuf> {
+        match keep {
+            Some(p) => {
+                std::fs::copy(self.0.path(), p)?;
+                Ok(p.to_path_buf())
+            }
+            None => self.0.keep().map(|(_, p)| p).map_err(|e| e.error),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -217,5 +258,34 @@ mod tests {
             !titles.iter().any(|t| t.starts_with("BUG: soft lockup in")),
             "every soft lockup of the stall is filed as the VM stall: {titles:?}"
         );
+    }
+}
+
+#[cfg(test)]
+mod boot_log_tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_boots_console_stays_where_the_user_asked_or_in_a_kept_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = BootLog::new(Path::new("corpus/semantics/tasks.yaml")).unwrap();
+        std::fs::write(log.path(), "Marking stable\n").unwrap();
+        let asked = dir.path().join("tasks.console");
+        let kept = log.keep(Some(&asked)).unwrap();
+        assert_eq!(kept, asked);
+        assert_eq!(std::fs::read_to_string(&asked).unwrap(), "Marking stable\n");
+
+        let log = BootLog::new(Path::new("tasks.yaml")).unwrap();
+        std::fs::write(log.path(), "no hello\n").unwrap();
+        let kept = log.keep(None).unwrap();
+        let name = kept.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with("cgstorm-tasks-boot-"), "{name}");
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), "no hello\n");
+        std::fs::remove_file(kept).unwrap();
+
+        let log = BootLog::new(Path::new("tasks.yaml")).unwrap();
+        let path = log.path();
+        drop(log);
+        assert!(!path.exists(), "a boot that came up leaves no file");
     }
 }

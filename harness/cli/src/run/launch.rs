@@ -108,11 +108,6 @@ pub struct BootPlan<'a> {
     pub binaries: Vec<PathBuf>,
 }
 
-/// Boots the VM and waits for the agent's hello.
-pub fn boot(plan: BootPlan<'_>) -> Result<Booted, RunError> {
-    boot_logged(plan, None)
-}
-
 /// [`boot_logged`], and the VM's state saved once its agent said hello so
 /// that later VMs start from it ([`Snapshot::restore`]); the snapshot is
 /// `Err(why)` where it cannot be taken (virtme-ng, an nvdimm, QEMU refusing).
@@ -134,7 +129,7 @@ pub fn boot_saved(
     Ok((Booted::Qemu(avm), snap.map_err(|e| e.to_string())))
 }
 
-/// [`boot`] of a QEMU VM (whatever `plan.backend` says).
+/// [`boot_logged`] of a QEMU VM (whatever `plan.backend` says), no console file.
 pub fn boot_qemu(plan: BootPlan<'_>) -> Result<AgentVm<QemuVm>, RunError> {
     let plan = BootPlan {
         backend: Backend::Qemu,
@@ -143,7 +138,8 @@ pub fn boot_qemu(plan: BootPlan<'_>) -> Result<AgentVm<QemuVm>, RunError> {
     again_if_hung(|| Ok(launch(agent_spec(&plan, None)?)?))
 }
 
-/// [`boot`], with the VM's whole console also written to `console_log`.
+/// Boots the VM and waits for the agent's hello (a boot that hung is tried
+/// once more), with the VM's whole console also written to `console_log`.
 pub fn boot_logged(plan: BootPlan<'_>, console_log: Option<PathBuf>) -> Result<Booted, RunError> {
     again_if_hung(|| {
         let spec = agent_spec(&plan, console_log.clone())?;

@@ -141,11 +141,26 @@ fn execute(args: &RunArgs) -> Result<u8, RunError> {
         echo: args.echo,
         binaries: Vec::new(),
     };
+    let boot_log = console::BootLog::new(&args.program)?;
     let booted = if args.from_snapshot {
-        restored(plan, args.echo)?
+        restored(plan, args.echo, boot_log.path())
     } else {
-        launch::boot(plan)?
+        launch::boot_logged(plan, Some(boot_log.path()))
     };
+    let booted = match booted {
+        Ok(b) => b,
+        Err(e) => {
+            match boot_log.keep(args.keep_console.as_deref()) {
+                Ok(p) => eprintln!(
+                    "cgstorm: the failed boot's console log is in {}",
+                    p.display()
+                ),
+                Err(k) => eprintln!("cgstorm: cannot keep the failed boot's console log: {k}"),
+            }
+            return Err(e);
+        }
+    };
+    drop(boot_log);
     let ctx = Ctx {
         args,
         program: &program,
@@ -159,8 +174,8 @@ fn execute(args: &RunArgs) -> Result<u8, RunError> {
 }
 
 /// `--from-snapshot`: a VM restored from the saved state of a fresh one.
-fn restored(plan: BootPlan<'_>, echo: bool) -> Result<Booted, RunError> {
-    let (first, snap) = launch::boot_saved(plan, None)?;
+fn restored(plan: BootPlan<'_>, echo: bool, boot_log: PathBuf) -> Result<Booted, RunError> {
+    let (first, snap) = launch::boot_saved(plan, Some(boot_log))?;
     let snap = snap.map_err(|why| RunError::Guest(format!("cannot save the vm's state: {why}")))?;
     drop(first);
     eprintln!(
