@@ -6,7 +6,7 @@
 //! are flaky, so a candidate gets several attempts before it is given up,
 //! and the end result says how often it reproduces.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -198,28 +198,8 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
         runs: 0,
         before: Vec::new(),
     };
-    let title = match a.title.clone().or(stored_title) {
-        Some(t) => t,
-        None => {
-            eprintln!("cgstorm minimize: running the program to see what it finds …");
-            let mut found = None;
-            for _ in 0..a.attempts {
-                if let Some(first) = t.titles(&program)?.into_iter().next() {
-                    found = Some(first);
-                    break;
-                }
-            }
-            match found {
-                Some(f) => f,
-                None => {
-                    eprintln!(
-                        "cgstorm minimize: the program shows no finding in {} runs: nothing to keep",
-                        a.attempts
-                    );
-                    return Ok(0);
-                }
-            }
-        }
+    let Some(title) = title_to_keep(a, &mut t, &program, stored_title)? else {
+        return Ok(0);
     };
     if title.contains(cgstorm_report::STALL_MARK) {
         eprintln!(
@@ -229,44 +209,11 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
         );
     }
     let began = Instant::now();
+    let time = Duration::from_millis(a.time.0);
     // A campaign's finding may need what ran before it in its VM: first cut
     // that down (often to nothing), then shrink the program after it.
-    let before = if a.input.is_dir() {
-        load_before(&a.input)?
-    } else {
-        Vec::new()
-    };
-    if !before.is_empty() {
-        eprintln!(
-            "cgstorm minimize: {} programs ran before it in its VM; finding those it needs …",
-            before.len()
-        );
-        let mut seq = VmSequence {
-            env: &env,
-            console: console.clone(),
-            runs: 0,
-        };
-        let kept = reduce_before(
-            &mut seq,
-            before,
-            &program,
-            &title,
-            a.attempts,
-            Duration::from_millis(a.time.0) / 2,
-            &mut |l| eprintln!("cgstorm minimize: {l}"),
-        )?;
-        t.runs += seq.runs;
-        let names: Vec<String> = kept.iter().map(|p| format!("`{}`", p.name)).collect();
-        eprintln!(
-            "cgstorm minimize: it needs {} of the programs before it{}",
-            kept.len(),
-            if names.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", names.join(", "))
-            }
-        );
-        t.before = kept;
+    if a.input.is_dir() {
+        cut_before(a, &mut t, &program, &title, load_before(&a.input)?)?;
     }
     eprintln!(
         "cgstorm minimize: keeping `{title}`; {} ops in {} lanes to start, {} attempts per candidate, fresh VM each",
@@ -279,45 +226,10 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
         program,
         &title,
         a.attempts,
-        Duration::from_millis(a.time.0).saturating_sub(began.elapsed()),
+        time.saturating_sub(began.elapsed()),
         &mut |l| eprintln!("cgstorm minimize: {l}"),
     )?;
-    // Then each program it needs before it, with the others and the
-    // shrunk program fixed around it.
-    for i in 0..t.before.len() {
-        let left = Duration::from_millis(a.time.0).saturating_sub(began.elapsed());
-        if left.is_zero() {
-            eprintln!("cgstorm minimize: time is up; the programs before it stay as they are");
-            break;
-        }
-        eprintln!(
-            "cgstorm minimize: shrinking `{}`, program {} of {} before it",
-            t.before[i].name,
-            i + 1,
-            t.before.len()
-        );
-        let mut runs = 0;
-        let shrunk = {
-            let mut at = InSequence {
-                env: &env,
-                console: console.clone(),
-                before: &t.before,
-                at: i,
-                last: &small,
-                runs: &mut runs,
-            };
-            minimize(
-                &mut at,
-                t.before[i].clone(),
-                &title,
-                a.attempts,
-                left,
-                &mut |l| eprintln!("cgstorm minimize: {l}"),
-            )?
-        };
-        t.runs += runs;
-        t.before[i] = shrunk;
-    }
+    shrink_before(a, &mut t, &small, &title, time, began)?;
     let mut hits = 0;
     for i in 1..=a.final_runs {
         if (env.stop)() {
@@ -342,22 +254,7 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
         .with_context(|| format!("cannot write {}", out.display()))?;
     let _ = std::fs::remove_file(&console);
     if !t.before.is_empty() {
-        // A finding directory `cgstorm replay` and `cgstorm minimize` take.
-        let dir = out.with_extension("");
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        std::fs::write(dir.join("program.yaml"), small.to_yaml())
-            .with_context(|| format!("cannot write {}", dir.display()))?;
-        std::fs::write(dir.join("description"), format!("{title}\n"))
-            .with_context(|| format!("cannot write {}", dir.display()))?;
-        let before: Vec<String> = t.before.iter().map(Program::to_yaml).collect();
-        write_before(&dir.join("before"), &before)?;
-        println!(
-            "it needs {} program(s) run before it in the same VM: {} (replay: cgstorm replay {})",
-            t.before.len(),
-            dir.join("before").display(),
-            dir.display()
-        );
+        write_with_before(&out, &small, &title, &t.before)?;
     }
     println!(
         "minimized to {} ops in {} lanes in {:.0?} ({} VM runs): {}\nreproduces `{title}` in {hits}/{} runs",
@@ -369,6 +266,142 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
         a.final_runs
     );
     Ok(if hits > 0 { 1 } else { 0 })
+}
+
+/// The finding to keep: `--title`, the stored one, or the first the program
+/// shows in `--attempts` runs (None: it shows none, nothing to keep).
+fn title_to_keep(
+    a: &MinimizeArgs,
+    t: &mut VmTester<'_>,
+    program: &Program,
+    stored: Option<String>,
+) -> Result<Option<String>> {
+    if let Some(title) = a.title.clone().or(stored) {
+        return Ok(Some(title));
+    }
+    eprintln!("cgstorm minimize: running the program to see what it finds …");
+    for _ in 0..a.attempts {
+        if let Some(first) = t.titles(program)?.into_iter().next() {
+            return Ok(Some(first));
+        }
+    }
+    eprintln!(
+        "cgstorm minimize: the program shows no finding in {} runs: nothing to keep",
+        a.attempts
+    );
+    Ok(None)
+}
+
+/// Cuts the programs that ran before the finding's in its VM down to those
+/// it needs (in half the time), kept in `t.before`.
+fn cut_before(
+    a: &MinimizeArgs,
+    t: &mut VmTester<'_>,
+    program: &Program,
+    title: &str,
+    before: Vec<Program>,
+) -> Result<()> {
+    if before.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "cgstorm minimize: {} programs ran before it in its VM; finding those it needs …",
+        before.len()
+    );
+    let mut seq = VmSequence {
+        env: t.env,
+        console: t.console.clone(),
+        runs: 0,
+    };
+    let kept = reduce_before(
+        &mut seq,
+        before,
+        program,
+        title,
+        a.attempts,
+        Duration::from_millis(a.time.0) / 2,
+        &mut |l| eprintln!("cgstorm minimize: {l}"),
+    )?;
+    t.runs += seq.runs;
+    let names: Vec<String> = kept.iter().map(|p| format!("`{}`", p.name)).collect();
+    eprintln!(
+        "cgstorm minimize: it needs {} of the programs before it{}",
+        kept.len(),
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", names.join(", "))
+        }
+    );
+    t.before = kept;
+    Ok(())
+}
+
+/// Shrinks each program the finding needs before it, with the others and
+/// the shrunk program `last` fixed around it, while time is left.
+fn shrink_before(
+    a: &MinimizeArgs,
+    t: &mut VmTester<'_>,
+    last: &Program,
+    title: &str,
+    time: Duration,
+    began: Instant,
+) -> Result<()> {
+    for i in 0..t.before.len() {
+        let left = time.saturating_sub(began.elapsed());
+        if left.is_zero() {
+            eprintln!("cgstorm minimize: time is up; the programs before it stay as they are");
+            break;
+        }
+        eprintln!(
+            "cgstorm minimize: shrinking `{}`, program {} of {} before it",
+            t.before[i].name,
+            i + 1,
+            t.before.len()
+        );
+        let mut runs = 0;
+        let shrunk = {
+            let mut at = InSequence {
+                env: t.env,
+                console: t.console.clone(),
+                before: &t.before,
+                at: i,
+                last,
+                runs: &mut runs,
+            };
+            minimize(
+                &mut at,
+                t.before[i].clone(),
+                title,
+                a.attempts,
+                left,
+                &mut |l| eprintln!("cgstorm minimize: {l}"),
+            )?
+        };
+        t.runs += runs;
+        t.before[i] = shrunk;
+    }
+    Ok(())
+}
+
+/// Beside `out`, a finding directory `cgstorm replay` and `cgstorm
+/// minimize` take: the program, its title and the programs before it.
+fn write_with_before(out: &Path, small: &Program, title: &str, before: &[Program]) -> Result<()> {
+    let dir = out.with_extension("");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::write(dir.join("program.yaml"), small.to_yaml())
+        .with_context(|| format!("cannot write {}", dir.display()))?;
+    std::fs::write(dir.join("description"), format!("{title}\n"))
+        .with_context(|| format!("cannot write {}", dir.display()))?;
+    let before: Vec<String> = before.iter().map(Program::to_yaml).collect();
+    write_before(&dir.join("before"), &before)?;
+    println!(
+        "it needs {} program(s) run before it in the same VM: {} (replay: cgstorm replay {})",
+        before.len(),
+        dir.join("before").display(),
+        dir.display()
+    );
+    Ok(())
 }
 
 #[cfg(test)]
