@@ -20,7 +20,7 @@ use super::slot::{self, Ran, Slot};
 use super::stats::{FaultStats, FindingTally, Stats};
 use super::{now_unix, store, Env};
 use crate::findings::title_hash;
-use crate::run::verdict::{Verdict, MODEL_DIVERGENCE};
+use crate::run::verdict::{Finding, Verdict, MODEL_DIVERGENCE};
 
 /// One program to run, and which part of the campaign it belongs to.
 pub struct Pick {
@@ -407,6 +407,64 @@ impl Campaign {
         took: Duration,
         restarted: bool,
     ) -> Booked {
+        let stored = self.store_findings(env, pick, ran);
+        let feats = feedback::features(&self.signals, &pick.program, ran);
+        let mut st = self.state();
+        self.tick(&mut st);
+        count(&mut st.stats, pick, ran, took, restarted);
+        let now_s = (self.base_ms + self.began.elapsed().as_millis() as u64) / 1000;
+        for (f, dir, n) in &stored {
+            let t = st
+                .stats
+                .findings
+                .entry(f.title.clone())
+                .or_insert_with(|| FindingTally {
+                    kind: f.kind.clone(),
+                    new: *n == 1,
+                    known: f.known,
+                    count: 0,
+                    dir: dir.display().to_string(),
+                    replay: env.replay(dir),
+                    triage: None,
+                    first_s: None,
+                });
+            t.count += 1;
+            t.first_s.get_or_insert(now_s);
+            if *n == 1 {
+                eprintln!(
+                    "cgstorm: NEW finding [{}] {}\n         in {}\n         replay: {}",
+                    f.kind,
+                    f.title,
+                    dir.display(),
+                    t.replay
+                );
+            }
+        }
+        let new = st.seen.add(feats);
+        let new_edges = self.book_cover(&mut st, pick, ran);
+        let kept = pick.keep && !new.is_empty() && self.keep(&mut st, pick, yaml, 1);
+        let _ = st.stats.save(&self.state_file);
+        Booked {
+            divergences: stored
+                .iter()
+                .filter(|(f, _, n)| *n == 1 && f.kind == MODEL_DIVERGENCE)
+                .map(|(f, dir, _)| (f.title.clone(), dir.clone()))
+                .collect(),
+            new_edges,
+            kept,
+        }
+    }
+
+    /// Stores the run's findings (with the programs before a new one);
+    /// each stored with its directory and how often it has been seen. A
+    /// finding that cannot be stored goes whole to stderr and stops the
+    /// campaign (exit 3): never lost.
+    fn store_findings<'r>(
+        &self,
+        env: &Env,
+        pick: &Pick,
+        ran: &'r Ran,
+    ) -> Vec<(&'r Finding, PathBuf, u64)> {
         let context = format!(
             "{} {} {} on {} ({})",
             now_unix(),
@@ -432,8 +490,6 @@ impl Campaign {
                     stored.push((f, dir, n))
                 }
                 Err(e) => {
-                    // Not lost: the whole finding goes to stderr, and the
-                    // campaign stops with exit 3.
                     eprintln!(
                         "cgstorm: cannot store the finding `{}` in {}: {e}; the campaign stops. \
                          The finding follows, then its program:\n{}\n{}",
@@ -452,86 +508,12 @@ impl Campaign {
                 }
             }
         }
-        let feats = feedback::features(&self.signals, &pick.program, ran);
-        let mut st = self.state();
-        self.tick(&mut st);
-        let s = &mut st.stats;
-        s.programs += 1;
-        s.ops += ran.conclusion.outcome.trace.events() as u64;
-        if pick.program.has_faults() {
-            count_faults(&mut s.faults, &pick.program, &ran.conclusion.outcome.trace);
-        }
-        if ran.booted {
-            s.boots += 1;
-            s.boot_ms += ran.boot_time.as_millis() as u64;
-        }
-        if ran.restored {
-            s.restores += 1;
-        }
-        let c = &ran.conclusion;
-        let agent = &c.outcome.agent;
-        let us = Duration::from_micros;
-        let snapshots = us(agent.snapshot_us);
-        let around = us(agent.setup_us + agent.teardown_us);
-        let lanes = c.outcome.elapsed.saturating_sub(snapshots + around);
-        for (phase, t) in [
-            ("program", lanes),
-            ("snapshot", snapshots),
-            ("agent", around),
-            ("settle", c.outcome.settle),
-            ("check", c.check),
-            ("reset", ran.reset_time),
-        ] {
-            *s.phase_ms.entry(phase.into()).or_default() += t.as_millis() as u64;
-        }
-        if !ran.reset_laps.is_empty() {
-            s.resets += 1;
-            for (part, ms) in &ran.reset_laps {
-                *s.reset_ms.entry(part.clone()).or_default() += ms;
-            }
-        }
-        if restarted {
-            s.restarts += 1;
-        }
-        if let Some(why) = &ran.dropped {
-            *s.drops.entry(short_reason(why)).or_default() += 1;
-        }
-        *s.per_kernel_ms.entry(ran.release.clone()).or_default() += took.as_millis() as u64;
-        let part = s.parts.entry(pick.part.clone()).or_default();
-        part.programs += 1;
-        match slot::verdict(ran) {
-            Verdict::Finding => part.failed += 1,
-            Verdict::Error(_) => part.errors += 1,
-            Verdict::Pass => {}
-        }
-        for (f, dir, n) in &stored {
-            let t = s
-                .findings
-                .entry(f.title.clone())
-                .or_insert_with(|| FindingTally {
-                    kind: f.kind.clone(),
-                    new: *n == 1,
-                    known: f.known,
-                    count: 0,
-                    dir: dir.display().to_string(),
-                    replay: env.replay(dir),
-                    triage: None,
-                    first_s: None,
-                });
-            t.count += 1;
-            t.first_s
-                .get_or_insert((self.base_ms + self.began.elapsed().as_millis() as u64) / 1000);
-            if *n == 1 {
-                eprintln!(
-                    "cgstorm: NEW finding [{}] {}\n         in {}\n         replay: {}",
-                    f.kind,
-                    f.title,
-                    dir.display(),
-                    t.replay
-                );
-            }
-        }
-        let new = st.seen.add(feats);
+        stored
+    }
+
+    /// The run's kernel PCs and edges (KCOV) into the campaign's, and the
+    /// coverage counters and series; the edges no program showed before.
+    fn book_cover(&self, st: &mut State, pick: &Pick, ran: &Ran) -> Vec<u32> {
         let pcs = &ran.conclusion.outcome.pcs;
         if !pcs.is_empty() {
             st.pcs
@@ -539,36 +521,26 @@ impl Campaign {
                 .or_default()
                 .extend(pcs.iter().copied());
         }
-        let mut new_edges = Vec::new();
-        if let Some(Ok(edges)) = &ran.conclusion.outcome.cover {
-            let known = st.edges.entry(pick.env).or_default();
-            new_edges = edges.iter().copied().filter(|e| known.insert(*e)).collect();
-            let total = st.edges.values().map(HashSet::len).sum::<usize>() as u64;
-            let pcs = st.pcs.values().map(HashSet::len).sum::<usize>() as u64;
-            let now = st.stats.elapsed_ms / 1000;
-            let c = &mut st.stats.cover;
-            c.runs += 1;
-            c.edges = total;
-            c.pcs = pcs;
-            if c.series.last().is_none_or(|(t, _)| now >= t + 30) {
-                c.series.push((now, c.edges));
-                c.pcs_series.push((now, c.pcs));
-                if let Err(e) = self.save_edges(&st) {
-                    eprintln!("cgstorm: cannot save the kernel edges: {e}");
-                }
+        let Some(Ok(edges)) = &ran.conclusion.outcome.cover else {
+            return Vec::new();
+        };
+        let known = st.edges.entry(pick.env).or_default();
+        let new_edges = edges.iter().copied().filter(|e| known.insert(*e)).collect();
+        let total = st.edges.values().map(HashSet::len).sum::<usize>() as u64;
+        let pcs = st.pcs.values().map(HashSet::len).sum::<usize>() as u64;
+        let now = st.stats.elapsed_ms / 1000;
+        let c = &mut st.stats.cover;
+        c.runs += 1;
+        c.edges = total;
+        c.pcs = pcs;
+        if c.series.last().is_none_or(|(t, _)| now >= t + 30) {
+            c.series.push((now, c.edges));
+            c.pcs_series.push((now, c.pcs));
+            if let Err(e) = self.save_edges(st) {
+                eprintln!("cgstorm: cannot save the kernel edges: {e}");
             }
         }
-        let kept = pick.keep && !new.is_empty() && self.keep(&mut st, pick, yaml, 1);
-        let _ = st.stats.save(&self.state_file);
-        Booked {
-            divergences: stored
-                .iter()
-                .filter(|(f, _, n)| *n == 1 && f.kind == MODEL_DIVERGENCE)
-                .map(|(f, dir, _)| (f.title.clone(), dir.clone()))
-                .collect(),
-            new_edges,
-            kept,
-        }
+        new_edges
     }
 
     /// Adds the program to the corpus (its file first), chosen as a
@@ -894,6 +866,60 @@ fn count_faults(f: &mut FaultStats, p: &Program, trace: &crate::run::trace::Trac
 /// A drop reason without its details, for counting.
 fn short_reason(why: &str) -> String {
     why.split(':').next().unwrap_or(why).trim().to_string()
+}
+
+/// One program's run in the campaign's counters: programs, ops, faults,
+/// boots, the wall time split by phase, the reset's parts, restarts, VMs
+/// dropped, time per kernel, and its part's verdict.
+fn count(s: &mut Stats, pick: &Pick, ran: &Ran, took: Duration, restarted: bool) {
+    s.programs += 1;
+    s.ops += ran.conclusion.outcome.trace.events() as u64;
+    if pick.program.has_faults() {
+        count_faults(&mut s.faults, &pick.program, &ran.conclusion.outcome.trace);
+    }
+    if ran.booted {
+        s.boots += 1;
+        s.boot_ms += ran.boot_time.as_millis() as u64;
+    }
+    if ran.restored {
+        s.restores += 1;
+    }
+    let c = &ran.conclusion;
+    let agent = &c.outcome.agent;
+    let us = Duration::from_micros;
+    let snapshots = us(agent.snapshot_us);
+    let around = us(agent.setup_us + agent.teardown_us);
+    let lanes = c.outcome.elapsed.saturating_sub(snapshots + around);
+    for (phase, t) in [
+        ("program", lanes),
+        ("snapshot", snapshots),
+        ("agent", around),
+        ("settle", c.outcome.settle),
+        ("check", c.check),
+        ("reset", ran.reset_time),
+    ] {
+        *s.phase_ms.entry(phase.into()).or_default() += t.as_millis() as u64;
+    }
+    if !ran.reset_laps.is_empty() {
+        s.resets += 1;
+        for (part, ms) in &ran.reset_laps {
+            *s.reset_ms.entry(part.clone()).or_default() += ms;
+        }
+    }
+    if restarted {
+        s.restarts += 1;
+    }
+    if let Some(why) = &ran.dropped {
+        *s.drops.entry(short_reason(why)).or_default() += 1;
+    }
+    *s.per_kernel_ms.entry(ran.release.clone()).or_default() += took.as_millis() as u64;
+    let part = s.parts.entry(pick.part.clone()).or_default();
+    part.programs += 1;
+    match slot::verdict(ran) {
+        Verdict::Finding => part.failed += 1,
+        Verdict::Error(_) => part.errors += 1,
+        Verdict::Pass => {}
+    }
 }
 
 #[cfg(test)]
