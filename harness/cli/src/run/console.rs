@@ -102,20 +102,7 @@ impl ConsoleLog {
     pub fn open(keep: Option<&Path>, program: &Path) -> Result<ConsoleLog, RunError> {
         match keep {
             Some(p) => Ok(ConsoleLog::Kept(p.to_path_buf())),
-            None => {
-                let stem = program
-                    .file_stem()
-                    .map_or_else(|| "run".into(), |s| s.to_string_lossy().into_owned());
-                tempfile::Builder::new()
-                    .prefix(&format!("cgstorm-{stem}-"))
-                    .suffix(".console.log")
-                    .tempfile()
-                    .map(ConsoleLog::Temp)
-                    .map_err(|source| RunError::Output {
-                        path: std::env::temp_dir(),
-                        source,
-                    })
-            }
+            None => temp_log(program, "").map(ConsoleLog::Temp),
         }
     }
 
@@ -150,6 +137,21 @@ impl ConsoleLog {
     }
 }
 
+/// A temporary `cgstorm-<program's stem>-<what>*.console.log`.
+fn temp_log(program: &Path, what: &str) -> Result<tempfile::NamedTempFile, RunError> {
+    let stem = program
+        .file_stem()
+        .map_or_else(|| "run".into(), |s| s.to_string_lossy().into_owned());
+    tempfile::Builder::new()
+        .prefix(&format!("cgstorm-{stem}-{what}"))
+        .suffix(".console.log")
+        .tempfile()
+        .map_err(|source| RunError::Output {
+            path: std::env::temp_dir(),
+            source,
+        })
+}
+
 /// The console of the boot, written by the VM as it comes: kept when the
 /// boot fails (at `--keep-console`'s path, else as a temporary file that
 /// stays), dropped once the agent said hello (the run's log has the boot's
@@ -159,18 +161,7 @@ pub struct BootLog(tempfile::NamedTempFile);
 impl BootLog {
     /// A temporary file named after `program`.
     pub fn new(program: &Path) -> Result<BootLog, RunError> {
-        let stem = program
-            .file_stem()
-            .map_or_else(|| "run".into(), |s| s.to_string_lossy().into_owned());
-        tempfile::Builder::new()
-            .prefix(&format!("cgstorm-{stem}-boot-"))
-            .suffix(".console.log")
-            .tempfile()
-            .map(BootLog)
-            .map_err(|source| RunError::Output {
-                path: std::env::temp_dir(),
-                source,
-            })
+        temp_log(program, "boot-").map(BootLog)
     }
 
     /// Where the VM writes it.

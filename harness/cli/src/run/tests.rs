@@ -600,6 +600,18 @@ fn report(kind: cgstorm_report::Kind, title: &str) -> cgstorm_report::Report {
     }
 }
 
+/// The findings of a one-op program whose run printed `reports` and ended
+/// with the agent hung, its results explained by the model.
+fn ending_in_a_hang(reports: &[cgstorm_report::Report]) -> Vec<super::verdict::Finding> {
+    let p = Program::from_yaml("t", "lanes:\n  - {name: a, ops: [{mkdir: a}]}\n").unwrap();
+    let end = End::Hang {
+        reason: "no result for 60 s".into(),
+        stall: None,
+    };
+    let model = super::verdict::ModelCheck::Explained { steps: 1 };
+    super::verdict::findings(&OpNames::new(&p), 1, &model, reports, &end, false)
+}
+
 /// One bug, one finding: after a corrupting report (busy inodes after
 /// unmount, a GPF, KASAN, BUG) the reports that follow and the hang they
 /// end in are its consequence and fold into it; a WARNING before it stands
@@ -607,8 +619,6 @@ fn report(kind: cgstorm_report::Kind, title: &str) -> cgstorm_report::Report {
 #[test]
 fn reports_after_a_corrupting_one_fold_into_it() {
     use cgstorm_report::Kind;
-    let p = Program::from_yaml("t", "lanes:\n  - {name: a, ops: [{mkdir: a}]}\n").unwrap();
-    let names = OpNames::new(&p);
     let reports = [
         report(Kind::Warning, "WARNING in evict"),
         report(Kind::BusyInodes, "VFS: Busy inodes after unmount of ext4"),
@@ -618,12 +628,7 @@ fn reports_after_a_corrupting_one_fold_into_it() {
             "KASAN: use-after-free Read in inode_switch_wbs_work_fn",
         ),
     ];
-    let end = End::Hang {
-        reason: "no result for 60 s".into(),
-        stall: None,
-    };
-    let model = super::verdict::ModelCheck::Explained { steps: 1 };
-    let f = super::verdict::findings(&names, 1, &model, &reports, &end, false);
+    let f = ending_in_a_hang(&reports);
     let titles: Vec<&str> = f.iter().map(|f| f.title.as_str()).collect();
     assert_eq!(
         titles,
@@ -642,7 +647,7 @@ fn reports_after_a_corrupting_one_fold_into_it() {
     );
     assert!(text.contains("folded into this report as its consequence: general protection"));
     // Without a corrupting report nothing folds.
-    let f = super::verdict::findings(&names, 1, &model, &reports[..1], &end, false);
+    let f = ending_in_a_hang(&reports[..1]);
     assert_eq!(f.len(), 2, "{f:?}");
 }
 
@@ -653,8 +658,6 @@ fn reports_after_a_corrupting_one_fold_into_it() {
 #[test]
 fn stalls_after_a_stall_fold_into_it() {
     use cgstorm_report::Kind;
-    let p = Program::from_yaml("t", "lanes:\n  - {name: a, ops: [{mkdir: a}]}\n").unwrap();
-    let names = OpNames::new(&p);
     let reports = [
         report(
             Kind::SoftLockup,
@@ -668,12 +671,7 @@ fn stalls_after_a_stall_fold_into_it() {
         ),
         report(Kind::HungTask, "INFO: task hung in __lru_add_drain_all"),
     ];
-    let end = End::Hang {
-        reason: "no result for 60 s".into(),
-        stall: None,
-    };
-    let model = super::verdict::ModelCheck::Explained { steps: 1 };
-    let f = super::verdict::findings(&names, 1, &model, &reports, &end, false);
+    let f = ending_in_a_hang(&reports);
     let titles: Vec<&str> = f.iter().map(|f| f.title.as_str()).collect();
     assert_eq!(
         titles,
@@ -695,7 +693,7 @@ fn stalls_after_a_stall_fold_into_it() {
         ]
     );
     // A hang with no stall before it is its own finding.
-    let f = super::verdict::findings(&names, 1, &model, &reports[2..3], &end, false);
+    let f = ending_in_a_hang(&reports[2..3]);
     assert_eq!(f.len(), 2, "{f:?}");
     assert_eq!(f[1].kind, Kind::AgentHang.to_string());
 }
