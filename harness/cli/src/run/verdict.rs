@@ -379,7 +379,7 @@ fn mark_stale_breakpoints(findings: &mut [Finding]) {
 
 /// Whether the report's first `Code:` line has a byte other than `cc`
 /// right before the one RIP points at (`<..>`).
-fn stale_breakpoint(text: &str) -> bool {
+pub(crate) fn stale_breakpoint(text: &str) -> bool {
     let Some(code) = text
         .lines()
         .find_map(|l| l.trim_start().strip_prefix("Code: "))
