@@ -5,29 +5,22 @@
 //! input, 3 infrastructure failure, the same for every command
 //! ([`run::error::exit_code`]).
 
-mod campaign;
-mod check;
 mod classify;
 mod cover;
-mod data;
 mod distill;
-mod findings;
 mod fuzz;
 mod gen;
-mod history;
-mod kernel_args;
-mod machine;
-mod markup;
 mod merge;
 mod minimize;
 mod report;
 mod repro;
-mod run;
 mod scenario;
 mod soak;
-mod vm_args;
 
 use std::process::ExitCode;
+
+// The engine (the library crate), under the names the commands use.
+use cgstorm::{campaign, check, data, findings, history, machine, markup, run, vm_args};
 
 use clap::{Parser, Subcommand};
 

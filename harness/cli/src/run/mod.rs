@@ -7,20 +7,20 @@
 //! that is a limit of the model, not of the kernel: the run passes with a
 //! warning line and the JSON's `model` says `unchecked: …`.
 
-pub(crate) mod ask;
+pub mod ask;
 mod checks;
-pub(crate) mod console;
-pub(crate) mod error;
+pub mod console;
+pub mod error;
 mod features;
 mod json;
-pub(crate) mod kconfig;
-pub(crate) mod launch;
-pub(crate) mod limits;
+pub mod kconfig;
+pub mod launch;
+pub mod limits;
 mod rates;
-pub(crate) mod session;
-pub(crate) mod signal;
-pub(crate) mod trace;
-pub(crate) mod verdict;
+pub mod session;
+pub mod signal;
+pub mod trace;
+pub mod verdict;
 
 #[cfg(test)]
 mod tests;
@@ -211,7 +211,7 @@ fn model_kernel(
 }
 
 /// [`model_kernel`] with the switches `(no_memcg_v1, no_dax)` given directly.
-pub(crate) fn kernel_model(
+pub fn kernel_model(
     hello: &Hello,
     kernel: &FoundKernel,
     (no_memcg_v1, no_dax): (bool, bool),
@@ -273,7 +273,7 @@ pub(crate) fn kernel_model(
 
 /// A program with `fail_nth` needs a kernel that injects faults (its probe
 /// found the debugfs fault attributes); else an error that says so (exit 2).
-pub(crate) fn can_inject_faults(program: &Program, hello: &Hello) -> Result<(), RunError> {
+pub fn can_inject_faults(program: &Program, hello: &Hello) -> Result<(), RunError> {
     if program.has_faults() && !hello.features.as_ref().is_some_and(|f| f.fault_injection) {
         return Err(RunError::Options(format!(
             "the program injects faults (fail_nth) but the kernel {} has no fault injection: \

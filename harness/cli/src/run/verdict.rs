@@ -379,7 +379,7 @@ fn mark_stale_breakpoints(findings: &mut [Finding]) {
 
 /// Whether the report's first `Code:` line has a byte other than `cc`
 /// right before the one RIP points at (`<..>`).
-pub(crate) fn stale_breakpoint(text: &str) -> bool {
+pub fn stale_breakpoint(text: &str) -> bool {
     let Some(code) = text
         .lines()
         .find_map(|l| l.trim_start().strip_prefix("Code: "))
@@ -659,8 +659,8 @@ fn subject(difference: &str) -> &str {
     }
 }
 
-/// The title `cgstorm run` gives an agent hang in the op `stuck` of `p`.
-#[cfg(test)]
+/// The title `cgstorm run` gives an agent hang in the op `stuck` of `p`
+/// (what `minimize` compares a hang in another op's place with).
 pub fn hang_title_in(p: &Program, stuck: OpId) -> String {
     let names = OpNames::new(p);
     let end = End::Hang {
