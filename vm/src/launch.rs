@@ -86,6 +86,23 @@ pub struct AgentVm<V: Vm = QemuVm> {
     pub(crate) _initrd_dir: Option<TempDir>,
 }
 
+/// A booted VM of any backend.
+pub type AnyAgentVm = AgentVm<Box<dyn Vm + Send>>;
+
+impl<V: Vm + Send + 'static> AgentVm<V> {
+    /// The same VM behind one type for every backend.
+    pub fn boxed(self) -> AnyAgentVm {
+        AgentVm {
+            vm: Box::new(self.vm),
+            hello: self.hello,
+            accel: self.accel,
+            modules: self.modules,
+            boot_time: self.boot_time,
+            _initrd_dir: self._initrd_dir,
+        }
+    }
+}
+
 impl<V: Vm> AgentVm<V> {
     /// Asks the agent to power off and waits for QEMU to exit.
     pub fn shutdown(mut self) -> Result<String, AgentError> {

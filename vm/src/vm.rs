@@ -59,3 +59,28 @@ pub trait Vm {
     /// Stops the VM at once; returns how it ended.
     fn kill(&mut self) -> String;
 }
+
+/// A boxed VM is one: a VM of any backend behind one type.
+impl<V: Vm + ?Sized> Vm for Box<V> {
+    fn console_line(&mut self, timeout: Duration) -> ConsoleEvent {
+        (**self).console_line(timeout)
+    }
+    fn console_tail(&self) -> String {
+        (**self).console_tail()
+    }
+    fn agent(&mut self) -> &mut dyn AgentStream {
+        (**self).agent()
+    }
+    fn diagnose(&mut self, what: Diagnosis) -> Result<(), HostError> {
+        (**self).diagnose(what)
+    }
+    fn exit_status(&mut self) -> Option<String> {
+        (**self).exit_status()
+    }
+    fn wait_exit(&mut self, timeout: Duration) -> Option<String> {
+        (**self).wait_exit(timeout)
+    }
+    fn kill(&mut self) -> String {
+        (**self).kill()
+    }
+}

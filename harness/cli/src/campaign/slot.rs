@@ -161,7 +161,7 @@ impl Slot {
             match snap.restore(Some(console.to_path_buf()), None) {
                 Ok(avm) => {
                     self.restored = true;
-                    return Ok(Booted::Qemu(avm));
+                    return Ok(avm.boxed());
                 }
                 Err(e) => {
                     eprintln!(
@@ -214,10 +214,7 @@ impl Slot {
         self.restored = false;
         let booted = self.start_vm(env, &machine, console)?;
         self.boots += 1;
-        let (hello, took) = match &booted {
-            Booted::Qemu(v) => (v.hello.clone(), v.boot_time),
-            Booted::Vng(v) => (v.hello.clone(), v.boot_time),
-        };
+        let (hello, took) = (booted.hello.clone(), booted.boot_time);
         self.last_boot = took;
         if !hello.missing_devices.is_empty() {
             return Err(RunError::Guest(format!(
@@ -247,13 +244,10 @@ impl Slot {
     /// KCOV's PCs by. A VM that does not answer is dropped.
     pub fn symbols(&mut self) -> Option<Result<String, String>> {
         let (b, _, _) = self.vm.as_mut()?;
-        let accel = match b {
-            Booted::Qemu(v) => v.accel,
-            Booted::Vng(v) => v.accel,
-        };
+        let accel = b.accel;
         let mut watch = ConsoleWatch::new(None);
         let answer = ask(
-            vm_of(b),
+            &mut b.vm,
             Some(&HostMsg::Symbols),
             &mut watch,
             accel.scale(RESET_TIMEOUT),
@@ -272,7 +266,7 @@ impl Slot {
     /// Drops the VM (killing it).
     pub fn drop_vm(&mut self) {
         if let Some((mut b, _, _)) = self.vm.take() {
-            vm_of(&mut b).kill();
+            b.vm.kill();
         }
     }
 
@@ -305,10 +299,7 @@ impl Slot {
         };
         let cover = self.cover_for(kcov, &release);
         let (b, target, hello) = self.vm.as_mut().expect("booted above");
-        let accel = match b {
-            Booted::Qemu(v) => v.accel,
-            Booted::Vng(v) => v.accel,
-        };
+        let accel = b.accel;
         let release = hello.kernel_release.clone();
         let watch = ConsoleWatch::new(None);
         let mut limits = Limits::new(accel, program, duration, None);
@@ -316,7 +307,7 @@ impl Slot {
         limits.reset_early = true;
         limits.cover = cover;
         limits.trace = self.cover;
-        let vm = vm_of(b);
+        let vm: &mut dyn Vm = &mut b.vm;
         let conclusion = conclude(vm, program, target, duration, &limits, &env.stop, watch);
         let mut dropped = None;
         let mut after = Vec::new();
@@ -403,13 +394,6 @@ fn with_duration(program: &Program, duration: Duration) -> String {
     let mut p = program.clone();
     p.duration = Some(cgstorm_workloads::names::Millis(duration.as_millis() as u64));
     p.to_yaml()
-}
-
-fn vm_of(b: &mut Booted) -> &mut dyn Vm {
-    match b {
-        Booted::Qemu(v) => &mut v.vm,
-        Booted::Vng(v) => &mut v.vm,
-    }
 }
 
 /// The kind of a finding of removed cgroups the kernel never freed.

@@ -5,10 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use cgstorm_vm::kernel::{self, Kernel as VmKernel, KernelSpec};
-use cgstorm_vm::launch::{launch, launch_virtme, AgentVm, AgentVmSpec};
+use cgstorm_vm::launch::{launch, launch_virtme, AgentVm, AgentVmSpec, AnyAgentVm};
 use cgstorm_vm::qemu::QemuVm;
 use cgstorm_vm::snapshot::{launch_saved, Snapshot};
-use cgstorm_vm::virtme::VirtmeVm;
 use cgstorm_vm::{AccelChoice, BootError, LaunchError};
 
 use super::error::RunError;
@@ -81,13 +80,8 @@ pub fn find_agent(arg: Option<&Path>) -> Result<PathBuf, RunError> {
     cgstorm_vm::agent::locate_or_build(&workspace).map_err(RunError::Agent)
 }
 
-/// A booted VM of either backend.
-pub enum Booted {
-    /// QEMU.
-    Qemu(AgentVm<QemuVm>),
-    /// virtme-ng.
-    Vng(AgentVm<VirtmeVm>),
-}
+/// A booted VM of either backend, behind one type.
+pub type Booted = AnyAgentVm;
 
 /// What to boot.
 pub struct BootPlan<'a> {
@@ -126,7 +120,7 @@ pub fn boot_saved(
         let spec = agent_spec(&plan, console_log.clone())?;
         Ok(launch_saved(spec, None)?)
     })?;
-    Ok((Booted::Qemu(avm), snap.map_err(|e| e.to_string())))
+    Ok((avm.boxed(), snap.map_err(|e| e.to_string())))
 }
 
 /// [`boot_logged`] of a QEMU VM (whatever `plan.backend` says), no console file.
@@ -144,12 +138,12 @@ pub fn boot_logged(plan: BootPlan<'_>, console_log: Option<PathBuf>) -> Result<B
     again_if_hung(|| {
         let spec = agent_spec(&plan, console_log.clone())?;
         match plan.backend {
-            Backend::Qemu => Ok(Booted::Qemu(launch(spec)?)),
+            Backend::Qemu => Ok(launch(spec)?.boxed()),
             Backend::Vng => {
                 let vng =
                     std::env::var_os("CGSTORM_VNG").map_or_else(|| "vng".into(), PathBuf::from);
                 let force_9p = kconfig::has_9p(plan.kernel.config.as_ref().map(|(_, c)| c));
-                Ok(Booted::Vng(launch_virtme(spec, &vng, force_9p)?))
+                Ok(launch_virtme(spec, &vng, force_9p)?.boxed())
             }
         }
     })

@@ -167,10 +167,7 @@ fn execute(args: &RunArgs) -> Result<u8, RunError> {
         kernel: &kernel,
         machine: &machine,
     };
-    match booted {
-        Booted::Qemu(vm) => drive(vm, &ctx),
-        Booted::Vng(vm) => drive(vm, &ctx),
-    }
+    drive(booted, &ctx)
 }
 
 /// `--from-snapshot`: a VM restored from the saved state of a fresh one.
@@ -189,7 +186,7 @@ fn restored(plan: BootPlan<'_>, echo: bool, boot_log: PathBuf) -> Result<Booted,
         None
     };
     let avm = snap.restore(None, sink)?;
-    Ok(Booted::Qemu(avm))
+    Ok(avm.boxed())
 }
 
 struct Ctx<'a> {
