@@ -120,7 +120,7 @@ fn apply_one(s: &State, op: &Op, ctx: Ctx<'_>) -> Next {
         Op::CgroupKill(cg) => cgroup::kill(s, cg, ctx),
         Op::Read(a) => cgroup::read(s, a, ctx),
         Op::V1Mount => cgroup::v1_mount(s, ctx),
-        Op::V1Umount => cgroup::v1_umount(s),
+        Op::V1Umount => cgroup::v1_umount(s, ctx),
         Op::MoveCharge(a) => cgroup::move_charge(s, a, ctx),
         Op::LimitInBytes(a) => cgroup::limit_in_bytes(s, a, ctx),
         Op::ForceEmpty(cg) => cgroup::force_empty(s, cg, ctx),

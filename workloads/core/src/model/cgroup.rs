@@ -438,10 +438,12 @@ pub fn v1_mount(s: &State, ctx: Ctx<'_>) -> Next {
     out
 }
 
-pub fn v1_umount(s: &State) -> Next {
+pub fn v1_umount(s: &State, ctx: Ctx<'_>) -> Next {
     let Some(v) = s.v1.as_ref().filter(|v| v.mounted) else {
         return fail(s, ENOENT);
     };
+    // See `Racing::v1_walks`.
+    let busy = ctx.racing.v1_walks;
     let mut n = s.clone();
     if v.nodes.len() == 1 {
         n.v1 = None;
@@ -454,7 +456,11 @@ pub fn v1_umount(s: &State) -> Next {
     } else {
         n.v1.as_mut().expect("mounted").mounted = false;
     }
-    ok(n)
+    let mut out = ok(n);
+    if busy {
+        out.push((Outcome::Err(EBUSY), s.clone()));
+    }
+    out
 }
 
 /// Shared checks of the v1 memory files: the cgroup and the file exist.

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::names::{Cg, Dev, FilePath, Name};
+use crate::names::{Cg, Dev, FilePath, Hier, Name};
 use crate::op::{Op, OpSpec, Times};
 use crate::program::{OpId, Program};
 
@@ -69,6 +69,11 @@ pub struct Racing {
     /// `umount_lazy` looked up, before it detaches that mount, goes with
     /// it (`umount_tree` takes the mount and everything mounted on it).
     pub mounts: BTreeSet<Name>,
+    /// Another lane walks a path into the v1 hierarchy (an op on a `v1:`
+    /// cgroup, a task spawned into one): while the walk holds the
+    /// hierarchy's mount, `v1_umount` finds it busy (`do_umount`: EBUSY),
+    /// and the hierarchy stays mounted.
+    pub v1_walks: bool,
 }
 
 /// The program as instruction lists: `steps[step][lane]`, plus for each
@@ -111,6 +116,7 @@ impl<'p> Code<'p> {
                 let detaches = others(lanes, |c| unmounted(c, true));
                 let write_access = others(lanes, write_access);
                 let mounts = others(lanes, mounted_places);
+                let v1: Vec<bool> = lanes.iter().map(|l| walks_v1(l)).collect();
                 (0..lanes.len())
                     .map(|i| Racing {
                         rmdirs: rmdirs[i].clone(),
@@ -121,6 +127,7 @@ impl<'p> Code<'p> {
                         detaches: detaches[i].clone(),
                         write_access: write_access[i].clone(),
                         mounts: mounts[i].clone(),
+                        v1_walks: v1.iter().enumerate().any(|(j, w)| j != i && *w),
                     })
                     .collect()
             })
@@ -187,6 +194,34 @@ fn loops(code: &[Instr<'_>]) -> BTreeSet<Dev> {
             _ => None,
         })
         .collect()
+}
+
+/// Whether a lane's ops walk a path into the v1 hierarchy.
+fn walks_v1(code: &[Instr<'_>]) -> bool {
+    code.iter().any(|i| match i {
+        Instr::Op(_, op) => cg_of(op).is_some_and(|c| c.hier == Hier::V1),
+        _ => false,
+    })
+}
+
+/// The cgroup whose directory an op walks into.
+fn cg_of<'o>(op: &'o Op) -> Option<&'o Cg> {
+    match op {
+        Op::Mkdir(cg) | Op::Rmdir(cg) | Op::CgroupKill(cg) | Op::ForceEmpty(cg) => Some(cg),
+        Op::SubtreeControl(a) => Some(&a.cg),
+        Op::Procs(a) | Op::Threads(a) => Some(&a.cg),
+        Op::MemoryMax(a)
+        | Op::MemoryHigh(a)
+        | Op::MemoryLow(a)
+        | Op::MemorySwapMax(a)
+        | Op::LimitInBytes(a) => Some(&a.cg),
+        Op::MemoryReclaim(a) => Some(&a.cg),
+        Op::IoMax(a) => Some(&a.cg),
+        Op::Read(a) => Some(&a.cg),
+        Op::MoveCharge(a) => Some(&a.cg),
+        Op::Spawn(a) => a.cg.as_ref(),
+        _ => None,
+    }
 }
 
 /// Places a lane's ops walk a path through ([`Op::place`]).

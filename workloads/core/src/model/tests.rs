@@ -689,6 +689,30 @@ fn a_lazy_umount_racing_a_write_may_leave_the_device_busy() {
     assert_eq!(pred.ops[&OpId { lane: 1, op: 2 }].to_string(), "ok");
 }
 
+/// A `v1_umount` while another lane walks into the v1 hierarchy (here a
+/// `mkdir v1:y`) may find its mount busy: EBUSY, and the hierarchy stays
+/// mounted, so a later `mkdir v1:x` may succeed. Alone it unmounts. Seen on
+/// Debian's 6.1 (corpus/regressions/v1-umount-busy-with-a-racing-walk).
+#[test]
+fn a_v1_umount_racing_a_walk_into_v1_may_be_busy() {
+    let yaml = |other: &str| {
+        format!(
+            "lanes:\n  - {{name: a, ops: [v1_mount, barrier, v1_umount, barrier, {{mkdir: v1:x}}]}}\n  - {{name: b, ops: [barrier{other}]}}\n"
+        )
+    };
+    let pred = predict(&prog(&yaml(", {mkdir: v1:y}")), &Target::default()).unwrap();
+    let umount = pred.ops[&OpId { lane: 0, op: 2 }].to_string();
+    assert!(
+        umount.contains("EBUSY") && umount.contains("ok"),
+        "{umount}"
+    );
+    let mkdir = pred.ops[&OpId { lane: 0, op: 4 }].to_string();
+    assert!(mkdir.contains("ok") && mkdir.contains("ENOENT"), "{mkdir}");
+    let pred = predict(&prog(&yaml("")), &Target::default()).unwrap();
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 2 }].to_string(), "ok");
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 4 }].to_string(), "ENOENT");
+}
+
 /// A fault injected into `mkdir` (`fail_nth`) may fail it cleanly with
 /// ENOMEM, the cgroup then absent: so `rmdir` after it is ENOENT. Without
 /// an injected fault ENOMEM is a divergence, as is the cgroup staying.
