@@ -205,7 +205,7 @@ fn walks_v1(code: &[Instr<'_>]) -> bool {
 }
 
 /// The cgroup whose directory an op walks into.
-fn cg_of<'o>(op: &'o Op) -> Option<&'o Cg> {
+fn cg_of(op: &Op) -> Option<&Cg> {
     match op {
         Op::Mkdir(cg) | Op::Rmdir(cg) | Op::CgroupKill(cg) | Op::ForceEmpty(cg) => Some(cg),
         Op::SubtreeControl(a) => Some(&a.cg),
