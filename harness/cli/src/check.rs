@@ -4,8 +4,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use cgstorm_workloads::model::{predict, snapshot, State, Target};
+use cgstorm_workloads::model::{predict, snapshot, verify, Divergence, State, Target, Trace};
 use cgstorm_workloads::op::Op;
+use cgstorm_workloads::program::OpId;
 use cgstorm_workloads::Program;
 use serde::Serialize;
 
@@ -21,6 +22,22 @@ pub struct CheckArgs {
     /// Print the prediction as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Check a stored run's results against the model instead
+    /// (`trace.json` of a campaign's model-divergence finding: the results
+    /// and the kernel they were judged for). Exit 0: the model explains
+    /// them; 1: it does not.
+    #[arg(long, value_name = "TRACE_JSON")]
+    pub trace: Option<PathBuf>,
+}
+
+/// A run's results and the kernel the model judged them for, as a campaign
+/// stores them beside a model divergence (`trace.json`).
+#[derive(Serialize, serde::Deserialize)]
+pub struct StoredRun {
+    /// The kernel, as the boot's probe made it known to the model.
+    pub target: Target,
+    /// The results.
+    pub trace: Trace,
 }
 
 #[derive(Serialize)]
@@ -53,6 +70,9 @@ pub fn load(path: &PathBuf) -> Result<Program> {
 /// Runs `check`; returns the exit code (0 fine, 1 an `expect:` disagrees with the model).
 pub fn run(args: &CheckArgs) -> Result<u8> {
     let p = load(&args.program)?;
+    if let Some(t) = &args.trace {
+        return check_trace(&p, t);
+    }
     let target = args.kernel.target()?;
     let pred = predict(&p, &target)
         .with_context(|| format!("the model cannot predict {}", args.program.display()))?;
@@ -94,6 +114,61 @@ pub fn run(args: &CheckArgs) -> Result<u8> {
         print!("{}", render(&p, &report, &pred.barriers));
     }
     Ok(if mismatches > 0 { 1 } else { 0 })
+}
+
+/// `--trace`: the stored run's results checked against the model for the
+/// kernel they came from.
+fn check_trace(p: &Program, path: &std::path::Path) -> Result<u8> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let run: StoredRun = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a stored run (the trace.json of a model-divergence finding)",
+            path.display()
+        )
+    })?;
+    let names = |id: OpId| {
+        let text = p
+            .lane_ops(id.lane)
+            .into_iter()
+            .find(|(i, _)| *i == id)
+            .map_or_else(String::new, |(_, s)| s.op.describe());
+        format!(
+            "lane {} ({}) op {} `{text}`",
+            id.lane, p.lanes[id.lane].name, id.op
+        )
+    };
+    match verify(p, &run.target, &run.trace).context("the model cannot check the trace")? {
+        None => {
+            let results: usize = run
+                .trace
+                .steps
+                .iter()
+                .flat_map(|s| s.lanes.iter())
+                .map(Vec::len)
+                .sum();
+            println!("the model explains the {results} results of the trace");
+            Ok(0)
+        }
+        Some(Divergence::Op {
+            id,
+            observed,
+            allowed,
+        }) => {
+            println!(
+                "{} returned {observed}; the model allows {allowed}",
+                names(id)
+            );
+            Ok(1)
+        }
+        Some(Divergence::State { step, differences }) => {
+            println!(
+                "the state at the end of step {step} differs from the model's: {}",
+                differences.join("; ")
+            );
+            Ok(1)
+        }
+    }
 }
 
 fn render(p: &Program, r: &Report, barriers: &[Vec<State>]) -> String {

@@ -122,3 +122,60 @@ fn gen_is_deterministic_and_its_programs_check() {
         );
     }
 }
+
+/// `check --trace`: a campaign's stored run (trace.json) is checked again on
+/// the host, against the kernel it was judged for: exit 0 when the model
+/// explains it, 1 with the op and what the model allows when it does not.
+#[test]
+fn a_stored_trace_is_checked_again_on_the_host() {
+    use cgstorm::check::StoredRun;
+    use cgstorm_workloads::model::{OpEvent, StepTrace, Target, Trace};
+    use cgstorm_workloads::{Errno, OpId, Outcome};
+
+    let d = tmpdir("trace");
+    let p = write(
+        d.path(),
+        "p.yaml",
+        "lanes:\n  - {name: a, ops: [{mkdir: a}, {rmdir: a}]}\n",
+    );
+    let run = |rmdir: Outcome| {
+        let ev = |op, outcome| OpEvent {
+            id: OpId { lane: 0, op },
+            outcome,
+            start_ns: op as u64 * 10,
+            end_ns: op as u64 * 10 + 5,
+            injected: false,
+        };
+        let stored = StoredRun {
+            target: Target::default(),
+            trace: Trace {
+                steps: vec![StepTrace {
+                    lanes: vec![vec![ev(0, Outcome::Ok), ev(1, rmdir)]],
+                    snapshot: None,
+                }],
+            },
+        };
+        write(
+            d.path(),
+            "trace.json",
+            &serde_json::to_string(&stored).unwrap(),
+        )
+    };
+    let t = run(Outcome::Ok);
+    let out = cgstorm(&["check", &p, "--trace", &t]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("explains the 2 results"), "{said}");
+    let t = run(Outcome::Err(Errno::EBUSY));
+    let out = cgstorm(&["check", &p, "--trace", &t]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("op 1 `rmdir a` returned EBUSY; the model allows ok"),
+        "{said}"
+    );
+    let bad = write(d.path(), "bad.json", "{}");
+    let out = cgstorm(&["check", &p, "--trace", &bad]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a stored run"));
+}

@@ -477,6 +477,19 @@ impl Campaign {
         for f in ran.all_findings() {
             match store(&self.workdir, f, &ran.yaml, Some(&ran.console), &context) {
                 Ok((dir, n)) => {
+                    // Next to a new divergence: the run's results and the
+                    // kernel the model judged them for (`cgstorm check
+                    // --trace` checks them again on the host).
+                    if n == 1 && f.kind == MODEL_DIVERGENCE {
+                        let run = crate::check::StoredRun {
+                            target: ran.target.clone(),
+                            trace: crate::run::verdict::checked_trace(&ran.conclusion.outcome),
+                        };
+                        let json = serde_json::to_vec(&run).unwrap_or_default();
+                        if let Err(e) = crate::findings::write_new(&dir.join("trace.json"), &json) {
+                            eprintln!("cgstorm: cannot store the trace of `{}`: {e}", f.title);
+                        }
+                    }
                     // Next to a new finding: what ran before it in its VM.
                     if n == 1 && !ran.before.is_empty() {
                         let before = dir.join("before");

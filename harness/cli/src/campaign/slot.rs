@@ -37,6 +37,9 @@ pub const HISTORY: usize = 100;
 pub struct Ran {
     /// The judged run.
     pub conclusion: Conclusion,
+    /// What the model knew of the kernel it was judged against (from the
+    /// boot's probe).
+    pub target: Target,
     /// Kernel reports printed while the guest was reset after the program
     /// (a busy-inodes report at umount, say): they belong to the program.
     pub after: Vec<Finding>,
@@ -309,6 +312,7 @@ impl Slot {
         limits.trace = self.cover;
         let vm: &mut dyn Vm = &mut b.vm;
         let conclusion = conclude(vm, program, target, duration, &limits, &env.stop, watch);
+        let target = target.clone();
         let mut dropped = None;
         let mut after = Vec::new();
         let mut reset_time = Duration::ZERO;
@@ -371,6 +375,7 @@ impl Slot {
             before,
             yaml,
             conclusion,
+            target,
             after,
             console,
             release,

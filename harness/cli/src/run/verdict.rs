@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use cgstorm_report::{Kind, Report};
-use cgstorm_workloads::model::{verify, Divergence, Target};
+use cgstorm_workloads::model::{verify, Divergence, Target, Trace};
 use cgstorm_workloads::{OpId, Program};
 use serde::Serialize;
 
@@ -40,16 +40,20 @@ impl ModelCheck {
     }
 }
 
+/// The part of a run's trace the model checks (see [`check_model`]).
+pub fn checked_trace(outcome: &Outcome) -> Trace {
+    if matches!(outcome.end, End::Finished { error: None }) {
+        outcome.trace.trace().clone()
+    } else {
+        outcome.trace.completed_trace()
+    }
+}
+
 /// Checks the trace. A run that did not finish is checked up to its last
 /// barrier: in the step in progress an op may have taken effect without
 /// returning, which the model cannot tell from a wrong result.
 pub fn check_model(program: &Program, target: &Target, outcome: &Outcome) -> ModelCheck {
-    let whole = matches!(outcome.end, End::Finished { error: None });
-    let trace = if whole {
-        outcome.trace.trace().clone()
-    } else {
-        outcome.trace.completed_trace()
-    };
+    let trace = checked_trace(outcome);
     match verify(program, target, &trace) {
         Ok(None) => ModelCheck::Explained {
             steps: trace.steps.len(),
