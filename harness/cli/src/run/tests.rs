@@ -722,6 +722,16 @@ fn a_stall_on_a_patched_nop_under_tcg_is_the_emulators() {
         "INFO: task hung in __lru_add_drain_all (a vCPU looping on a stale breakpoint under TCG)"
     );
     assert_eq!(Verdict::of(&f, &end), Verdict::Pass);
+    // The same when the agent hung behind the stall and its hang folded in
+    // (a Debian fuzz of session 11 stored such a stall as a kernel finding:
+    // the fold of the hang returned before the marking).
+    let hang = End::Hang {
+        reason: "no result for 60 s".into(),
+        stall: None,
+    };
+    let f = super::verdict::findings(&names, 1, &model, &cgstorm_report::parse(log), &hang, true);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].kind, super::verdict::TCG_ARTIFACT, "{}", f[0].title);
     let f = run(log, false);
     assert_eq!(f[0].kind, "hung-task", "not under TCG: a kernel finding");
     // Only one sample at the NOP's start: not enough to call it a loop.

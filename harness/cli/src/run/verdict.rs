@@ -324,28 +324,27 @@ pub fn findings(
     }
     if let End::Hang { reason, stall } = end {
         let op = stall.as_ref().map(|s| names.op_ref(s.op, &s.text));
+        let title = match &op {
+            Some(op) => format!("agent hang in {}", op.show()),
+            None => format!("agent hang: {reason}"),
+        };
         if let Some(i) = absorbing.or(stalled) {
-            let title = match &op {
-                Some(op) => format!("agent hang in {}", op.show()),
-                None => format!("agent hang: {reason}"),
-            };
             fold(&mut out[i], &title, &format!("{reason}\n"));
-            return out;
+        } else {
+            out.push(Finding {
+                kind: Kind::AgentHang.to_string(),
+                title,
+                op,
+                detail: Detail::Hang {
+                    reason: reason.clone(),
+                    stalled_ms: stall.as_ref().map(|s| s.stalled_ms),
+                },
+                known: false,
+            });
         }
-        out.push(Finding {
-            kind: Kind::AgentHang.to_string(),
-            title: match &op {
-                Some(op) => format!("agent hang in {}", op.show()),
-                None => format!("agent hang: {reason}"),
-            },
-            op,
-            detail: Detail::Hang {
-                reason: reason.clone(),
-                stalled_ms: stall.as_ref().map(|s| s.stalled_ms),
-            },
-            known: false,
-        });
     }
+    // After the folding: a stall's samples may be in the reports folded
+    // into it.
     if tcg {
         mark_stale_breakpoints(&mut out);
         mark_breakpoint_loops(&mut out);
