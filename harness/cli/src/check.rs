@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use cgstorm_workloads::model::{predict, snapshot, verify, Divergence, State, Target, Trace};
 use cgstorm_workloads::op::Op;
-use cgstorm_workloads::program::OpId;
 use cgstorm_workloads::Program;
 use serde::Serialize;
 
@@ -127,17 +126,7 @@ fn check_trace(p: &Program, path: &std::path::Path) -> Result<u8> {
             path.display()
         )
     })?;
-    let names = |id: OpId| {
-        let text = p
-            .lane_ops(id.lane)
-            .into_iter()
-            .find(|(i, _)| *i == id)
-            .map_or_else(String::new, |(_, s)| s.op.describe());
-        format!(
-            "lane {} ({}) op {} `{text}`",
-            id.lane, p.lanes[id.lane].name, id.op
-        )
-    };
+    let names = crate::run::verdict::OpNames::new(p);
     match verify(p, &run.target, &run.trace).context("the model cannot check the trace")? {
         None => {
             let results: usize = run
@@ -157,7 +146,7 @@ fn check_trace(p: &Program, path: &std::path::Path) -> Result<u8> {
         }) => {
             println!(
                 "{} returned {observed}; the model allows {allowed}",
-                names(id)
+                names.op_ref(id, "?").show()
             );
             Ok(1)
         }

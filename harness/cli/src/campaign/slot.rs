@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cgstorm_proto::contract::{LEAK_DIRTY, LEAK_DYING_V1, LEAK_DYING_V2, LEAK_PREFIX};
-use cgstorm_proto::proto::{AgentMsg, Hello, HostMsg};
+use cgstorm_proto::proto::{AgentMsg, HostMsg};
 use cgstorm_vm::snapshot::Snapshot;
 use cgstorm_vm::Vm;
 use cgstorm_workloads::model::Target;
@@ -83,7 +83,7 @@ impl Ran {
 /// A VM slot of one job.
 pub struct Slot {
     job: usize,
-    vm: Option<(Booted, Target, Hello)>,
+    vm: Option<(Booted, Target)>,
     /// The kernel image the VM runs.
     image: PathBuf,
     /// How long the last boot took.
@@ -217,8 +217,8 @@ impl Slot {
         self.restored = false;
         let booted = self.start_vm(env, &machine, console)?;
         self.boots += 1;
-        let (hello, took) = (booted.hello.clone(), booted.boot_time);
-        self.last_boot = took;
+        self.last_boot = booted.boot_time;
+        let hello = &booted.hello;
         if !hello.missing_devices.is_empty() {
             return Err(RunError::Guest(format!(
                 "the guest has no /dev/{} although the vm was given them",
@@ -226,9 +226,9 @@ impl Slot {
             )));
         }
         let mut warnings = Vec::new();
-        let kernel = kernel_model(&hello, &env.kernel, env.switches, &mut warnings)?;
+        let kernel = kernel_model(hello, &env.kernel, env.switches, &mut warnings)?;
         let target = env.machine.target(kernel);
-        self.vm = Some((booted, target, hello));
+        self.vm = Some((booted, target));
         self.image = env.kernel.kernel.image.clone();
         self.history.clear();
         Ok(())
@@ -246,7 +246,7 @@ impl Slot {
     /// this slot's VM (`None` without a VM): what `cgstorm cover` names
     /// KCOV's PCs by. A VM that does not answer is dropped.
     pub fn symbols(&mut self) -> Option<Result<String, String>> {
-        let (b, _, _) = self.vm.as_mut()?;
+        let (b, _) = self.vm.as_mut()?;
         let accel = b.accel;
         let mut watch = ConsoleWatch::new(None);
         let answer = ask(
@@ -268,7 +268,7 @@ impl Slot {
 
     /// Drops the VM (killing it).
     pub fn drop_vm(&mut self) {
-        if let Some((mut b, _, _)) = self.vm.take() {
+        if let Some((mut b, _)) = self.vm.take() {
             b.vm.kill();
         }
     }
@@ -295,15 +295,14 @@ impl Slot {
             }
         }
         let (kcov, release) = {
-            let hello = &self.vm.as_ref().expect("booted above").2;
+            let hello = &self.vm.as_ref().expect("booted above").0.hello;
             crate::run::can_inject_faults(program, hello)?;
             let kcov = hello.features.as_ref().is_some_and(|f| f.kcov);
             (kcov, hello.kernel_release.clone())
         };
         let cover = self.cover_for(kcov, &release);
-        let (b, target, hello) = self.vm.as_mut().expect("booted above");
+        let (b, target) = self.vm.as_mut().expect("booted above");
         let accel = b.accel;
-        let release = hello.kernel_release.clone();
         let watch = ConsoleWatch::new(None);
         let mut limits = Limits::new(accel, program, duration, None);
         limits.keep_alive = true;

@@ -116,7 +116,7 @@ pub fn boot_saved(
             Err("the virtme-ng backend does not save vm states".into()),
         ));
     }
-    let (avm, snap) = again_if_hung(|| {
+    let (avm, snap) = again_if_spurious(|| {
         let spec = agent_spec(&plan, console_log.clone())?;
         Ok(launch_saved(spec, None)?)
     })?;
@@ -129,13 +129,13 @@ pub fn boot_qemu(plan: BootPlan<'_>) -> Result<AgentVm<QemuVm>, RunError> {
         backend: Backend::Qemu,
         ..plan
     };
-    again_if_hung(|| Ok(launch(agent_spec(&plan, None)?)?))
+    again_if_spurious(|| Ok(launch(agent_spec(&plan, None)?)?))
 }
 
 /// Boots the VM and waits for the agent's hello (a boot that hung is tried
 /// once more), with the VM's whole console also written to `console_log`.
 pub fn boot_logged(plan: BootPlan<'_>, console_log: Option<PathBuf>) -> Result<Booted, RunError> {
-    again_if_hung(|| {
+    again_if_spurious(|| {
         let spec = agent_spec(&plan, console_log.clone())?;
         match plan.backend {
             Backend::Qemu => Ok(launch(spec)?.boxed()),
@@ -155,7 +155,7 @@ pub fn boot_logged(plan: BootPlan<'_>, console_log: Option<PathBuf>) -> Result<B
 /// failure is the error; a boot that ended otherwise (a panic of the
 /// kernel's own, the agent failing) is not retried, it would end the same
 /// way.
-fn again_if_hung<T>(mut boot: impl FnMut() -> Result<T, RunError>) -> Result<T, RunError> {
+fn again_if_spurious<T>(mut boot: impl FnMut() -> Result<T, RunError>) -> Result<T, RunError> {
     match boot() {
         Err(e) => match spurious(&e) {
             Some(why) => {
@@ -238,7 +238,7 @@ mod tests {
     #[test]
     fn a_hung_boot_is_tried_once_more_and_only_once() {
         let mut boots = 0;
-        let r = again_if_hung(|| {
+        let r = again_if_spurious(|| {
             boots += 1;
             if boots == 1 {
                 Err(hung())
@@ -249,7 +249,7 @@ mod tests {
         assert_eq!(r.unwrap(), 2);
 
         let mut boots = 0;
-        let r: Result<(), _> = again_if_hung(|| {
+        let r: Result<(), _> = again_if_spurious(|| {
             boots += 1;
             Err(hung())
         });
@@ -277,7 +277,7 @@ mod tests {
         let tail: Vec<&str> = log.lines().rev().take(200).collect();
         let tail: String = tail.into_iter().rev().flat_map(|l| [l, "\n"]).collect();
         let mut boots = 0;
-        let r = again_if_hung(|| {
+        let r = again_if_spurious(|| {
             boots += 1;
             if boots == 1 {
                 Err(exited(&tail))
@@ -289,7 +289,7 @@ mod tests {
         let live = tail.replace("00 0f <1f> 44", "00 cc <1f> 44");
         assert_ne!(live, tail);
         let mut boots = 0;
-        let r: Result<(), _> = again_if_hung(|| {
+        let r: Result<(), _> = again_if_spurious(|| {
             boots += 1;
             Err(exited(&live))
         });
@@ -300,7 +300,7 @@ mod tests {
     #[test]
     fn a_boot_that_ended_otherwise_is_not_retried() {
         let mut boots = 0;
-        let r: Result<(), _> = again_if_hung(|| {
+        let r: Result<(), _> = again_if_spurious(|| {
             boots += 1;
             Err(RunError::Launch(LaunchError::Boot(BootError::Exited {
                 status: "exit code 1".into(),
@@ -310,7 +310,7 @@ mod tests {
         assert_eq!(boots, 1);
         assert!(r.is_err());
         let mut boots = 0;
-        let r = again_if_hung(|| {
+        let r = again_if_spurious(|| {
             boots += 1;
             Ok(())
         });

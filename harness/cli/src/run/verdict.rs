@@ -77,7 +77,8 @@ pub struct OpRef {
 }
 
 impl OpRef {
-    fn show(&self) -> String {
+    /// `lane L (NAME) op N `TEXT``, as finding titles name an op.
+    pub fn show(&self) -> String {
         format!(
             "lane {} ({}) op {} `{}`",
             self.lane, self.lane_name, self.op, self.text
