@@ -123,6 +123,41 @@ fn gen_is_deterministic_and_its_programs_check() {
     }
 }
 
+/// The regressions that keep the real kernel's results beside them
+/// (`NAME.trace.json`, a campaign's stored run) are explained by the model:
+/// each false divergence stays fixed against what the kernel really did.
+#[test]
+fn every_kernel_trace_kept_with_a_regression_is_explained() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus/regressions");
+    let mut checked = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let trace = e.unwrap().path();
+        let Some(name) = trace
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".trace.json"))
+        else {
+            continue;
+        };
+        let program = dir.join(format!("{name}.yaml"));
+        let out = cgstorm(&[
+            "check",
+            program.to_str().unwrap(),
+            "--trace",
+            trace.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked > 0, "no NAME.trace.json in {}", dir.display());
+}
+
 /// `check --trace`: a campaign's stored run (trace.json) is checked again on
 /// the host, against the kernel it was judged for: exit 0 when the model
 /// explains it, 1 with the op and what the model allows when it does not.

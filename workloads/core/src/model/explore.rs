@@ -119,7 +119,7 @@ pub fn predict(p: &Program, target: &Target) -> Result<Prediction, ModelError> {
                 }
             }
             if done {
-                ends.insert(state);
+                ends.insert(state.settle());
             }
         }
         total += seen.len();
@@ -183,6 +183,7 @@ pub fn walk(
         if moves >= max_moves {
             break;
         }
+        state = state.settle();
     }
     Ok(moves)
 }

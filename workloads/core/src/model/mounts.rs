@@ -104,7 +104,7 @@ fn mkfs_at_once(s: &State, a: &MkfsArgs) -> Next {
         set_backing_image(&mut n, a.dev, Some(a.fs));
     }
     let mut out = Vec::new();
-    if dev.lazy_refs {
+    if dev.lazy_refs || dev.releasing {
         out.push((Outcome::Err(EBUSY), s.clone()));
     }
     if a.fs == BlockFs::Xfs && dev.size < XFS_MIN {
@@ -300,6 +300,24 @@ fn also_fail(out: &mut Next, s: &State, e: Errno) {
 
 pub fn umount(s: &State, place: &Name, lazy: bool, ctx: Ctx<'_>) -> Next {
     let mut out = umount_at_once(s, place, lazy);
+    if let Some((_, m)) = s.top(place).filter(|_| !lazy) {
+        if let FsId::Dev(d) = m.id {
+            if ctx.racing.loops.contains(&d) {
+                // The mount leaves the namespace before its superblock is
+                // shut down: another lane's path lookup meanwhile finds the
+                // bare place, and its mkfs finds the device still held
+                // (seen on Debian's 6.1: an O_DSYNC write created m1/f0 on
+                // the bare place and mkfs.xfs of the device was EBUSY, both
+                // inside one 7 ms umount of ext4;
+                // corpus/regressions/umount-releases-its-device-late.yaml).
+                for (o, n) in &mut out {
+                    if *o == Outcome::Ok {
+                        n.devices.get_mut(&d).expect("mounted device").releasing = true;
+                    }
+                }
+            }
+        }
+    }
     if s.top(place).is_some() {
         // See `Racing::places` and `Racing::unmounts`.
         if !lazy && ctx.racing.places.contains(place) {

@@ -164,6 +164,12 @@ pub struct Device {
     /// its last opener closes, which may be later than the umount (udev
     /// opens new block devices briefly), so it may or may not still exist.
     pub clearing: bool,
+    /// Unmounted by a plain `umount` that has not returned yet: the mount
+    /// leaves the namespace first and the superblock is shut down after
+    /// (`cleanup_mnt` as the syscall returns), so until then an exclusive
+    /// open (mkfs) may find the device busy. Cleared at the step's end,
+    /// when every op of the step has returned ([`State::settle`]).
+    pub releasing: bool,
 }
 
 /// A file's size, exact or a range.
@@ -432,6 +438,15 @@ impl State {
     pub fn file(&self, fs: &FsId, name: &Name) -> Option<&FileSt> {
         self.files.get(&(fs.clone(), name.clone()))
     }
+
+    /// The state at a barrier: every op of the step has returned, so what
+    /// lasts only while an op runs is over.
+    pub fn settle(mut self) -> State {
+        for d in self.devices.values_mut() {
+            d.releasing = false;
+        }
+        self
+    }
 }
 
 impl Device {
@@ -444,6 +459,7 @@ impl Device {
             backing: None,
             lazy_refs: false,
             clearing: false,
+            releasing: false,
         }
     }
 

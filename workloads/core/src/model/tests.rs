@@ -689,6 +689,52 @@ fn a_lazy_umount_racing_a_write_may_leave_the_device_busy() {
     assert_eq!(pred.ops[&OpId { lane: 1, op: 2 }].to_string(), "ok");
 }
 
+/// A plain `umount` takes the mount out of the namespace before it shuts
+/// the superblock down: inside one umount another lane's write can create
+/// its file on the bare place and a mkfs of the device find it still held
+/// (EBUSY), which no atomic umount explains (a Debian fuzz,
+/// corpus/regressions/umount-releases-its-device-late.yaml). Once the step
+/// is over the device is free.
+#[test]
+fn a_umount_releases_its_device_after_leaving_the_namespace() {
+    let p = prog(
+        "lanes:\n  - {name: a, ops: [{mkfs: {dev: scratch1, fs: ext4}}, {mount: {at: m1, fs: ext4, dev: scratch1}}, barrier, {umount: m1}, barrier]}\n  - {name: b, ops: [barrier, {write: {file: m1/f0, bytes: 4K, bs: 4K, mode: dsync}}, {mkfs: {dev: scratch1, fs: xfs}}, barrier, {unlink: m1/f0}, {mkfs: {dev: scratch1, fs: xfs}}]}\n",
+    );
+    let ok = Outcome::Ok;
+    let busy = Outcome::Err(Errno::EBUSY);
+    let trace = |last_mkfs: Outcome| Trace {
+        steps: vec![
+            StepTrace {
+                lanes: vec![vec![ev(0, 0, ok, 0, 10), ev(0, 1, ok, 20, 30)], vec![]],
+                snapshot: None,
+            },
+            StepTrace {
+                lanes: vec![
+                    vec![ev(0, 3, ok, 100, 800)],
+                    vec![ev(1, 1, ok, 260, 290), ev(1, 2, busy, 435, 441)],
+                ],
+                snapshot: None,
+            },
+            StepTrace {
+                lanes: vec![
+                    vec![],
+                    vec![ev(1, 4, ok, 900, 910), ev(1, 5, last_mkfs, 920, 930)],
+                ],
+                snapshot: None,
+            },
+        ],
+    };
+    let t = Target::default();
+    assert_eq!(verify(&p, &t, &trace(ok)).unwrap(), None);
+    assert!(matches!(
+        verify(&p, &t, &trace(busy)).unwrap(),
+        Some(Divergence::Op {
+            id: OpId { lane: 1, op: 5 },
+            ..
+        })
+    ));
+}
+
 /// A `v1_umount` while another lane walks into the v1 hierarchy (here a
 /// `mkdir v1:y`) may find its mount busy: EBUSY, and the hierarchy stays
 /// mounted, so a later `mkdir v1:x` may succeed. Alone it unmounts. Seen on

@@ -214,6 +214,7 @@ pub fn verify(
                 });
             }
             if (0..n).all(|l| pos[l] == st.lanes[l].len()) {
+                let state = state.settle();
                 if !ends.contains(&state) {
                     ends.push(state);
                 }
