@@ -96,20 +96,38 @@ pub fn mmap(s: &State, a: &MmapArgs) -> Next {
 
 /// The size of the mapped inode: the size it had when its name was
 /// unlinked, or the size of the file under its name (`None`: not known).
-fn mapped_size(s: &State, m: &Map) -> Option<SizeRange> {
-    m.unlinked
-        .or_else(|| s.file(&m.fs, &m.file).map(|f| f.size))
+/// While another lane writes or truncates that file (`raced`) it may be
+/// anything from empty up: a write truncates its file when it starts and
+/// extends it as it goes.
+fn mapped_size(s: &State, m: &Map, raced: bool) -> Option<SizeRange> {
+    let size = m
+        .unlinked
+        .or_else(|| s.file(&m.fs, &m.file).map(|f| f.size))?;
+    Some(if raced && m.unlinked.is_none() {
+        SizeRange { lo: 0, ..size }
+    } else {
+        size
+    })
+}
+
+/// Whether another lane of the step may write or truncate the mapped file
+/// (`Racing::files`, resolved to the mapping's filesystem).
+fn file_raced(s: &State, m: &Map, ctx: Ctx<'_>) -> bool {
+    ctx.racing
+        .files
+        .iter()
+        .any(|f| f.name == m.file && s.resolve(f).0 == m.fs)
 }
 
 /// Whether the mapping reaches past the end of its file: certainly, maybe, or not.
-fn past_eof(s: &State, m: &Map) -> Life {
-    past_eof_within(s, m, m.len)
+fn past_eof(s: &State, m: &Map, raced: bool) -> Life {
+    past_eof_within(s, m, m.len, raced)
 }
 
 /// Whether the first `len` bytes of the mapping reach past the end of its file.
-fn past_eof_within(s: &State, m: &Map, len: u64) -> Life {
+fn past_eof_within(s: &State, m: &Map, len: u64, raced: bool) -> Life {
     let pages = len.div_ceil(PAGE) * PAGE;
-    match mapped_size(s, m) {
+    match mapped_size(s, m, raced) {
         // Unknown (the filesystem went): the inode lives on, but its size is not tracked.
         None => Life::Maybe,
         Some(size) => {
@@ -131,14 +149,14 @@ fn past_eof_within(s: &State, m: &Map, len: u64) -> Life {
 /// same file returned ok). A read that moves bytes may touch the whole
 /// buffer (direct I/O pins it), so only the bytes it certainly moves make
 /// a fault certain.
-fn read_faults(s: &State, m: &Map, peer: Option<SizeRange>) -> Life {
+fn read_faults(s: &State, m: &Map, peer: Option<SizeRange>, raced: bool) -> Life {
     let Some(peer) = peer else {
-        return past_eof(s, m);
+        return past_eof(s, m, raced);
     };
-    if peer.hi == 0 || past_eof(s, m) == Life::Dead {
+    if peer.hi == 0 || past_eof(s, m, raced) == Life::Dead {
         return Life::Dead;
     }
-    if peer.lo > 0 && past_eof_within(s, m, peer.lo.min(m.len)) == Life::Alive {
+    if peer.lo > 0 && past_eof_within(s, m, peer.lo.min(m.len), raced) == Life::Alive {
         Life::Alive
     } else {
         Life::Maybe
@@ -146,8 +164,8 @@ fn read_faults(s: &State, m: &Map, peer: Option<SizeRange>) -> Life {
 }
 
 /// EFAULT when the pages past the end of the file are touched, or both.
-fn faults(s: &State, m: &Map, n: State) -> Next {
-    faults_leaving(past_eof(s, m), s.clone(), n)
+fn faults(s: &State, m: &Map, raced: bool, n: State) -> Next {
+    faults_leaving(past_eof(s, m, raced), s.clone(), n)
 }
 
 /// [`faults`] for an access that faults as `life` says, where a fault
@@ -192,7 +210,10 @@ pub fn touch(s: &State, a: &TouchArgs, ctx: Ctx<'_>) -> Next {
     if !ctx.target.kernel.at_least(5, 14) {
         return fail(s, EINVAL);
     }
-    faults(s, m, s.clone())
+    // Another lane's write of the mapped file may not have extended it
+    // over the mapping yet (a Debian fuzz: a touch of a 1M mapping, 3 ms
+    // into a 64M write of its file, EFAULT).
+    faults(s, m, file_raced(s, m, ctx), s.clone())
 }
 
 pub fn munmap(s: &State, map: &Name) -> Next {
@@ -211,6 +232,7 @@ pub fn pin(s: &State, a: &PinArgs, ctx: Ctx<'_>) -> Next {
     let Some(m) = s.maps.get(&a.map) else {
         return fail(s, EINVAL);
     };
+    let raced = file_raced(s, m, ctx);
     let held = a.via.is_held();
     let mut out = Vec::new();
     let peer_opened = if a.via.uses_peer() {
@@ -265,9 +287,9 @@ pub fn pin(s: &State, a: &PinArgs, ctx: Ctx<'_>) -> Next {
             // at the first page it cannot fault in: a short write of the
             // pages before it (fuzz on the 6.12 lockdep kernel: a uring
             // write of a 2M mapping of a 1M file left its peer at 1M).
-            let least = match past_eof(s, m) {
+            let least = match past_eof(s, m, raced) {
                 Life::Dead => m.len,
-                _ => mapped_size(s, m)
+                _ => mapped_size(s, m, raced)
                     .map_or(0, |size| size.lo.div_ceil(PAGE) * PAGE)
                     .min(m.len),
             };
@@ -286,8 +308,8 @@ pub fn pin(s: &State, a: &PinArgs, ctx: Ctx<'_>) -> Next {
     }
     // Whether the pages it touches go past the mapped file's end.
     let touches = match &peer_opened {
-        Some((o, true, name)) => read_faults(s, m, s.file(&o.fs, name).map(|f| f.size)),
-        _ => past_eof(s, m),
+        Some((o, true, name)) => read_faults(s, m, s.file(&o.fs, name).map(|f| f.size), raced),
+        _ => past_eof(s, m, raced),
     };
     if held {
         n.pins.insert(
@@ -300,7 +322,7 @@ pub fn pin(s: &State, a: &PinArgs, ctx: Ctx<'_>) -> Next {
         );
         // Async I/O reports a fault when it is reaped; vmsplice fails at once.
         if a.via == crate::words::PinVia::Vmsplice {
-            out.extend(faults(s, m, n));
+            out.extend(faults(s, m, raced, n));
         } else {
             out.push((Outcome::Ok, n));
         }

@@ -735,6 +735,32 @@ fn a_umount_releases_its_device_after_leaving_the_namespace() {
     ));
 }
 
+/// A write truncates its file when it starts and extends it as it goes:
+/// a mapping of that file touched meanwhile may reach past its end
+/// (EFAULT), though the file is longer than the mapping before and after
+/// (a Debian fuzz: a touch of a 1M mapping 3 ms into a 64M write of its
+/// file, corpus/regressions/touch-racing-a-write-of-its-file.yaml). Without
+/// the racing write the touch is ok.
+#[test]
+fn a_touch_racing_a_write_of_its_file_may_fault() {
+    let yaml = |other: &str| {
+        format!(
+            "lanes:\n  - {{name: a, ops: [{{write: {{file: tmp/f, bytes: 1M, bs: 64K}}}}, {{open: {{fd: fd1, file: tmp/f}}}}, {{mmap: {{map: map1, fd: fd1, len: 1M}}}}, barrier, {{touch: {{map: map1, write: true}}}}]}}\n  - {{name: b, ops: [barrier{other}]}}\n"
+        )
+    };
+    let pred = predict(
+        &prog(&yaml(", {write: {file: tmp/f, bytes: 2M, bs: 64K}}")),
+        &Target::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        pred.ops[&OpId { lane: 0, op: 4 }].to_string(),
+        "[ok, EFAULT]"
+    );
+    let pred = predict(&prog(&yaml("")), &Target::default()).unwrap();
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 4 }].to_string(), "ok");
+}
+
 /// A `v1_umount` while another lane walks into the v1 hierarchy (here a
 /// `mkdir v1:y`) may find its mount busy: EBUSY, and the hierarchy stays
 /// mounted, so a later `mkdir v1:x` may succeed. Alone it unmounts. Seen on
