@@ -10,10 +10,23 @@ use cgstorm_proto::proto::{self, AgentMsg, HostMsg};
 use crate::error::HostError;
 use crate::vm::{AgentStream, ConsoleEvent, Diagnosis, Vm};
 
+/// What a responsive fake guest says to one host message: agent frames,
+/// and console lines (the kernel's and the agent's log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // a test's few frames, made and sent at once
+pub enum Said {
+    /// An agent frame.
+    Agent(AgentMsg),
+    /// A console line.
+    Console(String),
+}
+
+type Responder = Box<dyn FnMut(&HostMsg) -> Vec<Said> + Send>;
+
 /// The fake agent channel: reads the script, records writes. When the
 /// script runs out a read times out (`WouldBlock`), or reads EOF once the
 /// VM has exited.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct FakeStream {
     input: VecDeque<u8>,
     /// Everything the host wrote.
@@ -21,6 +34,23 @@ pub struct FakeStream {
     eof: bool,
     /// Bytes handed out per read, to exercise partial frames (0: all).
     chunk: usize,
+    /// Answers each host message as it is written, after the script.
+    responder: Option<Responder>,
+    /// What the host wrote that is not a whole message yet.
+    unread: Vec<u8>,
+    /// Console lines the responder said, after the scripted ones.
+    console: VecDeque<String>,
+}
+
+impl std::fmt::Debug for FakeStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeStream")
+            .field("input", &self.input.len())
+            .field("written", &self.written.len())
+            .field("eof", &self.eof)
+            .field("responder", &self.responder.is_some())
+            .finish()
+    }
 }
 
 impl Read for FakeStream {
@@ -48,6 +78,19 @@ impl Read for FakeStream {
 impl Write for FakeStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.written.extend_from_slice(buf);
+        if let Some(answer) = self.responder.as_mut() {
+            self.unread.extend_from_slice(buf);
+            while let Ok(Some(m)) = proto::try_decode::<HostMsg>(&mut self.unread) {
+                for said in answer(&m) {
+                    match said {
+                        Said::Agent(a) => self
+                            .input
+                            .extend(proto::encode(&a).expect("encode agent message")),
+                        Said::Console(l) => self.console.push_back(l),
+                    }
+                }
+            }
+        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -73,6 +116,8 @@ pub struct FakeVm {
     pub diagnoses: Vec<Diagnosis>,
     /// Whether [`Vm::kill`] was called.
     pub killed: bool,
+    /// Where the console lines go as they are read, as QEMU logs them.
+    log: Option<std::fs::File>,
 }
 
 impl FakeVm {
@@ -100,10 +145,25 @@ impl FakeVm {
         self
     }
 
+    /// Makes the guest answer every host message with what `answer` says
+    /// to it (after what was scripted up front): a guest that keeps up
+    /// with a loop of many requests, such as a campaign's.
+    pub fn answering(mut self, answer: impl FnMut(&HostMsg) -> Vec<Said> + Send + 'static) -> Self {
+        self.agent.responder = Some(Box::new(answer));
+        self
+    }
+
     /// Hands agent bytes out `n` at a time.
     pub fn agent_chunks(mut self, n: usize) -> Self {
         self.agent.chunk = n;
         self
+    }
+
+    /// Appends every console line to `path` as it is read (QEMU's console
+    /// log); the file is created new.
+    pub fn console_log(mut self, path: &std::path::Path) -> io::Result<Self> {
+        self.log = Some(std::fs::File::create(path)?);
+        Ok(self)
     }
 
     /// Makes the VM end with `status` once its console is drained.
@@ -141,8 +201,15 @@ impl FakeVm {
 
 impl Vm for FakeVm {
     fn console_line(&mut self, _: Duration) -> ConsoleEvent {
-        match self.console.pop_front() {
+        let next = self
+            .console
+            .pop_front()
+            .or_else(|| self.agent.console.pop_front());
+        match next {
             Some(l) => {
+                if let Some(f) = self.log.as_mut() {
+                    let _ = writeln!(f, "{l}");
+                }
                 self.tail.push(l.clone());
                 ConsoleEvent::Line(l)
             }
@@ -155,6 +222,7 @@ impl Vm for FakeVm {
         self.tail
             .iter()
             .chain(&self.console)
+            .chain(&self.agent.console)
             .flat_map(|l| [l.as_str(), "\n"])
             .collect()
     }
@@ -209,5 +277,48 @@ mod tests {
         proto::write_frame(vm.agent(), &HostMsg::Shutdown).unwrap();
         assert_eq!(vm.exit_status().as_deref(), Some("exit code 0"));
         assert_eq!(vm.host_messages(), [run, HostMsg::Shutdown]);
+    }
+
+    #[test]
+    fn a_responsive_agent_answers_each_message_as_it_is_written() {
+        let mut vm = FakeVm::new().answering(|m| match m {
+            HostMsg::Reset => vec![
+                Said::Console("reset".into()),
+                Said::Agent(AgentMsg::ResetDone {
+                    leftovers: vec![],
+                    laps: vec![],
+                }),
+            ],
+            _ => vec![],
+        });
+        let frame = proto::encode(&HostMsg::Reset).unwrap();
+        let (a, b) = frame.split_at(frame.len() / 2);
+        vm.agent().write_all(a).unwrap();
+        let mut buf = [0u8; 256];
+        assert_eq!(
+            vm.agent().read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock,
+            "half a message is not answered"
+        );
+        vm.agent().write_all(b).unwrap();
+        proto::write_frame(vm.agent(), &HostMsg::Symbols).unwrap();
+        let mut got = Vec::new();
+        while let Ok(n) = vm.agent().read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+        let answers: Vec<AgentMsg> =
+            std::iter::from_fn(|| proto::try_decode(&mut got).ok().flatten()).collect();
+        assert_eq!(
+            answers,
+            [AgentMsg::ResetDone {
+                leftovers: vec![],
+                laps: vec![]
+            }]
+        );
+        assert_eq!(
+            vm.console_line(Duration::ZERO),
+            ConsoleEvent::Line("reset".into())
+        );
+        assert_eq!(vm.console_line(Duration::ZERO), ConsoleEvent::Timeout);
     }
 }

@@ -89,6 +89,21 @@ pub struct AgentVm<V: Vm = QemuVm> {
 /// A booted VM of any backend.
 pub type AnyAgentVm = AgentVm<Box<dyn Vm + Send>>;
 
+impl<V: Vm> AgentVm<V> {
+    /// A VM whose agent has said `hello` already, booted by no backend: a
+    /// [`crate::fake::FakeVm`] for unit tests of loops over many programs.
+    pub fn scripted(vm: V, hello: Hello) -> Self {
+        AgentVm {
+            vm,
+            hello,
+            accel: Accel::Tcg,
+            modules: Vec::new(),
+            boot_time: Duration::ZERO,
+            _initrd_dir: None,
+        }
+    }
+}
+
 impl<V: Vm + Send + 'static> AgentVm<V> {
     /// The same VM behind one type for every backend.
     pub fn boxed(self) -> AnyAgentVm {

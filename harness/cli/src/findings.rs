@@ -66,7 +66,7 @@ pub fn record(workdir: &Path, r: &Record<'_>) -> io::Result<(PathBuf, u64)> {
         write_new(&dir.join("program.yaml"), r.program.as_bytes())?;
         write_new(&dir.join("kind"), format!("{}\n", r.kind).as_bytes())?;
         if let Some(c) = r.console {
-            fs::copy(c, dir.join("console.log"))?;
+            copy_new(c, &dir.join("console.log"))?;
         }
         // Last, so a crash midway leaves no description without its files.
         write_new(
@@ -87,6 +87,24 @@ pub fn record(workdir: &Path, r: &Record<'_>) -> io::Result<(PathBuf, u64)> {
     writeln!(seen, "{}", r.context)?;
     lock.unlock()?;
     Ok((dir, count))
+}
+
+/// Copies `from` to `to` through a temporary name and a rename. A console
+/// log that is not there (the VM never wrote one) leaves none: the finding
+/// is stored all the same.
+fn copy_new(from: &Path, to: &Path) -> io::Result<()> {
+    let tmp = beside(to);
+    match fs::copy(from, &tmp) {
+        Ok(_) => fs::rename(tmp, to),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !from.exists() => {
+            let _ = fs::remove_file(&tmp);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 /// Writes a file through a temporary name and a rename, so readers never see half of it.
@@ -185,6 +203,40 @@ mod tests {
             .prefix(&format!("cgstorm-findings-{name}-"))
             .tempdir()
             .unwrap()
+    }
+
+    /// A run whose VM kept no console log still stores its finding, with
+    /// everything else; no console.log, and no temporary file left.
+    #[test]
+    fn a_finding_without_a_console_log_is_stored_all_the_same() {
+        let guard = tmp("noconsole");
+        let w = guard.path().to_path_buf();
+        let gone = w.join("never-written.log");
+        let (dir, n) = record(
+            &w,
+            &Record {
+                kind: "warning",
+                title: "WARNING in evict",
+                report: "WARNING: CPU: 0 PID: 1 at fs/inode.c:1 evict",
+                console: Some(&gone),
+                program: "lanes: []\n",
+                context: "now",
+            },
+        )
+        .unwrap();
+        assert_eq!(n, 1);
+        assert!(dir.join("description").exists() && dir.join("program.yaml").exists());
+        let names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != ".lock")
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.ends_with(".tmp") && n != "console.log"),
+            "{names:?}"
+        );
     }
 
     #[test]

@@ -7,6 +7,8 @@
 pub mod engine;
 pub mod exchange;
 pub mod feedback;
+#[cfg(test)]
+mod loop_tests;
 pub mod shrink;
 pub mod slot;
 pub mod stats;
@@ -42,7 +44,15 @@ pub struct Env {
     pub switches: (bool, bool),
     /// Says when to stop (Ctrl-C, SIGTERM).
     pub stop: fn() -> bool,
+    /// Starts a job's VM instead of the backend: only the campaign loop's
+    /// unit tests set it, to scripted VMs (`cgstorm_vm::fake`).
+    pub starter: Option<Starter>,
 }
+
+/// Starts a VM whose agent has said hello, its console logged to the path
+/// given (see [`Env::starter`]).
+pub type Starter =
+    std::sync::Arc<dyn Fn(&Path) -> Result<crate::run::launch::Booted, RunError> + Send + Sync>;
 
 impl Env {
     /// Finds the kernel and the agent; the error is the whole chain, as
@@ -66,6 +76,7 @@ impl Env {
             accel: a.boot.accel,
             switches: a.switches(),
             stop: crate::run::signal::interrupted,
+            starter: None,
         })
     }
 

@@ -159,6 +159,9 @@ impl Slot {
         machine: &MachineOpts,
         console: &Path,
     ) -> Result<Booted, RunError> {
+        if let Some(start) = &env.starter {
+            return start(console);
+        }
         let image = &env.kernel.kernel.image;
         if let Some((_, snap)) = self.snapshots.iter().find(|(i, _)| i == image) {
             match snap.restore(Some(console.to_path_buf()), None) {

@@ -1,0 +1,276 @@
+//! The campaign loop ([`Campaign::run`]) against scripted guests: VMs that
+//! boot at once ([`Env::starter`]) and whose agent answers every order the
+//! loop sends ([`FakeVm::answering`]). What is checked is the loop's own
+//! work: programs run one after another in one VM, findings stored with
+//! their program, the VM replaced after a report, counters kept, and a
+//! campaign in which nothing could run failing.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cgstorm_proto::proto::{AgentMsg, Features, Hello, HostMsg};
+use cgstorm_vm::fake::{FakeVm, Said};
+use cgstorm_vm::{AccelChoice, AgentVm, Vm};
+use cgstorm_workloads::model::{OpEvent, Snapshot};
+use cgstorm_workloads::{OpId, Outcome, Program};
+
+use super::engine::{Campaign, Pick, Source};
+use super::Env;
+use crate::machine::{Backend, MachineOpts};
+use crate::run::error::RunError;
+use crate::run::launch::FoundKernel;
+use crate::vm_args::VmArgs;
+
+/// The one program the source hands out: two ops, both ok on any kernel.
+const PROGRAM: &str =
+    "name: pair\nlanes:\n  - name: main\n    ops:\n      - mkdir: a\n      - rmdir: a\n";
+
+/// A kernel WARNING as the console prints it.
+const WARNING: [&str; 5] = [
+    "[    1.000000] ------------[ cut here ]------------",
+    "[    1.000001] WARNING: CPU: 0 PID: 1 at fs/inode.c:1 evict+0x10/0x20",
+    "[    1.000002] Call Trace:",
+    "[    1.000003]  evict+0x10/0x20",
+    "[    1.000004] ---[ end trace 0000000000000000 ]---",
+];
+
+/// Hands out [`PROGRAM`] `n` times, then is exhausted.
+struct Pairs(Mutex<usize>);
+
+impl Source for Pairs {
+    fn next(&self, _: &Campaign, _: usize) -> Option<Pick> {
+        let mut left = self.0.lock().unwrap();
+        *left = left.checked_sub(1)?;
+        Some(Pick {
+            program: Program::from_yaml("pair.yaml", PROGRAM).unwrap(),
+            duration: Duration::from_millis(10),
+            part: "fuzz".into(),
+            keep: true,
+            env: 0,
+        })
+    }
+}
+
+/// What the scripted guest does at the campaign's n-th program (counted
+/// over all its VMs, from 0).
+#[derive(Clone, Default)]
+struct Script {
+    /// Programs whose run the console interrupts with [`WARNING`].
+    warn_at: Vec<usize>,
+    /// Programs whose reset leaves these leftovers.
+    leave_at: Vec<(usize, String)>,
+}
+
+fn hello() -> Hello {
+    Hello {
+        proto: cgstorm_proto::proto::PROTO_VERSION,
+        token: cgstorm_proto::cmdline::Token::parse("0123456789abcdef").unwrap(),
+        kernel_release: "6.12.117".into(),
+        kernel_version: "#1".into(),
+        pid1: true,
+        uptime_ms: 1,
+        modules: Vec::new(),
+        devices: Vec::new(),
+        missing_devices: Vec::new(),
+        warnings: Vec::new(),
+        features: Some(Features {
+            controllers: ["io", "memory", "pids"].map(String::from).to_vec(),
+            ..Default::default()
+        }),
+    }
+}
+
+/// A booted guest that runs [`PROGRAM`] as a correct kernel would, and
+/// does what `script` says; `programs` counts the runs over all its VMs.
+fn guest(script: Script, programs: Arc<AtomicUsize>) -> FakeVm {
+    let mut clock = 1_000u64;
+    let mut current = 0;
+    FakeVm::new().powers_off_on_shutdown().answering(move |m| {
+        let mut said = Vec::new();
+        match m {
+            HostMsg::Run(_) => {
+                current = programs.fetch_add(1, Ordering::SeqCst);
+                let mut ev = |op| {
+                    clock += 100;
+                    OpEvent {
+                        id: OpId { lane: 0, op },
+                        outcome: Outcome::Ok,
+                        start_ns: clock,
+                        end_ns: clock + 10,
+                        injected: false,
+                    }
+                };
+                let events = vec![ev(0), ev(1)];
+                let mut snapshot = Snapshot::default();
+                snapshot
+                    .cgroups
+                    .insert("/".parse().unwrap(), Default::default());
+                said.push(Said::Agent(AgentMsg::Started { lanes: 1, steps: 1 }));
+                if script.warn_at.contains(&current) {
+                    said.extend(WARNING.iter().map(|l| Said::Console(l.to_string())));
+                }
+                said.extend([
+                    Said::Agent(AgentMsg::Ops { events }),
+                    Said::Agent(AgentMsg::Barrier { step: 0, snapshot }),
+                    Said::Console("[    1.100000] cgstorm: program done".into()),
+                    Said::Agent(AgentMsg::Finished {
+                        error: None,
+                        timing: Default::default(),
+                    }),
+                ]);
+            }
+            HostMsg::Reset => {
+                let leftovers = script
+                    .leave_at
+                    .iter()
+                    .filter(|(n, _)| *n == current)
+                    .map(|(_, l)| l.clone())
+                    .collect();
+                said.push(Said::Agent(AgentMsg::ResetDone {
+                    leftovers,
+                    laps: Vec::new(),
+                }));
+            }
+            _ => {}
+        }
+        said
+    })
+}
+
+fn never() -> bool {
+    false
+}
+
+/// A campaign environment whose VMs `start` gives.
+fn env(start: super::Starter) -> Env {
+    Env {
+        kernel: FoundKernel {
+            kernel: cgstorm_vm::kernel::Kernel {
+                image: "/k/bzImage".into(),
+                release: "6.12.117".into(),
+                modules: None,
+                package: None,
+            },
+            config: None,
+        },
+        vm: VmArgs::default(),
+        agent: "/a/agent".into(),
+        machine: MachineOpts::default(),
+        backend: Backend::Qemu,
+        accel: AccelChoice::Tcg,
+        switches: (false, false),
+        stop: never,
+        starter: Some(start),
+    }
+}
+
+/// Runs `n` programs with one job on guests that follow `script`; the
+/// campaign afterwards and how many VMs were started.
+fn campaign(dir: &Path, n: usize, script: Script) -> (Campaign, usize) {
+    let boots = Arc::new(AtomicUsize::new(0));
+    let programs = Arc::new(AtomicUsize::new(0));
+    let b = boots.clone();
+    let start: super::Starter = Arc::new(move |console: &Path| {
+        b.fetch_add(1, Ordering::SeqCst);
+        let vm = guest(script.clone(), programs.clone())
+            .console_log(console)
+            .map_err(|e| RunError::Guest(e.to_string()))?;
+        let vm: Box<dyn Vm + Send> = Box::new(vm);
+        Ok(AgentVm::scripted(vm, hello()))
+    });
+    let c = Campaign::open(vec![env(start)], dir, "fuzz.json", Duration::from_secs(600)).unwrap();
+    c.run(1, &Pairs(Mutex::new(n)), Duration::from_secs(3600));
+    let boots = boots.load(Ordering::SeqCst);
+    (c, boots)
+}
+
+/// Clean programs run one after another in one VM, each reset after it;
+/// the counters say so and the campaign did test something.
+#[test]
+fn clean_programs_share_one_vm_and_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, boots) = campaign(dir.path(), 4, Script::default());
+    assert_eq!(boots, 1);
+    let st = c.state();
+    assert_eq!(st.stats.programs, 4);
+    assert_eq!(st.stats.ops, 8);
+    assert!(st.stats.findings.is_empty(), "{:?}", st.stats.findings);
+    assert_eq!(st.stats.parts["fuzz"].failed, 0);
+    drop(st);
+    assert_eq!(c.infrastructure_failure(), None);
+    assert!(dir.path().join("fuzz.json").is_file());
+}
+
+/// A WARNING on the console during a program is stored as a finding with
+/// that program, once; the VM that printed it is replaced before the next
+/// program, and a second sighting counts as the same finding.
+#[test]
+fn a_report_is_stored_with_its_program_and_the_vm_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Script {
+        warn_at: vec![1, 3],
+        ..Default::default()
+    };
+    let (c, boots) = campaign(dir.path(), 5, script);
+    assert_eq!(boots, 3, "one boot, and one after each report");
+    let st = c.state();
+    assert_eq!(st.stats.programs, 5);
+    let t = &st.stats.findings["WARNING in evict"];
+    assert_eq!((t.count, t.new), (2, true));
+    let found = Path::new(&t.dir);
+    let program = std::fs::read_to_string(found.join("program.yaml")).unwrap();
+    assert_eq!(
+        Program::from_yaml("p", &program).unwrap().lanes,
+        Program::from_yaml("p", PROGRAM).unwrap().lanes
+    );
+    assert!(std::fs::read_to_string(found.join("console.log"))
+        .unwrap()
+        .contains("WARNING: CPU: 0 PID: 1 at fs/inode.c:1"));
+    // The program before the first report ran in the same VM: it is kept
+    // beside the finding, for `cgstorm replay`.
+    assert!(found.join("before").is_dir());
+}
+
+/// A reset that leaves a removed cgroup dying is a `leak` finding named
+/// after the program's op family, and the VM is replaced.
+#[test]
+fn a_reset_that_cannot_free_a_cgroup_is_a_leak_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Script {
+        leave_at: vec![(
+            0,
+            "leak: removed cgroups are still dying: 1 after 20 s".into(),
+        )],
+        ..Default::default()
+    };
+    let (c, boots) = campaign(dir.path(), 2, script);
+    assert_eq!(boots, 2);
+    let st = c.state();
+    let titles: Vec<&String> = st.stats.findings.keys().collect();
+    assert_eq!(
+        titles,
+        ["leak: removed cgroups never freed after cgroup ops"]
+    );
+}
+
+/// A campaign whose every boot fails ran nothing: the job gives up after
+/// three failures in a row, and the campaign says it failed.
+#[test]
+fn a_campaign_whose_boots_all_fail_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let start: super::Starter =
+        Arc::new(|_: &Path| Err(RunError::Guest("the kernel did not come up".into())));
+    let c = Campaign::open(
+        vec![env(start)],
+        dir.path(),
+        "fuzz.json",
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    c.run(1, &Pairs(Mutex::new(10)), Duration::from_secs(3600));
+    let why = c.infrastructure_failure().expect("a failed campaign");
+    assert_eq!(c.state().stats.programs, 0);
+    assert!(why.contains("no program"), "{why}");
+}
