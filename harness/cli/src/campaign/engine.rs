@@ -440,6 +440,16 @@ impl Campaign {
                 );
             }
         }
+        let check_ms = ran.conclusion.check.as_millis() as u64;
+        if st
+            .stats
+            .slowest_check
+            .as_ref()
+            .is_none_or(|(ms, _)| check_ms > *ms)
+        {
+            st.stats.slowest_check = Some((check_ms, pick.program.name.clone()));
+            self.keep_slowest_check(ran);
+        }
         let new = st.seen.add(feats);
         let new_edges = self.book_cover(&mut st, pick, ran);
         let kept = pick.keep && !new.is_empty() && self.keep(&mut st, pick, yaml, 1);
@@ -452,6 +462,29 @@ impl Campaign {
                 .collect(),
             new_edges,
             kept,
+        }
+    }
+
+    /// Keeps the program whose check took longest so far, with its results
+    /// and the kernel they were judged for, in `slowest-check/`: where to
+    /// start when the check's share of the wall time grows.
+    fn keep_slowest_check(&self, ran: &Ran) {
+        let dir = self.workdir.join("slowest-check");
+        let run = crate::check::StoredRun {
+            target: ran.target.clone(),
+            trace: crate::run::verdict::checked_trace(&ran.conclusion.outcome),
+        };
+        let json = serde_json::to_vec(&run).unwrap_or_default();
+        let kept = std::fs::create_dir_all(&dir)
+            .and_then(|()| crate::findings::write_new(&dir.join("trace.json"), &json))
+            .and_then(|()| {
+                crate::findings::write_new(&dir.join("program.yaml"), ran.yaml.as_bytes())
+            });
+        if let Err(e) = kept {
+            eprintln!(
+                "cgstorm: cannot keep the slowest check in {}: {e}",
+                dir.display()
+            );
         }
     }
 

@@ -201,6 +201,21 @@ fn clean_programs_share_one_vm_and_are_counted() {
     drop(st);
     assert_eq!(c.infrastructure_failure(), None);
     assert!(dir.path().join("fuzz.json").is_file());
+    // The slowest check is kept, and the model explains it again.
+    let slow = dir.path().join("slowest-check");
+    let program = Program::from_yaml(
+        "p",
+        &std::fs::read_to_string(slow.join("program.yaml")).unwrap(),
+    )
+    .unwrap();
+    let run: crate::check::StoredRun =
+        serde_json::from_slice(&std::fs::read(slow.join("trace.json")).unwrap()).unwrap();
+    assert_eq!(run.trace.steps[0].lanes[0].len(), 2);
+    assert_eq!(
+        cgstorm_workloads::model::verify(&program, &run.target, &run.trace).unwrap(),
+        None
+    );
+    assert!(c.state().stats.text("fuzz").contains("slowest check"));
 }
 
 /// A WARNING on the console during a program is stored as a finding with

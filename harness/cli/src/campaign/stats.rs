@@ -125,6 +125,11 @@ pub struct Stats {
     /// See [`Stats::resets`].
     #[serde(default)]
     pub reset_ms: BTreeMap<String, u64>,
+    /// The program whose results took the model longest to check, and how
+    /// long (ms); it is kept with its results in `slowest-check/` of the
+    /// workdir, for `cgstorm check program.yaml --trace trace.json`.
+    #[serde(default)]
+    pub slowest_check: Option<(u64, String)>,
 }
 
 /// The fleet's corpus exchange, counted.
@@ -379,6 +384,13 @@ impl Stats {
         }
         if let Some(r) = self.reset_split() {
             let _ = writeln!(s, "  resets       {r}");
+        }
+        if let Some((ms, name)) = &self.slowest_check {
+            let _ = writeln!(
+                s,
+                "  slowest check {:.1} s, of {name} (kept in slowest-check/)",
+                *ms as f64 / 1000.0
+            );
         }
         for (k, ms) in &self.per_kernel_ms {
             let _ = writeln!(
