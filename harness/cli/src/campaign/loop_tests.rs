@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cgstorm_proto::proto::{AgentMsg, Features, Hello, HostMsg};
+use cgstorm_proto::proto::{AgentMsg, HostMsg};
 use cgstorm_vm::fake::{FakeVm, Said};
 use cgstorm_vm::{AccelChoice, AgentVm, Vm};
 use cgstorm_workloads::model::{OpEvent, Snapshot};
@@ -21,6 +21,7 @@ use super::Env;
 use crate::machine::{Backend, MachineOpts};
 use crate::run::error::RunError;
 use crate::run::launch::FoundKernel;
+use crate::run::tests::hello_with;
 use crate::vm_args::VmArgs;
 
 /// The one program the source hands out: two ops, both ok on any kernel.
@@ -61,25 +62,6 @@ struct Script {
     warn_at: Vec<usize>,
     /// Programs whose reset leaves these leftovers.
     leave_at: Vec<(usize, String)>,
-}
-
-fn hello() -> Hello {
-    Hello {
-        proto: cgstorm_proto::proto::PROTO_VERSION,
-        token: cgstorm_proto::cmdline::Token::parse("0123456789abcdef").unwrap(),
-        kernel_release: "6.12.117".into(),
-        kernel_version: "#1".into(),
-        pid1: true,
-        uptime_ms: 1,
-        modules: Vec::new(),
-        devices: Vec::new(),
-        missing_devices: Vec::new(),
-        warnings: Vec::new(),
-        features: Some(Features {
-            controllers: ["io", "memory", "pids"].map(String::from).to_vec(),
-            ..Default::default()
-        }),
-    }
 }
 
 /// A booted guest that runs [`PROGRAM`] as a correct kernel would, and
@@ -178,7 +160,7 @@ fn campaign(dir: &Path, n: usize, script: Script) -> (Campaign, usize) {
             .console_log(console)
             .map_err(|e| RunError::Guest(e.to_string()))?;
         let vm: Box<dyn Vm + Send> = Box::new(vm);
-        Ok(AgentVm::scripted(vm, hello()))
+        Ok(AgentVm::scripted(vm, hello_with(None)))
     });
     let c = Campaign::open(vec![env(start)], dir, "fuzz.json", Duration::from_secs(600)).unwrap();
     c.run(1, &Pairs(Mutex::new(n)), Duration::from_secs(3600));

@@ -23,7 +23,7 @@ pub mod trace;
 pub mod verdict;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};

@@ -506,7 +506,9 @@ fn a_kept_guest_is_reset_early_only_after_a_clean_console() {
     );
 }
 
-fn hello_with(config: Option<&str>) -> cgstorm_proto::proto::Hello {
+/// A hello of a 6.12 guest with io, memory and pids, and `config` as its
+/// /proc/config.gz.
+pub(crate) fn hello_with(config: Option<&str>) -> cgstorm_proto::proto::Hello {
     cgstorm_proto::proto::Hello {
         proto: cgstorm_proto::proto::PROTO_VERSION,
         token: cgstorm_proto::cmdline::Token::parse("0123456789abcdef").unwrap(),
