@@ -157,165 +157,208 @@ pub fn verify(
     let code = Code::new(p);
     let mut starts = vec![State::initial(target)];
     for (si, st) in trace.steps.iter().enumerate() {
-        let Some(lanes) = code.steps.get(si) else {
-            return Err(ModelError::BadTrace(format!(
-                "step {si} is not in the program"
-            )));
+        let by_id = step_ops(&code, si, st)?;
+        let ends = match explain_step(&code, target, si, st, &by_id, starts)? {
+            Explained::Ends(ends) => ends,
+            Explained::Not(d) => return Ok(d),
         };
-        if st.lanes.len() != lanes.len() {
-            return Err(ModelError::BadTrace(format!(
-                "step {si} reports {} lanes, the program has {}",
-                st.lanes.len(),
-                lanes.len()
-            )));
-        }
-        // The step's ops by id, looked up for every event at every search node.
-        let by_id: HashMap<OpId, &Op> = lanes
-            .iter()
-            .flatten()
-            .filter_map(|i| match i {
-                Instr::Op(id, op) => Some((*id, *op)),
-                _ => None,
-            })
-            .collect();
-        let ops = |ev: &OpEvent| -> Result<&Op, ModelError> {
-            by_id
-                .get(&ev.id)
-                .copied()
-                .ok_or_else(|| ModelError::BadTrace(format!("{} is not an op of step {si}", ev.id)))
-        };
-        for (li, evs) in st.lanes.iter().enumerate() {
-            for ev in evs {
-                if ev.id.lane != li {
-                    return Err(ModelError::BadTrace(format!(
-                        "{} reported by lane {li}",
-                        ev.id
-                    )));
+        starts = match &st.snapshot {
+            Some(snap) => match matching(ends, snap) {
+                Ok(keep) => keep,
+                Err(differences) => {
+                    return Ok(Some(Divergence::State {
+                        step: si,
+                        differences,
+                    }))
                 }
-                ops(ev)?;
+            },
+            None => ends,
+        };
+    }
+    Ok(None)
+}
+
+/// The ops of step `si` by id (looked up for every event at every search
+/// node), after checking that every event of the step's trace is one of
+/// them, reported by its own lane.
+fn step_ops<'p>(
+    code: &Code<'p>,
+    si: usize,
+    st: &StepTrace,
+) -> Result<HashMap<OpId, &'p Op>, ModelError> {
+    let Some(lanes) = code.steps.get(si) else {
+        return Err(ModelError::BadTrace(format!(
+            "step {si} is not in the program"
+        )));
+    };
+    if st.lanes.len() != lanes.len() {
+        return Err(ModelError::BadTrace(format!(
+            "step {si} reports {} lanes, the program has {}",
+            st.lanes.len(),
+            lanes.len()
+        )));
+    }
+    let by_id: HashMap<OpId, &Op> = lanes
+        .iter()
+        .flatten()
+        .filter_map(|i| match i {
+            Instr::Op(id, op) => Some((*id, *op)),
+            _ => None,
+        })
+        .collect();
+    for (li, evs) in st.lanes.iter().enumerate() {
+        for ev in evs {
+            if ev.id.lane != li {
+                return Err(ModelError::BadTrace(format!(
+                    "{} reported by lane {li}",
+                    ev.id
+                )));
+            }
+            if !by_id.contains_key(&ev.id) {
+                return Err(ModelError::BadTrace(format!(
+                    "{} is not an op of step {si}",
+                    ev.id
+                )));
             }
         }
-        let n = st.lanes.len();
-        let mut seen: HashSet<(Vec<usize>, u64)> = HashSet::new();
-        let mut stack: Vec<Node> = Vec::new();
-        for s in starts {
-            let node = (vec![0; n], s);
+    }
+    Ok(by_id)
+}
+
+/// What the search of one step found.
+enum Explained {
+    /// The states some interleaving of the step's results ends in.
+    Ends(Vec<State>),
+    /// None explains them: the op the furthest interleaving stopped at.
+    Not(Option<Divergence>),
+}
+
+/// Searches the interleavings of step `si`'s results from each of
+/// `starts`, placing an op only where real-time order allows it.
+fn explain_step(
+    code: &Code<'_>,
+    target: &Target,
+    si: usize,
+    st: &StepTrace,
+    by_id: &HashMap<OpId, &Op>,
+    starts: Vec<State>,
+) -> Result<Explained, ModelError> {
+    let op = |ev: &OpEvent| -> &Op { by_id[&ev.id] };
+    let n = st.lanes.len();
+    let mut seen: HashSet<(Vec<usize>, u64)> = HashSet::new();
+    let mut stack: Vec<Node> = Vec::new();
+    for s in starts {
+        let node = (vec![0; n], s);
+        if seen.insert(fingerprint(&node)) {
+            stack.push(node);
+        }
+    }
+    let mut ends: Vec<State> = Vec::new();
+    let mut furthest: Option<(usize, Divergence)> = None;
+    while let Some((pos, state)) = stack.pop() {
+        if seen.len() > MAX_NODES {
+            return Err(ModelError::TooLarge {
+                step: si,
+                nodes: seen.len(),
+            });
+        }
+        if (0..n).all(|l| pos[l] == st.lanes[l].len()) {
+            let state = state.settle();
+            if !ends.contains(&state) {
+                ends.push(state);
+            }
+            continue;
+        }
+        let depth: usize = pos.iter().sum();
+        let blocked = |li: usize, ev: &OpEvent| {
+            (0..n).any(|j| {
+                j != li
+                    && st.lanes[j]
+                        .get(pos[j])
+                        .is_some_and(|o| o.end_ns < ev.start_ns)
+            })
+        };
+        // An op that neither reads nor changes the state (sync, sleep,
+        // drop_caches) and returned ok is placed now, as the only move:
+        // wherever an explanation places it, placing it first explains
+        // the trace as well (it changes no outcome, and real-time order
+        // only loosens once it is off the pending list).
+        let free = (0..n).find(|&li| {
+            st.lanes[li].get(pos[li]).is_some_and(|ev| {
+                ev.outcome == Outcome::Ok && !ev.injected && state_free(op(ev)) && !blocked(li, ev)
+            })
+        });
+        if let Some(li) = free {
+            let mut np = pos.clone();
+            np[li] += 1;
+            let node = (np, state);
             if seen.insert(fingerprint(&node)) {
                 stack.push(node);
             }
+            continue;
         }
-        let mut ends: Vec<State> = Vec::new();
-        let mut furthest: Option<(usize, Divergence)> = None;
-        while let Some((pos, state)) = stack.pop() {
-            if seen.len() > MAX_NODES {
-                return Err(ModelError::TooLarge {
-                    step: si,
-                    nodes: seen.len(),
-                });
-            }
-            if (0..n).all(|l| pos[l] == st.lanes[l].len()) {
-                let state = state.settle();
-                if !ends.contains(&state) {
-                    ends.push(state);
-                }
+        for li in 0..n {
+            let Some(ev) = st.lanes[li].get(pos[li]) else {
                 continue;
-            }
-            let depth: usize = pos.iter().sum();
-            let blocked = |li: usize, ev: &OpEvent| {
-                (0..n).any(|j| {
-                    j != li
-                        && st.lanes[j]
-                            .get(pos[j])
-                            .is_some_and(|o| o.end_ns < ev.start_ns)
-                })
             };
-            // An op that neither reads nor changes the state (sync, sleep,
-            // drop_caches) and returned ok is placed now, as the only move:
-            // wherever an explanation places it, placing it first explains
-            // the trace as well (it changes no outcome, and real-time order
-            // only loosens once it is off the pending list).
-            let free = (0..n).find(|&li| {
-                st.lanes[li].get(pos[li]).is_some_and(|ev| {
-                    ev.outcome == Outcome::Ok
-                        && !ev.injected
-                        && ops(ev).is_ok_and(state_free)
-                        && !blocked(li, ev)
-                })
-            });
-            if let Some(li) = free {
-                let mut np = pos.clone();
-                np[li] += 1;
-                let node = (np, state);
-                if seen.insert(fingerprint(&node)) {
-                    stack.push(node);
-                }
+            // Real-time order: nothing pending finished before this started.
+            if blocked(li, ev) {
                 continue;
             }
-            for li in 0..n {
-                let Some(ev) = st.lanes[li].get(pos[li]) else {
-                    continue;
-                };
-                // Real-time order: nothing pending finished before this started.
-                if blocked(li, ev) {
-                    continue;
-                }
-                let ctx = Ctx {
-                    target,
-                    racing: &code.racing[si][li],
-                };
-                // A fault counts only where the program asked for one.
-                let succ = if ev.injected && code.faulted.contains(&ev.id) {
-                    apply_faulted(&state, ops(ev)?, ctx)
-                } else {
-                    apply(&state, ops(ev)?, ctx)
-                };
-                let mut matched = false;
-                let mut allowed = Outcomes::default();
-                for (o, ns) in succ {
-                    allowed.0.insert(o);
-                    if o == ev.outcome {
-                        matched = true;
-                        let mut np = pos.clone();
-                        np[li] += 1;
-                        let node = (np, ns);
-                        if seen.insert(fingerprint(&node)) {
-                            stack.push(node);
-                        }
+            let ctx = Ctx {
+                target,
+                racing: &code.racing[si][li],
+            };
+            // A fault counts only where the program asked for one.
+            let succ = if ev.injected && code.faulted.contains(&ev.id) {
+                apply_faulted(&state, op(ev), ctx)
+            } else {
+                apply(&state, op(ev), ctx)
+            };
+            let mut matched = false;
+            let mut allowed = Outcomes::default();
+            for (o, ns) in succ {
+                allowed.0.insert(o);
+                if o == ev.outcome {
+                    matched = true;
+                    let mut np = pos.clone();
+                    np[li] += 1;
+                    let node = (np, ns);
+                    if seen.insert(fingerprint(&node)) {
+                        stack.push(node);
                     }
                 }
-                if !matched && furthest.as_ref().is_none_or(|(d, _)| depth > *d) {
-                    furthest = Some((
-                        depth,
-                        Divergence::Op {
-                            id: ev.id,
-                            observed: ev.outcome,
-                            allowed,
-                        },
-                    ));
-                }
+            }
+            if !matched && furthest.as_ref().is_none_or(|(d, _)| depth > *d) {
+                furthest = Some((
+                    depth,
+                    Divergence::Op {
+                        id: ev.id,
+                        observed: ev.outcome,
+                        allowed,
+                    },
+                ));
             }
         }
-        if ends.is_empty() {
-            return Ok(furthest.map(|(_, d)| d));
-        }
-        if let Some(snap) = &st.snapshot {
-            let diffs: Vec<Vec<String>> = ends.iter().map(|s| mismatches(s, snap)).collect();
-            let keep: Vec<State> = ends
-                .iter()
-                .zip(&diffs)
-                .filter(|(_, d)| d.is_empty())
-                .map(|(s, _)| s.clone())
-                .collect();
-            if keep.is_empty() {
-                let closest = diffs.into_iter().min_by_key(Vec::len).unwrap_or_default();
-                return Ok(Some(Divergence::State {
-                    step: si,
-                    differences: closest,
-                }));
-            }
-            ends = keep;
-        }
-        starts = ends;
     }
-    Ok(None)
+    if ends.is_empty() {
+        return Ok(Explained::Not(furthest.map(|(_, d)| d)));
+    }
+    Ok(Explained::Ends(ends))
+}
+
+/// The end states the barrier's snapshot agrees with; when none does,
+/// how it differs from the closest one.
+fn matching(ends: Vec<State>, snap: &Snapshot) -> Result<Vec<State>, Vec<String>> {
+    let diffs: Vec<Vec<String>> = ends.iter().map(|s| mismatches(s, snap)).collect();
+    let keep: Vec<State> = ends
+        .iter()
+        .zip(&diffs)
+        .filter(|(_, d)| d.is_empty())
+        .map(|(s, _)| s.clone())
+        .collect();
+    if keep.is_empty() {
+        return Err(diffs.into_iter().min_by_key(Vec::len).unwrap_or_default());
+    }
+    Ok(keep)
 }
