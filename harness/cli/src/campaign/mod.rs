@@ -22,7 +22,7 @@ use crate::findings;
 use crate::machine::{Backend, MachineOpts};
 use crate::run::error::{Failed, RunError};
 use crate::run::launch::{self, FoundKernel};
-use crate::run::verdict::{Detail, Finding};
+use crate::run::verdict::Finding;
 use crate::vm_args::VmArgs;
 
 /// What every job of a campaign shares.
@@ -154,10 +154,7 @@ pub fn store(
     console: Option<&Path>,
     context: &str,
 ) -> std::io::Result<(PathBuf, u64)> {
-    let report = match &f.detail {
-        Detail::Report { text, .. } => text.clone(),
-        other => serde_json::to_string_pretty(other).unwrap_or_default(),
-    };
+    let report = f.report_text();
     findings::record(
         workdir,
         &findings::Record {

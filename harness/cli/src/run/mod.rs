@@ -282,6 +282,23 @@ pub fn can_inject_faults(program: &Program, hello: &Hello) -> Result<(), RunErro
     Ok(())
 }
 
+/// What the guest's hello warns of: its own warnings and the modules
+/// that failed to load.
+fn hello_warnings(hello: &Hello) -> Vec<String> {
+    let mut warnings: Vec<String> = hello
+        .warnings
+        .iter()
+        .map(|w| format!("guest: {w}"))
+        .collect();
+    warnings.extend(hello.modules.iter().filter_map(|m| match &m.outcome {
+        ModuleOutcome::Failed { message, .. } => {
+            Some(format!("guest: module {}: {message}", m.path))
+        }
+        _ => None,
+    }));
+    warnings
+}
+
 /// Checks the hello, runs the program, reports, and tears the VM down.
 fn drive<V: Vm>(mut avm: AgentVm<V>, ctx: &Ctx<'_>) -> Result<u8, RunError> {
     let args = ctx.args;
@@ -294,17 +311,7 @@ fn drive<V: Vm>(mut avm: AgentVm<V>, ctx: &Ctx<'_>) -> Result<u8, RunError> {
         )));
     }
     can_inject_faults(ctx.program, &hello)?;
-    let mut warnings: Vec<String> = hello
-        .warnings
-        .iter()
-        .map(|w| format!("guest: {w}"))
-        .collect();
-    warnings.extend(hello.modules.iter().filter_map(|m| match &m.outcome {
-        ModuleOutcome::Failed { message, .. } => {
-            Some(format!("guest: module {}: {message}", m.path))
-        }
-        _ => None,
-    }));
+    let mut warnings = hello_warnings(&hello);
     let target = ctx
         .machine
         .target(model_kernel(&hello, ctx.kernel, args, &mut warnings)?);
@@ -384,41 +391,52 @@ fn drive<V: Vm>(mut avm: AgentVm<V>, ctx: &Ctx<'_>) -> Result<u8, RunError> {
     }
     // Findings are stored before the VM is torn down.
     if let Some(workdir) = &args.workdir {
-        let program = ctx.program.to_yaml();
-        let context = format!(
-            "{} on {} ({}, {})",
-            info.program, info.kernel_release, info.accel, info.backend
-        );
-        for f in &c.findings {
-            let report = match &f.detail {
-                verdict::Detail::Report { text, .. } => text.clone(),
-                other => serde_json::to_string_pretty(other).unwrap_or_default(),
-            };
-            let rec = crate::findings::Record {
-                kind: &f.kind,
-                title: &f.title,
-                report: &report,
-                console: kept.as_deref(),
-                program: &program,
-                context: &context,
-            };
-            match crate::findings::record(workdir, &rec) {
-                Ok((dir, n)) => {
-                    eprintln!("cgstorm: finding stored in {} (seen {n}x)", dir.display())
-                }
-                Err(source) => {
-                    result = Err(RunError::Output {
-                        path: workdir.clone(),
-                        source,
-                    })
-                }
-            }
+        if let Err(e) = store_findings(workdir, ctx.program, &info, &c.findings, kept.as_deref()) {
+            result = Err(e);
         }
     }
     if !c.outcome.vm_gone {
         avm.vm.kill();
     }
     drop(avm);
+    result
+}
+
+/// Stores the run's findings in `workdir` (`--workdir`), each said with
+/// its directory; the error of the last that could not be stored.
+fn store_findings(
+    workdir: &Path,
+    program: &Program,
+    info: &RunInfo,
+    findings: &[Finding],
+    console: Option<&Path>,
+) -> Result<(), RunError> {
+    let yaml = program.to_yaml();
+    let context = format!(
+        "{} on {} ({}, {})",
+        info.program, info.kernel_release, info.accel, info.backend
+    );
+    let mut result = Ok(());
+    for f in findings {
+        let report = f.report_text();
+        let rec = crate::findings::Record {
+            kind: &f.kind,
+            title: &f.title,
+            report: &report,
+            console,
+            program: &yaml,
+            context: &context,
+        };
+        match crate::findings::record(workdir, &rec) {
+            Ok((dir, n)) => eprintln!("cgstorm: finding stored in {} (seen {n}x)", dir.display()),
+            Err(source) => {
+                result = Err(RunError::Output {
+                    path: workdir.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
     result
 }
 

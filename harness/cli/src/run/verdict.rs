@@ -178,6 +178,17 @@ pub struct Finding {
     pub known: bool,
 }
 
+impl Finding {
+    /// What a finding directory keeps as its `report`: the kernel's
+    /// cleaned report, or what the model or a check saw, as JSON.
+    pub fn report_text(&self) -> String {
+        match &self.detail {
+            Detail::Report { text, .. } => text.clone(),
+            other => serde_json::to_string_pretty(other).unwrap_or_default(),
+        }
+    }
+}
+
 /// Lines of a failed check's offenders shown in the summary (the JSON has all).
 const MAX_CHECK_LINES: usize = 8;
 
