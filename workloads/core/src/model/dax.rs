@@ -211,7 +211,7 @@ pub fn touch(s: &State, a: &TouchArgs, ctx: Ctx<'_>) -> Next {
         return fail(s, EINVAL);
     }
     // Another lane's write of the mapped file may not have extended it
-    // over the mapping yet (a Debian fuzz: a touch of a 1M mapping, 3 ms
+    // over the mapping yet (a Debian fuzz: a touch of a 1M mapping, 6 ms
     // into a 64M write of its file, EFAULT).
     faults(s, m, file_raced(s, m, ctx), s.clone())
 }

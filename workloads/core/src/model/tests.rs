@@ -738,7 +738,7 @@ fn a_umount_releases_its_device_after_leaving_the_namespace() {
 /// A write truncates its file when it starts and extends it as it goes:
 /// a mapping of that file touched meanwhile may reach past its end
 /// (EFAULT), though the file is longer than the mapping before and after
-/// (a Debian fuzz: a touch of a 1M mapping 3 ms into a 64M write of its
+/// (a Debian fuzz: a touch of a 1M mapping 6 ms into a 64M write of its
 /// file, corpus/regressions/touch-racing-a-write-of-its-file.yaml). Without
 /// the racing write the touch is ok.
 #[test]
