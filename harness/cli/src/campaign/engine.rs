@@ -470,13 +470,8 @@ impl Campaign {
     /// start when the check's share of the wall time grows.
     fn keep_slowest_check(&self, ran: &Ran) {
         let dir = self.workdir.join("slowest-check");
-        let run = crate::check::StoredRun {
-            target: ran.target.clone(),
-            trace: crate::run::verdict::checked_trace(&ran.conclusion.outcome),
-        };
-        let json = serde_json::to_vec(&run).unwrap_or_default();
         let kept = std::fs::create_dir_all(&dir)
-            .and_then(|()| crate::findings::write_new(&dir.join("trace.json"), &json))
+            .and_then(|()| write_stored_run(&dir.join("trace.json"), ran))
             .and_then(|()| {
                 crate::findings::write_new(&dir.join("program.yaml"), ran.yaml.as_bytes())
             });
@@ -514,12 +509,7 @@ impl Campaign {
                     // kernel the model judged them for (`cgstorm check
                     // --trace` checks them again on the host).
                     if n == 1 && f.kind == MODEL_DIVERGENCE {
-                        let run = crate::check::StoredRun {
-                            target: ran.target.clone(),
-                            trace: crate::run::verdict::checked_trace(&ran.conclusion.outcome),
-                        };
-                        let json = serde_json::to_vec(&run).unwrap_or_default();
-                        if let Err(e) = crate::findings::write_new(&dir.join("trace.json"), &json) {
+                        if let Err(e) = write_stored_run(&dir.join("trace.json"), ran) {
                             eprintln!("cgstorm: cannot store the trace of `{}`: {e}", f.title);
                         }
                     }
@@ -822,6 +812,17 @@ impl Campaign {
         }
         let _ = st.stats.save(&self.state_file);
     }
+}
+
+/// Writes a run's results and the kernel the model judged them for
+/// (`cgstorm check PROGRAM --trace PATH` checks them again on the host).
+fn write_stored_run(path: &Path, ran: &Ran) -> std::io::Result<()> {
+    let run = crate::check::StoredRun {
+        target: ran.target.clone(),
+        trace: crate::run::verdict::checked_trace(&ran.conclusion.outcome),
+    };
+    let json = serde_json::to_vec(&run).map_err(std::io::Error::other)?;
+    crate::findings::write_new(path, &json)
 }
 
 /// Whether a program came from another shard ([`super::exchange`]).
