@@ -2,6 +2,7 @@
 //! run them in VMs that stay up across programs, keep what shows new
 //! behaviour, store every finding with the command that replays it.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -178,22 +179,33 @@ impl Shard {
     pub fn draw(self, n: u64) -> u64 {
         n.saturating_mul(self.count).saturating_add(self.index)
     }
+
+    /// The shard's `n`-th program: its number in the seed's stream, and
+    /// whether it is a mutation. Every other program of a shard mutates,
+    /// by the shard's own count, not the stream's: by the stream's, of two
+    /// shards one would only generate and the other only mutate.
+    pub fn take(self, n: u64) -> (u64, bool) {
+        (self.draw(n), n % 2 == 1)
+    }
 }
 
 impl FuzzSource {
-    /// Program `n` of the campaign: even draws (and every draw while the
-    /// corpus is empty) are generated, odd ones mutate a corpus program.
-    /// `weights` (parallel to `corpus`) make a parent more likely.
+    /// Program `n` of the campaign (a single shard's): even draws (and
+    /// every draw while the corpus is empty) are generated, odd ones mutate
+    /// a corpus program. `weights` (parallel to `corpus`) make a parent
+    /// more likely.
     #[cfg(test)]
     pub fn program(&self, n: u64, corpus: &[Program], weights: &[u64]) -> Program {
-        self.program_of(n, corpus, weights, None)
+        self.program_of(n, n % 2 == 1, corpus, weights, None)
     }
 
-    /// [`FuzzSource::program`], but a mutation of `corpus[smash]` whatever
-    /// `n` is, when `smash` is given (and the mutation works).
+    /// Program `n` of the seed's stream: a mutation of a corpus program
+    /// when `mutation` is (or of `corpus[smash]`, when `smash` is given),
+    /// and the mutation works; generated otherwise.
     pub fn program_of(
         &self,
         n: u64,
+        mutation: bool,
         corpus: &[Program],
         weights: &[u64],
         smash: Option<usize>,
@@ -202,7 +214,7 @@ impl FuzzSource {
         let bytes = seed_bytes(s);
         let mut u = Unstructured::new(&bytes);
         let smash = smash.filter(|i| *i < corpus.len());
-        if (n % 2 == 1 || smash.is_some()) && !corpus.is_empty() {
+        if (mutation || smash.is_some()) && !corpus.is_empty() {
             let parent = match smash {
                 Some(i) => i,
                 None => weighted_index(&mut u, weights).min(corpus.len() - 1),
@@ -227,6 +239,19 @@ impl FuzzSource {
     }
 }
 
+/// The corpus program a draw smashes: the next one queued, on a
+/// mutation's draw only. Generated programs keep their half of the draws,
+/// however many programs wait to be smashed: in a campaign's first minutes
+/// nearly every program brings new edges, and the search would otherwise
+/// only mutate.
+fn smash_for(mutation: bool, queue: &mut VecDeque<usize>) -> Option<usize> {
+    if mutation {
+        queue.pop_front()
+    } else {
+        None
+    }
+}
+
 impl Source for FuzzSource {
     fn next(&self, c: &Campaign, _job: usize) -> Option<Pick> {
         if let Some(x) = &c.exchange {
@@ -248,16 +273,16 @@ impl Source for FuzzSource {
                 });
             }
         }
-        let (n, corpus, weights, smash) = {
+        let (n, mutation, corpus, weights, smash) = {
             let mut st = c.state();
-            let n = st.stats.draws;
+            let (n, mutation) = self.shard.take(st.stats.draws);
             st.stats.draws += 1;
             st.issued += 1;
-            let smash = st.smash.pop_front();
-            (n, st.corpus.clone(), st.weights.clone(), smash)
+            let smash = smash_for(mutation, &mut st.smash);
+            (n, mutation, st.corpus.clone(), st.weights.clone(), smash)
         };
         Some(Pick {
-            program: self.program_of(self.shard.draw(n), &corpus, &weights, smash),
+            program: self.program_of(n, mutation, &corpus, &weights, smash),
             duration: PROGRAM_DURATION,
             part: "fuzz".into(),
             keep: true,
@@ -536,6 +561,19 @@ mod tests {
         assert!(src.program(1, &[], &[]).name.starts_with("gen-"));
     }
 
+    /// Smashing takes the mutation draws only: a generated draw leaves
+    /// the queue as it was.
+    #[test]
+    fn smashing_leaves_the_generated_draws_alone() {
+        let mut q: VecDeque<usize> = [7, 8].into_iter().collect();
+        assert_eq!(smash_for(false, &mut q), None);
+        assert_eq!(q.len(), 2);
+        assert_eq!(smash_for(true, &mut q), Some(7));
+        assert_eq!(smash_for(false, &mut q), None);
+        assert_eq!(smash_for(true, &mut q), Some(8));
+        assert_eq!(smash_for(true, &mut q), None);
+    }
+
     /// A smashed draw mutates the program it names, even or odd; a name
     /// past the corpus is ignored.
     #[test]
@@ -549,7 +587,7 @@ mod tests {
         };
         let target = &corpus[3].name;
         for n in 0..8 {
-            let p = src.program_of(n, &corpus, &w, Some(3));
+            let p = src.program_of(n, n % 2 == 1, &corpus, &w, Some(3));
             assert!(
                 p.name.ends_with(&format!("-of-{target}")),
                 "draw {n}: {}",
@@ -557,17 +595,18 @@ mod tests {
             );
         }
         assert!(src
-            .program_of(0, &corpus, &w, Some(999))
+            .program_of(0, false, &corpus, &w, Some(999))
             .name
             .starts_with("gen-"));
         assert_eq!(
-            src.program_of(5, &corpus, &w, None).to_yaml(),
+            src.program_of(5, true, &corpus, &w, None).to_yaml(),
             src.program(5, &corpus, &w).to_yaml()
         );
     }
 
-    /// Two shards of a seed take disjoint draws that together are the
-    /// unsharded stream.
+    /// Two shards of a seed take disjoint draws of the seed's stream, and
+    /// each both generates and mutates (by its own count: by the stream's,
+    /// shard 0 of 2 would only generate). One shard is the whole stream.
     #[test]
     fn shards_split_the_stream() {
         let corpus = load_programs(&[default_corpus().join("semantics")]);
@@ -577,18 +616,35 @@ mod tests {
             shard: Shard::default(),
             faults_one_in: 0,
         };
-        let whole: Vec<String> = (0..12)
-            .map(|n| src.program(n, &corpus, &w).to_yaml())
-            .collect();
         let (a, b): (Shard, Shard) = ("0/2".parse().unwrap(), "1/2".parse().unwrap());
-        let mut both: Vec<String> = (0..6)
-            .flat_map(|n| [a.draw(n), b.draw(n)])
-            .map(|d| src.program(d, &corpus, &w).to_yaml())
+        let shard = |sh: Shard| -> Vec<Program> {
+            (0..6)
+                .map(|n| {
+                    let (d, mutation) = sh.take(n);
+                    src.program_of(d, mutation, &corpus, &w, None)
+                })
+                .collect()
+        };
+        for (name, programs) in [("0/2", shard(a)), ("1/2", shard(b))] {
+            let generated = programs
+                .iter()
+                .filter(|p| p.name.starts_with("gen-"))
+                .count();
+            assert_eq!(generated, 3, "shard {name}: every other draw generates");
+        }
+        let mut both: Vec<String> = shard(a)
+            .into_iter()
+            .chain(shard(b))
+            .map(|p| p.to_yaml())
             .collect();
-        assert_eq!(both, whole);
         both.sort();
         both.dedup();
         assert_eq!(both.len(), 12, "no program twice");
+        let whole: Vec<String> = (0..6)
+            .map(|n| src.program(n, &corpus, &w).to_yaml())
+            .collect();
+        let one = shard(Shard::default());
+        assert_eq!(one.iter().map(|p| p.to_yaml()).collect::<Vec<_>>(), whole);
         for bad in ["2/2", "1", "a/b", "0/0"] {
             assert!(bad.parse::<Shard>().unwrap_err().contains("I/N"), "{bad}");
         }

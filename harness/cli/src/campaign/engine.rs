@@ -15,6 +15,7 @@ use anyhow::{Context, Result};
 use cgstorm_workloads::Program;
 
 use super::feedback::{self, Seen, Signal};
+use super::pending::{self, Candidate, Pending};
 use super::shrink;
 use super::slot::{self, Ran, Slot};
 use super::stats::{FaultStats, FindingTally, Stats};
@@ -66,6 +67,8 @@ pub struct State {
     pub smash: VecDeque<usize>,
     /// Programs taken from the other shards, to run next.
     pub imports: VecDeque<Program>,
+    /// Programs with new kernel edges waiting for their re-run.
+    pub pending: Pending,
 }
 
 /// A running campaign.
@@ -187,6 +190,7 @@ impl Campaign {
                 pcs,
                 issued: 0,
                 smash: VecDeque::new(),
+                pending: Pending::default(),
                 imports: VecDeque::new(),
             }),
             signals: feedback::default_signals(),
@@ -376,7 +380,19 @@ impl Campaign {
                         && !booked.kept
                         && !booked.new_edges.is_empty()
                     {
-                        self.confirm_edges(&mut slot, env, &pick, &booked.new_edges, &dir);
+                        let mut st = self.state();
+                        let dropped = st.pending.push(Candidate {
+                            program: pick.program.clone(),
+                            duration: pick.duration,
+                            part: pick.part.clone(),
+                            env: pick.env,
+                            new_edges: booked.new_edges,
+                        });
+                        st.stats.cover.unconfirmed += u64::from(dropped);
+                    }
+                    if let Some(c) = self.next_to_confirm() {
+                        let env = &self.envs[c.env.min(self.envs.len() - 1)];
+                        self.confirm_edges(&mut slot, env, &c, &dir);
                     }
                 }
                 Err(e) => {
@@ -603,21 +619,32 @@ impl Campaign {
         true
     }
 
+    /// The waiting program with the most new edges, if re-runs and
+    /// minimisation have not taken their share of the campaign
+    /// ([`pending::may_confirm`]).
+    fn next_to_confirm(&self) -> Option<Candidate> {
+        let mut st = self.state();
+        let elapsed = self.base_ms + self.began.elapsed().as_millis() as u64;
+        let c = &st.stats.cover;
+        if self.over() || !pending::may_confirm(c.confirm_ms + c.shrink_ms, elapsed) {
+            return None;
+        }
+        st.pending.pop_best()
+    }
+
     /// Runs a program that showed new kernel edges once more, asking for
     /// all its edges: races make coverage flaky, and a program joins the
     /// corpus only for edges that show again. Its weight as a parent grows
     /// with how many did.
-    fn confirm_edges(
-        &self,
-        slot: &mut Slot,
-        env: &Env,
-        pick: &Pick,
-        new_edges: &[u32],
-        jobdir: &Path,
-    ) {
-        if self.over() {
-            return;
-        }
+    fn confirm_edges(&self, slot: &mut Slot, env: &Env, cand: &Candidate, jobdir: &Path) {
+        let pick = &Pick {
+            program: cand.program.clone(),
+            duration: cand.duration,
+            part: cand.part.clone(),
+            keep: true,
+            env: cand.env,
+        };
+        let new_edges = &cand.new_edges[..];
         let yaml = pick.program.to_yaml();
         slot.afresh = true;
         let began = Instant::now();
@@ -649,8 +676,10 @@ impl Campaign {
         let shown = confirmed(new_edges, &again);
         {
             let mut st = self.state();
-            st.stats.cover.reruns += 1;
-            st.stats.cover.flaky += (new_edges.len() - shown) as u64;
+            let c = &mut st.stats.cover;
+            c.reruns += 1;
+            c.flaky += (new_edges.len() - shown) as u64;
+            c.confirm_ms += began.elapsed().as_millis() as u64;
         }
         let mut kept = Pick {
             program: pick.program.clone(),
@@ -703,7 +732,8 @@ impl Campaign {
         {
             let st = self.state();
             let elapsed = self.base_ms + self.began.elapsed().as_millis() as u64;
-            if st.stats.cover.shrink_ms as f64 > shrink::SHARE * elapsed as f64 {
+            let c = &st.stats.cover;
+            if !pending::may_confirm(c.confirm_ms + c.shrink_ms, elapsed) {
                 return None;
             }
         }
@@ -871,12 +901,12 @@ fn infrastructure(stats: &Stats, gave_up: usize, unstored: &[String]) -> Option<
     None
 }
 
-/// How many of `new` edges are among `again`.
 /// The ops of `p`, over all its lanes.
 fn op_count(p: &Program) -> usize {
     (0..p.lanes.len()).map(|l| p.lane_ops(l).len()).sum()
 }
 
+/// How many of `new` edges are among `again`.
 fn confirmed(new: &[u32], again: &HashSet<u32>) -> usize {
     new.iter().filter(|e| again.contains(e)).count()
 }

@@ -62,6 +62,9 @@ struct Script {
     warn_at: Vec<usize>,
     /// Programs whose reset leaves these leftovers.
     leave_at: Vec<(usize, String)>,
+    /// The kernel edges every run from the n-th on shows, when the host
+    /// asks for coverage.
+    edges: Option<(usize, Vec<u32>)>,
 }
 
 /// A booted guest that runs [`PROGRAM`] as a correct kernel would, and
@@ -72,7 +75,7 @@ fn guest(script: Script, programs: Arc<AtomicUsize>) -> FakeVm {
     FakeVm::new().powers_off_on_shutdown().answering(move |m| {
         let mut said = Vec::new();
         match m {
-            HostMsg::Run(_) => {
+            HostMsg::Run(order) => {
                 current = programs.fetch_add(1, Ordering::SeqCst);
                 let mut ev = |op| {
                     clock += 100;
@@ -96,6 +99,19 @@ fn guest(script: Script, programs: Arc<AtomicUsize>) -> FakeVm {
                 said.extend([
                     Said::Agent(AgentMsg::Ops { events }),
                     Said::Agent(AgentMsg::Barrier { step: 0, snapshot }),
+                ]);
+                if order.cover {
+                    let edges = match &script.edges {
+                        Some((from, edges)) if current >= *from => edges.clone(),
+                        _ => Vec::new(),
+                    };
+                    said.push(Said::Agent(AgentMsg::Cover {
+                        edges,
+                        pcs: Vec::new(),
+                        error: None,
+                    }));
+                }
+                said.extend([
                     Said::Console("[    1.100000] cgstorm: program done".into()),
                     Said::Agent(AgentMsg::Finished {
                         error: None,
@@ -151,6 +167,11 @@ fn env(start: super::Starter) -> Env {
 /// Runs `n` programs with one job on guests that follow `script`; the
 /// campaign afterwards and how many VMs were started.
 fn campaign(dir: &Path, n: usize, script: Script) -> (Campaign, usize) {
+    guided(dir, n, script, false)
+}
+
+/// [`campaign`], with coverage feedback on or off, on a kernel with KCOV.
+fn guided(dir: &Path, n: usize, script: Script, feedback: bool) -> (Campaign, usize) {
     let boots = Arc::new(AtomicUsize::new(0));
     let programs = Arc::new(AtomicUsize::new(0));
     let b = boots.clone();
@@ -160,9 +181,15 @@ fn campaign(dir: &Path, n: usize, script: Script) -> (Campaign, usize) {
             .console_log(console)
             .map_err(|e| RunError::Guest(e.to_string()))?;
         let vm: Box<dyn Vm + Send> = Box::new(vm);
-        Ok(AgentVm::scripted(vm, hello_with(None)))
+        let mut hello = hello_with(None);
+        if let Some(f) = hello.features.as_mut() {
+            f.kcov = true;
+        }
+        Ok(AgentVm::scripted(vm, hello))
     });
-    let c = Campaign::open(vec![env(start)], dir, "fuzz.json", Duration::from_secs(600)).unwrap();
+    let mut c =
+        Campaign::open(vec![env(start)], dir, "fuzz.json", Duration::from_secs(600)).unwrap();
+    c.cover_feedback = feedback;
     c.run(1, &Pairs(Mutex::new(n)), Duration::from_secs(3600));
     let boots = boots.load(Ordering::SeqCst);
     (c, boots)
@@ -270,4 +297,38 @@ fn a_campaign_whose_boots_all_fail_fails() {
     let why = c.infrastructure_failure().expect("a failed campaign");
     assert_eq!(c.state().stats.programs, 0);
     assert!(why.contains("no program"), "{why}");
+}
+
+/// With coverage feedback, a program whose new edges show again in its
+/// re-run joins the corpus for them (its edges beside it), weighted by how
+/// many; the programs after it bring no new edge and are not re-run.
+/// (The first program joins for its new op outcomes, and brings no edge;
+/// the second is the same program, and brings three.) Without feedback
+/// the same edges are counted and nothing is re-run.
+#[test]
+fn new_edges_that_show_again_keep_their_program() {
+    let script = Script {
+        edges: Some((1, vec![11, 12, 13])),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = guided(dir.path(), 3, script.clone(), true);
+    let st = c.state();
+    assert_eq!(st.stats.cover.edges, 3);
+    assert_eq!((st.stats.cover.reruns, st.stats.cover.kept), (1, 1));
+    assert_eq!(st.stats.cover.flaky, 0);
+    assert_eq!(st.weights.last(), Some(&3), "1 + log2(3 + 1)");
+    assert!(st.pending.is_empty());
+    drop(st);
+    let edges_files = std::fs::read_dir(dir.path().join("corpus"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("edges".as_ref()))
+        .count();
+    assert_eq!(edges_files, 1);
+
+    let off = tempfile::tempdir().unwrap();
+    let (c, _) = guided(off.path(), 3, script, false);
+    let st = c.state();
+    assert_eq!(st.stats.cover.edges, 3);
+    assert_eq!((st.stats.cover.reruns, st.stats.cover.kept), (0, 0));
 }

@@ -9,6 +9,7 @@ pub mod exchange;
 pub mod feedback;
 #[cfg(test)]
 mod loop_tests;
+pub mod pending;
 pub mod shrink;
 pub mod slot;
 pub mod stats;

@@ -17,10 +17,6 @@ use cgstorm_workloads::Program;
 /// How many runs one kept program's minimisation may take.
 pub const RUNS: usize = 6;
 
-/// The share of a campaign's time minimisation may take: past it, programs
-/// are kept as they came.
-pub const SHARE: f64 = 0.2;
-
 /// The outcome of [`shrink`].
 #[derive(Debug)]
 pub struct Shrunk {

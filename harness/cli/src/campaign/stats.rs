@@ -178,10 +178,17 @@ pub struct CoverStats {
     /// Runs minimisation took.
     #[serde(default)]
     pub shrink_runs: u64,
-    /// Milliseconds minimisation took (it may take [`super::shrink::SHARE`]
-    /// of the campaign).
+    /// Milliseconds minimisation took (with the re-runs' `confirm_ms`, at
+    /// most [`super::pending::SHARE`] of the campaign).
     #[serde(default)]
     pub shrink_ms: u64,
+    /// Milliseconds the re-runs of programs with new edges took.
+    #[serde(default)]
+    pub confirm_ms: u64,
+    /// Programs with new edges never re-run: the queue was full and they
+    /// had the fewest new edges.
+    #[serde(default)]
+    pub unconfirmed: u64,
     /// `(elapsed s, edges)` every 30 s or so, for the plot.
     pub series: Vec<(u64, u64)>,
     /// Distinct kernel PCs run (basic blocks), per kernel added up.
@@ -337,9 +344,16 @@ impl Stats {
         if c.runs > 0 {
             let _ = writeln!(
                 s,
-                "  coverage     {} edges, {} PCs from {} runs; {} re-runs of programs with new edges kept {}, {} edges did not show again",
-                c.edges, c.pcs, c.runs, c.reruns, c.kept, c.flaky
+                "  coverage     {} edges, {} PCs from {} runs; {} re-runs of programs with new edges ({:.0} s) kept {}, {} edges did not show again",
+                c.edges, c.pcs, c.runs, c.reruns, c.confirm_ms as f64 / 1000.0, c.kept, c.flaky
             );
+            if c.unconfirmed > 0 {
+                let _ = writeln!(
+                    s,
+                    "               {} programs with new edges were never re-run (fewest new edges, while re-runs and minimisation had their share)",
+                    c.unconfirmed
+                );
+            }
             if c.shrink_runs > 0 {
                 let _ = writeln!(
                     s,
