@@ -76,7 +76,22 @@ pub fn size(p: &Program) -> usize {
 pub fn candidates(p: &Program) -> Vec<Candidate> {
     let mut out: Vec<Candidate> = Vec::new();
     let mut push = |program: Program, what: String| out.push(Candidate { program, what });
-    // Whole lanes.
+    lane_cuts(p, &mut push);
+    step_cuts(p, &mut push);
+    chunk_cuts(p, &mut push);
+    repeat_cuts(p, &mut push);
+    let base = size(p);
+    out.retain_mut(|c| {
+        c.program.lanes.retain(|l| ops_in(&l.ops) > 0);
+        !c.program.lanes.is_empty()
+            && size(&c.program) < base
+            && Program::from_yaml("candidate", &c.program.to_yaml()).is_ok()
+    });
+    out
+}
+
+/// Whole lanes, when there are two or more.
+fn lane_cuts(p: &Program, push: &mut impl FnMut(Program, String)) {
     if p.lanes.len() > 1 {
         for li in 0..p.lanes.len() {
             let mut q = p.clone();
@@ -84,7 +99,10 @@ pub fn candidates(p: &Program) -> Vec<Candidate> {
             push(q, format!("drop lane {name}"));
         }
     }
-    // Whole steps (the ops between two barriers, in every lane).
+}
+
+/// Whole steps (the ops between two barriers, in every lane).
+fn step_cuts(p: &Program, push: &mut impl FnMut(Program, String)) {
     let steps = p.lanes.iter().map(|l| segments(l).len()).max().unwrap_or(1);
     if steps > 1 {
         for k in 0..steps {
@@ -99,7 +117,11 @@ pub fn candidates(p: &Program) -> Vec<Candidate> {
             push(q, format!("drop step {k}"));
         }
     }
-    // Chunks of a lane's top-level ops: halves, quarters, ..., single ops.
+}
+
+/// Chunks of a lane's top-level ops: halves, quarters, ..., single ops.
+/// Barriers stay: they belong to every lane's steps.
+fn chunk_cuts(p: &Program, push: &mut impl FnMut(Program, String)) {
     for (li, lane) in p.lanes.iter().enumerate() {
         let n = lane.ops.len();
         let mut chunk = n.div_ceil(2).max(1);
@@ -138,8 +160,11 @@ pub fn candidates(p: &Program) -> Vec<Candidate> {
             chunk = chunk.div_ceil(2);
         }
     }
-    // Repeats: fewer passes, then the body once instead of the loop, then
-    // single body ops.
+}
+
+/// Repeats: fewer passes, then the body once instead of the loop, then
+/// single body ops.
+fn repeat_cuts(p: &Program, push: &mut impl FnMut(Program, String)) {
     for (li, lane) in p.lanes.iter().enumerate() {
         for (i, s) in lane.ops.iter().enumerate() {
             let Op::Repeat(r) = &s.op else { continue };
@@ -182,14 +207,6 @@ pub fn candidates(p: &Program) -> Vec<Candidate> {
             }
         }
     }
-    let base = size(p);
-    out.retain_mut(|c| {
-        c.program.lanes.retain(|l| ops_in(&l.ops) > 0);
-        !c.program.lanes.is_empty()
-            && size(&c.program) < base
-            && Program::from_yaml("candidate", &c.program.to_yaml()).is_ok()
-    });
-    out
 }
 
 #[cfg(test)]

@@ -535,16 +535,35 @@ pub const SEQUENCE_MARK: &str = "cgstorm-program ";
 /// line.
 pub fn generate_sequence(before: &[Program], p: &Program, prov: &Provenance) -> Script {
     let all: Vec<&Program> = before.iter().chain(std::iter::once(p)).collect();
-    let scripts: Vec<Script> = all
-        .iter()
+    let scripts = member_scripts(&all, before.len(), prov);
+    let helper = scripts.iter().any(|s| s.needs_helper);
+    let name = if p.name.is_empty() {
+        "repro".to_string()
+    } else {
+        p.name.clone()
+    };
+    let mut out = sequence_header(&name, &all, prov, helper);
+    out.push_str(SEQUENCE_PRELUDE);
+    out.push_str(BETWEEN);
+    sequence_runs(&mut out, &all, &scripts);
+    Script {
+        text: out,
+        needs_helper: helper,
+    }
+}
+
+/// The reproducer of each of `all` (the `before` programs, then the
+/// finding's), each saying where it came from.
+fn member_scripts(all: &[&Program], before: usize, prov: &Provenance) -> Vec<Script> {
+    all.iter()
         .enumerate()
         .map(|(i, q)| {
-            let source = if i < before.len() {
+            let source = if i < before {
                 format!("{}/before/{i:03}.yaml", prov.source)
             } else {
                 prov.source.clone()
             };
-            let failure = if i < before.len() {
+            let failure = if i < before {
                 vec![format!(
                     "Failure: none by itself; program {} of {} run by the sequence script of {}",
                     i + 1,
@@ -563,12 +582,13 @@ pub fn generate_sequence(before: &[Program], p: &Program, prov: &Provenance) -> 
                 },
             )
         })
-        .collect();
-    let name = if p.name.is_empty() {
-        "repro".to_string()
-    } else {
-        p.name.clone()
-    };
+        .collect()
+}
+
+/// The sequence script's header: what it runs, why, and how to run it.
+fn sequence_header(name: &str, all: &[&Program], prov: &Provenance, helper: bool) -> String {
+    let p = all[all.len() - 1];
+    let before = all.len() - 1;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -592,8 +612,8 @@ pub fn generate_sequence(before: &[Program], p: &Program, prov: &Provenance) -> 
          # between two of them what cgstorm's agent does (controllers off at the\n\
          # v2 root, removed cgroups freed, memory back on cgroup v2), then the\n\
          # finding's program:",
-        before.len(),
-        if before.len() == 1 { "" } else { "s" }
+        before,
+        if before == 1 { "" } else { "s" }
     );
     for (i, q) in all.iter().enumerate() {
         let _ = writeln!(
@@ -601,14 +621,9 @@ pub fn generate_sequence(before: &[Program], p: &Program, prov: &Provenance) -> 
             "#   {}. {}{}",
             i + 1,
             summary(q),
-            if i == before.len() {
-                " (the finding's)"
-            } else {
-                ""
-            }
+            if i == before { " (the finding's)" } else { "" }
         );
     }
-    let helper = scripts.iter().any(|s| s.needs_helper);
     let _ = writeln!(
         out,
         "#\n# How to run: as root, in a freshly booted throwaway VM, with cgroup v2 on\n\
@@ -623,22 +638,27 @@ pub fn generate_sequence(before: &[Program], p: &Program, prov: &Provenance) -> 
             ""
         }
     );
-    let _ = writeln!(
-        out,
-        "\nset -u\nW=${{CGSTORM_WORK:-/tmp/cgstorm-repro}}\n\
-         CG2=${{CGSTORM_CG2:-/sys/fs/cgroup}}\n\
-         SEQ=$W/sequence\nLAST=\n\
-         while [ $# -gt 0 ]; do\n\
-         \tcase $1 in\n\
-         \t--duration) [ $# -ge 2 ] || {{ echo \"usage: sh $0 [--duration D]\" >&2; exit 2; }}; LAST=\"--duration $2\"; shift 2 ;;\n\
-         \t--duration=*) LAST=\"--duration ${{1#--duration=}}\"; shift ;;\n\
-         \t*) echo \"usage: sh $0 [--duration D]\" >&2; exit 2 ;;\n\
-         \tesac\n\
-         done\n\
-         [ \"$(id -u)\" = 0 ] || {{ echo \"cgstorm: run me as root (in a throwaway VM)\" >&2; exit 3; }}\n\
-         case $W in *' '*) echo \"cgstorm: CGSTORM_WORK must not hold spaces\" >&2; exit 3 ;; esac"
-    );
-    out.push_str(BETWEEN);
+    out
+}
+
+/// The sequence script's settings and its argument parsing.
+const SEQUENCE_PRELUDE: &str = "\nset -u\nW=${CGSTORM_WORK:-/tmp/cgstorm-repro}\n\
+     CG2=${CGSTORM_CG2:-/sys/fs/cgroup}\n\
+     SEQ=$W/sequence\nLAST=\n\
+     while [ $# -gt 0 ]; do\n\
+     \tcase $1 in\n\
+     \t--duration) [ $# -ge 2 ] || { echo \"usage: sh $0 [--duration D]\" >&2; exit 2; }; LAST=\"--duration $2\"; shift 2 ;;\n\
+     \t--duration=*) LAST=\"--duration ${1#--duration=}\"; shift ;;\n\
+     \t*) echo \"usage: sh $0 [--duration D]\" >&2; exit 2 ;;\n\
+     \tesac\n\
+     done\n\
+     [ \"$(id -u)\" = 0 ] || { echo \"cgstorm: run me as root (in a throwaway VM)\" >&2; exit 3; }\n\
+     case $W in *' '*) echo \"cgstorm: CGSTORM_WORK must not hold spaces\" >&2; exit 3 ;; esac\n";
+
+/// Each program embedded as a function, then run in order, with what the
+/// agent does between two of them; a program's infrastructure failure
+/// (status 3 or 4) stops the sequence.
+fn sequence_runs(out: &mut String, all: &[&Program], scripts: &[Script]) {
     for (i, s) in scripts.iter().enumerate() {
         let _ = writeln!(
             out,
@@ -677,8 +697,4 @@ pub fn generate_sequence(before: &[Program], p: &Program, prov: &Provenance) -> 
         }
     }
     let _ = writeln!(out, "exit $status");
-    Script {
-        text: out,
-        needs_helper: helper,
-    }
 }

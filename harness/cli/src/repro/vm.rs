@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use cgstorm_proto::proto::{AgentMsg, HostMsg, ShellOrder};
-use cgstorm_vm::{ConsoleEvent, Vm};
+use cgstorm_vm::qemu::QemuVm;
+use cgstorm_vm::{Accel, AgentVm, ConsoleEvent, Vm};
 use cgstorm_workloads::Program;
 
 use super::results::{self, Judgement};
@@ -66,11 +67,45 @@ fn execute(
     script: &Script,
     title: Option<&str>,
 ) -> Result<u8, RunError> {
-    let program = programs.last().expect("at least the program");
     let tmp = tempfile::tempdir().map_err(|e| RunError::Guest(format!("temp dir: {e}")))?;
+    let files = guest_files(script, tmp.path())?;
+    // The machine `cgstorm run` boots by default (and the model's), the
+    // way `run` boots it, with busybox for the script's shell.
+    let machine = MachineOpts::default();
+    let (avm, target) = boot_for_script(args, &machine)?;
+    let duration_ms = finding_duration_ms(args, programs);
+    let order = shell_order(programs, script, files, duration_ms, avm.accel);
+    eprintln!(
+        "cgstorm: agent ready after {:.1} s under {} on {}; running the script ({} ms)",
+        avm.boot_time.as_secs_f64(),
+        avm.accel,
+        avm.hello.kernel_release,
+        duration_ms
+    );
+    let (status, stdout, stderr, reports) = run_script(avm, order)?;
+    let code = verdict(
+        programs, &target, status, &stdout, &stderr, &reports, args.echo,
+    );
+    if let Some(t) = title {
+        let shown = reports.iter().any(|r| r.title == t);
+        println!(
+            "repro: the finding ({t}) {}",
+            if shown {
+                "showed again: the kernel printed it"
+            } else {
+                "did not show in this run (a race may need more runs)"
+            }
+        );
+    }
+    Ok(code)
+}
+
+/// The files the guest gets: the script, and the C helper (built in
+/// `tmp`) when the script needs it.
+fn guest_files(script: &Script, tmp: &Path) -> Result<Vec<(String, Vec<u8>)>, RunError> {
     let mut files = vec![("repro.sh".to_string(), script.text.clone().into_bytes())];
     if script.needs_helper {
-        let bytes = build_helper(tmp.path()).map_err(RunError::Guest)?;
+        let bytes = build_helper(tmp).map_err(RunError::Guest)?;
         files.push(("cgstorm-helper".to_string(), bytes));
     }
     if !Path::new(BUSYBOX).is_file() {
@@ -78,23 +113,29 @@ fn execute(
             "no {BUSYBOX} to put into the guest: apt-get install busybox-static"
         )));
     }
-    // The machine `cgstorm run` boots by default (and the model's), the
-    // way `run` boots it, with busybox for the script's shell.
-    let machine = MachineOpts::default();
+    Ok(files)
+}
+
+/// Boots `machine` on the kernel `args` name, with busybox beside the
+/// agent; the VM and the model's target for that kernel.
+fn boot_for_script(
+    args: &ReproArgs,
+    machine: &MachineOpts,
+) -> Result<(AgentVm<QemuVm>, cgstorm_workloads::model::Target), RunError> {
     let kernel = find_kernel(args.boot.kernel.as_deref())?;
     let plan = BootPlan {
         kernel: &kernel,
         agent: find_agent(args.boot.agent.as_deref())?,
         backend: Backend::Qemu,
         accel: args.boot.accel,
-        machine: &machine,
+        machine,
         echo: args.echo,
         binaries: vec![PathBuf::from(BUSYBOX)],
     };
     eprintln!("cgstorm: booting {} …", kernel.describe());
     crate::run::signal::install();
-    let mut avm = boot_qemu(plan)?;
-    let hello = avm.hello.clone();
+    let avm = boot_qemu(plan)?;
+    let hello = &avm.hello;
     if !hello.missing_devices.is_empty() {
         return Err(RunError::Guest(format!(
             "the guest has no /dev/{}",
@@ -103,7 +144,7 @@ fn execute(
     }
     let mut warnings = Vec::new();
     let target = machine.target(crate::run::kernel_model(
-        &hello,
+        hello,
         &kernel,
         (false, false),
         &mut warnings,
@@ -111,14 +152,31 @@ fn execute(
     for w in &warnings {
         eprintln!("cgstorm: warning: {w}");
     }
-    let duration_ms = args
-        .duration
+    Ok((avm, target))
+}
+
+/// How long the finding's program (the last) runs: `--duration`, or the
+/// program's own, or the default.
+fn finding_duration_ms(args: &ReproArgs, programs: &[Program]) -> u64 {
+    let program = programs.last().expect("at least the program");
+    args.duration
         .or(program.duration)
-        .map_or(DEFAULT_DURATION_MS, |d| d.0);
-    let setup = SETUP_TIME * avm.accel.timeout_scale();
+        .map_or(DEFAULT_DURATION_MS, |d| d.0)
+}
+
+/// The agent's order to run the script, with a time limit that covers
+/// every program of a sequence (each as long as it ran in its campaign)
+/// and their setup, scaled for the accelerator.
+fn shell_order(
+    programs: &[Program],
+    script: &Script,
+    files: Vec<(String, Vec<u8>)>,
+    duration_ms: u64,
+    accel: Accel,
+) -> ShellOrder {
+    let setup = SETUP_TIME * accel.timeout_scale();
     // An op running this long is a hang: `cgstorm run`'s stall limit.
-    let stall_s = crate::run::limits::STALL.as_secs() * u64::from(avm.accel.timeout_scale());
-    // Each program of a sequence runs as long as it ran in its campaign.
+    let stall_s = crate::run::limits::STALL.as_secs() * u64::from(accel.timeout_scale());
     let earlier_ms: u64 = programs[..programs.len() - 1]
         .iter()
         .map(|p| 2 * p.duration.map_or(DEFAULT_DURATION_MS, |d| d.0) + setup.as_millis() as u64)
@@ -129,24 +187,25 @@ fn execute(
     } else {
         ""
     };
-    let order = ShellOrder {
+    ShellOrder {
         script: format!(
             "{helper_env}CGSTORM_TIMES=1 CGSTORM_STALL={stall_s} \
              exec sh ./repro.sh --duration {duration_ms}ms"
         ),
         files,
         timeout_ms,
-    };
-    eprintln!(
-        "cgstorm: agent ready after {:.1} s under {} on {}; running the script ({} ms)",
-        avm.boot_time.as_secs_f64(),
-        avm.accel,
-        hello.kernel_release,
-        duration_ms
-    );
-    // The console is read while the script runs, and to its end after.
+    }
+}
+
+/// Runs the script in the guest, reading the console while it runs and
+/// to its end after; the script's status, stdout and stderr and the
+/// kernel's reports. The VM is shut down (killed if the agent failed).
+fn run_script(
+    mut avm: AgentVm<QemuVm>,
+    order: ShellOrder,
+) -> Result<(i32, String, String, Vec<cgstorm_report::Report>), RunError> {
     let mut watch = ConsoleWatch::new(None);
-    let timeout = Duration::from_millis(timeout_ms) + Duration::from_secs(120);
+    let timeout = Duration::from_millis(order.timeout_ms) + Duration::from_secs(120);
     let done = ask(
         &mut avm.vm,
         Some(&HostMsg::Shell(order)),
@@ -176,21 +235,7 @@ fn execute(
     };
     let _ = avm.shutdown();
     let (reports, _) = watch.finish();
-    let code = verdict(
-        programs, &target, status, &stdout, &stderr, &reports, args.echo,
-    );
-    if let Some(t) = title {
-        let shown = reports.iter().any(|r| r.title == t);
-        println!(
-            "repro: the finding ({t}) {}",
-            if shown {
-                "showed again: the kernel printed it"
-            } else {
-                "did not show in this run (a race may need more runs)"
-            }
-        );
-    }
-    Ok(code)
+    Ok((status, stdout, stderr, reports))
 }
 
 fn verdict(

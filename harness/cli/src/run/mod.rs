@@ -303,36 +303,13 @@ fn hello_warnings(hello: &Hello) -> Vec<String> {
 fn drive<V: Vm>(mut avm: AgentVm<V>, ctx: &Ctx<'_>) -> Result<u8, RunError> {
     let args = ctx.args;
     let hello = avm.hello.clone();
-    if !hello.missing_devices.is_empty() {
-        return Err(RunError::Guest(format!(
-            "the guest has no /dev/{} although the vm was given them; see the kernel's \
-             messages with --echo",
-            hello.missing_devices.join(", /dev/")
-        )));
-    }
-    can_inject_faults(ctx.program, &hello)?;
+    guest_can_run(ctx.program, &hello)?;
     let mut warnings = hello_warnings(&hello);
     let target = ctx
         .machine
         .target(model_kernel(&hello, ctx.kernel, args, &mut warnings)?);
-    let duration = args
-        .duration
-        .or(ctx.program.duration)
-        .map_or(DEFAULT_DURATION, |d| Duration::from_millis(d.0));
-    let limits = Limits::new(
-        avm.accel,
-        ctx.program,
-        duration,
-        args.stall.map(|s| Duration::from_millis(s.0)),
-    );
-    let info = RunInfo {
-        program: args.program.display().to_string(),
-        kernel_release: hello.kernel_release.clone(),
-        accel: avm.accel.to_string(),
-        backend: args.vm.backend.name().into(),
-        boot: avm.boot_time,
-        duration,
-    };
+    let (info, limits) = run_info(ctx, &avm);
+    let duration = info.duration;
     eprintln!(
         "cgstorm: agent ready after {:.1} s under {}; running {} for up to {:.0?}",
         avm.boot_time.as_secs_f64(),
@@ -353,9 +330,9 @@ fn drive<V: Vm>(mut avm: AgentVm<V>, ctx: &Ctx<'_>) -> Result<u8, RunError> {
     );
     warnings.extend(c.warnings.iter().cloned());
     let kept = log.finish(c.verdict != Verdict::Pass)?;
-    let names = OpNames::new(ctx.program);
     let mut result = Ok(c.verdict.exit_code());
     if let Some(path) = &args.json {
+        let names = OpNames::new(ctx.program);
         let report = json::build(&json::Parts {
             info: &info,
             verdict: &c.verdict,
@@ -400,6 +377,44 @@ fn drive<V: Vm>(mut avm: AgentVm<V>, ctx: &Ctx<'_>) -> Result<u8, RunError> {
     }
     drop(avm);
     result
+}
+
+/// Whether the booted guest can run the program: every device the VM
+/// was given is there, and fault injection where the program asks for it.
+fn guest_can_run(program: &Program, hello: &Hello) -> Result<(), RunError> {
+    if !hello.missing_devices.is_empty() {
+        return Err(RunError::Guest(format!(
+            "the guest has no /dev/{} although the vm was given them; see the kernel's \
+             messages with --echo",
+            hello.missing_devices.join(", /dev/")
+        )));
+    }
+    can_inject_faults(program, hello)
+}
+
+/// What the run is (program, kernel, how long its loops run) and its time
+/// limits, from the command line, the program and the booted VM.
+fn run_info<V: Vm>(ctx: &Ctx<'_>, avm: &AgentVm<V>) -> (RunInfo, Limits) {
+    let args = ctx.args;
+    let duration = args
+        .duration
+        .or(ctx.program.duration)
+        .map_or(DEFAULT_DURATION, |d| Duration::from_millis(d.0));
+    let limits = Limits::new(
+        avm.accel,
+        ctx.program,
+        duration,
+        args.stall.map(|s| Duration::from_millis(s.0)),
+    );
+    let info = RunInfo {
+        program: args.program.display().to_string(),
+        kernel_release: avm.hello.kernel_release.clone(),
+        accel: avm.accel.to_string(),
+        backend: args.vm.backend.name().into(),
+        boot: avm.boot_time,
+        duration,
+    };
+    (info, limits)
 }
 
 /// Stores the run's findings in `workdir` (`--workdir`), each said with
