@@ -14,10 +14,10 @@ use cgstorm_workloads::{Millis, Program};
 use serde::Serialize;
 
 use crate::campaign::engine::{Campaign, Pick, Source};
+use crate::campaign::source::{load_programs, FuzzSource, Shard};
 use crate::campaign::stats::Stats;
 use crate::campaign::Env;
 use crate::findings::write_new;
-use crate::fuzz::{default_corpus, load_programs, FuzzSource};
 use crate::vm_args::VmArgs;
 
 /// Arguments of `cgstorm soak`.
@@ -169,7 +169,7 @@ pub fn run(a: &SoakArgs) -> Result<u8> {
     let dir = a
         .scenarios
         .clone()
-        .unwrap_or_else(|| default_corpus().join("scenarios"));
+        .unwrap_or_else(|| crate::data::corpus().join("scenarios"));
     let scenarios = load_programs(std::slice::from_ref(&dir));
     crate::run::signal::install();
     let mut envs = vec![Env::new(&a.vm)?];
@@ -208,8 +208,8 @@ pub fn run(a: &SoakArgs) -> Result<u8> {
             }
         );
         let seeds = load_programs(&[
-            default_corpus().join("semantics"),
-            default_corpus().join("regressions"),
+            crate::data::corpus().join("semantics"),
+            crate::data::corpus().join("regressions"),
         ]);
         st.add_seeds(seeds);
     }
@@ -218,7 +218,7 @@ pub fn run(a: &SoakArgs) -> Result<u8> {
         scenarios,
         fuzz: FuzzSource {
             seed: a.seed,
-            shard: crate::fuzz::Shard::default(),
+            shard: Shard::default(),
             faults_one_in: 0,
         },
         scenario_duration: Duration::from_millis(a.scenario_duration.0),

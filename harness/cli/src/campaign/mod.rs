@@ -12,6 +12,7 @@ mod loop_tests;
 pub mod pending;
 pub mod shrink;
 pub mod slot;
+pub mod source;
 pub mod stats;
 
 use std::path::{Path, PathBuf};
