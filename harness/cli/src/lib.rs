@@ -18,3 +18,4 @@ pub mod machine;
 pub mod markup;
 pub mod run;
 pub mod vm_args;
+pub mod workdirs;

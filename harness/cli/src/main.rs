@@ -20,7 +20,7 @@ mod soak;
 use std::process::ExitCode;
 
 // The engine (the library crate), under the names the commands use.
-use cgstorm::{campaign, check, data, findings, history, machine, markup, run, vm_args};
+use cgstorm::{campaign, check, data, findings, history, machine, markup, run, vm_args, workdirs};
 
 use clap::{Parser, Subcommand};
 

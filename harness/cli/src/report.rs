@@ -393,7 +393,7 @@ mod tests {
             };
             st.cover.series = vec![(0, n), (60, 10 * n)];
             st.save(&d.join("fuzz.json")).unwrap();
-            crate::merge::merge_into(&out, d).unwrap();
+            crate::workdirs::merge_into(&out, d).unwrap();
         }
         let mut campaigns = vec![load(&out)];
         assert!(campaigns[0].stats.is_none());
