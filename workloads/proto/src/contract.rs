@@ -36,6 +36,11 @@ pub const READY_LINE: &str = "cgstorm: agent ready";
 /// quiet to be sure it has read them.
 pub const DONE_LINE: &str = "cgstorm: program done";
 
+/// What the agent prints to the console once the reports of a
+/// [`crate::proto::HostMsg::LeakScan`] are out: the host reads the console
+/// up to it.
+pub const LEAK_SCAN_LINE: &str = "cgstorm: leak scan done";
+
 /// Prefix of every line the agent writes to `/dev/kmsg`.
 pub const KMSG_PREFIX: &str = "cgstorm: ";
 

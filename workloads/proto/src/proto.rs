@@ -12,7 +12,7 @@ pub use cgstorm_workloads::model::{OpEvent, Snapshot};
 pub use cgstorm_workloads::OpId;
 
 /// Version of this protocol; the agent puts it in its hello.
-pub const PROTO_VERSION: u32 = 6;
+pub const PROTO_VERSION: u32 = 7;
 
 /// Largest frame body either side accepts, in bytes.
 pub const MAX_FRAME: u32 = 16 << 20;
@@ -117,6 +117,14 @@ pub enum AgentMsg {
         /// Why they could not be read, if they could not.
         error: Option<String>,
     },
+    /// The scan of [`HostMsg::LeakScan`] is over: how many leaked objects
+    /// it printed, or why it could not scan (a kernel without kmemleak).
+    LeakScanned {
+        /// Objects printed.
+        printed: usize,
+        /// Why there was no scan, if there was none.
+        error: Option<String>,
+    },
     /// The program is over: every lane ended and its tasks were killed.
     Finished {
         /// Why the run stopped early, if it did (a lane's op could not even
@@ -164,6 +172,11 @@ pub enum HostMsg {
     /// Send the kernel's text symbols, as link-time addresses
     /// ([`AgentMsg::Symbols`]): what KCOV's PCs are named by.
     Symbols,
+    /// Scan for leaked kernel memory now (kmemleak), before the VM is
+    /// dropped: what two scans report is printed to the console as the
+    /// kernel's own `BUG: memory leak` reports; answered by
+    /// [`AgentMsg::LeakScanned`].
+    LeakScan,
     /// Say the boot's [`AgentMsg::Hello`] again under this token (in the
     /// place of the boot's, which the program's tasks still check against
     /// the kernel command line), with the uptime now:

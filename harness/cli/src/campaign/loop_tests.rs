@@ -65,7 +65,23 @@ struct Script {
     /// The kernel edges every run from the n-th on shows, when the host
     /// asks for coverage.
     edges: Option<(usize, Vec<u32>)>,
+    /// The kernel has kmemleak, and a scan after these programs prints a
+    /// leaked object.
+    kmemleak: Option<Vec<usize>>,
+    /// Leak scans the host asked for.
+    scans: Arc<AtomicUsize>,
 }
+
+/// A leaked object as the agent prints kmemleak's record to the console.
+const LEAKED: [&str; 7] = [
+    "[    2.000000] BUG: memory leak",
+    "[    2.000001] unreferenced object 0xffff888104a1c400 (size 512):",
+    "[    2.000002]   comm \"cgstorm-agent\", pid 231, jiffies 4294893810",
+    "[    2.000003]   backtrace (crc 5f2c1a3b):",
+    "[    2.000004]     kmalloc_trace_noprof+0x25/0x40",
+    "[    2.000005]     mem_cgroup_css_alloc+0x6a/0x7a0",
+    "[    2.000006]     cgroup_apply_control_enable+0x1f4/0x3b0",
+];
 
 /// A booted guest that runs [`PROGRAM`] as a correct kernel would, and
 /// does what `script` says; `programs` counts the runs over all its VMs.
@@ -118,6 +134,24 @@ fn guest(script: Script, programs: Arc<AtomicUsize>) -> FakeVm {
                         timing: Default::default(),
                     }),
                 ]);
+            }
+            HostMsg::LeakScan => {
+                script.scans.fetch_add(1, Ordering::SeqCst);
+                let leaks = script
+                    .kmemleak
+                    .as_ref()
+                    .is_some_and(|at| at.contains(&current));
+                if leaks {
+                    said.extend(LEAKED.iter().map(|l| Said::Console(l.to_string())));
+                }
+                said.push(Said::Console(format!(
+                    "[    2.100000] {}",
+                    cgstorm_proto::contract::LEAK_SCAN_LINE
+                )));
+                said.push(Said::Agent(AgentMsg::LeakScanned {
+                    printed: usize::from(leaks),
+                    error: None,
+                }));
             }
             HostMsg::Reset => {
                 let leftovers = script
@@ -184,6 +218,7 @@ fn guided(dir: &Path, n: usize, script: Script, feedback: bool) -> (Campaign, us
         let mut hello = hello_with(None);
         if let Some(f) = hello.features.as_mut() {
             f.kcov = true;
+            f.kmemleak = script.kmemleak.is_some();
         }
         Ok(AgentVm::scripted(vm, hello))
     });
@@ -331,4 +366,40 @@ fn new_edges_that_show_again_keep_their_program() {
     let st = c.state();
     assert_eq!(st.stats.cover.edges, 3);
     assert_eq!((st.stats.cover.reruns, st.stats.cover.kept), (0, 0));
+}
+
+/// On a kernel with kmemleak, a VM about to go after a report is scanned
+/// first, and what the scan prints is a finding of the program's, stored
+/// beside the report; a VM that stays is not scanned (the agent's own
+/// scans every 20 resets cover it), nor one without kmemleak.
+#[test]
+fn a_vm_that_goes_is_scanned_for_leaks_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Script {
+        warn_at: vec![1],
+        kmemleak: Some(vec![1]),
+        ..Default::default()
+    };
+    let scans = script.scans.clone();
+    let (c, _) = campaign(dir.path(), 3, script);
+    assert_eq!(scans.load(Ordering::SeqCst), 1, "one VM went");
+    let st = c.state();
+    let titles: Vec<&String> = st.stats.findings.keys().collect();
+    assert_eq!(
+        titles,
+        ["WARNING in evict", "memory leak in mem_cgroup_css_alloc"]
+    );
+    let leak = &st.stats.findings["memory leak in mem_cgroup_css_alloc"];
+    assert!(std::fs::read_to_string(Path::new(&leak.dir).join("program.yaml")).is_ok());
+    drop(st);
+
+    let without = tempfile::tempdir().unwrap();
+    let script = Script {
+        warn_at: vec![1],
+        ..Default::default()
+    };
+    let scans = script.scans.clone();
+    let (c, _) = campaign(without.path(), 3, script);
+    assert_eq!(scans.load(Ordering::SeqCst), 0, "no kmemleak, no scan");
+    assert_eq!(c.state().stats.findings.len(), 1);
 }

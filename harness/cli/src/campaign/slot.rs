@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cgstorm_proto::contract::{LEAK_DIRTY, LEAK_DYING_V1, LEAK_DYING_V2, LEAK_PREFIX};
+use cgstorm_proto::contract::{
+    LEAK_DIRTY, LEAK_DYING_V1, LEAK_DYING_V2, LEAK_PREFIX, LEAK_SCAN_LINE,
+};
 use cgstorm_proto::proto::{AgentMsg, HostMsg};
 use cgstorm_vm::snapshot::Snapshot;
 use cgstorm_vm::Vm;
@@ -297,11 +299,12 @@ impl Slot {
                 return Err(e);
             }
         }
-        let (kcov, release) = {
+        let (kcov, kmemleak, release) = {
             let hello = &self.vm.as_ref().expect("booted above").0.hello;
             crate::run::can_inject_faults(program, hello)?;
             let kcov = hello.features.as_ref().is_some_and(|f| f.kcov);
-            (kcov, hello.kernel_release.clone())
+            let kmemleak = hello.features.as_ref().is_some_and(|f| f.kmemleak);
+            (kcov, kmemleak, hello.kernel_release.clone())
         };
         let cover = self.cover_for(kcov, &release);
         let (b, target) = self.vm.as_mut().expect("booted above");
@@ -319,6 +322,7 @@ impl Slot {
         let mut after = Vec::new();
         let mut reset_time = Duration::ZERO;
         let mut reset_laps = Vec::new();
+        let mut reset_failed = false;
         let alive = !conclusion.outcome.vm_gone;
         let clean_end = matches!(conclusion.outcome.end, End::Finished { error: None });
         if !alive {
@@ -346,7 +350,10 @@ impl Slot {
                     after.extend(leaks(program, &left));
                     dropped = Some(format!("the reset left: {}", left.join("; ")));
                 }
-                Err(e) => dropped = Some(format!("the reset failed: {e}")),
+                Err(e) => {
+                    reset_failed = true;
+                    dropped = Some(format!("the reset failed: {e}"));
+                }
             }
             let (reports, _) = watch.finish();
             if !reports.is_empty() {
@@ -362,6 +369,10 @@ impl Slot {
                 ));
                 dropped.get_or_insert_with(|| "the kernel printed a report".into());
             }
+        }
+        // The VM goes: what its programs leaked would go with it.
+        if kmemleak && dropped.is_some() && alive && clean_end && !reset_failed {
+            after.extend(scan_for_leaks(vm, program, accel));
         }
         let before = if conclusion.findings.is_empty() && after.is_empty() {
             Vec::new()
@@ -482,6 +493,55 @@ fn reset(
         AgentMsg::ResetDone { leftovers, laps } => Ok((leftovers, laps)),
         other => Err(Box::new(other)),
     })
+}
+
+/// On a kernel with kmemleak, before a VM that is about to be dropped
+/// goes (it printed a report, or its reset left something): asks the
+/// agent for a scan now and reads the console up to the scan's end line;
+/// the `memory leak in F` reports it printed (and any other report) as the
+/// program's findings. A scan that fails is said, and finds nothing.
+fn scan_for_leaks(vm: &mut dyn Vm, program: &Program, accel: cgstorm_vm::Accel) -> Vec<Finding> {
+    let mut watch = ConsoleWatch::new(None).waiting_for(LEAK_SCAN_LINE);
+    let answer = ask(
+        vm,
+        Some(&HostMsg::LeakScan),
+        &mut watch,
+        accel.scale(RESET_TIMEOUT),
+        |m| match m {
+            AgentMsg::LeakScanned { printed, error } => Ok((printed, error)),
+            other => Err(Box::new(other)),
+        },
+    );
+    match answer {
+        Ok((printed, None)) => {
+            // The console may lag the agent's answer: read it to the end
+            // line the agent printed after the reports.
+            let deadline = Instant::now() + accel.scale(Duration::from_secs(5));
+            while !watch.marker_seen() && Instant::now() < deadline {
+                match vm.console_line(Duration::from_millis(100)) {
+                    cgstorm_vm::ConsoleEvent::Line(l) => watch.line(&l),
+                    cgstorm_vm::ConsoleEvent::Timeout => {}
+                    cgstorm_vm::ConsoleEvent::Closed => break,
+                }
+            }
+            if printed > 0 && !watch.marker_seen() {
+                eprintln!(
+                    "cgstorm: the leak scan printed {printed} objects, but its end line never came: some may be missing"
+                );
+            }
+        }
+        Ok((_, Some(e))) => eprintln!("cgstorm: no leak scan before the vm goes: {e}"),
+        Err(e) => eprintln!("cgstorm: no leak scan before the vm goes: {e}"),
+    }
+    let (reports, _) = watch.finish();
+    findings(
+        &OpNames::new(program),
+        program.steps(),
+        &ModelCheck::Explained { steps: 0 },
+        &reports,
+        &End::Finished { error: None },
+        accel == cgstorm_vm::Accel::Tcg,
+    )
 }
 
 /// The verdict over a program and its reset.

@@ -19,6 +19,9 @@ pub struct ConsoleWatch {
     log: Option<Box<dyn Write>>,
     log_error: Option<io::Error>,
     agent_fatal: Option<String>,
+    /// A line to look out for ([`ConsoleWatch::waiting_for`]), and whether
+    /// it came.
+    marker: Option<(&'static str, bool)>,
 }
 
 /// What the agent logs to the kernel log before it gives up (it may not
@@ -35,7 +38,20 @@ impl ConsoleWatch {
             log,
             log_error: None,
             agent_fatal: None,
+            marker: None,
         }
+    }
+
+    /// This watch, looking out for a line holding `marker` (an end line
+    /// the agent prints: [`ConsoleWatch::marker_seen`]).
+    pub fn waiting_for(mut self, marker: &'static str) -> ConsoleWatch {
+        self.marker = Some((marker, false));
+        self
+    }
+
+    /// Whether a line holding the marker came.
+    pub fn marker_seen(&self) -> bool {
+        self.marker.is_some_and(|(_, seen)| seen)
     }
 
     /// Takes one console line.
@@ -45,6 +61,9 @@ impl ConsoleWatch {
                 self.log_error.get_or_insert(e);
                 self.log = None;
             }
+        }
+        if let Some((m, seen)) = self.marker.as_mut() {
+            *seen |= line.contains(*m);
         }
         if let Some((_, why)) = line.split_once(AGENT_FATAL) {
             self.agent_fatal = Some(why.trim_end().to_string());

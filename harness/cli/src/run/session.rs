@@ -297,7 +297,8 @@ impl Session<'_> {
                 | AgentMsg::BenchResult { .. }
                 | AgentMsg::ResetDone { .. }
                 | AgentMsg::ShellDone { .. }
-                | AgentMsg::Symbols { .. } => self
+                | AgentMsg::Symbols { .. }
+                | AgentMsg::LeakScanned { .. } => self
                     .warnings
                     .push("the agent sent a message that does not belong in a run".into()),
             }

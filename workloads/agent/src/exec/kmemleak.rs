@@ -39,13 +39,30 @@ pub fn check() -> Option<usize> {
     if !ON.load(Ordering::SeqCst) || !RESETS.fetch_add(1, Ordering::SeqCst).is_multiple_of(EVERY) {
         return None;
     }
+    Some(scan_and_print())
+}
+
+/// The host's [`HostMsg::LeakScan`](cgstorm_agent::proto::HostMsg): a
+/// scan now, whatever the count of resets (the VM is about to go, after a
+/// kernel report, and what its programs leaked would go with it); how many
+/// objects it printed, or why it could not scan.
+pub fn scan_now() -> Result<usize, String> {
+    if !ON.load(Ordering::SeqCst) {
+        return Err("this kernel has no kmemleak (or its setup failed at boot)".into());
+    }
+    Ok(scan_and_print())
+}
+
+/// Scans twice (thrice when the second finds something), prints what the
+/// last two report, and forgets it; how many objects it printed.
+fn scan_and_print() -> usize {
     // An object is reported only once its checksum held still from one
     // scan to the next, so a new one shows in the second scan at the
     // earliest.
     scan();
     let first = scan();
     if first.is_empty() {
-        return Some(0);
+        return 0;
     }
     std::thread::sleep(CONFIRM_AFTER);
     let again = scan();
@@ -58,7 +75,7 @@ pub fn check() -> Option<usize> {
     }
     // Reported once: the next scans look for new ones.
     let _ = std::fs::write(KMEMLEAK, "clear");
-    Some(leaks.len())
+    leaks.len()
 }
 
 /// Scans, and returns the report's records (one per object).

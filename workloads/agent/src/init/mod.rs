@@ -173,6 +173,18 @@ fn wait_for_orders(port: &mut File, mut hello: Hello) -> Result<(), String> {
                 proto::write_frame(port, &AgentMsg::Symbols { text, error })
                     .map_err(|e| format!("send: {e}"))?;
             }
+            Ok(HostMsg::LeakScan) => {
+                let (printed, error) = match crate::exec::kmemleak::scan_now() {
+                    Ok(n) => (n, None),
+                    Err(e) => (0, Some(e)),
+                };
+                crate::init::kmsg::log(
+                    cgstorm_agent::contract::LEAK_SCAN_LINE
+                        .trim_start_matches(cgstorm_agent::contract::KMSG_PREFIX),
+                );
+                proto::write_frame(port, &AgentMsg::LeakScanned { printed, error })
+                    .map_err(|e| format!("send: {e}"))?;
+            }
             Ok(HostMsg::Shell(order)) => {
                 gone_since = None;
                 let done = crate::exec::shell::run(&order);
