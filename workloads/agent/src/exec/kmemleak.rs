@@ -135,6 +135,15 @@ unreferenced object 0xffff888104a1d000 (size 64):
     __kmalloc_noprof+0x1e/0x30
 ";
 
+    /// Without kmemleak set up at boot, the host's scan is refused with
+    /// the reason, and the resets' scans never run (no debugfs is touched).
+    #[test]
+    fn no_scan_without_kmemleak() {
+        let e = scan_now().unwrap_err();
+        assert!(e.contains("no kmemleak"), "{e}");
+        assert_eq!(check(), None);
+    }
+
     #[test]
     fn reports_split_into_one_record_an_object() {
         let r = records(REPORT);
