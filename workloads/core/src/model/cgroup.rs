@@ -34,6 +34,17 @@ fn missing(s: &State, cg: &Cg, ctx: Ctx<'_>) -> Next {
     v
 }
 
+/// A memory controller file that is not there: ENOENT, or ENODEV if
+/// another lane may take it away between the agent's `open` and its read
+/// or write ([`super::code::Racing::memory_files`]).
+fn no_memory_file(s: &State, ctx: Ctx<'_>) -> Next {
+    let mut v = fail(s, ENOENT);
+    if ctx.racing.memory_files {
+        v.push((Outcome::Err(ENODEV), s.clone()));
+    }
+    v
+}
+
 /// Both outcomes when a rule depends on something the model holds as maybe.
 fn either(s: &State, e: Errno, then: Next) -> Next {
     let mut v = fail(s, e);
@@ -291,7 +302,7 @@ pub fn memory_limit(s: &State, op: &Op, a: &CgLimit, ctx: Ctx<'_>) -> Next {
         return missing(s, cg, ctx);
     }
     if !memory_file_exists(s, cg, false, ctx) {
-        return fail(s, ENOENT);
+        return no_memory_file(s, ctx);
     }
     if matches!(op, Op::MemorySwapMax(_)) && !ctx.target.kernel.swap_accounting {
         return fail(s, ENOENT);
@@ -323,7 +334,7 @@ pub fn reclaim(s: &State, a: &Reclaim, ctx: Ctx<'_>) -> Next {
         return either(s, ENOENT, either(s, EAGAIN, ok(s.clone())));
     }
     if !memory_file_exists(s, cg, true, ctx) {
-        return fail(s, ENOENT);
+        return no_memory_file(s, ctx);
     }
     if a.bytes.0 == 0 {
         return ok(s.clone());
@@ -386,8 +397,11 @@ pub fn read(s: &State, a: &CgRead, ctx: Ctx<'_>) -> Next {
     if cg.is_root() && cg.hier == Hier::V2 && a.file == ReadFile::MemoryStat && s.v1_dying {
         return either(s, ENOENT, ok(s.clone()));
     }
+    let memory_file = matches!(a.file, ReadFile::MemoryStat | ReadFile::MemoryCurrent);
     if exists {
         ok(s.clone())
+    } else if cg.hier == Hier::V2 && memory_file {
+        no_memory_file(s, ctx)
     } else {
         fail(s, ENOENT)
     }

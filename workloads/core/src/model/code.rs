@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use crate::names::{Cg, Dev, FilePath, Hier, Name};
 use crate::op::{Op, OpSpec, Times};
 use crate::program::{OpId, Program};
+use crate::words::Ctrl;
 
 /// Repeats with a count up to this are followed exactly.
 pub const EXACT_REPEATS: u32 = 16;
@@ -74,6 +75,14 @@ pub struct Racing {
     /// hierarchy's mount, `v1_umount` finds it busy (`do_umount`: EBUSY),
     /// and the hierarchy stays mounted.
     pub v1_walks: bool,
+    /// Another lane may take the memory controller's files off v2 cgroups:
+    /// `v1_mount` binds memory to v1 (off every v2 cgroup, the root's
+    /// `memory.stat` and `memory.reclaim` too), a `cgroup.subtree_control`
+    /// with `-memory` (or `-io`, which implies memory) takes them off the
+    /// children. A read or write of one that opened it before finds the
+    /// file gone when it reads or writes (kernfs, `kernfs_get_active`:
+    /// ENODEV).
+    pub memory_files: bool,
 }
 
 /// The program as instruction lists: `steps[step][lane]`, plus for each
@@ -117,6 +126,7 @@ impl<'p> Code<'p> {
                 let write_access = others(lanes, write_access);
                 let mounts = others(lanes, mounted_places);
                 let v1: Vec<bool> = lanes.iter().map(|l| walks_v1(l)).collect();
+                let mem: Vec<bool> = lanes.iter().map(|l| removes_memory_files(l)).collect();
                 (0..lanes.len())
                     .map(|i| Racing {
                         rmdirs: rmdirs[i].clone(),
@@ -128,6 +138,7 @@ impl<'p> Code<'p> {
                         write_access: write_access[i].clone(),
                         mounts: mounts[i].clone(),
                         v1_walks: v1.iter().enumerate().any(|(j, w)| j != i && *w),
+                        memory_files: mem.iter().enumerate().any(|(j, m)| j != i && *m),
                     })
                     .collect()
             })
@@ -200,6 +211,19 @@ fn loops(code: &[Instr<'_>]) -> BTreeSet<Dev> {
 fn walks_v1(code: &[Instr<'_>]) -> bool {
     code.iter().any(|i| match i {
         Instr::Op(_, op) => cg_of(op).is_some_and(|c| c.hier == Hier::V1),
+        _ => false,
+    })
+}
+
+/// Whether a lane may take memory controller files off v2 cgroups
+/// ([`Racing::memory_files`]).
+fn removes_memory_files(code: &[Instr<'_>]) -> bool {
+    code.iter().any(|i| match i {
+        Instr::Op(_, Op::V1Mount) => true,
+        Instr::Op(_, Op::SubtreeControl(a)) => a
+            .change
+            .iter()
+            .any(|c| !c.enable && matches!(c.ctrl, Ctrl::Memory | Ctrl::Io)),
         _ => false,
     })
 }

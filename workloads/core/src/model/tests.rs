@@ -928,3 +928,29 @@ fn a_lazy_umount_takes_a_mount_stacked_on_it_meanwhile() {
         .iter()
         .all(|s| s.places.values().map(Vec::len).sum::<usize>() == 1));
 }
+
+/// A write or read of a memory controller file racing another lane's
+/// `v1_mount` (which takes memory's files off every v2 cgroup, the root's
+/// `memory.reclaim` too) may have opened the file before it went and find
+/// it gone when it writes: ENODEV, besides ENOENT (opened after) and the
+/// file's own answers (done before). Without the mount, no ENODEV. Seen on
+/// the 6.12 lockdep kernel (corpus/regressions/memory-file-gone-under-its-write).
+#[test]
+fn a_memory_file_taken_away_by_a_racing_v1_mount_may_be_enodev() {
+    let yaml = |other: &str| {
+        format!(
+            "lanes:\n  - {{name: a, ops: [{{memory.reclaim: {{cg: /, bytes: 4K}}}}, {{read: {{cg: /, file: memory.stat}}}}]}}\n  - {{name: b, ops: [{other}]}}\n"
+        )
+    };
+    let pred = predict(&prog(&yaml("v1_mount")), &Target::default()).unwrap();
+    let reclaim = pred.ops[&OpId { lane: 0, op: 0 }].to_string();
+    for want in ["ok", "EAGAIN", "ENOENT", "ENODEV"] {
+        assert!(reclaim.contains(want), "{want} in {reclaim}");
+    }
+    let read = pred.ops[&OpId { lane: 0, op: 1 }].to_string();
+    assert!(read.contains("ENODEV") && read.contains("ok"), "{read}");
+    let pred = predict(&prog(&yaml("{mkdir: x}")), &Target::default()).unwrap();
+    let reclaim = pred.ops[&OpId { lane: 0, op: 0 }].to_string();
+    assert!(!reclaim.contains("ENODEV"), "{reclaim}");
+    assert!(!reclaim.contains("ENOENT"), "{reclaim}");
+}
