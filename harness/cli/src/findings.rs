@@ -110,10 +110,16 @@ fn copy_new(from: &Path, to: &Path) -> io::Result<()> {
 /// Writes a file through a temporary name and a rename, so readers never see half of it.
 pub fn write_new(path: &Path, data: &[u8]) -> io::Result<()> {
     let tmp = beside(path);
-    let mut f = File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    fs::rename(tmp, path)
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    });
+    if written.is_err() {
+        // A full disk leaves no half-written temporary behind.
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Where `path` is written before it is renamed into place: `NAME.tmp`.
@@ -190,13 +196,34 @@ pub fn write_before(dir: &Path, before: &[String]) -> Result<()> {
 /// Appends a line to a log file (best effort: logs must not stop a campaign).
 pub fn log_line(path: &Path, line: &str) {
     if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
-        let _ = writeln!(f, "{line}");
+        let failed = writeln!(f, "{line}").is_err();
+        // A log the disk had no room for at all is not left empty.
+        if failed && f.metadata().is_ok_and(|m| m.len() == 0) {
+            let _ = fs::remove_file(path);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A write that fails (on a full disk, say) leaves no half-written
+    /// `.tmp` beside the file it was for.
+    #[test]
+    fn a_failed_write_leaves_no_temporary() {
+        let d = tmp("full");
+        let target = d.path().join("sub").join("x.yaml");
+        // The directory is missing: the create fails, nothing is left.
+        assert!(write_new(&target, b"a").is_err());
+        assert!(!beside(&target).exists());
+        // The rename fails (the target is a non-empty directory): the
+        // temporary, fully written, is removed.
+        let blocked = d.path().join("dir");
+        fs::create_dir_all(blocked.join("inside")).unwrap();
+        assert!(write_new(&blocked, b"a").is_err());
+        assert!(!beside(&blocked).exists());
+    }
 
     fn tmp(name: &str) -> tempfile::TempDir {
         tempfile::Builder::new()
