@@ -358,15 +358,7 @@ impl Slot {
             let (reports, _) = watch.finish();
             if !reports.is_empty() {
                 // After the leaks, if any: both are the program's.
-                let names = OpNames::new(program);
-                after.extend(findings(
-                    &names,
-                    program.steps(),
-                    &ModelCheck::Explained { steps: 0 },
-                    &reports,
-                    &End::Finished { error: None },
-                    accel == cgstorm_vm::Accel::Tcg,
-                ));
+                after.extend(after_findings(program, &reports, accel));
                 dropped.get_or_insert_with(|| "the kernel printed a report".into());
             }
         }
@@ -534,11 +526,21 @@ fn scan_for_leaks(vm: &mut dyn Vm, program: &Program, accel: cgstorm_vm::Accel) 
         Err(e) => eprintln!("cgstorm: no leak scan before the vm goes: {e}"),
     }
     let (reports, _) = watch.finish();
+    after_findings(program, &reports, accel)
+}
+
+/// Kernel reports printed after the program's run (in its reset, or in a
+/// leak scan before its VM goes) as the program's findings.
+fn after_findings(
+    program: &Program,
+    reports: &[cgstorm_report::Report],
+    accel: cgstorm_vm::Accel,
+) -> Vec<Finding> {
     findings(
         &OpNames::new(program),
         program.steps(),
         &ModelCheck::Explained { steps: 0 },
-        &reports,
+        reports,
         &End::Finished { error: None },
         accel == cgstorm_vm::Accel::Tcg,
     )
