@@ -24,25 +24,27 @@ const V1_ROOT_FILES: &[&str] = &["release_agent", "sane_behavior"];
 /// Below this limit, tasks in the cgroup may be OOM-killed at any time.
 pub const LOW_LIMIT: u64 = 64 << 20;
 
-/// The cgroup's directory is missing: ENOENT, or ENODEV if another lane may
-/// remove it between the agent's `open` and `write`.
-fn missing(s: &State, cg: &Cg, ctx: Ctx<'_>) -> Next {
+/// A file the op opens is not there: ENOENT, or, when another lane may
+/// remove it between the agent's `open` and its read or write
+/// (`may_go`), ENODEV too (kernfs, `kernfs_get_active` on a removed node).
+fn gone(s: &State, may_go: bool) -> Next {
     let mut v = fail(s, ENOENT);
-    if ctx.racing.rmdirs.contains(cg) {
+    if may_go {
         v.push((Outcome::Err(ENODEV), s.clone()));
     }
     v
 }
 
-/// A memory controller file that is not there: ENOENT, or ENODEV if
-/// another lane may take it away between the agent's `open` and its read
-/// or write ([`super::code::Racing::memory_files`]).
+/// The cgroup's directory is missing: [`gone`], if another lane may remove
+/// it.
+fn missing(s: &State, cg: &Cg, ctx: Ctx<'_>) -> Next {
+    gone(s, ctx.racing.rmdirs.contains(cg))
+}
+
+/// A memory controller file that is not there: [`gone`], if another lane
+/// may take memory's files away ([`super::code::Racing::memory_files`]).
 fn no_memory_file(s: &State, ctx: Ctx<'_>) -> Next {
-    let mut v = fail(s, ENOENT);
-    if ctx.racing.memory_files {
-        v.push((Outcome::Err(ENODEV), s.clone()));
-    }
-    v
+    gone(s, ctx.racing.memory_files)
 }
 
 /// Both outcomes when a rule depends on something the model holds as maybe.
