@@ -105,10 +105,27 @@ impl Qmp {
     pub fn save_state(&mut self, file: &Path, timeout: Duration) -> Result<u64, HostError> {
         let saved = self.migrate(&sh_quoted(file)?, timeout);
         // Resume whatever happened: the VM goes on running programs.
-        let resumed = self.execute("cont", json!({}));
+        let resumed = self.resume(timeout);
         let size = saved?;
         resumed?;
         Ok(size)
+    }
+
+    /// `cont`, once the migration has left the run state `finish-migrate`:
+    /// QEMU says the migration `completed` a moment before its thread moves
+    /// the VM to `postmigrate`, and refuses `cont` in between ("Migration is
+    /// not finalized yet"; CI hit that window once in 22 saves).
+    fn resume(&mut self, timeout: Duration) -> Result<(), HostError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.execute("query-status", json!({}))?;
+            let finishing = s.get("status").and_then(Value::as_str) == Some("finish-migrate");
+            if !finishing || Instant::now() >= deadline {
+                break;
+            }
+            sleep(Duration::from_millis(10));
+        }
+        self.execute("cont", json!({})).map(drop)
     }
 
     fn migrate(&mut self, quoted: &str, timeout: Duration) -> Result<u64, HostError> {
@@ -196,6 +213,8 @@ mod tests {
             r#"{"return": {}}"#,
             r#"{"return": {"status": "active"}}"#,
             r#"{"return": {"status": "completed", "ram": {"total": 4096}}}"#,
+            r#"{"return": {"status": "finish-migrate", "running": false}}"#,
+            r#"{"return": {"status": "postmigrate", "running": false}}"#,
             r#"{"return": {}}"#,
         ]);
         let mut q = Qmp::connect(&dir.path().join("qmp.sock"), Duration::from_secs(5)).unwrap();
@@ -211,7 +230,11 @@ mod tests {
             r#"{"arguments":{"uri":"exec:cat > '/t/state'"},"execute":"migrate"}"#
         );
         assert_eq!(got[2], r#"{"execute":"query-migrate"}"#);
-        assert_eq!(got[4], r#"{"execute":"cont"}"#);
+        // cont waits for the run state to leave finish-migrate.
+        assert_eq!(got[4], r#"{"execute":"query-status"}"#);
+        assert_eq!(got[5], r#"{"execute":"query-status"}"#);
+        assert_eq!(got[6], r#"{"execute":"cont"}"#);
+        assert_eq!(got.len(), 7);
     }
 
     #[test]
@@ -220,6 +243,7 @@ mod tests {
             r#"{"return": {}}"#,
             r#"{"return": {}}"#,
             r#"{"return": {"status": "failed", "error-desc": "disk full"}}"#,
+            r#"{"return": {"status": "running", "running": true}}"#,
             r#"{"return": {}}"#,
         ]);
         let mut q = Qmp::connect(&dir.path().join("qmp.sock"), Duration::from_secs(5)).unwrap();
