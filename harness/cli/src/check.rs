@@ -4,12 +4,13 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use cgstorm_workloads::model::{predict, snapshot, verify, Divergence, State, Target, Trace};
+use cgstorm_workloads::model::{predict, snapshot, verify, Divergence, State, Target};
 use cgstorm_workloads::op::Op;
 use cgstorm_workloads::Program;
 use serde::Serialize;
 
 use crate::kernel_args::KernelArgs;
+use crate::programs::{load, StoredRun};
 
 /// Arguments of `cgstorm check`.
 #[derive(clap::Args, Debug)]
@@ -27,16 +28,6 @@ pub struct CheckArgs {
     /// them; 1: it does not.
     #[arg(long, value_name = "TRACE_JSON")]
     pub trace: Option<PathBuf>,
-}
-
-/// A run's results and the kernel the model judged them for, as a campaign
-/// stores them beside a model divergence (`trace.json`).
-#[derive(Serialize, serde::Deserialize)]
-pub struct StoredRun {
-    /// The kernel, as the boot's probe made it known to the model.
-    pub target: Target,
-    /// The results.
-    pub trace: Trace,
 }
 
 #[derive(Serialize)]
@@ -57,13 +48,6 @@ struct Report {
     barriers: Vec<usize>,
     eventual: Vec<snapshot::Eventual>,
     mismatches: usize,
-}
-
-/// Loads and validates a program file; errors say file:line:column.
-pub fn load(path: &PathBuf) -> Result<Program> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read program {}", path.display()))?;
-    Ok(Program::from_yaml_path(path, &text)?)
 }
 
 /// Runs `check`; returns the exit code (0 fine, 1 an `expect:` disagrees with the model).

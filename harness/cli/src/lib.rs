@@ -3,19 +3,19 @@
 //! in it against the model ([`run`]), the campaign loop that fuzzing and
 //! soaking share ([`campaign`]), the finding directory ([`findings`]), the
 //! programs that ran before a finding and their replay ([`history`]), the
-//! program loader and `cgstorm check` ([`check`]), the VM and kernel
+//! program loader and stored runs ([`programs`]), the VM and kernel
 //! options ([`machine`], [`vm_args`], [`kernel_args`]), the built-in corpus
 //! ([`data`]) and the HTML/XML escaper ([`markup`]). It depends on nothing
 //! of the commands.
 
 pub mod campaign;
-pub mod check;
 pub mod data;
 pub mod findings;
 pub mod history;
 pub mod kernel_args;
 pub mod machine;
 pub mod markup;
+pub mod programs;
 pub mod run;
 pub mod vm_args;
 pub mod workdirs;

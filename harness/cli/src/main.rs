@@ -5,6 +5,7 @@
 //! input, 3 infrastructure failure, the same for every command
 //! ([`run::error::exit_code`]).
 
+mod check;
 mod classify;
 mod cover;
 mod distill;
@@ -20,7 +21,10 @@ mod soak;
 use std::process::ExitCode;
 
 // The engine (the library crate), under the names the commands use.
-use cgstorm::{campaign, check, data, findings, history, machine, markup, run, vm_args, workdirs};
+use cgstorm::{
+    campaign, data, findings, history, kernel_args, machine, markup, programs, run, vm_args,
+    workdirs,
+};
 
 use clap::{Parser, Subcommand};
 

@@ -163,7 +163,7 @@ fn every_kernel_trace_kept_with_a_regression_is_explained() {
 /// explains it, 1 with the op and what the model allows when it does not.
 #[test]
 fn a_stored_trace_is_checked_again_on_the_host() {
-    use cgstorm::check::StoredRun;
+    use cgstorm::programs::StoredRun;
     use cgstorm_workloads::model::{OpEvent, StepTrace, Target, Trace};
     use cgstorm_workloads::{Errno, OpId, Outcome};
 

@@ -847,7 +847,7 @@ impl Campaign {
 /// Writes a run's results and the kernel the model judged them for
 /// (`cgstorm check PROGRAM --trace PATH` checks them again on the host).
 fn write_stored_run(path: &Path, ran: &Ran) -> std::io::Result<()> {
-    let run = crate::check::StoredRun {
+    let run = crate::programs::StoredRun {
         target: ran.target.clone(),
         trace: crate::run::verdict::checked_trace(&ran.conclusion.outcome),
     };

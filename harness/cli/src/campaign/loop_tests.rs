@@ -252,7 +252,7 @@ fn clean_programs_share_one_vm_and_are_counted() {
         &std::fs::read_to_string(slow.join("program.yaml")).unwrap(),
     )
     .unwrap();
-    let run: crate::check::StoredRun =
+    let run: crate::programs::StoredRun =
         serde_json::from_slice(&std::fs::read(slow.join("trace.json")).unwrap()).unwrap();
     assert_eq!(run.trace.steps[0].lanes[0].len(), 2);
     assert_eq!(

@@ -118,7 +118,7 @@ fn make_executable(p: &Path) -> Result<()> {
 /// directory (its program.yaml, description, report and console.log).
 pub fn load(source: &Path) -> Result<(Program, Provenance)> {
     if !source.is_dir() {
-        let p = crate::check::load(&source.to_path_buf())?;
+        let p = crate::programs::load(&source.to_path_buf())?;
         let prov = Provenance {
             source: source.display().to_string(),
             failure: Vec::new(),
@@ -133,7 +133,7 @@ pub fn load(source: &Path) -> Result<(Program, Provenance)> {
             source.display()
         );
     }
-    let p = crate::check::load(&file)?;
+    let p = crate::programs::load(&file)?;
     let read = |n: &str| std::fs::read_to_string(source.join(n)).unwrap_or_default();
     Ok((
         p,

@@ -120,7 +120,7 @@ impl RunArgs {
 }
 
 fn execute(args: &RunArgs) -> Result<u8, RunError> {
-    let program = crate::check::load(&args.program).map_err(RunError::Program)?;
+    let program = crate::programs::load(&args.program).map_err(RunError::Program)?;
     let machine = args.machine();
     machine.vm_spec()?;
     let kernel = launch::find_kernel(args.vm.boot.kernel.as_deref())?;
