@@ -227,6 +227,9 @@ fn render(p: &Program, r: &Report, barriers: &[Vec<State>]) -> String {
             }
         }
     }
+    // What the agent's reset then checks (a violation is a `leak` finding).
+    let inv: Vec<String> = r.eventual.iter().map(|e| format!("{e:?}")).collect();
+    let _ = writeln!(s, "after the program: {}", inv.join(", "));
     if r.mismatches > 0 {
         let _ = writeln!(
             s,

@@ -7,7 +7,10 @@
 //! the next program's false findings. What cannot be undone is reported, and
 //! the host then boots a fresh VM instead. Removed cgroups the kernel does
 //! not free once all of that is undone are leaks (leftovers that start with
-//! `LEAK_PREFIX`): the host files them as findings.
+//! `LEAK_PREFIX`): the host files them as findings. Which invariants are
+//! checked, with which bounds and which holds are legitimate, is the
+//! model's word for this kernel (`model::snapshot::eventual`; see
+//! [`Bounds`]).
 
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
@@ -15,8 +18,11 @@ use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use cgstorm_workloads::model::snapshot::{eventual, Eventual, DYING_WITHIN_MS};
+use cgstorm_workloads::model::Kernel;
 
 use cgstorm_agent::contract::{LEAK_DIRTY, LEAK_DYING_V1, LEAK_DYING_V2};
 use nix::mount::{umount2, MntFlags};
@@ -32,9 +38,62 @@ const BLKFLSBUF: libc::c_ulong = 0x1261;
 /// descriptors, xfs's at 0 with the first AG headers) and the signatures
 /// of both. 1 MiB took up to 1 s a device on the 6.12 debug kernel.
 const WIPE: u64 = 64 << 10;
-/// How long dying cgroups, detaching loop devices and exiting tasks get.
-/// Generous: under TCG freeing a memcg's pages takes a while.
-const SETTLE: Duration = Duration::from_secs(20);
+/// How long the whole reset may wait for what programs left to go (dying
+/// cgroups, detaching loop devices, exiting tasks): the model's bound for
+/// removed cgroups.
+const SETTLE: Duration = Duration::from_millis(DYING_WITHIN_MS);
+
+/// The model's eventual invariants, as the reset checks them: `None` for
+/// one the model does not hold this kernel to (what it would catch is then
+/// a leftover the VM is replaced for, not a leak).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Bounds {
+    /// [`Eventual::NoDirtyAfterSync`].
+    dirty: Option<Duration>,
+    /// [`Eventual::NoDyingDescendants`]: the bound, and how long loop
+    /// devices' idle workers legitimately hold removed cgroups.
+    dying: Option<(Duration, Duration)>,
+    /// [`Eventual::V1MemoryReleased`].
+    v1: Option<Duration>,
+}
+
+impl Bounds {
+    fn of(invariants: &[Eventual]) -> Bounds {
+        let ms = Duration::from_millis;
+        let mut b = Bounds::default();
+        for inv in invariants {
+            // Every invariant has its check here: a new one does not compile
+            // until the reset checks it (or says who does).
+            match *inv {
+                Eventual::NoDirtyAfterSync { within_ms } => b.dirty = Some(ms(within_ms)),
+                Eventual::NoDyingDescendants {
+                    within_ms,
+                    loop_workers_hold_ms,
+                } => b.dying = Some((ms(within_ms), ms(loop_workers_hold_ms))),
+                Eventual::V1MemoryReleased { within_ms } => b.v1 = Some(ms(within_ms)),
+                // The host's console reader reports busy inodes.
+                Eventual::NoBusyInodes => {}
+            }
+        }
+        b
+    }
+
+    /// This kernel's, from its release (as the host's model takes it).
+    fn here() -> Bounds {
+        static B: OnceLock<Bounds> = OnceLock::new();
+        *B.get_or_init(|| {
+            let release = nix::sys::utsname::uname()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // A release the model cannot read was refused by the host before
+            // any program ran; hold such a kernel to every invariant.
+            let kernel = Kernel::from_release(&release)
+                .or_else(|| Kernel::from_release("6.12.0"))
+                .unwrap_or_else(Kernel::debian_6_1);
+            Bounds::of(&eventual(&kernel))
+        })
+    }
+}
 /// How long an unmounted v1 hierarchy gets to go by itself before the reset
 /// mounts it again to release it.
 const ON_ITS_OWN: Duration = Duration::from_secs(1);
@@ -69,6 +128,7 @@ pub fn reset() -> (Vec<String>, Vec<(String, u64)>) {
     if base != u64::MAX && now & !base != 0 {
         left.push(format!("the kernel is tainted ({now:#x}, was {base:#x})"));
     }
+    let bounds = Bounds::here();
     let start = Instant::now();
     let deadline = start + SETTLE;
     let _fast = ExpeditedRcu::on();
@@ -80,7 +140,7 @@ pub fn reset() -> (Vec<String>, Vec<(String, u64)>) {
     let mut since = start;
     unmount_places(&mut left, deadline);
     lap("unmount", &mut since);
-    remove_v1(&mut left, deadline);
+    remove_v1(&mut left, deadline, bounds.v1.is_some());
     lap("v1", &mut since);
     remove_v2(&mut left, deadline);
     lap("v2", &mut since);
@@ -89,15 +149,17 @@ pub fn reset() -> (Vec<String>, Vec<(String, u64)>) {
         remove_loop_devices();
         lap("loops", &mut since);
     }
-    settle_dying(&mut left, deadline, loops);
+    settle_dying(&mut left, deadline, loops, bounds.dying);
     lap("dying", &mut since);
     let slow = blank_devices(&mut left);
     lap("blank", &mut since);
     // Only when everything else came undone: a filesystem still mounted
     // may hold dirty pages of its own.
     if left.is_empty() {
-        nothing_dirty(&mut left);
-        lap("dirty", &mut since);
+        if let Some(within) = bounds.dirty {
+            nothing_dirty(&mut left, within);
+            lap("dirty", &mut since);
+        }
         // Once everything is freed that can be: a report of what was not
         // goes to the console (see `kmemleak`), where the host reads it.
         if super::kmemleak::check().is_some() {
@@ -377,7 +439,7 @@ fn v1_children_freed(deadline: Instant) -> bool {
 /// hierarchy then lives on, unmounted), the reset mounts it again (the same
 /// hierarchy comes back, or a new one once the old is gone), waits, and
 /// unmounts it once more.
-fn remove_v1(left: &mut Vec<String>, deadline: Instant) {
+fn remove_v1(left: &mut Vec<String>, deadline: Instant, checked: bool) {
     if is_mounted(CG1) {
         kill_members(Path::new(CG1));
         if !remove_cgroups(Path::new(CG1), left, deadline) {
@@ -428,7 +490,7 @@ fn remove_v1(left: &mut Vec<String>, deadline: Instant) {
             ));
             if let Err(e) = remount_and_release(deadline) {
                 crate::init::kmsg::log(&format!("reset: {e}"));
-                if e == V1_NOT_FREED {
+                if e == V1_NOT_FREED && checked {
                     let (h, n) = memory_line().unwrap_or_default();
                     left.push(format!(
                         "{LEAK_DYING_V1}: hierarchy {h} with {n} cgroups outlived its unmount"
@@ -573,12 +635,21 @@ fn dying() -> u64 {
 
 /// Waits for removed cgroups to be freed: a dying memcg still pins memory
 /// to v2, which a following `v1_mount` would see as EBUSY.
-fn settle_dying(left: &mut Vec<String>, deadline: Instant, loops: bool) {
+fn settle_dying(
+    left: &mut Vec<String>,
+    deadline: Instant,
+    loops: bool,
+    bound: Option<(Duration, Duration)>,
+) {
     // After loop devices, removed cgroups their idle workers hold stay for
     // a minute: waiting the whole SETTLE for them cost a lockdep-kernel
     // campaign a fifth of its time (20 of 1,431 programs, 20 s each). The
     // VM is replaced after a short wait instead.
     let start = Instant::now();
+    let deadline = match bound {
+        Some((within, _)) => deadline.min(start + within),
+        None => deadline,
+    };
     let until = if loops {
         deadline.min(start + LOOP_SETTLE)
     } else {
@@ -587,21 +658,32 @@ fn settle_dying(left: &mut Vec<String>, deadline: Instant, loops: bool) {
     if freed_while_dropping(until, || dying() == 0) {
         return;
     }
+    let Some((within, loop_hold)) = bound else {
+        // Not an invariant of this kernel (it keeps dying cgwbs): the VM is
+        // replaced, nothing is filed.
+        left.push(format!(
+            "{} removed cgroups are still dying after {:.1} s (this kernel does not \
+             release dying cgwbs: not a leak the model holds it to)",
+            dying(),
+            start.elapsed().as_secs_f64()
+        ));
+        return;
+    };
     if loops {
-        // Explained, not a leak: the VM is replaced instead of waiting.
+        // Legitimate, the model says: the VM is replaced instead of waiting.
         left.push(format!(
             "{} removed cgroups are still dying after {:.1} s, held by the idle workers of \
              the loop devices the program used (they go after {} s)",
             dying(),
             start.elapsed().as_secs_f64(),
-            LOOP_WORKER_IDLE.as_secs()
+            loop_hold.as_secs()
         ));
         return;
     }
     left.push(format!(
         "{LEAK_DYING_V2}: {} after {} s",
         dying(),
-        SETTLE.as_secs()
+        within.as_secs()
     ));
 }
 
@@ -732,7 +814,8 @@ const LOOP_CTL_REMOVE: libc::c_ulong = 0x4C81;
 /// as it needs them: LOOP_CTL_GET_FREE). Deleting one frees its idle I/O
 /// workers at once (`lo_free_disk`, drivers/block/loop.c), and with them the
 /// blkcg css each holds of the cgroup whose I/O it served; merely detached,
-/// they keep removed cgroups dying for [`LOOP_WORKER_IDLE`], which cost a
+/// they keep removed cgroups dying for as long as they idle (6.12's
+/// `LOOP_IDLE_WORKER_TIMEOUT`, 60 s: the model's legitimate hold), which cost a
 /// 10-minute Debian campaign 11 VM restarts after 3 s waits each (5.5 % of
 /// its time). Best effort: a device still open stays (EBUSY), and the wait
 /// in [`settle_dying`] then decides.
@@ -749,14 +832,6 @@ fn remove_loop_devices() {
         unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_REMOVE, n) };
     }
 }
-
-/// How long a loop device's idle I/O worker lives (6.12's
-/// `LOOP_IDLE_WORKER_TIMEOUT`, a deferrable timer): each worker holds the
-/// blkcg css of the cgroup whose I/O it served, so a removed cgroup that
-/// did I/O to a loop device stays dying that long, detached or not (only
-/// `lo_free_disk`, not `__loop_clr_fd`, frees the workers early: see
-/// [`remove_loop_devices`]).
-const LOOP_WORKER_IDLE: Duration = Duration::from_secs(60);
 
 /// Zeroes the start and the end of every device a program may have written
 /// (the others are as blank as they were), so no filesystem is found on it
@@ -800,11 +875,6 @@ fn blank_devices(left: &mut Vec<String>) -> Vec<String> {
     slow
 }
 
-/// How long dirty or writeback pages may stay accounted after the reset
-/// (sync, then the per-CPU counters folded every 20 ms) before they are a
-/// leak.
-const DIRTY_SETTLE: Duration = Duration::from_secs(3);
-
 /// `(Dirty, Writeback)` in kB from /proc/meminfo, after folding the per-CPU
 /// counter deltas into the global ones (`/proc/sys/vm/stat_refresh`; without
 /// it, the kernel folds them every second).
@@ -834,13 +904,13 @@ fn dirty_kb_of(text: &str) -> Option<(u64, u64)> {
 /// theirs. Pages still counted then are a leak in the accounting (a page
 /// whose dirty or writeback state was never cleared, a counter that was not
 /// decremented).
-fn nothing_dirty(left: &mut Vec<String>) {
+fn nothing_dirty(left: &mut Vec<String>, within: Duration) {
     let Some(first) = dirty_kb() else { return };
     if first == (0, 0) {
         return;
     }
     nix::unistd::sync();
-    let end = Instant::now() + DIRTY_SETTLE;
+    let end = Instant::now() + within;
     let mut now = first;
     while Instant::now() < end {
         std::thread::sleep(Duration::from_millis(20));
@@ -854,7 +924,7 @@ fn nothing_dirty(left: &mut Vec<String>) {
         "{LEAK_DIRTY}: Dirty {} kB, Writeback {} kB {} s after sync (at the end of the reset: Dirty {} kB, Writeback {} kB)",
         now.0,
         now.1,
-        DIRTY_SETTLE.as_secs(),
+        within.as_secs(),
         first.0,
         first.1
     ));
@@ -866,6 +936,22 @@ const SLOW_DEVICE: Duration = Duration::from_millis(50);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reset_checks_the_models_invariants_with_its_bounds() {
+        let new = Bounds::of(&eventual(&Kernel::from_release("6.12.117").unwrap()));
+        assert_eq!(new.dirty, Some(Duration::from_secs(3)));
+        assert_eq!(
+            new.dying,
+            Some((Duration::from_secs(20), Duration::from_secs(60)))
+        );
+        assert_eq!(new.v1, Some(SETTLE));
+        // A kernel that keeps dying cgwbs is not held to their release.
+        let old = Bounds::of(&eventual(&Kernel::from_release("5.10.0").unwrap()));
+        assert_eq!(old.dying, None);
+        assert!(old.dirty.is_some() && old.v1.is_some());
+        assert_eq!(Bounds::of(&[]), Bounds::default());
+    }
 
     #[test]
     fn mountinfo_escapes_are_undone() {
