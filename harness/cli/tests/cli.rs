@@ -214,3 +214,33 @@ fn a_stored_trace_is_checked_again_on_the_host() {
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a stored run"));
 }
+
+/// `repro --run` takes the VM options of `cgstorm run` (it once ignored
+/// --memory, --cpus, --append, --no-memcg-v1 and --no-dax) and refuses,
+/// before it boots anything, a backend it cannot use.
+#[test]
+fn repro_takes_the_vm_options_and_refuses_vng() {
+    let program = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../corpus/semantics/tasks.yaml"
+    );
+    let out = cgstorm(&[
+        "repro",
+        program,
+        "--sh",
+        "--run",
+        "--backend",
+        "vng",
+        "--memory",
+        "1G",
+        "--cpus",
+        "1",
+        "--no-memcg-v1",
+        "--no-dax",
+        "--append",
+        "quiet",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("repro --run boots QEMU only"), "{err}");
+}

@@ -22,7 +22,7 @@ use cgstorm_workloads::{Millis, Program};
 
 pub use script::{generate, generate_sequence, Provenance};
 
-use crate::vm_args::BootArgs;
+use crate::vm_args::VmArgs;
 
 /// Arguments of `cgstorm repro`.
 #[derive(clap::Args, Debug)]
@@ -39,9 +39,10 @@ pub struct ReproArgs {
     /// judge its results with the model.
     #[arg(long)]
     pub run: bool,
-    // The kernel, the accelerator and the agent of `--run`.
+    // The kernel, accelerator, agent and machine of `--run` (QEMU only:
+    // the script needs busybox in cgstorm's initramfs).
     #[command(flatten, next_help_heading = "With --run")]
-    pub boot: BootArgs,
+    pub vm: VmArgs,
     /// How long `repeat: {for: run}` blocks run (default: the program's
     /// `duration`, else 10s).
     #[arg(long, help_heading = "With --run")]

@@ -67,11 +67,18 @@ fn execute(
     script: &Script,
     title: Option<&str>,
 ) -> Result<u8, RunError> {
+    if args.vm.backend != Backend::Qemu {
+        return Err(RunError::Options(
+            "repro --run boots QEMU only (the script needs busybox in cgstorm's initramfs): \
+             leave out --backend, or run the written script in a virtme-ng guest yourself"
+                .into(),
+        ));
+    }
     let tmp = tempfile::tempdir().map_err(|e| RunError::Guest(format!("temp dir: {e}")))?;
     let files = guest_files(script, tmp.path())?;
-    // The machine `cgstorm run` boots by default (and the model's), the
-    // way `run` boots it, with busybox for the script's shell.
-    let machine = MachineOpts::default();
+    // The machine `cgstorm run` boots with the same options (and the
+    // model's), the way `run` boots it, with busybox for the script's shell.
+    let machine = args.vm.machine();
     let (avm, target) = boot_for_script(args, &machine)?;
     let duration_ms = finding_duration_ms(args, programs);
     let order = shell_order(programs, script, files, duration_ms, avm.accel);
@@ -122,12 +129,12 @@ fn boot_for_script(
     args: &ReproArgs,
     machine: &MachineOpts,
 ) -> Result<(AgentVm<QemuVm>, cgstorm_workloads::model::Target), RunError> {
-    let kernel = find_kernel(args.boot.kernel.as_deref())?;
+    let kernel = find_kernel(args.vm.boot.kernel.as_deref())?;
     let plan = BootPlan {
         kernel: &kernel,
-        agent: find_agent(args.boot.agent.as_deref())?,
+        agent: find_agent(args.vm.boot.agent.as_deref())?,
         backend: Backend::Qemu,
-        accel: args.boot.accel,
+        accel: args.vm.boot.accel,
         machine,
         echo: args.echo,
         binaries: vec![PathBuf::from(BUSYBOX)],
@@ -146,7 +153,7 @@ fn boot_for_script(
     let target = machine.target(crate::run::kernel_model(
         hello,
         &kernel,
-        (false, false),
+        args.vm.switches(),
         &mut warnings,
     )?);
     for w in &warnings {
