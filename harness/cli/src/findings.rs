@@ -193,6 +193,21 @@ pub fn write_before(dir: &Path, before: &[String]) -> Result<()> {
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), dir.display()))
 }
 
+/// A finding directory `cgstorm replay` and `cgstorm minimize` take, made
+/// of a shrunk finding: its program, its title (`description`) and the
+/// programs before it, each file written whole.
+pub fn write_shrunk(dir: &Path, program_yaml: &str, title: &str, before: &[String]) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (name, text) in [
+        ("program.yaml", program_yaml.to_string()),
+        ("description", format!("{title}\n")),
+    ] {
+        let f = dir.join(name);
+        write_new(&f, text.as_bytes()).with_context(|| format!("cannot write {}", f.display()))?;
+    }
+    write_before(&dir.join("before"), before)
+}
+
 /// Appends a line to a log file (best effort: logs must not stop a campaign).
 pub fn log_line(path: &Path, line: &str) {
     if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
@@ -384,5 +399,27 @@ mod tests {
         write_before(&dir.path().join("before"), &yaml[..3]).unwrap();
         assert_eq!(load_before(dir.path()).unwrap().len(), 3);
         assert!(!dir.path().join("before.tmp").exists());
+    }
+
+    #[test]
+    fn a_shrunk_finding_is_a_directory_replay_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Program::from_yaml(
+            "p.yaml",
+            "lanes:\n  - name: a\n    ops:\n      - mkdir: a\n",
+        )
+        .unwrap();
+        let d = dir.path().join("shrunk");
+        write_shrunk(&d, &p.to_yaml(), "WARNING in f", &[p.to_yaml()]).unwrap();
+        let (got, title, _) = load(&d).unwrap();
+        assert_eq!(got.to_yaml(), p.to_yaml());
+        assert_eq!(title.as_deref(), Some("WARNING in f"));
+        assert_eq!(load_before(&d).unwrap().len(), 1);
+        let left: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "temporaries left: {left:?}");
     }
 }

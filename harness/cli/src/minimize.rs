@@ -16,7 +16,7 @@ use cgstorm_workloads::{Millis, Op, Program};
 
 use crate::campaign::slot::Slot;
 use crate::campaign::Env;
-use crate::findings::{load, load_before, write_before};
+use crate::findings::{load, load_before};
 use crate::history::{reduce_before, Sequence, VmSequence};
 use crate::run::error::chain;
 use crate::run::verdict::same_finding;
@@ -250,7 +250,7 @@ pub fn run(a: &MinimizeArgs) -> Result<u8> {
         "Minimised by cgstorm minimize: shows `{title}` in {hits}/{} runs.\n{}",
         a.final_runs, small.description
     );
-    std::fs::write(&out, small.to_yaml())
+    crate::findings::write_new(&out, small.to_yaml().as_bytes())
         .with_context(|| format!("cannot write {}", out.display()))?;
     let _ = std::fs::remove_file(&console);
     if !t.before.is_empty() {
@@ -388,13 +388,8 @@ fn shrink_before(
 /// minimize` take: the program, its title and the programs before it.
 fn write_with_before(out: &Path, small: &Program, title: &str, before: &[Program]) -> Result<()> {
     let dir = out.with_extension("");
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::write(dir.join("program.yaml"), small.to_yaml())
-        .with_context(|| format!("cannot write {}", dir.display()))?;
-    std::fs::write(dir.join("description"), format!("{title}\n"))
-        .with_context(|| format!("cannot write {}", dir.display()))?;
     let before: Vec<String> = before.iter().map(Program::to_yaml).collect();
-    write_before(&dir.join("before"), &before)?;
+    crate::findings::write_shrunk(&dir, &small.to_yaml(), title, &before)?;
     println!(
         "it needs {} program(s) run before it in the same VM: {} (replay: cgstorm replay {})",
         before.len(),
