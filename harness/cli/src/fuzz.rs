@@ -182,15 +182,13 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
     let text = st.stats.text("fuzz");
     print!("{text}");
     let _ = write_new(&a.workdir.join("fuzz-summary.txt"), text.as_bytes());
-    let suite = if a.shard.count > 1 {
-        format!("cgstorm fuzz shard {}/{}", a.shard.index, a.shard.count)
-    } else {
-        "cgstorm fuzz".to_string()
-    };
     let _ = write_new(
         &a.workdir.join("fuzz.junit.xml"),
-        st.stats.junit(&suite).as_bytes(),
+        st.stats.junit(&a.shard.suite("cgstorm fuzz")).as_bytes(),
     );
+    // KTAP as soak writes it: `not ok` for a part with a new finding or one
+    // that tested nothing.
+    let _ = write_new(&a.workdir.join("fuzz.ktap"), st.stats.ktap().as_bytes());
     let new = st.stats.findings.values().any(|f| f.new && !f.known);
     drop(st);
     if let Some(why) = campaign.infrastructure_failure() {

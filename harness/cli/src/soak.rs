@@ -49,6 +49,12 @@ pub struct SoakArgs {
     /// VMs side by side.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
+    /// Soak as shard I of N of a fleet (0-based: `--shard 0/4`): the fuzz
+    /// slices take shard I of the seed's programs, and the rotation starts
+    /// at scenario I, so the shards' nights differ. Each shard needs its own
+    /// workdir.
+    #[arg(long, default_value = "0/1")]
+    pub shard: Shard,
     /// Print a progress line this often.
     #[arg(long, default_value = "60s")]
     pub progress: Millis,
@@ -79,6 +85,21 @@ pub fn rotation(scenarios: usize, kernels: usize) -> Vec<(Step, usize)> {
         }
     }
     out
+}
+
+/// `steps` started at shard `index`'s scenario (each scenario's step is
+/// followed by a fuzz slice, so a shard starts `2 index` steps in): every
+/// shard walks the whole rotation, from its own place in it.
+pub fn started_at(
+    mut steps: Vec<(Step, usize)>,
+    shard: Shard,
+    scenarios: usize,
+) -> Vec<(Step, usize)> {
+    if scenarios > 0 && !steps.is_empty() {
+        let at = (2 * (shard.index as usize % scenarios)) % steps.len();
+        steps.rotate_left(at);
+    }
+    steps
 }
 
 /// The soak's program source: walks the rotation; the cursor lives in the
@@ -141,13 +162,18 @@ struct Summary<'a> {
 }
 
 /// Writes the three summaries into the workdir; returns the text one.
-pub fn write_summaries(workdir: &Path, stats: &Stats, complete: bool) -> std::io::Result<String> {
+pub fn write_summaries(
+    workdir: &Path,
+    stats: &Stats,
+    complete: bool,
+    shard: Shard,
+) -> std::io::Result<String> {
     let text = stats.text("soak");
     write_new(&workdir.join("soak-summary.txt"), text.as_bytes())?;
     write_new(&workdir.join("soak.ktap"), stats.ktap().as_bytes())?;
     write_new(
         &workdir.join("soak.junit.xml"),
-        stats.junit("cgstorm soak").as_bytes(),
+        stats.junit(&shard.suite("cgstorm soak")).as_bytes(),
     )?;
     let json = serde_json::to_vec_pretty(&Summary {
         stats,
@@ -214,11 +240,11 @@ pub fn run(a: &SoakArgs) -> Result<u8> {
         st.add_seeds(seeds);
     }
     let source = SoakSource {
-        steps: rotation(scenarios.len(), kernels),
+        steps: started_at(rotation(scenarios.len(), kernels), a.shard, scenarios.len()),
         scenarios,
         fuzz: FuzzSource {
             seed: a.seed,
-            shard: Shard::default(),
+            shard: a.shard,
             faults_one_in: 0,
         },
         scenario_duration: Duration::from_millis(a.scenario_duration.0),
@@ -228,7 +254,7 @@ pub fn run(a: &SoakArgs) -> Result<u8> {
     campaign.run(a.jobs, &source, Duration::from_millis(a.progress.0));
     let complete = !crate::run::signal::interrupted();
     let st = campaign.state();
-    let text = write_summaries(&a.workdir, &st.stats, complete)
+    let text = write_summaries(&a.workdir, &st.stats, complete, a.shard)
         .with_context(|| format!("cannot write the summaries into {}", a.workdir.display()))?;
     print!("{text}");
     eprintln!(
@@ -247,6 +273,34 @@ pub fn run(a: &SoakArgs) -> Result<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn soak_shards_start_at_their_own_scenario_and_walk_the_whole_rotation() {
+        let all = rotation(3, 1);
+        let shard = |index| Shard { index, count: 4 };
+        let first: Vec<Step> = (0..4)
+            .map(|i| started_at(all.clone(), shard(i), 3)[0].0.clone())
+            .collect();
+        assert_eq!(
+            first,
+            [
+                Step::Scenario(0),
+                Step::Scenario(1),
+                Step::Scenario(2),
+                Step::Scenario(0)
+            ]
+        );
+        for i in 0..4 {
+            let mut got = started_at(all.clone(), shard(i), 3);
+            got.sort_by_key(|(s, k)| (format!("{s:?}"), *k));
+            let mut want = all.clone();
+            want.sort_by_key(|(s, k)| (format!("{s:?}"), *k));
+            assert_eq!(got, want, "shard {i} walks every step once");
+        }
+        assert_eq!(started_at(rotation(0, 1), shard(2), 0), rotation(0, 1));
+        assert_eq!(Shard::default().suite("cgstorm soak"), "cgstorm soak");
+        assert_eq!(shard(1).suite("cgstorm soak"), "cgstorm soak shard 1/4");
+    }
 
     #[test]
     fn the_rotation_alternates_scenarios_and_fuzzing_per_kernel() {
@@ -283,7 +337,7 @@ mod tests {
                 errors: 0,
             },
         );
-        let text = write_summaries(dir.path(), &s, false).unwrap();
+        let text = write_summaries(dir.path(), &s, false, Shard::default()).unwrap();
         assert!(text.contains("programs     4 (0.50/s)"), "{text}");
         let json: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.path().join("soak-summary.json")).unwrap())

@@ -125,6 +125,16 @@ impl Shard {
         n.saturating_mul(self.count).saturating_add(self.index)
     }
 
+    /// A summary's suite name for `command` (`cgstorm fuzz`): the shard is
+    /// named when there are several (`cgstorm fuzz shard 1/4`).
+    pub fn suite(self, command: &str) -> String {
+        if self.count > 1 {
+            format!("{command} shard {}/{}", self.index, self.count)
+        } else {
+            command.to_string()
+        }
+    }
+
     /// The shard's `n`-th program: its number in the seed's stream, and
     /// whether it is a mutation. Every other program of a shard mutates,
     /// by the shard's own count, not the stream's: by the stream's, of two
