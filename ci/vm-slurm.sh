@@ -48,6 +48,7 @@ start=$(date +%s)
 read -r array merge < <(deploy/slurm/night.sh "$work/night" 2 60s --kernel "$kernel" --accel tcg)
 echo "vm-slurm: array $array, merge $merge"
 fail=0
+titles() { for d in "$@"; do [[ -d $d/findings ]] && cat "$d"/findings/*/description 2>/dev/null; done | sort -u; }
 programs() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["programs"])' "$1" 2>/dev/null || echo 0; }
 
 # Requeue shard 0 in the middle of its campaign.
@@ -60,6 +61,7 @@ before=$(programs "$state0")
 if [[ $before -lt 5 ]]; then
     echo "FAIL: shard 0 ran no programs in 300 s"; sed 's/^/    /' "$work/night/logs/shard-0.log" | tail -20; exit 1
 fi
+found_at_requeue=$(titles "$work/night/shard-0")
 scontrol requeue "${array}_0" || { echo "FAIL: scontrol requeue ${array}_0"; exit 1; }
 echo "vm-slurm: requeued shard 0 after $before programs"
 
@@ -78,7 +80,17 @@ after=$(programs "$state0")
 if [[ $after -le $before ]]; then
     echo "FAIL: shard 0 did not resume: $after programs at the end, $before at the requeue"; fail=1
 fi
-titles() { for d in "$@"; do [[ -d $d/findings ]] && cat "$d"/findings/*/description 2>/dev/null; done | sort -u; }
+# No finding shard 0 had stored when it was requeued is lost.
+if [[ -n $found_at_requeue ]]; then
+    lost=$(comm -23 <(echo "$found_at_requeue") <(titles "$work/night/shard-0"))
+    if [[ -n $lost ]]; then
+        echo "FAIL: shard 0 lost findings across its requeue:"; echo "$lost" | sed 's/^/    /'; fail=1
+    else
+        echo "vm-slurm: shard 0 kept its $(echo "$found_at_requeue" | grep -c .) finding(s) across its requeue"
+    fi
+else
+    echo "vm-slurm: shard 0 had stored no finding when it was requeued (nothing to lose: not checked)"
+fi
 shard_titles=$(titles "$work"/night/shard-*)
 merged_titles=$(titles "$work/night/merged")
 if [[ $shard_titles != "$merged_titles" ]]; then
