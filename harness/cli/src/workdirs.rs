@@ -6,7 +6,8 @@
 //! a finding new to OUT is copied whole (console log, `before/`, triage); one
 //! OUT has already gets the other's sightings (`seen` lines, the union), its
 //! count becomes the number of distinct sightings, and a console log that
-//! differs is kept beside the first as `console-<hash>.log`. The corpus is
+//! differs is kept beside the first as `console-<hash>.log`, programs before
+//! it that differ as `before-<hash>/`. The corpus is
 //! merged by content (its files are named by a hash of it). Merging a
 //! workdir twice changes nothing.
 
@@ -189,7 +190,33 @@ fn add_sightings(to: &Path, from: &Path) -> io::Result<bool> {
             changed = true;
         }
     }
+    // Another shard's programs before the same finding are another way to
+    // it: kept beside the first as `before-<hash>/` (replay runs `before/`;
+    // `cgstorm replay` of a copy with it renamed runs this one).
+    let src = from.join("before");
+    if src.is_dir() && to.join("before").is_dir() {
+        let theirs = tree_hash(&src)?;
+        let other = to.join(format!("before-{theirs}"));
+        if theirs != tree_hash(&to.join("before"))? && !other.exists() {
+            copy_dir(&src, &other)?;
+            changed = true;
+        }
+    }
     Ok(changed)
+}
+
+/// A hash of a directory's files, names and contents, in name order.
+fn tree_hash(dir: &Path) -> io::Result<String> {
+    let mut names: Vec<PathBuf> = fs::read_dir(dir)?.flatten().map(|e| e.path()).collect();
+    names.sort();
+    let mut all = Vec::new();
+    for p in names.iter().filter(|p| p.is_file()) {
+        all.extend_from_slice(p.file_name().unwrap_or_default().as_encoded_bytes());
+        all.push(0);
+        all.extend(fs::read(p)?);
+        all.push(0);
+    }
+    Ok(crate::findings::fnv_hex(&all))
 }
 
 /// Copies a file or a directory tree.
@@ -339,6 +366,53 @@ mod tests {
             .unwrap()
             .to_string_lossy()
             .starts_with("a-"));
+    }
+
+    /// The same finding after different programs in two shards: both
+    /// sequences are kept; merging again changes nothing.
+    #[test]
+    fn every_shards_programs_before_a_finding_are_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b, out) = (t.path().join("a"), t.path().join("b"), t.path().join("out"));
+        for (w, prog) in [(&a, "x"), (&b, "y")] {
+            finding(w, "WARNING in f", &[&format!("1 fuzz {prog} on k")], "log");
+            let before = w
+                .join("findings")
+                .join(title_hash("WARNING in f"))
+                .join("before");
+            fs::create_dir_all(&before).unwrap();
+            fs::write(before.join("000.yaml"), prog).unwrap();
+        }
+        merge_into(&out, &a).unwrap();
+        merge_into(&out, &b).unwrap();
+        let f = out.join("findings").join(title_hash("WARNING in f"));
+        assert_eq!(read(f.join("before/000.yaml")), "x");
+        let others: Vec<PathBuf> = fs::read_dir(&f)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("before-")
+            })
+            .collect();
+        assert_eq!(others.len(), 1, "{others:?}");
+        assert_eq!(read(others[0].join("000.yaml")), "y");
+        let names = |d: &Path| {
+            let mut v: Vec<_> = fs::read_dir(d)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            v.sort();
+            v
+        };
+        let once = names(&f);
+        merge_into(&out, &b).unwrap();
+        merge_into(&out, &a).unwrap();
+        assert_eq!(names(&f), once, "merging again changed the finding");
     }
 
     #[test]
