@@ -90,20 +90,21 @@ impl Sequence for VmSequence<'_> {
     }
 }
 
-/// Whether the sequence shows `title` within `attempts` runs.
-fn shows(
-    t: &mut dyn Sequence,
-    before: &[Program],
-    p: &Program,
-    title: &str,
+/// The attempt (from 1) in which `try_once` (one run: the finding titles
+/// it showed) showed `title`, within `attempts`; races are flaky, so a
+/// try gets several. Shared by cutting the programs before a finding and
+/// by `cgstorm minimize`.
+pub fn shows(
     attempts: u32,
-) -> Result<bool> {
-    for _ in 0..attempts {
-        if t.run(before, p, title)?.first.is_some() {
-            return Ok(true);
+    title: &str,
+    mut try_once: impl FnMut() -> Result<Vec<String>>,
+) -> Result<Option<u32>> {
+    for i in 1..=attempts {
+        if try_once()?.iter().any(|x| same_finding(x, title)) {
+            return Ok(Some(i));
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 /// Cuts the programs before `p` down to those the finding needs: first
@@ -124,7 +125,7 @@ pub fn reduce_before(
     if before.is_empty() {
         return Ok(before);
     }
-    let alone = shows(t, &[], p, title, attempts)?;
+    let alone = shows(attempts, title, || Ok(t.run(&[], p, title)?.titles))?.is_some();
     progress(&format!(
         "the program alone, without the {} before it: {}",
         before.len(),
@@ -149,7 +150,7 @@ pub fn reduce_before(
             let end = (start + chunk).min(cur.len());
             let mut cand = cur[..start].to_vec();
             cand.extend_from_slice(&cur[end..]);
-            let hit = shows(t, &cand, p, title, attempts)?;
+            let hit = shows(attempts, title, || Ok(t.run(&cand, p, title)?.titles))?.is_some();
             progress(&format!(
                 "without programs {}..{} of {} before it: {}",
                 start + 1,

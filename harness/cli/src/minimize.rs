@@ -17,7 +17,7 @@ use cgstorm_workloads::{Millis, Op, Program};
 use crate::campaign::slot::Slot;
 use crate::campaign::Env;
 use crate::findings::{load, load_before};
-use crate::history::{reduce_before, Sequence, VmSequence};
+use crate::history::{reduce_before, shows, Sequence, VmSequence};
 use crate::run::error::chain;
 use crate::run::verdict::same_finding;
 use crate::vm_args::VmArgs;
@@ -123,16 +123,6 @@ impl Tester for InSequence<'_> {
     }
 }
 
-/// Whether `p` shows `title` within `attempts` runs.
-fn shows(t: &mut dyn Tester, p: &Program, title: &str, attempts: u32) -> Result<Option<u32>> {
-    for i in 1..=attempts {
-        if t.titles(p)?.iter().any(|x| same_finding(x, title)) {
-            return Ok(Some(i));
-        }
-    }
-    Ok(None)
-}
-
 /// The greedy search; `progress` gets one line per candidate.
 pub fn minimize(
     t: &mut dyn Tester,
@@ -151,7 +141,7 @@ pub fn minimize(
                 progress("time is up; keeping the smallest program so far");
                 break 'outer;
             }
-            let hit = shows(t, &c.program, title, attempts)?;
+            let hit = shows(attempts, title, || t.titles(&c.program))?;
             progress(&format!(
                 "[size {} -> {}] candidate {}/{}: {} ... {}",
                 size(&cur),
