@@ -19,7 +19,7 @@ use super::pending::{self, Candidate, Pending};
 use super::shrink;
 use super::slot::{self, Ran, Slot};
 use super::stats::{FaultStats, FindingTally, Stats};
-use super::{now_unix, store, Env};
+use super::{now_unix, Env};
 use crate::findings::title_hash;
 use crate::run::verdict::{Finding, Verdict, MODEL_DIVERGENCE};
 
@@ -519,7 +519,7 @@ impl Campaign {
         );
         let mut stored = Vec::new();
         for f in ran.all_findings() {
-            match store(&self.workdir, f, &ran.yaml, Some(&ran.console), &context) {
+            match f.store(&self.workdir, &ran.yaml, Some(&ran.console), &context) {
                 Ok((dir, n)) => {
                     // Next to a new divergence: the run's results and the
                     // kernel the model judged them for (`cgstorm check

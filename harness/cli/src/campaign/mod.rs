@@ -20,11 +20,9 @@ use std::path::{Path, PathBuf};
 use cgstorm_vm::kernel::{self, KernelSpec};
 use cgstorm_vm::AccelChoice;
 
-use crate::findings;
 use crate::machine::{Backend, MachineOpts};
 use crate::run::error::{Failed, RunError};
 use crate::run::launch::{self, FoundKernel};
-use crate::run::verdict::Finding;
 use crate::vm_args::VmArgs;
 
 /// What every job of a campaign shares.
@@ -145,29 +143,6 @@ fn shell_word(w: &str) -> String {
     } else {
         format!("'{}'", w.replace('\'', r"'\''"))
     }
-}
-
-/// Stores one finding of a program under `workdir`; its directory and how
-/// often it has been seen now (1: new).
-pub fn store(
-    workdir: &Path,
-    f: &Finding,
-    program_yaml: &str,
-    console: Option<&Path>,
-    context: &str,
-) -> std::io::Result<(PathBuf, u64)> {
-    let report = f.report_text();
-    findings::record(
-        workdir,
-        &findings::Record {
-            kind: &f.kind,
-            title: &f.title,
-            report: &report,
-            console,
-            program: program_yaml,
-            context,
-        },
-    )
 }
 
 /// Seconds since the epoch, for `seen` lines and file names.

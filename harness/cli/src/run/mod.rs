@@ -433,16 +433,7 @@ fn store_findings(
     );
     let mut result = Ok(());
     for f in findings {
-        let report = f.report_text();
-        let rec = crate::findings::Record {
-            kind: &f.kind,
-            title: &f.title,
-            report: &report,
-            console,
-            program: &yaml,
-            context: &context,
-        };
-        match crate::findings::record(workdir, &rec) {
+        match f.store(workdir, &yaml, console, &context) {
             Ok((dir, n)) => eprintln!("cgstorm: finding stored in {} (seen {n}x)", dir.display()),
             Err(source) => {
                 result = Err(RunError::Output {

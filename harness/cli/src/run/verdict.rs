@@ -187,6 +187,31 @@ impl Finding {
             other => serde_json::to_string_pretty(other).unwrap_or_default(),
         }
     }
+
+    /// Stores the finding under `workdir` (its directory, by title, with
+    /// the program that found it, the console and a `seen` line of
+    /// `context`); the directory and how often it has been seen now (1:
+    /// new). `cgstorm run --workdir` and campaigns store findings so.
+    pub fn store(
+        &self,
+        workdir: &std::path::Path,
+        program_yaml: &str,
+        console: Option<&std::path::Path>,
+        context: &str,
+    ) -> std::io::Result<(std::path::PathBuf, u64)> {
+        let report = self.report_text();
+        crate::findings::record(
+            workdir,
+            &crate::findings::Record {
+                kind: &self.kind,
+                title: &self.title,
+                report: &report,
+                console,
+                program: program_yaml,
+                context,
+            },
+        )
+    }
 }
 
 /// Lines of a failed check's offenders shown in the summary (the JSON has all).
