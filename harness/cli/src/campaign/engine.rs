@@ -153,10 +153,13 @@ impl Campaign {
                 .iter()
                 .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
             {
-                if let Ok(text) = std::fs::read_to_string(p) {
-                    if let Ok(prog) = Program::from_yaml_path(p, &text) {
-                        corpus.push(prog);
-                    }
+                // A file that is no program is said, not silently dropped.
+                match std::fs::read_to_string(p)
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| Program::from_yaml_path(p, &text).map_err(|e| e.to_string()))
+                {
+                    Ok(prog) => corpus.push(prog),
+                    Err(e) => eprintln!("cgstorm: skipping {}: {e}", p.display()),
                 }
             }
         }
@@ -399,7 +402,12 @@ impl Campaign {
                     failures += 1;
                     eprintln!("cgstorm: job {job}: {}", crate::run::error::chain(&e));
                     let mut st = self.state();
-                    st.stats.parts.entry(pick.part.clone()).or_default().errors += 1;
+                    // A try that failed: counted as one, so a part whose
+                    // every try failed tested nothing, and one with
+                    // programs that ran did not.
+                    let part = st.stats.parts.entry(pick.part.clone()).or_default();
+                    part.programs += 1;
+                    part.errors += 1;
                     if failures >= 3 {
                         eprintln!("cgstorm: job {job}: three failures in a row, the job stops");
                         self.gave_up.fetch_add(1, Ordering::SeqCst);

@@ -403,3 +403,43 @@ fn a_vm_that_goes_is_scanned_for_leaks_first() {
     assert_eq!(scans.load(Ordering::SeqCst), 0, "no kmemleak, no scan");
     assert_eq!(c.state().stats.findings.len(), 1);
 }
+
+/// Boots that fail now and then do not make a part that ran programs one
+/// that tested nothing: two failed boots, then two programs that ran, and
+/// KTAP says `ok` (it said `not ok` when a failed try was counted as an
+/// error but not as a try).
+#[test]
+fn a_part_with_failed_boots_and_programs_that_ran_tested_something() {
+    let dir = tempfile::tempdir().unwrap();
+    let boots = Arc::new(AtomicUsize::new(0));
+    let programs = Arc::new(AtomicUsize::new(0));
+    let start: super::Starter = Arc::new(move |console: &Path| {
+        if boots.fetch_add(1, Ordering::SeqCst) < 2 {
+            return Err(RunError::Guest("the kernel did not come up".into()));
+        }
+        let vm = guest(Script::default(), programs.clone())
+            .console_log(console)
+            .map_err(|e| RunError::Guest(e.to_string()))?;
+        let vm: Box<dyn Vm + Send> = Box::new(vm);
+        Ok(AgentVm::scripted(vm, hello_with(None)))
+    });
+    let c = Campaign::open(
+        vec![env(start)],
+        dir.path(),
+        "fuzz.json",
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    c.run(1, &Pairs(Mutex::new(4)), Duration::from_secs(3600));
+    assert_eq!(c.infrastructure_failure(), None);
+    let st = c.state();
+    assert_eq!(st.stats.programs, 2);
+    let part = &st.stats.parts["fuzz"];
+    assert_eq!((part.programs, part.errors), (4, 2));
+    assert!(!part.tested_nothing());
+    assert!(
+        st.stats.ktap().contains("\nok 1 fuzz"),
+        "{}",
+        st.stats.ktap()
+    );
+}

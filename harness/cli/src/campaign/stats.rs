@@ -40,11 +40,13 @@ pub struct FindingTally {
 /// One test point of the summary (a scenario, or the fuzzer).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Part {
-    /// Programs run.
+    /// Programs tried: those that ran, and those whose run failed (a boot
+    /// that did not come up).
     pub programs: u64,
     /// Runs with a finding not known for the kernel.
     pub failed: u64,
-    /// Runs that could not complete (infrastructure).
+    /// Tries that could not complete (infrastructure): a failed run, or a
+    /// run whose verdict was an error.
     pub errors: u64,
 }
 
