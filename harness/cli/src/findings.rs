@@ -141,9 +141,7 @@ pub fn load(input: &Path) -> Result<(Program, Option<String>, PathBuf)> {
     } else {
         (input.to_path_buf(), None)
     };
-    let text =
-        fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-    let program = Program::from_yaml_path(&file, &text)?;
+    let program = crate::programs::load(&file)?;
     let out = file.with_file_name("minimized.yaml");
     Ok((program, title, out))
 }
@@ -161,15 +159,7 @@ pub fn load_before(dir: &Path) -> Result<Vec<Program>> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    files
-        .iter()
-        .map(|f| {
-            let text =
-                fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
-            Program::from_yaml_path(f, &text)
-                .with_context(|| format!("{} is not a valid program", f.display()))
-        })
-        .collect()
+    files.iter().map(|f| crate::programs::load(f)).collect()
 }
 
 /// Writes programs (as YAML) as `DIR/000.yaml`, `DIR/001.yaml`, …

@@ -17,7 +17,6 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use cgstorm_workloads::Program;
 
 use crate::run::{self, RunArgs};
 
@@ -138,9 +137,7 @@ pub fn list(dir: &Path) -> Result<Vec<Scenario>> {
 }
 
 fn read(path: &Path) -> Result<Scenario> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let program = Program::from_yaml_path(path, &text)?;
+    let (program, text) = crate::programs::load_with_text(path)?;
     let header = |key: &str| {
         text.lines()
             .take_while(|l| l.starts_with('#') || l.trim().is_empty())

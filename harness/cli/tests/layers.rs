@@ -13,8 +13,9 @@ const LAYERS: &[&[&str]] = &[
     &["history", "workdirs"],
     &["campaign"],
     &["run"],
-    &["vm_args", "kernel_args", "programs", "data"],
+    &["vm_args", "kernel_args", "data"],
     &["machine", "findings", "markup"],
+    &["programs"],
 ];
 
 fn src() -> PathBuf {

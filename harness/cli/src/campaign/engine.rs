@@ -154,12 +154,9 @@ impl Campaign {
                 .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
             {
                 // A file that is no program is said, not silently dropped.
-                match std::fs::read_to_string(p)
-                    .map_err(|e| e.to_string())
-                    .and_then(|text| Program::from_yaml_path(p, &text).map_err(|e| e.to_string()))
-                {
+                match crate::programs::load(p) {
                     Ok(prog) => corpus.push(prog),
-                    Err(e) => eprintln!("cgstorm: skipping {}: {e}", p.display()),
+                    Err(e) => eprintln!("cgstorm: skipping {}: {e:#}", p.display()),
                 }
             }
         }

@@ -106,16 +106,13 @@ impl Exchange {
                 }
                 // Best effort: at worst a resumed campaign runs it once more.
                 crate::findings::log_line(&self.seen_file, &key);
-                let Ok(text) = std::fs::read_to_string(&f) else {
-                    continue;
-                };
-                match Program::from_yaml_path(&f, &text) {
+                match crate::programs::load(&f) {
                     Ok(mut p) => {
                         p.name = format!("hub-{sname}-{}", fname.trim_end_matches(".yaml"));
                         out.push(p);
                     }
                     Err(e) => eprintln!(
-                        "cgstorm: exchange: {} is not a program, skipped: {e}",
+                        "cgstorm: exchange: {} is not a program, skipped: {e:#}",
                         f.display()
                     ),
                 }

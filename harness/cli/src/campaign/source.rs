@@ -41,13 +41,10 @@ pub fn load_programs(dirs: &[PathBuf]) -> Vec<Program> {
         .iter()
         .filter_map(|p| {
             // A file that is no program is said, not silently dropped.
-            let parsed = std::fs::read_to_string(p)
-                .map_err(|e| e.to_string())
-                .and_then(|text| Program::from_yaml_path(p, &text).map_err(|e| e.to_string()));
-            match parsed {
+            match crate::programs::load(p) {
                 Ok(prog) => Some(prog),
                 Err(e) => {
-                    eprintln!("cgstorm: skipping {}: {e}", p.display());
+                    eprintln!("cgstorm: skipping {}: {e:#}", p.display());
                     None
                 }
             }

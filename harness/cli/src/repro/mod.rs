@@ -119,7 +119,7 @@ fn make_executable(p: &Path) -> Result<()> {
 /// directory (its program.yaml, description, report and console.log).
 pub fn load(source: &Path) -> Result<(Program, Provenance)> {
     if !source.is_dir() {
-        let p = crate::programs::load(&source.to_path_buf())?;
+        let p = crate::programs::load(source)?;
         let prov = Provenance {
             source: source.display().to_string(),
             failure: Vec::new(),
