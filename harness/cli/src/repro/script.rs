@@ -456,7 +456,7 @@ fn main(out: &mut String, p: &Program, devs: &BTreeSet<Dev>, helper: bool, hlane
         out,
         "wait_lanes {}\nstatus=$?\n\
          [ \"$status\" = 4 ] && exit 4  # a hung kernel: no cleanup, it would hang too\n\
-         cleanup\necho \"cgstorm: done\" >&2\nexit $status",
+         cleanup\neventual\necho \"cgstorm: done\" >&2\nexit $status",
         pids.join(" ")
     );
 }

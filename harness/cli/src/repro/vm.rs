@@ -94,17 +94,29 @@ fn execute(
         programs, &target, status, &stdout, &stderr, &reports, args.echo,
     );
     if let Some(t) = title {
-        let shown = reports.iter().any(|r| r.title == t);
         println!(
             "repro: the finding ({t}) {}",
-            if shown {
-                "showed again: the kernel printed it"
-            } else {
-                "did not show in this run (a race may need more runs)"
-            }
+            showed_again(t, &reports, &stderr)
         );
     }
     Ok(code)
+}
+
+/// Whether a run showed the finding `title` again: a kernel report the
+/// console printed, or for a `leak` finding, the script's own eventual
+/// check (`cgstorm: leak: …` on its stderr).
+fn showed_again(title: &str, reports: &[cgstorm_report::Report], stderr: &str) -> &'static str {
+    if title.starts_with(cgstorm_proto::contract::LEAK_PREFIX) {
+        if stderr.lines().any(|l| l.starts_with("cgstorm: leak: ")) {
+            "showed again: the script's check after the program found the leak"
+        } else {
+            "did not show in this run: the script's check after the program found no leak"
+        }
+    } else if reports.iter().any(|r| r.title == title) {
+        "showed again: the kernel printed it"
+    } else {
+        "did not show in this run (a race may need more runs)"
+    }
 }
 
 /// The files the guest gets: the script, and the C helper (built in
@@ -369,5 +381,21 @@ fn verdict_one(
             println!("repro: {what}FAIL ({j})");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::showed_again;
+
+    #[test]
+    fn a_leak_shows_again_by_the_scripts_own_check() {
+        let leak = "leak: removed cgroups never freed after dax pins";
+        let said =
+            "cgstorm: 2 lanes\ncgstorm: leak: removed cgroups are still dying: 1 after 20 s\n";
+        assert!(showed_again(leak, &[], said).starts_with("showed again"));
+        assert!(showed_again(leak, &[], "cgstorm: done\n").starts_with("did not show"));
+        // Not a leak: the kernel must print it; the script's line is not it.
+        assert!(showed_again("WARNING in f", &[], said).starts_with("did not show"));
     }
 }
