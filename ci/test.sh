@@ -46,6 +46,7 @@ for target in $(cd fuzz && cargo fuzz list); do
 done
 echo "== the Kubernetes manifests and the pods' scripts (no cluster)" && bash ci/k8s-check.sh
 echo "== an installed cgstorm works with its source tree gone" && bash ci/install-check.sh
+echo "== a campaign whose boots all fail exits 3 and says why (Debian's kernel, rdinit=/nonexistent)" && bash ci/vm-nothing-tested.sh debian
 echo "== the semantics corpus in a VM (Debian's stock kernel, TCG)"
 bash ci/vm-corpus.sh debian qemu
 echo "== the semantics corpus in VMs restored from a snapshot (what campaigns restart from)"

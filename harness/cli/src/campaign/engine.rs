@@ -99,6 +99,8 @@ pub struct Campaign {
     symbols_asked: Vec<AtomicBool>,
     /// Jobs that stopped after failing three times in a row.
     gave_up: AtomicUsize,
+    /// The first line of the last error a job hit (why nothing ran).
+    last_error: Mutex<Option<String>>,
     /// Findings that could not be stored (the campaign stops at the first).
     unstored: Mutex<Vec<String>>,
     /// The fleet's corpus exchange, if the campaign takes part.
@@ -202,6 +204,7 @@ impl Campaign {
             cover_files,
             symbols_asked,
             gave_up: AtomicUsize::new(0),
+            last_error: Mutex::new(None),
             unstored: Mutex::new(Vec::new()),
             exchange: None,
         })
@@ -229,7 +232,12 @@ impl Campaign {
     pub fn infrastructure_failure(&self) -> Option<String> {
         let st = self.state();
         let unstored = self.unstored.lock().unwrap_or_else(|e| e.into_inner());
-        infrastructure(&st.stats, self.gave_up.load(Ordering::SeqCst), &unstored)
+        let why = infrastructure(&st.stats, self.gave_up.load(Ordering::SeqCst), &unstored)?;
+        let last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        Some(match last.as_deref() {
+            Some(e) if unstored.is_empty() => format!("{why}; the last error: {e}"),
+            _ => why,
+        })
     }
 
     fn tick(&self, st: &mut State) {
@@ -397,7 +405,13 @@ impl Campaign {
                 }
                 Err(e) => {
                     failures += 1;
-                    eprintln!("cgstorm: job {job}: {}", crate::run::error::chain(&e));
+                    let chain = crate::run::error::chain(&e);
+                    eprintln!("cgstorm: job {job}: {chain}");
+                    // Its first line, without the console tail it announces.
+                    let first = chain.lines().next().unwrap_or_default();
+                    let first = first.split("; last console lines").next().unwrap_or(first);
+                    *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(first.trim_end_matches(':').to_string());
                     let mut st = self.state();
                     // A try that failed: counted as one, so a part whose
                     // every try failed tested nothing, and one with

@@ -332,6 +332,10 @@ fn a_campaign_whose_boots_all_fail_fails() {
     let why = c.infrastructure_failure().expect("a failed campaign");
     assert_eq!(c.state().stats.programs, 0);
     assert!(why.contains("no program"), "{why}");
+    assert!(
+        why.contains("the last error: the kernel did not come up"),
+        "{why}"
+    );
 }
 
 /// With coverage feedback, a program whose new edges show again in its
