@@ -201,7 +201,9 @@ pub fn write_shrunk(dir: &Path, program_yaml: &str, title: &str, before: &[Strin
 /// Appends a line to a log file (best effort: logs must not stop a campaign).
 pub fn log_line(path: &Path, line: &str) {
     if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
-        let failed = writeln!(f, "{line}").is_err();
+        // One write of the whole line (O_APPEND): lines of concurrent
+        // writers do not interleave, and a line is not split in two calls.
+        let failed = f.write_all(format!("{line}\n").as_bytes()).is_err();
         // A log the disk had no room for at all is not left empty.
         if failed && f.metadata().is_ok_and(|m| m.len() == 0) {
             let _ = fs::remove_file(path);

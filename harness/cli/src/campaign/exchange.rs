@@ -62,8 +62,13 @@ impl Exchange {
     pub fn publish(&self, name: &str, yaml: &str) -> std::io::Result<()> {
         let own = self.dir.join(&self.me);
         let tmp = own.join(format!(".{name}.{}", std::process::id()));
-        std::fs::write(&tmp, yaml)?;
-        std::fs::rename(&tmp, own.join(name))
+        let written =
+            std::fs::write(&tmp, yaml).and_then(|()| std::fs::rename(&tmp, own.join(name)));
+        if written.is_err() {
+            // A full disk leaves no half-written temporary behind.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
 
     /// The other shards' programs not taken yet, if [`PULL_EVERY`] has
