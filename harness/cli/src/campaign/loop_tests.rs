@@ -447,3 +447,53 @@ fn a_part_with_failed_boots_and_programs_that_ran_tested_something() {
         st.stats.ktap()
     );
 }
+
+/// A finding that cannot be stored (here: the workdir's findings/ is a
+/// file, as a full disk would refuse it) stops the campaign at once and
+/// fails it, naming the finding; nothing half-written is left behind.
+#[test]
+fn a_finding_that_cannot_be_stored_stops_the_campaign() {
+    let dir = tempfile::tempdir().unwrap();
+    let programs = Arc::new(AtomicUsize::new(0));
+    let script = Script {
+        warn_at: vec![1],
+        ..Default::default()
+    };
+    let start: super::Starter = Arc::new(move |console: &Path| {
+        let vm = guest(script.clone(), programs.clone())
+            .console_log(console)
+            .map_err(|e| RunError::Guest(e.to_string()))?;
+        let vm: Box<dyn Vm + Send> = Box::new(vm);
+        Ok(AgentVm::scripted(vm, hello_with(None)))
+    });
+    let c = Campaign::open(
+        vec![env(start)],
+        dir.path(),
+        "fuzz.json",
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    let findings = dir.path().join("findings");
+    std::fs::remove_dir_all(&findings).unwrap();
+    std::fs::write(&findings, "not a directory").unwrap();
+    c.run(1, &Pairs(Mutex::new(5)), Duration::from_secs(3600));
+    let why = c.infrastructure_failure().expect("a failed campaign");
+    assert!(
+        why.contains("the finding `WARNING in evict` could not be stored"),
+        "{why}"
+    );
+    assert_eq!(c.state().stats.programs, 2, "it stopped after the finding");
+    let mut tmp = Vec::new();
+    let mut walk = vec![dir.path().to_path_buf()];
+    while let Some(d) = walk.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk.push(p);
+            } else if p.to_string_lossy().ends_with(".tmp") {
+                tmp.push(p);
+            }
+        }
+    }
+    assert!(tmp.is_empty(), "temporaries left: {tmp:?}");
+}
