@@ -204,13 +204,16 @@ fn campaign(dir: &Path, n: usize, script: Script) -> (Campaign, usize) {
     guided(dir, n, script, false)
 }
 
-/// [`campaign`], with coverage feedback on or off, on a kernel with KCOV.
-fn guided(dir: &Path, n: usize, script: Script, feedback: bool) -> (Campaign, usize) {
+/// Boots guests that follow `script` on a kernel with KCOV, after
+/// `failing` boots that do not come up; the boots tried are counted.
+fn scripted(script: Script, failing: usize) -> (super::Starter, Arc<AtomicUsize>) {
     let boots = Arc::new(AtomicUsize::new(0));
     let programs = Arc::new(AtomicUsize::new(0));
     let b = boots.clone();
     let start: super::Starter = Arc::new(move |console: &Path| {
-        b.fetch_add(1, Ordering::SeqCst);
+        if b.fetch_add(1, Ordering::SeqCst) < failing {
+            return Err(RunError::Guest("the kernel did not come up".into()));
+        }
         let vm = guest(script.clone(), programs.clone())
             .console_log(console)
             .map_err(|e| RunError::Guest(e.to_string()))?;
@@ -222,6 +225,12 @@ fn guided(dir: &Path, n: usize, script: Script, feedback: bool) -> (Campaign, us
         }
         Ok(AgentVm::scripted(vm, hello))
     });
+    (start, boots)
+}
+
+/// [`campaign`], with coverage feedback on or off, on a kernel with KCOV.
+fn guided(dir: &Path, n: usize, script: Script, feedback: bool) -> (Campaign, usize) {
+    let (start, boots) = scripted(script, 0);
     let mut c =
         Campaign::open(vec![env(start)], dir, "fuzz.json", Duration::from_secs(600)).unwrap();
     c.cover_feedback = feedback;
@@ -415,18 +424,7 @@ fn a_vm_that_goes_is_scanned_for_leaks_first() {
 #[test]
 fn a_part_with_failed_boots_and_programs_that_ran_tested_something() {
     let dir = tempfile::tempdir().unwrap();
-    let boots = Arc::new(AtomicUsize::new(0));
-    let programs = Arc::new(AtomicUsize::new(0));
-    let start: super::Starter = Arc::new(move |console: &Path| {
-        if boots.fetch_add(1, Ordering::SeqCst) < 2 {
-            return Err(RunError::Guest("the kernel did not come up".into()));
-        }
-        let vm = guest(Script::default(), programs.clone())
-            .console_log(console)
-            .map_err(|e| RunError::Guest(e.to_string()))?;
-        let vm: Box<dyn Vm + Send> = Box::new(vm);
-        Ok(AgentVm::scripted(vm, hello_with(None)))
-    });
+    let (start, _) = scripted(Script::default(), 2);
     let c = Campaign::open(
         vec![env(start)],
         dir.path(),
@@ -454,18 +452,11 @@ fn a_part_with_failed_boots_and_programs_that_ran_tested_something() {
 #[test]
 fn a_finding_that_cannot_be_stored_stops_the_campaign() {
     let dir = tempfile::tempdir().unwrap();
-    let programs = Arc::new(AtomicUsize::new(0));
     let script = Script {
         warn_at: vec![1],
         ..Default::default()
     };
-    let start: super::Starter = Arc::new(move |console: &Path| {
-        let vm = guest(script.clone(), programs.clone())
-            .console_log(console)
-            .map_err(|e| RunError::Guest(e.to_string()))?;
-        let vm: Box<dyn Vm + Send> = Box::new(vm);
-        Ok(AgentVm::scripted(vm, hello_with(None)))
-    });
+    let (start, _) = scripted(script, 0);
     let c = Campaign::open(
         vec![env(start)],
         dir.path(),
