@@ -228,11 +228,15 @@ fn scripted(script: Script, failing: usize) -> (super::Starter, Arc<AtomicUsize>
     (start, boots)
 }
 
+/// A 10-minute campaign in `dir` on guests `start` boots.
+fn open(dir: &Path, start: super::Starter) -> Campaign {
+    Campaign::open(vec![env(start)], dir, "fuzz.json", Duration::from_secs(600)).unwrap()
+}
+
 /// [`campaign`], with coverage feedback on or off, on a kernel with KCOV.
 fn guided(dir: &Path, n: usize, script: Script, feedback: bool) -> (Campaign, usize) {
     let (start, boots) = scripted(script, 0);
-    let mut c =
-        Campaign::open(vec![env(start)], dir, "fuzz.json", Duration::from_secs(600)).unwrap();
+    let mut c = open(dir, start);
     c.cover_feedback = feedback;
     c.run(1, &Pairs(Mutex::new(n)), Duration::from_secs(3600));
     let boots = boots.load(Ordering::SeqCst);
@@ -330,13 +334,7 @@ fn a_campaign_whose_boots_all_fail_fails() {
     let dir = tempfile::tempdir().unwrap();
     let start: super::Starter =
         Arc::new(|_: &Path| Err(RunError::Guest("the kernel did not come up".into())));
-    let c = Campaign::open(
-        vec![env(start)],
-        dir.path(),
-        "fuzz.json",
-        Duration::from_secs(600),
-    )
-    .unwrap();
+    let c = open(dir.path(), start);
     c.run(1, &Pairs(Mutex::new(10)), Duration::from_secs(3600));
     let why = c.infrastructure_failure().expect("a failed campaign");
     assert_eq!(c.state().stats.programs, 0);
@@ -425,13 +423,7 @@ fn a_vm_that_goes_is_scanned_for_leaks_first() {
 fn a_part_with_failed_boots_and_programs_that_ran_tested_something() {
     let dir = tempfile::tempdir().unwrap();
     let (start, _) = scripted(Script::default(), 2);
-    let c = Campaign::open(
-        vec![env(start)],
-        dir.path(),
-        "fuzz.json",
-        Duration::from_secs(600),
-    )
-    .unwrap();
+    let c = open(dir.path(), start);
     c.run(1, &Pairs(Mutex::new(4)), Duration::from_secs(3600));
     assert_eq!(c.infrastructure_failure(), None);
     let st = c.state();
@@ -457,13 +449,7 @@ fn a_finding_that_cannot_be_stored_stops_the_campaign() {
         ..Default::default()
     };
     let (start, _) = scripted(script, 0);
-    let c = Campaign::open(
-        vec![env(start)],
-        dir.path(),
-        "fuzz.json",
-        Duration::from_secs(600),
-    )
-    .unwrap();
+    let c = open(dir.path(), start);
     let findings = dir.path().join("findings");
     std::fs::remove_dir_all(&findings).unwrap();
     std::fs::write(&findings, "not a directory").unwrap();
