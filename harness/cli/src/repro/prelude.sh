@@ -126,13 +126,29 @@ spawn_task() {
 		echo "$tp $ss" > "$RUN/task/$sn/pid"
 		R=ok
 		;;
-	*)
+	err)
 		[ -z "$tp" ] || kill -9 "$tp" 2>/dev/null
-		case $st:$sn2 in
-		err:*[!0-9]*) R=$sn2 ;;
-		err:?*) errname "$sn2" ;;
-		*) R=EIO; echo "cgstorm: task $sn died during setup" >&2 ;;
+		case $sn2 in
+		*[!0-9]*) R=$sn2 ;;
+		?*) errname "$sn2" ;;
+		*) R=EIO ;;
 		esac
+		;;
+	*)
+		# No line: the task is gone. Killed (SIGKILL: status 137) before it
+		# said its setup was done, by a cgroup.kill of the cgroup it had
+		# joined, the spawn is `killed`, as in cgstorm's agent.
+		await "$ss" "$kp"
+		sc=
+		[ -s "$ss" ] && read -r sc < "$ss"
+		if [ "$sc" = 137 ]; then
+			R=killed
+			echo "cgstorm: task $sn was killed during setup" >&2
+		else
+			[ -z "$tp" ] || kill -9 "$tp" 2>/dev/null
+			R=EIO
+			echo "cgstorm: task $sn died during setup" >&2
+		fi
 		;;
 	esac
 }

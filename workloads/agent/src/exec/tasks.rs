@@ -8,6 +8,7 @@
 //! token of the VM in its environment.
 
 use std::io::{BufRead, BufReader, Read, Seek, Write};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -119,18 +120,44 @@ fn spawn_reserved(w: &World, a: &Spawn, token: &str) -> Outcome {
             w.tasks().insert(a.task.clone(), TaskRec { child, pid });
             Outcome::Ok
         }
-        other => {
-            let _ = child.kill();
-            let _ = child.wait();
-            match other.strip_prefix("err ").and_then(|n| n.parse().ok()) {
-                Some(n) => sys::errno(n),
-                None => {
-                    crate::init::kmsg::log(&format!("task {} died during setup", a.task));
+        other => match other.strip_prefix("err ").and_then(|n| n.parse().ok()) {
+            Some(n) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                sys::errno(n)
+            }
+            // No line: the child is gone. Killed with SIGKILL before it said
+            // its setup was done (another lane's cgroup.kill of the cgroup
+            // it had joined), the spawn is `killed`; otherwise it died.
+            None => {
+                let killed = ended(&mut child).is_some_and(|st| st.signal() == Some(libc::SIGKILL));
+                let how = if killed { "was killed" } else { "died" };
+                crate::init::kmsg::log(&format!("task {} {how} during setup", a.task));
+                if killed {
+                    Outcome::Killed
+                } else {
                     Outcome::Err(Errno::EIO)
                 }
             }
+        },
+    }
+}
+
+/// How a child that closed its stdout ended: waited for up to 5 s (it is
+/// exiting), then killed (it said nothing and lives on) and reaped.
+fn ended(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < until {
+        match child.try_wait() {
+            Ok(Some(st)) => return Some(st),
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => break,
         }
     }
+    // Killed by us, not by the program: not a kill the model knows.
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
 
 fn pid_of(w: &World, task: &Name) -> Option<i32> {

@@ -83,6 +83,10 @@ pub struct Racing {
     /// file gone when it reads or writes (kernfs, `kernfs_get_active`:
     /// ENODEV).
     pub memory_files: bool,
+    /// cgroups another lane kills (`cgroup.kill`): a task spawned into one
+    /// of them, or below, may be killed after it joined and before its
+    /// setup is over, so the spawn comes back `killed`.
+    pub kills: BTreeSet<Cg>,
 }
 
 /// The program as instruction lists: `steps[step][lane]`, plus for each
@@ -118,6 +122,7 @@ impl<'p> Code<'p> {
             .iter()
             .map(|lanes| {
                 let rmdirs = others(lanes, rmdirs);
+                let kills = others(lanes, kills);
                 let loops = others(lanes, loops);
                 let files = others(lanes, sized_files);
                 let places = others(lanes, walked_places);
@@ -139,6 +144,7 @@ impl<'p> Code<'p> {
                         mounts: mounts[i].clone(),
                         v1_walks: v1.iter().enumerate().any(|(j, w)| j != i && *w),
                         memory_files: mem.iter().enumerate().any(|(j, m)| j != i && *m),
+                        kills: kills[i].clone(),
                     })
                     .collect()
             })
@@ -313,6 +319,15 @@ fn sized_files(code: &[Instr<'_>]) -> BTreeSet<FilePath> {
                 crate::op::TaskKind::Hog(h) => h.file.clone(),
                 _ => None,
             },
+            _ => None,
+        })
+        .collect()
+}
+
+fn kills(code: &[Instr<'_>]) -> BTreeSet<Cg> {
+    code.iter()
+        .filter_map(|i| match i {
+            Instr::Op(_, Op::CgroupKill(cg)) => Some(cg.clone()),
             _ => None,
         })
         .collect()

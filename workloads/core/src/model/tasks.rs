@@ -52,14 +52,29 @@ pub fn spawn(s: &State, a: &Spawn, ctx: Ctx<'_>) -> Next {
         Some(cg) => attach(&born, &a.task, cg, true, ctx),
         None => ok(born),
     };
+    // Another lane's cgroup.kill of its cgroup (or one above) may kill the
+    // task once it joined and before it said its setup was done (a lockdep
+    // fuzz: a sleeper spawned into `c` while another lane looped `cgroup.kill
+    // c`). The spawn is then `killed`, and the task gone, with what its
+    // setup did (a file it created) left.
+    let killable = a
+        .cg
+        .as_ref()
+        .is_some_and(|cg| cg.hier == Hier::V2 && ctx.racing.kills.iter().any(|k| cg.is_within(k)));
     let mut out = Vec::new();
     for (o, n) in joined {
         if o != Outcome::Ok {
             out.push((o, s.clone()));
             continue;
         }
+        if killable {
+            out.push((Outcome::Killed, without(&n, &a.task, s)));
+        }
         for (o, mut n) in start(s, n, a, ctx) {
             if o == Outcome::Ok {
+                if killable {
+                    out.push((Outcome::Killed, without(&n, &a.task, s)));
+                }
                 n.tasks.get_mut(&a.task).expect("born").life = life;
                 update_oom(&mut n);
             }
@@ -67,6 +82,21 @@ pub fn spawn(s: &State, a: &Spawn, ctx: Ctx<'_>) -> Next {
         }
     }
     out
+}
+
+/// `n` with the task `name` gone again, as it was in `s` (killed during
+/// its setup and reaped by the spawn).
+fn without(n: &State, name: &Name, s: &State) -> State {
+    let mut n = n.clone();
+    match s.tasks.get(name) {
+        Some(t) => {
+            n.tasks.insert(name.clone(), t.clone());
+        }
+        None => {
+            n.tasks.remove(name);
+        }
+    }
+    n
 }
 
 /// Opens the task's file, as the child does before `spawn` returns.

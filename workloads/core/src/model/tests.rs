@@ -954,3 +954,31 @@ fn a_memory_file_taken_away_by_a_racing_v1_mount_may_be_enodev() {
     assert!(!reclaim.contains("ENODEV"), "{reclaim}");
     assert!(!reclaim.contains("ENOENT"), "{reclaim}");
 }
+
+/// A task spawned into a cgroup another lane kills (`cgroup.kill`, of it
+/// or a cgroup above) may be killed once it joined and before its setup is
+/// done: the spawn is `killed` and the name free again. Without the kill it
+/// is ok; a kill of another cgroup does not reach it. Seen on the 6.12
+/// lockdep kernel (corpus/regressions/spawn-killed-by-a-racing-cgroup-kill).
+#[test]
+fn a_spawn_into_a_cgroup_another_lane_kills_may_be_killed() {
+    let yaml = |kill: &str| {
+        format!(
+            "lanes:\n  - {{name: a, ops: [{{mkdir: c}}, {{mkdir: c/x}}, barrier, {{spawn: {{task: t1, cg: c/x, sleeper: {{}}}}}}, barrier, {{kill: t1}}]}}\n  - {{name: b, ops: [{{mkdir: d}}, barrier{kill}, barrier]}}\n"
+        )
+    };
+    let pred = predict(&prog(&yaml(", {cgroup.kill: c}")), &Target::default()).unwrap();
+    let spawn = pred.ops[&OpId { lane: 0, op: 3 }].to_string();
+    assert!(spawn.contains("ok") && spawn.contains("killed"), "{spawn}");
+    // Killed during its setup, the task is gone: its kill may find nothing.
+    let kill = pred.ops[&OpId { lane: 0, op: 5 }].to_string();
+    assert!(kill.contains("ESRCH"), "{kill}");
+    for other in ["", ", {cgroup.kill: d}"] {
+        let pred = predict(&prog(&yaml(other)), &Target::default()).unwrap();
+        assert_eq!(
+            pred.ops[&OpId { lane: 0, op: 3 }].to_string(),
+            "ok",
+            "{other}"
+        );
+    }
+}
