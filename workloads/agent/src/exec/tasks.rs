@@ -372,13 +372,49 @@ pub fn cgroups_of(pid: u32) -> Option<(String, Option<String>)> {
     Some((v2?, v1))
 }
 
-/// Whether the process runs (is not a zombie).
+/// Whether the process runs (is neither a zombie nor exiting).
 pub fn running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .is_some_and(|zombie| !zombie)
+        .is_some_and(|s| running_in(&s))
+}
+
+/// `PF_EXITING` (include/linux/sched.h) in `/proc/PID/stat`'s flags.
+const PF_EXITING: u64 = 0x4;
+
+/// Whether a `/proc/PID/stat` line is a task that runs: not a zombie, and
+/// not exiting either. An exiting task is on its way out (closing its
+/// files, dropping its memory), and the kernel already shows it in the root
+/// of every v1 hierarchy (`proc_cgroup_show`: a `PF_EXITING` task on a
+/// traditional hierarchy is "/"); the snapshot reads its cgroups before
+/// this, so a task that began to exit in between is taken for gone too (a
+/// lockdep fuzz: a dsync writer that had just written its last block read
+/// as in `v1:/`, alive, while the model had it in `v1:a`).
+fn running_in(stat: &str) -> bool {
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let zombie = fields.first().is_some_and(|st| st.starts_with('Z'));
+    let flags: u64 = fields.get(6).and_then(|f| f.parse().ok()).unwrap_or(0);
+    !zombie && flags & PF_EXITING == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::running_in;
+
+    #[test]
+    fn an_exiting_task_or_a_zombie_does_not_run() {
+        // pid (comm) state ppid pgrp session tty tpgid flags ...
+        let line = |state: &str, flags: u64| {
+            format!("231 (cgstorm-agent (x)) {state} 1 231 231 0 -1 {flags} 0 0 0 0")
+        };
+        assert!(running_in(&line("R", 0x0040_0000)));
+        assert!(running_in(&line("D", 0x0040_0100)));
+        assert!(!running_in(&line("R", 0x0040_0104)), "PF_EXITING");
+        assert!(!running_in(&line("D", 0x4)), "PF_EXITING");
+        assert!(!running_in(&line("Z", 0x0040_010c)));
+        assert!(!running_in("garbage"));
+    }
 }
