@@ -264,7 +264,12 @@ fn page(campaigns: &[Campaign]) -> String {
             Some(st) => (
                 st.programs.to_string(),
                 format!("{:.2}", st.programs_per_s()),
-                st.cover.edges.to_string(),
+                // No run gave coverage: a kernel without KCOV, not 0 edges.
+                if st.cover.runs == 0 {
+                    "no KCOV".to_string()
+                } else {
+                    st.cover.edges.to_string()
+                },
                 st.per_kernel_ms
                     .iter()
                     .map(|(k, ms)| format!("{k} ({} min)", ms / 60_000))
@@ -376,6 +381,13 @@ mod tests {
         assert!(html.contains("console.log</a>"));
         assert!(html.contains("<polyline"), "the edges are plotted");
         assert_eq!(html.matches("class=\"finding\"").count(), 1);
+        // No run gave coverage (a kernel without KCOV): not "0" edges.
+        assert!(html.contains("<td>no KCOV</td>"), "{html}");
+        st.cover.runs = 5;
+        st.cover.edges = 1200;
+        st.save(&t.path().join("fuzz.json")).unwrap();
+        let html = page(&[load(t.path())]);
+        assert!(html.contains("<td>1200</td>") && !html.contains("no KCOV"));
     }
 
     /// A merged workdir has no counters of its own: its page plots the
