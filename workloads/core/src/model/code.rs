@@ -325,18 +325,24 @@ fn sized_files(code: &[Instr<'_>]) -> BTreeSet<FilePath> {
 }
 
 fn kills(code: &[Instr<'_>]) -> BTreeSet<Cg> {
-    code.iter()
-        .filter_map(|i| match i {
-            Instr::Op(_, Op::CgroupKill(cg)) => Some(cg.clone()),
-            _ => None,
-        })
-        .collect()
+    cgroups_of(code, |op| match op {
+        Op::CgroupKill(cg) => Some(cg),
+        _ => None,
+    })
 }
 
 fn rmdirs(code: &[Instr<'_>]) -> BTreeSet<Cg> {
+    cgroups_of(code, |op| match op {
+        Op::Rmdir(cg) => Some(cg),
+        _ => None,
+    })
+}
+
+/// The cgroups `pick` takes from the lane's ops.
+fn cgroups_of(code: &[Instr<'_>], pick: impl Fn(&Op) -> Option<&Cg>) -> BTreeSet<Cg> {
     code.iter()
         .filter_map(|i| match i {
-            Instr::Op(_, Op::Rmdir(cg)) => Some(cg.clone()),
+            Instr::Op(_, op) => pick(op).cloned(),
             _ => None,
         })
         .collect()
