@@ -41,9 +41,13 @@ pub struct Snapshot {
 /// agent said hello; the VM runs on. The snapshot is an error (with the
 /// reason) when it cannot be taken: the VM is still good.
 pub fn launch_saved(
-    spec: AgentVmSpec,
+    mut spec: AgentVmSpec,
     state_dir: Option<PathBuf>,
 ) -> Result<(AgentVm, Result<Snapshot, HostError>), LaunchError> {
+    // The state is saved right after the hello: nothing may be loading then.
+    spec.vm
+        .append
+        .push(format!("{}=1", cgstorm_proto::contract::SAVED_PARAM));
     let mut prepared = Prepared::new(spec)?;
     let why_not = match prepared.vm.pmem {
         Some(Pmem::Nvdimm { .. }) => {

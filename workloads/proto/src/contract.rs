@@ -12,6 +12,13 @@ pub const TOKEN_PARAM: &str = "cgstorm.token";
 /// waits for before saying hello, comma separated (`cgstorm.devices=vda,pmem0`).
 pub const DEVICES_PARAM: &str = "cgstorm.devices";
 
+/// Kernel parameter set on a boot whose state the host saves right after
+/// the hello (`cgstorm.saved=1`): the agent loads every module before it
+/// says hello, none in the background, so no module load is in flight in
+/// the saved state (a VM restored in the middle of xfs.ko's load oopsed in
+/// `trace_event_update_all` on Debian's 6.1).
+pub const SAVED_PARAM: &str = "cgstorm.saved";
+
 /// Kernel parameter overriding `kernel.hung_task_timeout_secs` (default 30).
 pub const HUNG_TASK_PARAM: &str = "cgstorm.hung_task";
 

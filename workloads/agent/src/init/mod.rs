@@ -14,7 +14,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use cgstorm_agent::cmdline::param;
-use cgstorm_agent::contract::{DEVICES_PARAM, KMSG_PREFIX, MODULE_LIST, PORT_NAME, READY_LINE};
+use cgstorm_agent::contract::{
+    DEVICES_PARAM, KMSG_PREFIX, MODULE_LIST, PORT_NAME, READY_LINE, SAVED_PARAM,
+};
 use cgstorm_agent::guard::{Admission, Mode};
 use cgstorm_agent::proto::{self, AgentMsg, FrameError, Hello, HostMsg, PROTO_VERSION};
 use nix::sys::reboot::{reboot, RebootMode};
@@ -98,6 +100,11 @@ fn serve(admission: Admission) -> Result<(), String> {
         }
     }
     let missing_devices = devices::wait_for(&wanted, DEVICE_WAIT);
+    // A boot whose state the host saves after the hello: no module load may
+    // be in flight in the saved state.
+    if param(&cmdline, SAVED_PARAM).is_some() {
+        modules::wait_deferred();
+    }
     for w in &warnings {
         klog!("warning: {w}");
     }
