@@ -346,17 +346,20 @@ eventual() {
 	[ -n "${CGSTORM_KEEP:-}" ] && return
 	set -- $(uname -r | tr '.-' '  ')
 	[ "$1" -gt 5 ] 2>/dev/null || { [ "$1" = 5 ] && [ "$2" -ge 14 ] 2>/dev/null; } || return
-	i=0
+	# After loop devices, the cgroups their workers hold stay for a minute:
+	# 3 s tell whether anything else is held (as cgstorm's reset does).
+	i=0 max=400
+	[ -n "${LOOPS_USED:-}" ] && max=60
 	while :; do
 		dying=$(sed -n 's/^nr_dying_descendants //p' "$CG2/cgroup.stat")
 		[ "${dying:-0}" = 0 ] && return
-		[ "$i" -ge 400 ] && break
+		[ "$i" -ge "$max" ] && break
 		echo 3 > /proc/sys/vm/drop_caches
 		sleep 0.05
 		i=$((i + 1))
 	done
 	if [ -n "${LOOPS_USED:-}" ]; then
-		echo "cgstorm: $dying removed cgroups still dying after 20 s, held by the idle workers of the loop devices the program used (they go after 60 s): not a leak" >&2
+		echo "cgstorm: $dying removed cgroups still dying after 3 s, held by the idle workers of the loop devices the program used (they go after 60 s): not a leak" >&2
 	else
 		echo "cgstorm: leak: removed cgroups are still dying: $dying after 20 s" >&2
 	fi
