@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use cgstorm_workloads::{Millis, Program};
 
 use crate::campaign::engine::Campaign;
+use crate::campaign::feedback;
 use crate::campaign::source::{
     as_seed, executed_ops, load_programs, FuzzSource, Shard, FAULTS_ONE_IN, MAX_SEED_OPS,
 };
@@ -44,6 +45,13 @@ pub struct FuzzArgs {
     /// coverage). Without it edges are still collected and counted.
     #[arg(long)]
     pub cover_feedback: bool,
+    /// What else keeps a program in the corpus, of: title (a finding
+    /// title), outcome (an op kind's result), state (a barrier state's
+    /// shape), event (a tracepoint count bucket of background work). All
+    /// by default; `title,outcome,state` is the signal cgstorm had before
+    /// it saw the kernel, for comparing.
+    #[arg(long, value_delimiter = ',', default_values_t = feedback::SIGNALS.map(String::from))]
+    pub signals: Vec<String>,
     /// Inject faults: about one in eight of the ops that can carry it get a
     /// `fail_nth: N` (the N-th allocation the op makes in the kernel fails),
     /// and the model allows each such op to fail cleanly. Needs a kernel
@@ -92,6 +100,9 @@ fn campaign_words(a: &FuzzArgs, seed: u64) -> Vec<String> {
     if a.cover_feedback {
         w.push("--cover-feedback".into());
     }
+    if a.signals != feedback::SIGNALS.map(String::from) {
+        w.extend(["--signals".into(), a.signals.join(",")]);
+    }
     if a.fault_injection {
         w.push("--fault-injection".into());
     }
@@ -109,6 +120,18 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
     if a.jobs == 0 {
         anyhow::bail!("--jobs must be at least 1");
     }
+    let signals = a
+        .signals
+        .iter()
+        .map(|n| {
+            feedback::signal(n).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--signals: no signal `{n}`; the signals are {}",
+                    feedback::SIGNALS.join(", ")
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -126,6 +149,7 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
         Duration::from_millis(a.duration.0),
     )?;
     campaign.cover_feedback = a.cover_feedback;
+    campaign.signals = signals;
     if let Some(dir) = &a.exchange {
         let me = format!("seed-{seed}-shard-{}-of-{}", a.shard.index, a.shard.count);
         campaign.exchange = Some(super::campaign::exchange::Exchange::join(

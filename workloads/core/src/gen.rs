@@ -51,11 +51,132 @@ struct Made {
     next: u32,
 }
 
+/// The families of ops the generator draws from. An unthemed op's family
+/// is one of ten draws: two each for cgroups and tasks, one for the rest
+/// (the v1 draw makes a `v1_mount`/`v1_umount` one time in six, a cgroup
+/// op otherwise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// mkdir, rmdir, subtree_control, cgroup.procs, cgroup.threads.
+    Cgroup,
+    /// The cgroup files written with a value: limits, reclaim, io.max,
+    /// kill, reads, the v1 knobs.
+    Knob,
+    /// spawn, kill, wait.
+    Task,
+    /// write, truncate, unlink, fsync.
+    File,
+    /// mkfs, mount, umount, remount, loop devices.
+    Mount,
+    /// open, mmap, touch, pin, release, munmap, close.
+    Dax,
+    /// sync, syncfs, drop_caches, sleep.
+    Misc,
+    /// Mounting and unmounting the v1 memory hierarchy.
+    V1,
+}
+
+impl Family {
+    /// Every family, in the order of a [`Bias`]'s weights.
+    pub const ALL: [Family; 8] = [
+        Family::Cgroup,
+        Family::Knob,
+        Family::Task,
+        Family::File,
+        Family::Mount,
+        Family::Dax,
+        Family::Misc,
+        Family::V1,
+    ];
+
+    /// A short name, for summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Cgroup => "cgroup",
+            Family::Knob => "knob",
+            Family::Task => "task",
+            Family::File => "file",
+            Family::Mount => "mount",
+            Family::Dax => "dax",
+            Family::Misc => "misc",
+            Family::V1 => "v1",
+        }
+    }
+
+    /// The generator's draw (of `Gen::op`'s ten) that makes this family.
+    fn draw(self) -> u8 {
+        match self {
+            Family::Cgroup => 0,
+            Family::Knob => 2,
+            Family::Task => 3,
+            Family::File => 5,
+            Family::Mount => 6,
+            Family::Dax => 7,
+            Family::Misc => 8,
+            Family::V1 => 9,
+        }
+    }
+
+    /// The family an op belongs to; `None` for barriers and repeats (a
+    /// repeat's body ops have theirs).
+    pub fn of(op: &Op) -> Option<Family> {
+        Some(match op {
+            Op::Barrier | Op::Repeat(_) => return None,
+            Op::Mkdir(_) | Op::Rmdir(_) | Op::SubtreeControl(_) | Op::Procs(_) | Op::Threads(_) => {
+                Family::Cgroup
+            }
+            Op::MemoryMax(_)
+            | Op::MemoryHigh(_)
+            | Op::MemoryLow(_)
+            | Op::MemorySwapMax(_)
+            | Op::MemoryReclaim(_)
+            | Op::IoMax(_)
+            | Op::CgroupKill(_)
+            | Op::Read(_)
+            | Op::MoveCharge(_)
+            | Op::LimitInBytes(_)
+            | Op::ForceEmpty(_) => Family::Knob,
+            Op::Spawn(_) | Op::Kill(_) | Op::Wait(_) => Family::Task,
+            Op::Write(_) | Op::Truncate(_) | Op::Unlink(_) | Op::Fsync(_) => Family::File,
+            Op::Losetup(_)
+            | Op::LosetupDetach(_)
+            | Op::Mkfs(_)
+            | Op::Mount(_)
+            | Op::Umount(_)
+            | Op::UmountLazy(_)
+            | Op::Remount(_) => Family::Mount,
+            Op::Open(_)
+            | Op::Close(_)
+            | Op::Mmap(_)
+            | Op::Touch(_)
+            | Op::Munmap(_)
+            | Op::Pin(_)
+            | Op::Release(_) => Family::Dax,
+            Op::Sync | Op::Syncfs(_) | Op::DropCaches(_) | Op::Sleep(_) | Op::Sysrq(_) => {
+                Family::Misc
+            }
+            Op::V1Mount | Op::V1Umount => Family::V1,
+        })
+    }
+}
+
+/// How likely each [`Family`] is, where the generator picks one (a
+/// program's favourite, a themed segment's, an unthemed op's): a guided
+/// campaign draws the families whose ops brought new kernel edges lately
+/// more often. Weights are in [`Family::ALL`]'s order; all zero is even.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bias {
+    /// Relative weights.
+    pub weights: [u32; 8],
+}
+
 struct Gen<'a, 'b> {
     u: &'b mut Unstructured<'a>,
     made: Made,
     /// The family most themed segments of this program take.
     favourite: u8,
+    /// Weighted family draws, when set; even ones otherwise.
+    bias: Option<&'b Bias>,
 }
 
 impl<'a> Gen<'a, '_> {
@@ -142,10 +263,32 @@ impl<'a> Gen<'a, '_> {
         n(&format!("{prefix}{}", self.made.next))
     }
 
+    /// A family's draw, weighted by the bias; `None` without one.
+    fn biased(&mut self) -> Result<Option<u8>> {
+        let Some(bias) = self.bias else {
+            return Ok(None);
+        };
+        let total: u64 = bias.weights.iter().map(|w| u64::from(*w)).sum();
+        if total == 0 {
+            return Ok(Some(self.u.choose(&Family::ALL)?.draw()));
+        }
+        let mut r = self.u.int_in_range(0..=total - 1)?;
+        for (f, w) in Family::ALL.iter().zip(bias.weights) {
+            if r < u64::from(w) {
+                return Ok(Some(f.draw()));
+            }
+            r -= u64::from(w);
+        }
+        unreachable!("r < total")
+    }
+
     fn op(&mut self, held: &mut Vec<Name>, theme: Option<u8>) -> Result<Op> {
         let family = match theme {
             Some(f) => f,
-            None => self.u.int_in_range(0..=9)?,
+            None => match self.biased()? {
+                Some(f) => f,
+                None => self.u.int_in_range(0..=9)?,
+            },
         };
         Ok(match family {
             0 | 1 => self.cgroup_op()?,
@@ -496,7 +639,10 @@ impl<'a> Gen<'a, '_> {
         } else if self.u.ratio(2, 3)? {
             Some(self.favourite)
         } else {
-            Some(self.u.int_in_range(0..=8)?)
+            match self.biased()? {
+                Some(f) => Some(f),
+                None => Some(self.u.int_in_range(0..=8)?),
+            }
         };
         let min_len = if theme.is_some() { 3 } else { 0 };
         let len = self.u.int_in_range(min_len..=GEN_OPS)?;
@@ -535,39 +681,49 @@ impl<'a> Gen<'a, '_> {
 
 impl<'a> Arbitrary<'a> for Program {
     fn arbitrary(u: &mut Unstructured<'a>) -> Result<Program> {
-        let nlanes = u.int_in_range(1..=GEN_LANES)?;
-        let nsteps = u.int_in_range(1..=GEN_STEPS)?;
-        let favourite = u.int_in_range(0..=8)?;
-        let mut g = Gen {
-            u,
-            made: Made::default(),
-            favourite,
-        };
-        let mut lanes: Vec<Lane> = (0..nlanes)
-            .map(|i| Lane {
-                name: n(&format!("l{i}")),
-                ops: Vec::new(),
-            })
-            .collect();
-        for step in 0..nsteps {
-            for lane in lanes.iter_mut() {
-                let mut held = Vec::new();
-                let seg = g.segment(&mut held)?;
-                lane.ops.extend(seg);
-                if step + 1 < nsteps {
-                    lane.ops.push(Op::Barrier.into());
-                }
+        generate(u, None)
+    }
+}
+
+/// A program from `u`'s bytes, its families drawn by `bias` when given
+/// (evenly otherwise: `Program::arbitrary`).
+pub fn generate(u: &mut Unstructured<'_>, bias: Option<&Bias>) -> Result<Program> {
+    let nlanes = u.int_in_range(1..=GEN_LANES)?;
+    let nsteps = u.int_in_range(1..=GEN_STEPS)?;
+    let favourite = u.int_in_range(0..=8)?;
+    let mut g = Gen {
+        u,
+        made: Made::default(),
+        favourite,
+        bias,
+    };
+    if let Some(f) = g.biased()? {
+        g.favourite = f;
+    }
+    let mut lanes: Vec<Lane> = (0..nlanes)
+        .map(|i| Lane {
+            name: n(&format!("l{i}")),
+            ops: Vec::new(),
+        })
+        .collect();
+    for step in 0..nsteps {
+        for lane in lanes.iter_mut() {
+            let mut held = Vec::new();
+            let seg = g.segment(&mut held)?;
+            lane.ops.extend(seg);
+            if step + 1 < nsteps {
+                lane.ops.push(Op::Barrier.into());
             }
         }
-        Ok(Program {
-            name: "generated".into(),
-            description: String::new(),
-            duration: None,
-            lanes,
-            checks: Vec::new(),
-            known_findings: Vec::new(),
-        })
     }
+    Ok(Program {
+        name: "generated".into(),
+        description: String::new(),
+        duration: None,
+        lanes,
+        checks: Vec::new(),
+        known_findings: Vec::new(),
+    })
 }
 
 /// A program from a seed: the same seed gives the same program.

@@ -162,3 +162,57 @@ fn a_wait_only_ever_names_tasks_that_end_by_themselves() {
     }
     assert!(waits > 100, "only {waits} waits generated");
 }
+
+/// Bytes for a seed (splitmix64), as a campaign draws them.
+fn bytes(seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..4096)
+        .map(|_| {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) as u8
+        })
+        .collect()
+}
+
+/// A bias that weighs one family only gives programs of that family's ops
+/// (mount ops always make a mount op), valid ones; an even bias gives
+/// every family.
+#[test]
+fn a_bias_draws_the_families_it_weighs() {
+    use cgstorm_workloads::gen::{generate, Bias, Family};
+    let only_mounts = Bias {
+        weights: [0, 0, 0, 0, 1, 0, 0, 0],
+    };
+    let mut ops = 0;
+    for seed in 0..100 {
+        let b = bytes(seed);
+        let p = generate(&mut Unstructured::new(&b), Some(&only_mounts)).expect("enough bytes");
+        p.validate().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        for lane in &p.lanes {
+            let mut all = Vec::new();
+            walk(&lane.ops, &mut all);
+            for op in all {
+                if let Some(f) = Family::of(op) {
+                    assert_eq!(f, Family::Mount, "seed {seed}: {op:?}");
+                    ops += 1;
+                }
+            }
+        }
+    }
+    assert!(ops > 100, "only {ops} ops in 100 programs");
+    let even = Bias { weights: [1; 8] };
+    let mut seen = BTreeSet::new();
+    for seed in 0..200 {
+        let b = bytes(seed);
+        let p = generate(&mut Unstructured::new(&b), Some(&even)).expect("enough bytes");
+        for lane in &p.lanes {
+            let mut all = Vec::new();
+            walk(&lane.ops, &mut all);
+            seen.extend(all.into_iter().filter_map(Family::of));
+        }
+    }
+    assert_eq!(seen.len(), Family::ALL.len(), "families drawn: {seen:?}");
+}

@@ -151,12 +151,21 @@ impl Signal for Events {
 
 /// The signals in use.
 pub fn default_signals() -> Vec<Box<dyn Signal>> {
-    vec![
-        Box::new(Titles),
-        Box::new(Outcomes),
-        Box::new(States),
-        Box::new(Events),
-    ]
+    SIGNALS.iter().filter_map(|n| signal(n)).collect()
+}
+
+/// Every signal's name (`cgstorm fuzz --signals`).
+pub const SIGNALS: [&str; 4] = ["title", "outcome", "state", "event"];
+
+/// The signal called `name`.
+pub fn signal(name: &str) -> Option<Box<dyn Signal>> {
+    Some(match name {
+        "title" => Box::new(Titles),
+        "outcome" => Box::new(Outcomes),
+        "state" => Box::new(States),
+        "event" => Box::new(Events),
+        _ => return None,
+    })
 }
 
 /// Every feature seen so far.
@@ -189,6 +198,14 @@ pub fn features(signals: &[Box<dyn Signal>], program: &Program, ran: &Ran) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_signal_is_named_by_its_own_name() {
+        for n in SIGNALS {
+            assert_eq!(signal(n).map(|s| s.name()), Some(n));
+        }
+        assert!(signal("edges").is_none());
+    }
 
     #[test]
     fn event_counts_fall_in_powers_of_two() {

@@ -350,7 +350,8 @@ fn a_campaign_whose_boots_all_fail_fails() {
 /// many; the programs after it bring no new edge and are not re-run.
 /// (The first program joins for its new op outcomes, and brings no edge;
 /// the second is the same program, and brings three.) Without feedback
-/// the same edges are counted and nothing is re-run.
+/// the same edges are counted and nothing is re-run. With feedback the
+/// generator leans to the family of ops that brought the edges.
 #[test]
 fn new_edges_that_show_again_keep_their_program() {
     let script = Script {
@@ -365,6 +366,14 @@ fn new_edges_that_show_again_keep_their_program() {
     assert_eq!(st.stats.cover.flaky, 0);
     assert_eq!(st.weights.last(), Some(&3), "1 + log2(3 + 1)");
     assert!(st.pending.is_empty());
+    // Those edges came from cgroup ops: the generator draws them more now.
+    let cgroup = st.yields.bias().weights[0];
+    assert!(cgroup > 1000 / 8, "{}", st.stats.cover.families);
+    assert!(
+        st.stats.cover.families.starts_with("cgroup "),
+        "{}",
+        st.stats.cover.families
+    );
     drop(st);
     let edges_files = std::fs::read_dir(dir.path().join("corpus"))
         .unwrap()
@@ -377,6 +386,7 @@ fn new_edges_that_show_again_keep_their_program() {
     let st = c.state();
     assert_eq!(st.stats.cover.edges, 3);
     assert_eq!((st.stats.cover.reruns, st.stats.cover.kept), (0, 0));
+    assert_eq!(st.yields.runs(), 0, "no feedback, no bias");
 }
 
 /// On a kernel with kmemleak, a VM about to go after a report is scanned

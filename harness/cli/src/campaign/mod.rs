@@ -14,6 +14,7 @@ pub mod shrink;
 pub mod slot;
 pub mod source;
 pub mod stats;
+pub mod yields;
 
 use std::path::{Path, PathBuf};
 

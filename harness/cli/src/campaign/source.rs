@@ -9,7 +9,8 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Unstructured;
+use cgstorm_workloads::gen::{self, Bias};
 use cgstorm_workloads::{mutate, Program};
 
 use super::engine::{Campaign, Pick, Source};
@@ -148,12 +149,13 @@ impl FuzzSource {
     /// more likely.
     #[cfg(test)]
     pub fn program(&self, n: u64, corpus: &[Program], weights: &[u64]) -> Program {
-        self.program_of(n, n % 2 == 1, corpus, weights, None)
+        self.program_of(n, n % 2 == 1, corpus, weights, None, None)
     }
 
     /// Program `n` of the seed's stream: a mutation of a corpus program
     /// when `mutation` is (or of `corpus[smash]`, when `smash` is given),
-    /// and the mutation works; generated otherwise.
+    /// and the mutation works; generated otherwise, its families of ops
+    /// drawn by `bias` when given (a guided campaign's).
     pub fn program_of(
         &self,
         n: u64,
@@ -161,6 +163,7 @@ impl FuzzSource {
         corpus: &[Program],
         weights: &[u64],
         smash: Option<usize>,
+        bias: Option<&Bias>,
     ) -> Program {
         let s = self.seed.wrapping_add(n.wrapping_mul(0x9E37_79B9));
         let bytes = seed_bytes(s);
@@ -176,7 +179,7 @@ impl FuzzSource {
                 return self.with_faults(m, s);
             }
         }
-        let mut p = Program::arbitrary(&mut Unstructured::new(&bytes))
+        let mut p = gen::generate(&mut Unstructured::new(&bytes), bias)
             .expect("the generator never fails on enough bytes");
         p.name = format!("gen-{s:x}");
         self.with_faults(p, s)
@@ -225,16 +228,26 @@ impl Source for FuzzSource {
                 });
             }
         }
-        let (n, mutation, corpus, weights, smash) = {
+        let (n, mutation, corpus, weights, smash, bias) = {
             let mut st = c.state();
             let (n, mutation) = self.shard.take(st.stats.draws);
             st.stats.draws += 1;
             st.issued += 1;
             let smash = smash_for(mutation, &mut st.smash);
-            (n, mutation, st.corpus.clone(), st.weights.clone(), smash)
+            // A guided campaign's generator leans to the families of ops
+            // that brought new kernel edges lately.
+            let bias = (c.cover_feedback && st.yields.runs() > 0).then(|| st.yields.bias());
+            (
+                n,
+                mutation,
+                st.corpus.clone(),
+                st.weights.clone(),
+                smash,
+                bias,
+            )
         };
         Some(Pick {
-            program: self.program_of(n, mutation, &corpus, &weights, smash),
+            program: self.program_of(n, mutation, &corpus, &weights, smash, bias.as_ref()),
             duration: PROGRAM_DURATION,
             part: "fuzz".into(),
             keep: true,
@@ -354,7 +367,7 @@ mod tests {
         };
         let target = &corpus[3].name;
         for n in 0..8 {
-            let p = src.program_of(n, n % 2 == 1, &corpus, &w, Some(3));
+            let p = src.program_of(n, n % 2 == 1, &corpus, &w, Some(3), None);
             assert!(
                 p.name.ends_with(&format!("-of-{target}")),
                 "draw {n}: {}",
@@ -362,11 +375,11 @@ mod tests {
             );
         }
         assert!(src
-            .program_of(0, false, &corpus, &w, Some(999))
+            .program_of(0, false, &corpus, &w, Some(999), None)
             .name
             .starts_with("gen-"));
         assert_eq!(
-            src.program_of(5, true, &corpus, &w, None).to_yaml(),
+            src.program_of(5, true, &corpus, &w, None, None).to_yaml(),
             src.program(5, &corpus, &w).to_yaml()
         );
     }
@@ -388,7 +401,7 @@ mod tests {
             (0..6)
                 .map(|n| {
                     let (d, mutation) = sh.take(n);
-                    src.program_of(d, mutation, &corpus, &w, None)
+                    src.program_of(d, mutation, &corpus, &w, None, None)
                 })
                 .collect()
         };

@@ -199,6 +199,10 @@ pub struct CoverStats {
     /// `(elapsed s, PCs)` at the same points as `series`.
     #[serde(default)]
     pub pcs_series: Vec<(u64, u64)>,
+    /// With feedback: the share of generated ops' draws each family of
+    /// ops had at the end (`campaign::yields`).
+    #[serde(default)]
+    pub families: String,
 }
 
 /// The phases of [`Stats::phase_ms`], in the order the summary gives them.
@@ -354,6 +358,13 @@ impl Stats {
                     s,
                     "               {} programs with new edges were never re-run (fewest new edges, while re-runs and minimisation had their share)",
                     c.unconfirmed
+                );
+            }
+            if !c.families.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "  generator    families of ops drawn, by their recent new edges per second: {}",
+                    c.families
                 );
             }
             if c.shrink_runs > 0 {
