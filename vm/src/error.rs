@@ -212,6 +212,23 @@ pub enum BootError {
 }
 
 impl BootError {
+    /// The error's own line: its message without the console tail.
+    pub fn headline(&self) -> String {
+        match self {
+            BootError::Exited { status, .. } => format!(
+                "kernel did not come up: qemu exited ({status}) before the agent said hello"
+            ),
+            BootError::Timeout { after, .. } => {
+                format!("kernel did not come up: no hello from the agent within {after:?}")
+            }
+            BootError::AgentFatal { message, .. } => {
+                format!("agent failed during boot: {message}")
+            }
+            BootError::Channel { .. } => "agent channel broke during boot".to_string(),
+            BootError::BadHello { .. } | BootError::Interrupted => self.to_string(),
+        }
+    }
+
     /// The console tail, when this error carries one.
     pub fn console_tail(&self) -> Option<&str> {
         match self {

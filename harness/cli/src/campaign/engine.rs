@@ -413,11 +413,8 @@ impl Campaign {
                     failures += 1;
                     let chain = crate::run::error::chain(&e);
                     eprintln!("cgstorm: job {job}: {chain}");
-                    // Its first line, without the console tail it announces.
-                    let first = chain.lines().next().unwrap_or_default();
-                    let first = first.split("; last console lines").next().unwrap_or(first);
                     *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some(first.trim_end_matches(':').to_string());
+                        Some(crate::run::error::headline(&e));
                     let mut st = self.state();
                     // A try that failed: counted as one, so a part whose
                     // every try failed tested nothing, and one with

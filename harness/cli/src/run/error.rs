@@ -98,6 +98,16 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
         .unwrap_or(2)
 }
 
+/// The first line of `e`'s [`chain`], without the console tail a boot
+/// error carries: what a summary says of the last error.
+pub fn headline(e: &RunError) -> String {
+    if let RunError::Launch(LaunchError::Boot(b)) = e {
+        return b.headline();
+    }
+    let chain = chain(e);
+    chain.lines().next().unwrap_or_default().to_string()
+}
+
 /// The error and its sources on one line, `: `-separated, skipping a source
 /// whose text the error already shows.
 pub fn chain(e: &dyn std::error::Error) -> String {
@@ -166,6 +176,23 @@ mod tests {
             3
         );
         assert_eq!(exit_code(&anyhow::anyhow!("--jobs must be at least 1")), 2);
+    }
+
+    /// A failed boot's headline is its message without the console lines
+    /// it carries; another error's is its chain's first line.
+    #[test]
+    fn a_headline_leaves_the_console_out() {
+        let boot = RunError::Launch(LaunchError::Boot(cgstorm_vm::BootError::Exited {
+            status: "exit status: 1".into(),
+            console_tail: "Kernel panic - not syncing: no init\nend Kernel panic".into(),
+        }));
+        assert!(chain(&boot).contains("Kernel panic"), "{}", chain(&boot));
+        assert_eq!(
+            headline(&boot),
+            "kernel did not come up: qemu exited (exit status: 1) before the agent said hello"
+        );
+        let e = RunError::Agent(HostError::Config("build it".into()));
+        assert_eq!(headline(&e), chain(&e));
     }
 
     #[test]
