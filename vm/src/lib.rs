@@ -6,6 +6,8 @@
 //!   its release and the modules it needs, in load order.
 //! - [`initramfs`]: a cpio writer and the agent initramfs.
 //! - [`accel`]: KVM if it really works, TCG otherwise.
+//! - [`machine`]: the machine options (memory, CPUs, disks, pmem), the VM
+//!   spec and the model's machine made from them, and the backend choice.
 //! - [`qemu`]: the QEMU backend; [`virtme`]: the virtme-ng backend;
 //!   [`process`]: what the two share; [`fake`]: a scripted backend for tests.
 //! - [`vm`]: the [`Vm`] trait they share; [`boot`]: the agent handshake on it.
@@ -21,6 +23,7 @@ pub mod fake;
 pub mod initramfs;
 pub mod kernel;
 pub mod launch;
+pub mod machine;
 pub mod process;
 pub mod qemu;
 pub mod snapshot;

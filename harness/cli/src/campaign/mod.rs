@@ -18,9 +18,9 @@ pub mod stats;
 use std::path::{Path, PathBuf};
 
 use cgstorm_vm::kernel::{self, KernelSpec};
+use cgstorm_vm::machine::{Backend, MachineOpts};
 use cgstorm_vm::AccelChoice;
 
-use crate::machine::{Backend, MachineOpts};
 use crate::run::error::{Failed, RunError};
 use crate::run::launch::{self, FoundKernel};
 use crate::vm_args::VmArgs;

@@ -11,13 +11,13 @@ use cgstorm_proto::contract::{
     LEAK_DIRTY, LEAK_DYING_V1, LEAK_DYING_V2, LEAK_PREFIX, LEAK_SCAN_LINE,
 };
 use cgstorm_proto::proto::{AgentMsg, HostMsg};
+use cgstorm_vm::machine::MachineOpts;
 use cgstorm_vm::snapshot::Snapshot;
 use cgstorm_vm::Vm;
 use cgstorm_workloads::model::Target;
 use cgstorm_workloads::Program;
 
 use super::Env;
-use crate::machine::MachineOpts;
 use crate::run::ask::ask;
 use crate::run::console::ConsoleWatch;
 use crate::run::error::RunError;

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use cgstorm_proto::proto::{AgentMsg, HostMsg, ShellOrder};
+use cgstorm_vm::machine::{Backend, MachineOpts};
 use cgstorm_vm::qemu::QemuVm;
 use cgstorm_vm::{Accel, AgentVm, ConsoleEvent, Vm};
 use cgstorm_workloads::Program;
@@ -14,7 +15,6 @@ use cgstorm_workloads::Program;
 use super::results::{self, Judgement};
 use super::script::{Script, DEFAULT_DURATION_MS, HELPER_C, SEQUENCE_MARK};
 use super::ReproArgs;
-use crate::machine::{Backend, MachineOpts};
 use crate::run::ask::ask;
 use crate::run::console::ConsoleWatch;
 use crate::run::error::{chain, RunError};

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 
 use cgstorm_vm::kernel::{self, Kernel as VmKernel, KernelSpec};
 use cgstorm_vm::launch::{launch, launch_virtme, AgentVm, AgentVmSpec, AnyAgentVm};
+use cgstorm_vm::machine::{Backend, MachineOpts};
 use cgstorm_vm::qemu::QemuVm;
 use cgstorm_vm::snapshot::{launch_saved, Snapshot};
 use cgstorm_vm::{AccelChoice, BootError, LaunchError};
 
 use super::error::RunError;
 use super::kconfig::{self, KConfig};
-use crate::machine::{Backend, MachineOpts};
 
 /// Host tools copied into the initramfs (with their libraries) when present:
 /// the agent runs them for `mkfs`.

@@ -32,11 +32,11 @@ use std::time::Duration;
 
 use cgstorm_proto::proto::{Hello, ModuleOutcome, RunOrder};
 use cgstorm_vm::launch::AgentVm;
+use cgstorm_vm::machine::MachineOpts;
 use cgstorm_vm::Vm;
 use cgstorm_workloads::model::{Kernel, Target};
 use cgstorm_workloads::{Millis, Program, Size};
 
-use crate::machine::MachineOpts;
 use console::{ConsoleLog, ConsoleWatch};
 use error::{chain, RunError};
 use kconfig::KConfig;

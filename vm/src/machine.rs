@@ -1,10 +1,11 @@
 //! The VM cgstorm boots and the machine the model predicts for, both made
-//! from the same options so they cannot disagree, and the runner that boots
+//! from the same options so they cannot disagree, and the backend that boots
 //! it.
 
-use cgstorm_vm::{Pmem, VmSpec};
 use cgstorm_workloads::model::{Kernel, Machine, Target};
 use cgstorm_workloads::Size;
+
+use crate::spec::{Pmem, VmSpec, MEMMAP_HEADROOM_MIB};
 
 /// Machine options that cannot work (the commands exit 2 on them).
 #[derive(Debug, thiserror::Error)]
@@ -12,7 +13,8 @@ use cgstorm_workloads::Size;
 pub struct BadMachine(pub String);
 
 /// Which VM runner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Backend {
     /// QEMU with cgstorm's own initramfs.
     Qemu,
@@ -30,9 +32,6 @@ impl Backend {
     }
 }
 
-/// RAM the guest keeps above a `memmap=` pmem carve-out (the vm crate checks
-/// the same headroom).
-const MEMMAP_HEADROOM_MIB: u64 = 256;
 /// Highest start of the pmem carve-out: low RAM stays for the kernel and the
 /// initramfs.
 const MEMMAP_OFFSET_MIB: u64 = 1024;
