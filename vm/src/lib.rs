@@ -4,6 +4,8 @@
 //! - [`agent`]: the static agent binary, built when needed.
 //! - [`kernel`]: find a kernel (bzImage, build tree, fetched Debian kernel),
 //!   its release and the modules it needs, in load order.
+//! - [`kconfig`]: the kernel's `.config`, found beside it, for the model
+//!   and the backend.
 //! - [`initramfs`]: a cpio writer and the agent initramfs.
 //! - [`accel`]: KVM if it really works, TCG otherwise.
 //! - [`machine`]: the machine options (memory, CPUs, disks, pmem), the VM
@@ -21,6 +23,7 @@ pub mod boot;
 pub mod error;
 pub mod fake;
 pub mod initramfs;
+pub mod kconfig;
 pub mod kernel;
 pub mod launch;
 pub mod machine;

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use cgstorm_vm::kconfig::{self, KConfig};
 use cgstorm_vm::kernel::{self, Kernel as VmKernel, KernelSpec};
 use cgstorm_vm::launch::{launch, launch_virtme, AgentVm, AgentVmSpec, AnyAgentVm};
 use cgstorm_vm::machine::{Backend, MachineOpts};
@@ -12,7 +13,6 @@ use cgstorm_vm::snapshot::{launch_saved, Snapshot};
 use cgstorm_vm::{AccelChoice, BootError, LaunchError};
 
 use super::error::RunError;
-use super::kconfig::{self, KConfig};
 
 /// Host tools copied into the initramfs (with their libraries) when present:
 /// the agent runs them for `mkfs`.

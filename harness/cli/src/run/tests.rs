@@ -536,7 +536,7 @@ fn found(config: Option<&str>) -> super::launch::FoundKernel {
             modules: None,
             package: None,
         },
-        config: config.map(|c| ("/k/config".into(), super::kconfig::KConfig::parse(c))),
+        config: config.map(|c| ("/k/config".into(), cgstorm_vm::kconfig::KConfig::parse(c))),
     }
 }
 
