@@ -8,7 +8,37 @@ use std::path::PathBuf;
 use cgstorm_workloads::model::target::config_enabled;
 use cgstorm_workloads::model::Kernel;
 
-use crate::kernel::{Kernel as VmKernel, KernelSpec};
+use crate::error::KernelError;
+use crate::kernel::{self, Kernel as VmKernel, KernelSpec};
+
+/// A kernel ready to boot, with its configuration if one was found.
+pub struct FoundKernel {
+    /// The kernel.
+    pub kernel: VmKernel,
+    /// Its `.config` and where it was.
+    pub config: Option<(PathBuf, KConfig)>,
+}
+
+impl FoundKernel {
+    /// The kernel `spec` names ([`kernel::locate`]), and its configuration
+    /// if one is beside it ([`find`]).
+    pub fn locate(spec: &KernelSpec) -> Result<FoundKernel, KernelError> {
+        let kernel = kernel::locate(spec)?;
+        let config = find(spec, &kernel);
+        Ok(FoundKernel { kernel, config })
+    }
+
+    /// The image and what it is, for the line that says what boots:
+    /// `…/vmlinuz-6.1.0-57-cloud-amd64 (6.1.0-57-cloud-amd64, Debian package
+    /// linux-image-6.1.0-57-cloud-amd64 6.1.192-3)`.
+    pub fn describe(&self) -> String {
+        let k = &self.kernel;
+        match &k.package {
+            Some(p) => format!("{} ({}, Debian package {p})", k.image.display(), k.release),
+            None => format!("{} ({})", k.image.display(), k.release),
+        }
+    }
+}
 
 /// A kernel's `.config` text, read the one way the model reads it
 /// ([`config_enabled`]).

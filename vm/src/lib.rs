@@ -9,7 +9,8 @@
 //! - [`initramfs`]: a cpio writer and the agent initramfs.
 //! - [`accel`]: KVM if it really works, TCG otherwise.
 //! - [`machine`]: the machine options (memory, CPUs, disks, pmem), the VM
-//!   spec and the model's machine made from them, and the backend choice.
+//!   spec and the model's machine made from them, the backend choice, and
+//!   the boot plan that puts them together with a kernel and an agent.
 //! - [`qemu`]: the QEMU backend; [`virtme`]: the virtme-ng backend;
 //!   [`process`]: what the two share; [`fake`]: a scripted backend for tests.
 //! - [`vm`]: the [`Vm`] trait they share; [`boot`]: the agent handshake on it.

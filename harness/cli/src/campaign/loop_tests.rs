@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use cgstorm_proto::proto::{AgentMsg, HostMsg};
 use cgstorm_vm::fake::{FakeVm, Said};
+use cgstorm_vm::kconfig::FoundKernel;
 use cgstorm_vm::machine::{Backend, MachineOpts};
 use cgstorm_vm::{AccelChoice, AgentVm, Vm};
 use cgstorm_workloads::model::{OpEvent, Snapshot};
@@ -20,7 +21,6 @@ use cgstorm_workloads::{OpId, Outcome, Program};
 use super::engine::{Campaign, Pick, Source};
 use super::Env;
 use crate::run::error::RunError;
-use crate::run::launch::FoundKernel;
 use crate::run::tests::hello_with;
 use crate::vm_args::VmArgs;
 

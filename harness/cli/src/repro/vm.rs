@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use cgstorm_proto::proto::{AgentMsg, HostMsg, ShellOrder};
-use cgstorm_vm::machine::{Backend, MachineOpts};
+use cgstorm_vm::machine::{Backend, BootPlan, MachineOpts};
 use cgstorm_vm::qemu::QemuVm;
 use cgstorm_vm::{Accel, AgentVm, ConsoleEvent, Vm};
 use cgstorm_workloads::Program;
@@ -18,7 +18,7 @@ use super::ReproArgs;
 use crate::run::ask::ask;
 use crate::run::console::ConsoleWatch;
 use crate::run::error::{chain, RunError};
-use crate::run::launch::{boot_qemu, find_agent, find_kernel, BootPlan};
+use crate::run::launch::{boot_qemu, find_agent, find_kernel};
 
 /// Where the guest's busybox comes from (Debian's busybox-static).
 const BUSYBOX: &str = "/bin/busybox";

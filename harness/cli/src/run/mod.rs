@@ -30,15 +30,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cgstorm_proto::proto::{Hello, ModuleOutcome, RunOrder};
+use cgstorm_vm::kconfig::FoundKernel;
 use cgstorm_vm::launch::AgentVm;
-use cgstorm_vm::machine::MachineOpts;
+use cgstorm_vm::machine::{BootPlan, MachineOpts};
 use cgstorm_vm::Vm;
 use cgstorm_workloads::model::{Kernel, Target};
 use cgstorm_workloads::{Millis, Program, Size};
 
 use console::{ConsoleLog, ConsoleWatch};
 use error::{chain, RunError};
-use launch::{BootPlan, Booted, FoundKernel};
+use launch::Booted;
 use limits::Limits;
 use session::{End, Outcome};
 use verdict::{check_model, findings, Finding, ModelCheck, OpNames, RunInfo, Verdict};
