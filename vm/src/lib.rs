@@ -4,8 +4,13 @@
 //! - [`agent`]: the static agent binary, built when needed.
 //! - [`kernel`]: find a kernel (bzImage, build tree, fetched Debian kernel),
 //!   its release and the modules it needs, in load order.
+//! - [`kconfig`]: the kernel's `.config`, found beside it, for the model
+//!   and the backend.
 //! - [`initramfs`]: a cpio writer and the agent initramfs.
 //! - [`accel`]: KVM if it really works, TCG otherwise.
+//! - [`machine`]: the machine options (memory, CPUs, disks, pmem), the VM
+//!   spec and the model's machine made from them, the backend choice, and
+//!   the boot plan that puts them together with a kernel and an agent.
 //! - [`qemu`]: the QEMU backend; [`virtme`]: the virtme-ng backend;
 //!   [`process`]: what the two share; [`fake`]: a scripted backend for tests.
 //! - [`vm`]: the [`Vm`] trait they share; [`boot`]: the agent handshake on it.
@@ -19,8 +24,10 @@ pub mod boot;
 pub mod error;
 pub mod fake;
 pub mod initramfs;
+pub mod kconfig;
 pub mod kernel;
 pub mod launch;
+pub mod machine;
 pub mod process;
 pub mod qemu;
 pub mod snapshot;

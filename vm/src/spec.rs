@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+/// RAM the guest keeps beyond a [`Pmem::Memmap`] region, in MiB.
+pub const MEMMAP_HEADROOM_MIB: u64 = 256;
+
 /// Persistent memory for the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pmem {

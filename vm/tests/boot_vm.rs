@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use cgstorm_proto::proto::ModuleOutcome;
 use cgstorm_vm::kernel::{self, Kernel, KernelSpec};
 use cgstorm_vm::launch::{launch, AgentVmSpec};
+use cgstorm_vm::machine::GUEST_TOOLS;
 use cgstorm_vm::{AccelChoice, ConsoleEvent, Diagnosis, Pmem, Vm, VmSpec};
 
 fn workspace() -> PathBuf {
@@ -100,7 +101,7 @@ fn spec(kernel: &Kernel, agent: &Path) -> AgentVmSpec {
         ..VmSpec::default()
     };
     // dynamic host binaries ride along with their libraries
-    s.binaries = ["/usr/sbin/mkfs.ext4", "/usr/sbin/mkfs.xfs"]
+    s.binaries = GUEST_TOOLS
         .iter()
         .map(PathBuf::from)
         .filter(|p| p.exists())

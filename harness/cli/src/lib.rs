@@ -4,16 +4,15 @@
 //! soaking share ([`campaign`]), the finding directory ([`findings`]), the
 //! programs that ran before a finding and their replay ([`history`]), the
 //! program loader and stored runs ([`programs`]), the VM and kernel
-//! options ([`machine`], [`vm_args`], [`kernel_args`]), the built-in corpus
-//! ([`data`]) and the HTML/XML escaper ([`markup`]). It depends on nothing
-//! of the commands.
+//! options ([`vm_args`], [`kernel_args`]; the machine they give is
+//! `cgstorm_vm::machine`'s), the built-in corpus ([`data`]) and the
+//! HTML/XML escaper ([`markup`]). It depends on nothing of the commands.
 
 pub mod campaign;
 pub mod data;
 pub mod findings;
 pub mod history;
 pub mod kernel_args;
-pub mod machine;
 pub mod markup;
 pub mod programs;
 pub mod run;

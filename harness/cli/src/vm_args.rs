@@ -6,11 +6,10 @@
 
 use std::path::PathBuf;
 
+use cgstorm_vm::machine::{Backend, MachineOpts};
 use cgstorm_vm::AccelChoice;
 use cgstorm_workloads::Size;
 use clap::Parser;
-
-use crate::machine::{Backend, MachineOpts};
 
 /// What to boot and with what: the kernel, the accelerator, the agent.
 #[derive(clap::Args, Debug, Clone)]

@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["campaign"],
     &["run"],
     &["vm_args", "kernel_args", "data"],
-    &["machine", "findings", "markup"],
+    &["findings", "markup"],
     &["programs"],
 ];
 

@@ -1,7 +1,7 @@
 //! What the VM examples share: a kernel named on the command line, and a
 //! booted agent for it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,13 +10,10 @@ use cgstorm_vm::kernel::{self, KernelSpec};
 use cgstorm_vm::launch::{launch, AgentVm, AgentVmSpec};
 use cgstorm_vm::vm::Vm;
 
-/// `debian` (the fetched Debian kernel) or a bzImage or kernel tree.
+/// `debian` (the fetched Debian kernel), `debian:RELEASE`, or a bzImage or
+/// kernel tree, as `cgstorm --kernel` names them (no environment pin).
 pub fn kernel_spec(which: &str) -> KernelSpec {
-    if which == "debian" {
-        KernelSpec::Debian(None)
-    } else {
-        KernelSpec::from_path(Path::new(which))
-    }
+    KernelSpec::named(Some(which), None)
 }
 
 /// Boots `spec` with the workspace's agent (built if needed), the

@@ -31,6 +31,21 @@ pub enum KernelSpec {
 pub const DEBIAN_PIN_ENV: &str = "CGSTORM_DEBIAN_KERNEL";
 
 impl KernelSpec {
+    /// The kernel `--kernel` names: `debian` or nothing for the fetched
+    /// Debian kernel (the release `$CGSTORM_DEBIAN_KERNEL`, `env_pin`, pins,
+    /// else the latest fetched), `debian:RELEASE` for one release of it, else
+    /// a bzImage or a kernel build tree.
+    pub fn named(arg: Option<&str>, env_pin: Option<&str>) -> KernelSpec {
+        match (arg, env_pin.filter(|p| !p.is_empty())) {
+            (None | Some("debian"), Some(pin)) => KernelSpec::DebianPinned(pin.to_string()),
+            (None | Some("debian"), None) => KernelSpec::Debian(None),
+            (Some(p), _) => match p.strip_prefix("debian:") {
+                Some(pin) => KernelSpec::DebianPinned(pin.to_string()),
+                None => KernelSpec::from_path(Path::new(p)),
+            },
+        }
+    }
+
     /// A directory is a tree, anything else an image.
     pub fn from_path(path: &Path) -> Self {
         if path.is_dir() {
@@ -205,6 +220,25 @@ fn from_image(image: &Path, root: Option<&Path>) -> Result<Kernel, KernelError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debian_kernel_pins_come_from_the_argument_or_the_environment() {
+        let named = KernelSpec::named;
+        let pinned = |r: &str| KernelSpec::DebianPinned(r.into());
+        assert_eq!(named(None, None), KernelSpec::Debian(None));
+        assert_eq!(named(Some("debian"), None), KernelSpec::Debian(None));
+        assert_eq!(named(Some("debian"), Some("")), KernelSpec::Debian(None));
+        assert_eq!(named(None, Some("6.1.0-57")), pinned("6.1.0-57"));
+        assert_eq!(
+            named(Some("debian:6.1.0-56"), Some("6.1.0-57")),
+            pinned("6.1.0-56")
+        );
+        // A path is a path whatever the environment pins.
+        assert_eq!(
+            named(Some("/k/bzImage"), Some("6.1.0-57")),
+            KernelSpec::Image("/k/bzImage".into())
+        );
+    }
 
     #[test]
     fn a_relative_image_path_is_made_absolute() {

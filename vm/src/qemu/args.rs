@@ -9,7 +9,7 @@ use cgstorm_proto::contract::{DEVICES_PARAM, PORT_NAME};
 
 use crate::accel::Accel;
 use crate::error::HostError;
-use crate::spec::{expected_devices, Pmem, VmSpec};
+use crate::spec::{expected_devices, Pmem, VmSpec, MEMMAP_HEADROOM_MIB};
 
 /// Host files a run uses, made by the caller in a temporary directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,9 +23,6 @@ pub struct RunFiles {
     /// The NVDIMM backing file, for [`Pmem::Nvdimm`].
     pub nvdimm: Option<PathBuf>,
 }
-
-/// Headroom of RAM the guest keeps beyond a `memmap=` region, in MiB.
-const MEMMAP_HEADROOM_MIB: u64 = 256;
 
 /// The kernel parameters every cgstorm guest gets, whatever boots it:
 /// unthrottled `/dev/kmsg`, sysrq, the token, the pmem carve-out, the devices

@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use cgstorm_proto::proto::{AgentMsg, HostMsg};
 use cgstorm_vm::fake::{FakeVm, Said};
+use cgstorm_vm::kconfig::FoundKernel;
+use cgstorm_vm::machine::{Backend, MachineOpts};
 use cgstorm_vm::{AccelChoice, AgentVm, Vm};
 use cgstorm_workloads::model::{OpEvent, Snapshot};
 use cgstorm_workloads::{OpId, Outcome, Program};
 
 use super::engine::{Campaign, Pick, Source};
 use super::Env;
-use crate::machine::{Backend, MachineOpts};
 use crate::run::error::RunError;
-use crate::run::launch::FoundKernel;
 use crate::run::tests::hello_with;
 use crate::vm_args::VmArgs;
 

@@ -18,12 +18,13 @@ pub mod yields;
 
 use std::path::{Path, PathBuf};
 
+use cgstorm_vm::kconfig::FoundKernel;
 use cgstorm_vm::kernel::{self, KernelSpec};
+use cgstorm_vm::machine::{Backend, MachineOpts};
 use cgstorm_vm::AccelChoice;
 
-use crate::machine::{Backend, MachineOpts};
 use crate::run::error::{Failed, RunError};
-use crate::run::launch::{self, FoundKernel};
+use crate::run::launch;
 use crate::vm_args::VmArgs;
 
 /// What every job of a campaign shares.
@@ -101,7 +102,7 @@ impl Env {
 /// that release without the environment.
 fn with_pin(a: &VmArgs, env_pin: Option<&str>) -> VmArgs {
     let mut vm = a.clone();
-    if let KernelSpec::DebianPinned(pin) = launch::kernel_spec(a.boot.kernel.as_deref(), env_pin) {
+    if let KernelSpec::DebianPinned(pin) = KernelSpec::named(a.boot.kernel.as_deref(), env_pin) {
         vm.boot.kernel = Some(format!("debian:{pin}"));
     }
     vm

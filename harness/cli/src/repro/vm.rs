@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use cgstorm_proto::proto::{AgentMsg, HostMsg, ShellOrder};
+use cgstorm_vm::machine::{Backend, BootPlan, MachineOpts};
 use cgstorm_vm::qemu::QemuVm;
 use cgstorm_vm::{Accel, AgentVm, ConsoleEvent, Vm};
 use cgstorm_workloads::Program;
@@ -14,11 +15,10 @@ use cgstorm_workloads::Program;
 use super::results::{self, Judgement};
 use super::script::{Script, DEFAULT_DURATION_MS, HELPER_C, SEQUENCE_MARK};
 use super::ReproArgs;
-use crate::machine::{Backend, MachineOpts};
 use crate::run::ask::ask;
 use crate::run::console::ConsoleWatch;
 use crate::run::error::{chain, RunError};
-use crate::run::launch::{boot_qemu, find_agent, find_kernel, BootPlan};
+use crate::run::launch::{boot_qemu, find_agent, find_kernel};
 
 /// Where the guest's busybox comes from (Debian's busybox-static).
 const BUSYBOX: &str = "/bin/busybox";

@@ -6,6 +6,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use cgstorm_vm::machine::BadMachine;
 use cgstorm_vm::{HostError, KernelError, LaunchError};
 
 /// `cgstorm run` could not produce a verdict.
@@ -41,8 +42,8 @@ pub enum RunError {
     },
 }
 
-impl From<crate::machine::BadMachine> for RunError {
-    fn from(e: crate::machine::BadMachine) -> RunError {
+impl From<BadMachine> for RunError {
+    fn from(e: BadMachine) -> RunError {
         RunError::Options(e.0)
     }
 }

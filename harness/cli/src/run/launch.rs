@@ -1,66 +1,26 @@
-//! Booting the VM for `cgstorm run`: find the kernel (and its config), the
-//! agent, build the VM spec from the machine options and start QEMU or
-//! virtme-ng.
+//! Booting the VM for `cgstorm run`: find the kernel `--kernel` names and
+//! the agent, and boot (or boot and save) what a
+//! [`BootPlan`](cgstorm_vm::machine::BootPlan) gives, once more after a
+//! boot that failed for the emulator's reasons, not the kernel's.
 
 use std::path::{Path, PathBuf};
 
-use cgstorm_vm::kernel::{self, Kernel as VmKernel, KernelSpec};
-use cgstorm_vm::launch::{launch, launch_virtme, AgentVm, AgentVmSpec, AnyAgentVm};
+use cgstorm_vm::kconfig::FoundKernel;
+use cgstorm_vm::kernel::{self, KernelSpec};
+use cgstorm_vm::launch::{launch, AgentVm, AgentVmSpec, AnyAgentVm};
+use cgstorm_vm::machine::{Backend, BootPlan};
 use cgstorm_vm::qemu::QemuVm;
 use cgstorm_vm::snapshot::{launch_saved, Snapshot};
-use cgstorm_vm::{AccelChoice, BootError, LaunchError};
+use cgstorm_vm::{BootError, LaunchError};
 
 use super::error::RunError;
-use super::kconfig::{self, KConfig};
-use crate::machine::{Backend, MachineOpts};
 
-/// Host tools copied into the initramfs (with their libraries) when present:
-/// the agent runs them for `mkfs`.
-pub const GUEST_TOOLS: [&str; 2] = ["/usr/sbin/mkfs.ext4", "/usr/sbin/mkfs.xfs"];
-
-/// A kernel ready to boot, with its configuration if one was found.
-pub struct FoundKernel {
-    /// The kernel.
-    pub kernel: VmKernel,
-    /// Its `.config` and where it was.
-    pub config: Option<(PathBuf, KConfig)>,
-}
-
-/// The kernel `--kernel` names: `debian` or nothing for the fetched Debian
-/// kernel (the release `$CGSTORM_DEBIAN_KERNEL` pins, else the latest
-/// fetched), `debian:RELEASE` for one release of it, else a bzImage or a
-/// kernel build tree.
-pub fn kernel_spec(arg: Option<&str>, env_pin: Option<&str>) -> KernelSpec {
-    match (arg, env_pin.filter(|p| !p.is_empty())) {
-        (None | Some("debian"), Some(pin)) => KernelSpec::DebianPinned(pin.to_string()),
-        (None | Some("debian"), None) => KernelSpec::Debian(None),
-        (Some(p), _) => match p.strip_prefix("debian:") {
-            Some(pin) => KernelSpec::DebianPinned(pin.to_string()),
-            None => KernelSpec::from_path(Path::new(p)),
-        },
-    }
-}
-
-impl FoundKernel {
-    /// The image and what it is, for the line that says what boots:
-    /// `…/vmlinuz-6.1.0-57-cloud-amd64 (6.1.0-57-cloud-amd64, Debian package
-    /// linux-image-6.1.0-57-cloud-amd64 6.1.192-3)`.
-    pub fn describe(&self) -> String {
-        let k = &self.kernel;
-        match &k.package {
-            Some(p) => format!("{} ({}, Debian package {p})", k.image.display(), k.release),
-            None => format!("{} ({})", k.image.display(), k.release),
-        }
-    }
-}
-
-/// Finds the kernel `--kernel` names (see [`kernel_spec`]).
+/// Finds the kernel `--kernel` names ([`KernelSpec::named`], with the pin
+/// of `$CGSTORM_DEBIAN_KERNEL`) and its config.
 pub fn find_kernel(arg: Option<&str>) -> Result<FoundKernel, RunError> {
     let pin = std::env::var(kernel::DEBIAN_PIN_ENV).ok();
-    let spec = kernel_spec(arg, pin.as_deref());
-    let kernel = kernel::locate(&spec)?;
-    let config = kconfig::find(&spec, &kernel);
-    Ok(FoundKernel { kernel, config })
+    let spec = KernelSpec::named(arg, pin.as_deref());
+    Ok(FoundKernel::locate(&spec)?)
 }
 
 /// The agent: `--agent`, `$CGSTORM_AGENT`, or this workspace's static build
@@ -82,25 +42,6 @@ pub fn find_agent(arg: Option<&Path>) -> Result<PathBuf, RunError> {
 
 /// A booted VM of either backend, behind one type.
 pub type Booted = AnyAgentVm;
-
-/// What to boot.
-pub struct BootPlan<'a> {
-    /// The kernel.
-    pub kernel: &'a FoundKernel,
-    /// The agent binary.
-    pub agent: PathBuf,
-    /// The backend.
-    pub backend: Backend,
-    /// The accelerator choice.
-    pub accel: AccelChoice,
-    /// The machine.
-    pub machine: &'a MachineOpts,
-    /// Print console lines to stderr as they come.
-    pub echo: bool,
-    /// Host binaries the initramfs gets besides [`GUEST_TOOLS`] (QEMU;
-    /// `repro --run` adds busybox for its shell).
-    pub binaries: Vec<PathBuf>,
-}
 
 /// [`boot_logged`], and the VM's state saved once its agent said hello so
 /// that later VMs start from it ([`Snapshot::restore`]); the snapshot is
@@ -137,15 +78,7 @@ pub fn boot_qemu(plan: BootPlan<'_>) -> Result<AgentVm<QemuVm>, RunError> {
 pub fn boot_logged(plan: BootPlan<'_>, console_log: Option<PathBuf>) -> Result<Booted, RunError> {
     again_if_spurious(|| {
         let spec = agent_spec(&plan, console_log.clone())?;
-        match plan.backend {
-            Backend::Qemu => Ok(launch(spec)?.boxed()),
-            Backend::Vng => {
-                let vng =
-                    std::env::var_os("CGSTORM_VNG").map_or_else(|| "vng".into(), PathBuf::from);
-                let force_9p = kconfig::has_9p(plan.kernel.config.as_ref().map(|(_, c)| c));
-                Ok(launch_virtme(spec, &vng, force_9p)?.boxed())
-            }
-        }
+        Ok(plan.launch(spec)?)
     })
 }
 
@@ -200,25 +133,12 @@ fn spurious(e: &RunError) -> Option<&'static str> {
     }
 }
 
-/// What to boot, for either backend.
+/// What to boot, for either backend ([`BootPlan::agent_spec`]), stopped by
+/// Ctrl-C.
 fn agent_spec(plan: &BootPlan<'_>, console_log: Option<PathBuf>) -> Result<AgentVmSpec, RunError> {
-    let mut spec = AgentVmSpec::new(plan.kernel.kernel.clone(), plan.agent.clone());
-    spec.console_log = console_log;
-    spec.accel = plan.accel;
+    let mut spec = plan.agent_spec(console_log)?;
     // Ctrl-C during the boot stops it; the VM and its files are removed.
     spec.stop = super::signal::interrupted;
-    spec.vm = plan.machine.vm_spec()?;
-    if plan.echo {
-        spec.console_sink = Some(Box::new(|l: &str| eprintln!("{l}")));
-    }
-    if plan.backend == Backend::Qemu {
-        spec.binaries = GUEST_TOOLS
-            .iter()
-            .map(PathBuf::from)
-            .chain(plan.binaries.iter().cloned())
-            .filter(|p| p.exists())
-            .collect();
-    }
     Ok(spec)
 }
 

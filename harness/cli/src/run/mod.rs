@@ -13,7 +13,6 @@ pub mod console;
 pub mod error;
 mod features;
 mod json;
-pub mod kconfig;
 pub mod launch;
 pub mod limits;
 mod rates;
@@ -31,16 +30,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cgstorm_proto::proto::{Hello, ModuleOutcome, RunOrder};
+use cgstorm_vm::kconfig::FoundKernel;
 use cgstorm_vm::launch::AgentVm;
+use cgstorm_vm::machine::{BootPlan, MachineOpts};
 use cgstorm_vm::Vm;
 use cgstorm_workloads::model::{Kernel, Target};
 use cgstorm_workloads::{Millis, Program, Size};
 
-use crate::machine::MachineOpts;
 use console::{ConsoleLog, ConsoleWatch};
 use error::{chain, RunError};
-use kconfig::KConfig;
-use launch::{BootPlan, Booted, FoundKernel};
+use launch::Booted;
 use limits::Limits;
 use session::{End, Outcome};
 use verdict::{check_model, findings, Finding, ModelCheck, OpNames, RunInfo, Verdict};
@@ -227,10 +226,10 @@ pub fn kernel_model(
     // missing file, and is checked against one that is there.
     let proc_config = hello.features.as_ref().and_then(|f| f.config.as_deref());
     match (proc_config, &kernel.config) {
-        (Some(text), None) => KConfig::parse(text).apply(&mut k),
+        (Some(text), None) => k.apply_config(text),
         (Some(text), Some((path, _))) => {
             let mut booted = k.clone();
-            KConfig::parse(text).apply(&mut booted);
+            booted.apply_config(text);
             warnings.extend(k.config_differences(&booted).into_iter().map(|d| {
                 format!(
                     "{} says {d}; the booted kernel's /proc/config.gz does not: the model \

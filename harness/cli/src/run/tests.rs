@@ -411,29 +411,6 @@ fn json_has_verdict_ops_counts_and_findings() {
     assert_eq!(v["op_rates"][0]["runs"], 2);
 }
 
-#[test]
-fn debian_kernel_pins_come_from_the_argument_or_the_environment() {
-    use super::launch::kernel_spec;
-    use cgstorm_vm::kernel::KernelSpec;
-    let pinned = |r: &str| KernelSpec::DebianPinned(r.into());
-    assert_eq!(kernel_spec(None, None), KernelSpec::Debian(None));
-    assert_eq!(kernel_spec(Some("debian"), None), KernelSpec::Debian(None));
-    assert_eq!(
-        kernel_spec(Some("debian"), Some("")),
-        KernelSpec::Debian(None)
-    );
-    assert_eq!(kernel_spec(None, Some("6.1.0-57")), pinned("6.1.0-57"));
-    assert_eq!(
-        kernel_spec(Some("debian:6.1.0-56"), Some("6.1.0-57")),
-        pinned("6.1.0-56")
-    );
-    // A path is a path whatever the environment pins.
-    assert_eq!(
-        kernel_spec(Some("/k/bzImage"), Some("6.1.0-57")),
-        KernelSpec::Image("/k/bzImage".into())
-    );
-}
-
 /// [`TREE`] run with the guest kept up (as campaigns do), `console` on its
 /// console; the conclusion and how many resets the host asked for.
 fn kept(console: &[&str], reset_early: bool) -> (Conclusion, usize) {
@@ -528,15 +505,15 @@ pub(crate) fn hello_with(config: Option<&str>) -> cgstorm_proto::proto::Hello {
     }
 }
 
-fn found(config: Option<&str>) -> super::launch::FoundKernel {
-    super::launch::FoundKernel {
+fn found(config: Option<&str>) -> cgstorm_vm::kconfig::FoundKernel {
+    cgstorm_vm::kconfig::FoundKernel {
         kernel: cgstorm_vm::kernel::Kernel {
             image: "/k/bzImage".into(),
             release: "6.12.117".into(),
             modules: None,
             package: None,
         },
-        config: config.map(|c| ("/k/config".into(), super::kconfig::KConfig::parse(c))),
+        config: config.map(|c| ("/k/config".into(), cgstorm_vm::kconfig::KConfig::parse(c))),
     }
 }
 

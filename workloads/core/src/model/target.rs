@@ -7,6 +7,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::Size;
 
+/// Whether a kernel's `.config` text builds the option `name` (without
+/// `CONFIG_`) in or as a module: a `CONFIG_NAME=y` or `=m` line. A comment
+/// (`# CONFIG_NAME is not set`) or no line at all is off.
+pub fn config_enabled(config: &str, name: &str) -> bool {
+    let key = format!("CONFIG_{name}=");
+    config
+        .lines()
+        .any(|l| l.strip_prefix(&key).is_some_and(|v| v == "y" || v == "m"))
+}
+
 /// The kernel under test, as far as predictions depend on it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kernel {
@@ -79,12 +89,7 @@ impl Kernel {
     /// dependencies are off). Before 6.11 the v1 memory controller cannot be
     /// configured out, so `memcg_v1` is only read from 6.11 on.
     pub fn apply_config(&mut self, config: &str) {
-        let on = |name: &str| {
-            let key = format!("CONFIG_{name}=");
-            config
-                .lines()
-                .any(|l| l.strip_prefix(&key).is_some_and(|v| v == "y" || v == "m"))
-        };
+        let on = |name: &str| config_enabled(config, name);
         if self.at_least(6, 11) {
             self.memcg_v1 = on("MEMCG_V1");
         }

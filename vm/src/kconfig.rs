@@ -3,38 +3,64 @@
 //! kernel when there is one; without it cgstorm assumes its kernels' usual
 //! configuration, which the user can correct with flags.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
-use cgstorm_vm::kernel::{Kernel as VmKernel, KernelSpec};
+use cgstorm_workloads::model::target::config_enabled;
 use cgstorm_workloads::model::Kernel;
 
-/// A parsed kernel `.config`: option name (without `CONFIG_`) to value,
-/// and the text (the model reads its features from it).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct KConfig(HashMap<String, String>, String);
+use crate::error::KernelError;
+use crate::kernel::{self, Kernel as VmKernel, KernelSpec};
 
-impl KConfig {
-    /// Parses `.config` text; comments (`# CONFIG_X is not set`) mean unset.
-    pub fn parse(text: &str) -> KConfig {
-        KConfig(
-            text.lines()
-                .filter_map(|l| l.strip_prefix("CONFIG_")?.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            text.to_string(),
-        )
+/// A kernel ready to boot, with its configuration if one was found.
+pub struct FoundKernel {
+    /// The kernel.
+    pub kernel: VmKernel,
+    /// Its `.config` and where it was.
+    pub config: Option<(PathBuf, KConfig)>,
+}
+
+impl FoundKernel {
+    /// The kernel `spec` names ([`kernel::locate`]), and its configuration
+    /// if one is beside it ([`find`]).
+    pub fn locate(spec: &KernelSpec) -> Result<FoundKernel, KernelError> {
+        let kernel = kernel::locate(spec)?;
+        let config = find(spec, &kernel);
+        Ok(FoundKernel { kernel, config })
     }
 
-    /// Whether the option is built in or a module.
+    /// The image and what it is, for the line that says what boots:
+    /// `…/vmlinuz-6.1.0-57-cloud-amd64 (6.1.0-57-cloud-amd64, Debian package
+    /// linux-image-6.1.0-57-cloud-amd64 6.1.192-3)`.
+    pub fn describe(&self) -> String {
+        let k = &self.kernel;
+        match &k.package {
+            Some(p) => format!("{} ({}, Debian package {p})", k.image.display(), k.release),
+            None => format!("{} ({})", k.image.display(), k.release),
+        }
+    }
+}
+
+/// A kernel's `.config` text, read the one way the model reads it
+/// ([`config_enabled`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KConfig(String);
+
+impl KConfig {
+    /// The configuration `.config` text gives; comments (`# CONFIG_X is not
+    /// set`) mean unset.
+    pub fn parse(text: &str) -> KConfig {
+        KConfig(text.to_string())
+    }
+
+    /// Whether the option (without `CONFIG_`) is built in or a module.
     pub fn enabled(&self, name: &str) -> bool {
-        matches!(self.0.get(name).map(String::as_str), Some("y" | "m"))
+        config_enabled(&self.0, name)
     }
 
     /// Applies the options the model depends on to `k` (the model's own
     /// [`Kernel::apply_config`]).
     pub fn apply(&self, k: &mut Kernel) {
-        k.apply_config(&self.1);
+        k.apply_config(&self.0);
     }
 }
 
@@ -115,7 +141,8 @@ mod tests {
         std::fs::write(dir.path().join("config-6.12-x"), CONFIG).unwrap();
         let (p, c) = find(&KernelSpec::Image(image), &k).unwrap();
         assert!(p.ends_with("config-6.12-x"));
-        assert!(c.enabled("FS_DAX"));
+        assert!(c.enabled("FS_DAX") && c.enabled("CGROUP_PIDS"));
+        assert!(!c.enabled("MEMCG_V1") && !c.enabled("DEFAULT_HOSTNAME") && !c.enabled("FS"));
         let tree = KernelSpec::Tree(dir.path().to_path_buf());
         assert!(candidates(&tree, &k)[0].ends_with(".config"));
         assert!(!has_9p(Some(&c)) && !has_9p(None));

@@ -1,10 +1,17 @@
 //! The VM cgstorm boots and the machine the model predicts for, both made
-//! from the same options so they cannot disagree, and the runner that boots
+//! from the same options so they cannot disagree, and the backend that boots
 //! it.
 
-use cgstorm_vm::{Pmem, VmSpec};
+use std::path::PathBuf;
+
 use cgstorm_workloads::model::{Kernel, Machine, Target};
 use cgstorm_workloads::Size;
+
+use crate::accel::AccelChoice;
+use crate::error::LaunchError;
+use crate::kconfig::{self, FoundKernel};
+use crate::launch::{launch, launch_virtme, AgentVmSpec, AnyAgentVm};
+use crate::spec::{Pmem, VmSpec, MEMMAP_HEADROOM_MIB};
 
 /// Machine options that cannot work (the commands exit 2 on them).
 #[derive(Debug, thiserror::Error)]
@@ -12,7 +19,8 @@ use cgstorm_workloads::Size;
 pub struct BadMachine(pub String);
 
 /// Which VM runner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Backend {
     /// QEMU with cgstorm's own initramfs.
     Qemu,
@@ -30,9 +38,6 @@ impl Backend {
     }
 }
 
-/// RAM the guest keeps above a `memmap=` pmem carve-out (the vm crate checks
-/// the same headroom).
-const MEMMAP_HEADROOM_MIB: u64 = 256;
 /// Highest start of the pmem carve-out: low RAM stays for the kernel and the
 /// initramfs.
 const MEMMAP_OFFSET_MIB: u64 = 1024;
@@ -145,6 +150,69 @@ impl MachineOpts {
     }
 }
 
+/// Host tools copied into the initramfs (with their libraries) when present:
+/// the agent runs them for `mkfs`.
+pub const GUEST_TOOLS: [&str; 2] = ["/usr/sbin/mkfs.ext4", "/usr/sbin/mkfs.xfs"];
+
+/// What to boot.
+pub struct BootPlan<'a> {
+    /// The kernel.
+    pub kernel: &'a FoundKernel,
+    /// The agent binary.
+    pub agent: PathBuf,
+    /// The backend.
+    pub backend: Backend,
+    /// The accelerator choice.
+    pub accel: AccelChoice,
+    /// The machine.
+    pub machine: &'a MachineOpts,
+    /// Print console lines to stderr as they come.
+    pub echo: bool,
+    /// Host binaries the initramfs gets besides [`GUEST_TOOLS`] (QEMU;
+    /// `repro --run` adds busybox for its shell).
+    pub binaries: Vec<PathBuf>,
+}
+
+impl BootPlan<'_> {
+    /// What to boot, for either backend, with the whole console also
+    /// written to `console_log` (the boot is not stopped from outside:
+    /// [`AgentVmSpec::stop`] is left to the caller).
+    pub fn agent_spec(&self, console_log: Option<PathBuf>) -> Result<AgentVmSpec, BadMachine> {
+        let mut spec = AgentVmSpec::new(self.kernel.kernel.clone(), self.agent.clone());
+        spec.console_log = console_log;
+        spec.accel = self.accel;
+        spec.vm = self.machine.vm_spec()?;
+        if self.echo {
+            spec.console_sink = Some(Box::new(|l: &str| eprintln!("{l}")));
+        }
+        if self.backend == Backend::Qemu {
+            spec.binaries = GUEST_TOOLS
+                .iter()
+                .map(PathBuf::from)
+                .chain(self.binaries.iter().cloned())
+                .filter(|p| p.exists())
+                .collect();
+        }
+        Ok(spec)
+    }
+
+    /// Boots `spec` (made by [`BootPlan::agent_spec`]) with the plan's
+    /// backend and waits for the agent's hello: QEMU, or virtme-ng's `vng`
+    /// (`$CGSTORM_VNG` if set) sharing the root over 9p when the kernel's
+    /// config says it has 9p.
+    pub fn launch(&self, spec: AgentVmSpec) -> Result<AnyAgentVm, LaunchError> {
+        match self.backend {
+            Backend::Qemu => Ok(launch(spec)?.boxed()),
+            Backend::Vng => {
+                let vng =
+                    std::env::var_os("CGSTORM_VNG").map_or_else(|| "vng".into(), PathBuf::from);
+                let force_9p = kconfig::has_9p(self.kernel.config.as_ref().map(|(_, c)| c));
+                Ok(launch_virtme(spec, &vng, force_9p)?.boxed())
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +280,55 @@ mod tests {
         assert!(spec.pmem.is_none() && spec.disks_mib.is_empty());
         assert_eq!(o.machine().pmem_devices, 0);
         assert_eq!(o.machine().memory, Size(2 << 30));
+    }
+
+    /// QEMU's initramfs gets the plan's binaries that exist (and the
+    /// [`GUEST_TOOLS`] the host has); virtme-ng's guest, the host's root,
+    /// none; a machine that cannot work is no spec.
+    #[test]
+    fn agent_specs_follow_the_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let busybox = dir.path().join("busybox");
+        std::fs::write(&busybox, "").unwrap();
+        let kernel = FoundKernel {
+            kernel: crate::kernel::Kernel {
+                image: "/k/bzImage".into(),
+                release: "6.12.0".into(),
+                modules: None,
+                package: None,
+            },
+            config: None,
+        };
+        let machine = opts();
+        let plan = BootPlan {
+            kernel: &kernel,
+            agent: "/a/agent".into(),
+            backend: Backend::Qemu,
+            accel: AccelChoice::Tcg,
+            machine: &machine,
+            echo: true,
+            binaries: vec![busybox.clone(), dir.path().join("missing")],
+        };
+        let spec = plan.agent_spec(Some("/c/console.log".into())).unwrap();
+        assert_eq!(spec.binaries.last(), Some(&busybox));
+        assert!(spec.binaries.iter().all(|b| b.exists()));
+        assert_eq!(spec.vm, machine.vm_spec().unwrap());
+        assert_eq!(spec.accel, AccelChoice::Tcg);
+        assert_eq!(spec.console_log, Some("/c/console.log".into()));
+        assert!(spec.console_sink.is_some() && !(spec.stop)());
+        let vng = BootPlan {
+            backend: Backend::Vng,
+            echo: false,
+            ..plan
+        };
+        let spec = vng.agent_spec(None).unwrap();
+        assert!(spec.binaries.is_empty() && spec.console_sink.is_none());
+        let bad = MachineOpts { cpus: 0, ..opts() };
+        let plan = BootPlan {
+            machine: &bad,
+            ..vng
+        };
+        assert!(plan.agent_spec(None).is_err());
     }
 
     #[test]
