@@ -340,16 +340,16 @@ cleanup() {
 
 # Then what cgstorm's reset checks (the model's eventual invariant, on
 # kernels >= 5.14, which release dying cgwbs): the removed cgroups are
-# freed within 20 s while the caches are dropped. Those the idle workers
-# of the program's loop devices hold (for 60 s) are a legitimate hold.
+# freed within @DYING_S@ s while the caches are dropped. Those the idle workers
+# of the program's loop devices hold (for @LOOP_HOLD_S@ s) are a legitimate hold.
 eventual() {
 	[ -n "${CGSTORM_KEEP:-}" ] && return
 	set -- $(uname -r | tr '.-' '  ')
 	[ "$1" -gt 5 ] 2>/dev/null || { [ "$1" = 5 ] && [ "$2" -ge 14 ] 2>/dev/null; } || return
-	# After loop devices, the cgroups their workers hold stay for a minute:
-	# 3 s tell whether anything else is held (as cgstorm's reset does).
-	i=0 max=400
-	[ -n "${LOOPS_USED:-}" ] && max=60
+	# After loop devices, the cgroups their workers hold stay for a while:
+	# @LOOP_SETTLE_S@ s tell whether anything else is held (as cgstorm's reset does).
+	i=0 max=@DYING_POLLS@
+	[ -n "${LOOPS_USED:-}" ] && max=@LOOP_SETTLE_POLLS@
 	while :; do
 		dying=$(sed -n 's/^nr_dying_descendants //p' "$CG2/cgroup.stat")
 		[ "${dying:-0}" = 0 ] && return
@@ -359,8 +359,8 @@ eventual() {
 		i=$((i + 1))
 	done
 	if [ -n "${LOOPS_USED:-}" ]; then
-		echo "cgstorm: $dying removed cgroups still dying after 3 s, held by the idle workers of the loop devices the program used (they go after 60 s): not a leak" >&2
+		echo "cgstorm: $dying removed cgroups still dying after @LOOP_SETTLE_S@ s, held by the idle workers of the loop devices the program used (they go after @LOOP_HOLD_S@ s): not a leak" >&2
 	else
-		echo "cgstorm: leak: removed cgroups are still dying: $dying after 20 s" >&2
+		echo "cgstorm: leak: removed cgroups are still dying: $dying after @DYING_S@ s" >&2
 	fi
 }

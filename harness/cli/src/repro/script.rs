@@ -12,6 +12,28 @@ use super::ops::{self, quote};
 
 /// The shell functions every script shares.
 const PRELUDE: &str = include_str!("prelude.sh");
+
+/// How often the scripts' waits for removed cgroups look (`sleep 0.05`).
+const POLL_MS: u64 = 50;
+
+/// `text` with the model's bounds on the reset written in: `@DYING_S@`
+/// and `@DYING_POLLS@` (how long removed cgroups may take to be freed, in
+/// seconds and in polls), `@LOOP_SETTLE_S@`, `@LOOP_SETTLE_POLLS@` (the
+/// wait after loop devices) and `@LOOP_HOLD_S@` (how long their workers
+/// hold cgroups), so the scripts wait as long as the agent's reset does.
+fn with_bounds(text: &str) -> String {
+    use cgstorm_workloads::model::snapshot::{
+        DYING_WITHIN_MS, LOOP_SETTLE_MS, LOOP_WORKERS_HOLD_MS,
+    };
+    text.replace("@DYING_S@", &(DYING_WITHIN_MS / 1000).to_string())
+        .replace("@DYING_POLLS@", &(DYING_WITHIN_MS / POLL_MS).to_string())
+        .replace("@LOOP_SETTLE_S@", &(LOOP_SETTLE_MS / 1000).to_string())
+        .replace(
+            "@LOOP_SETTLE_POLLS@",
+            &(LOOP_SETTLE_MS / POLL_MS).to_string(),
+        )
+        .replace("@LOOP_HOLD_S@", &(LOOP_WORKERS_HOLD_MS / 1000).to_string())
+}
 /// The helper's C source.
 pub const HELPER_C: &str = include_str!("helper.c");
 
@@ -326,7 +348,7 @@ pub fn generate(p: &Program, prov: &Provenance) -> Script {
     out.push('\n');
     tables(&mut out);
     out.push('\n');
-    out.push_str(PRELUDE);
+    out.push_str(&with_bounds(PRELUDE));
     if helper {
         let _ = writeln!(
             out,
@@ -495,8 +517,8 @@ between() {
 			}
 			rmdir "$W/v1.again" 2>/dev/null
 		fi
-		if [ "$i" -ge 400 ]; then
-			echo "cgstorm: warning: after 20 s, ${dying:-0} removed cgroups still dying, memory on hierarchy ${R%% *}" >&2
+		if [ "$i" -ge @DYING_POLLS@ ]; then
+			echo "cgstorm: warning: after @DYING_S@ s, ${dying:-0} removed cgroups still dying, memory on hierarchy ${R%% *}" >&2
 			return 0
 		fi
 		echo 3 > /proc/sys/vm/drop_caches
@@ -544,7 +566,7 @@ pub fn generate_sequence(before: &[Program], p: &Program, prov: &Provenance) -> 
     };
     let mut out = sequence_header(&name, &all, prov, helper);
     out.push_str(SEQUENCE_PRELUDE);
-    out.push_str(BETWEEN);
+    out.push_str(&with_bounds(BETWEEN));
     sequence_runs(&mut out, &all, &scripts);
     Script {
         text: out,

@@ -101,6 +101,32 @@ fn every_corpus_program_gives_a_script_sh_accepts() {
     }
 }
 
+/// The scripts wait for removed cgroups as long as the agent's reset
+/// does: the model's bounds are written in, and no placeholder is left.
+#[test]
+fn scripts_wait_as_long_as_the_reset() {
+    use cgstorm_workloads::model::snapshot::{DYING_WITHIN_MS, LOOP_SETTLE_MS};
+    let (_, p) = corpus().into_iter().next().expect("a corpus program");
+    let one = generate(&p, &Provenance::default()).text;
+    let seq = generate_sequence(std::slice::from_ref(&p), &p, &Provenance::default()).text;
+    for text in [&one, &seq] {
+        assert!(
+            !text.contains("@DYING") && !text.contains("@LOOP"),
+            "a placeholder is left"
+        );
+        assert!(text.contains(&format!("max={}", DYING_WITHIN_MS / 50)));
+        assert!(text.contains(&format!("max={}", LOOP_SETTLE_MS / 50)));
+        assert!(text.contains(&format!(
+            "still dying: $dying after {} s",
+            DYING_WITHIN_MS / 1000
+        )));
+    }
+    assert!(
+        seq.contains(&format!("-ge {} ]", DYING_WITHIN_MS / 50)),
+        "between() waits too"
+    );
+}
+
 /// A script cannot inject faults: its header says which ops lose theirs.
 #[test]
 fn a_script_says_which_faults_it_leaves_out() {

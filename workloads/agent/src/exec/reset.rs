@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use cgstorm_workloads::model::snapshot::{eventual, Eventual, DYING_WITHIN_MS};
+use cgstorm_workloads::model::snapshot::{eventual, Eventual, DYING_WITHIN_MS, LOOP_SETTLE_MS};
 use cgstorm_workloads::model::Kernel;
 
 use cgstorm_agent::contract::{LEAK_DIRTY, LEAK_DYING_V1, LEAK_DYING_V2};
@@ -689,7 +689,7 @@ fn settle_dying(
 
 /// How long the reset waits for removed cgroups after a program that used
 /// loop devices before it gives the VM up (see [`settle_dying`]).
-const LOOP_SETTLE: Duration = Duration::from_secs(3);
+const LOOP_SETTLE: Duration = Duration::from_millis(LOOP_SETTLE_MS);
 
 /// How often [`freed_while_dropping`] looks.
 const POLL: Duration = Duration::from_millis(5);

@@ -170,6 +170,10 @@ pub const DIRTY_WITHIN_MS: u64 = 3_000;
 /// A loop device's idle I/O worker lives this long (6.12's
 /// `LOOP_IDLE_WORKER_TIMEOUT`).
 pub const LOOP_WORKERS_HOLD_MS: u64 = 60_000;
+/// After a program that used loop devices, how long the reset waits for
+/// removed cgroups before it names the loop workers' hold (what is still
+/// dying then is theirs, or a leak the next program's reset shows).
+pub const LOOP_SETTLE_MS: u64 = 3_000;
 
 /// The invariants that hold on a kernel once a program is over.
 pub fn eventual(k: &Kernel) -> Vec<Eventual> {
