@@ -40,9 +40,11 @@ pub struct FuzzArgs {
     #[arg(long, default_value = "30s")]
     pub progress: Millis,
     /// Keep programs for new kernel edges (KCOV) that show again in a
-    /// re-run. Off by default: on the 6.12 debug kernel the re-runs cost
-    /// more programs than the kept ones gave back (BENCHMARKS.md, kernel
-    /// coverage). Without it edges are still collected and counted.
+    /// re-run, and generate more of the families of ops that brought new
+    /// edges lately. Off by default: on the 6.12 debug kernel it covers
+    /// more in the first minutes but about as much at twenty, mostly in
+    /// filesystem code (BENCHMARKS.md, kernel coverage). Without it edges
+    /// are still collected and counted.
     #[arg(long)]
     pub cover_feedback: bool,
     /// What else keeps a program in the corpus, of: title (a finding
