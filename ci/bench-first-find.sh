@@ -12,7 +12,8 @@
 #        the signals of then (finding titles, op outcomes, state shapes);
 #   new  the default corpus (the scenarios are seeds), every signal and
 #        --cover-feedback (which a kernel without KCOV leaves out, saying so).
-# A campaign is stopped (SIGINT, it saves and summarises) once it has seen
+# A campaign is stopped (SIGTERM, it saves and summarises; a background
+# job ignores SIGINT) once it has seen
 # every TITLE. Prints a line per campaign and title: the campaign's time
 # (s, boots included) when it first saw the title, or `>CAP`.
 set -uo pipefail
@@ -61,7 +62,7 @@ run() {
     while kill -0 "$pid" 2>/dev/null; do
         sleep 5
         if ! first_seen "$w/fuzz.json" | cut -f2 | grep -qx -- -; then
-            kill -INT "$pid"
+            kill -TERM "$pid"
             break
         fi
     done

@@ -2,6 +2,7 @@
 //! run them in VMs that stay up across programs, keep what shows new
 //! behaviour, store every finding with the command that replays it.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -54,6 +55,13 @@ pub struct FuzzArgs {
     /// it saw the kernel, for comparing.
     #[arg(long, value_delimiter = ',', default_values_t = feedback::SIGNALS.map(String::from))]
     pub signals: Vec<String>,
+    /// A kernel source tree of the campaign's kernel (as `cgstorm cover
+    /// --source` takes): count the PCs run in the functions of the
+    /// subsystems that matter, and with --cover-feedback lean the generator
+    /// to the families of ops that reach new ones, not to those that reach
+    /// the most new code anywhere.
+    #[arg(long, value_name = "SRC")]
+    pub focus: Option<PathBuf>,
     /// Inject faults: about one in eight of the ops that can carry it get a
     /// `fail_nth: N` (the N-th allocation the op makes in the kernel fails),
     /// and the model allows each such op to fail cleanly. Needs a kernel
@@ -102,6 +110,9 @@ fn campaign_words(a: &FuzzArgs, seed: u64) -> Vec<String> {
     if a.cover_feedback {
         w.push("--cover-feedback".into());
     }
+    if let Some(src) = &a.focus {
+        w.extend(["--focus".into(), src.display().to_string()]);
+    }
     if a.signals != feedback::SIGNALS.map(String::from) {
         w.extend(["--signals".into(), a.signals.join(",")]);
     }
@@ -134,6 +145,23 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let focus = match &a.focus {
+        Some(src) => {
+            let functions: HashSet<String> = crate::kernel_code::subsystem_functions(src)
+                .with_context(|| format!("--focus {}", src.display()))?
+                .into_iter()
+                .filter(|s| s.instrumented)
+                .flat_map(|s| s.functions)
+                .collect();
+            eprintln!(
+                "cgstorm fuzz: focus: {} functions of {} (those KCOV instruments)",
+                functions.len(),
+                crate::kernel_code::SUBSYSTEMS.join(" ")
+            );
+            Some(functions)
+        }
+        None => None,
+    };
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -152,6 +180,7 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
     )?;
     campaign.cover_feedback = a.cover_feedback;
     campaign.signals = signals;
+    campaign.focus = focus;
     if let Some(dir) = &a.exchange {
         let me = format!("seed-{seed}-shard-{}-of-{}", a.shard.index, a.shard.count);
         campaign.exchange = Some(super::campaign::exchange::Exchange::join(

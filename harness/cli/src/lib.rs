@@ -3,7 +3,8 @@
 //! in it against the model ([`run`]), the campaign loop that fuzzing and
 //! soaking share ([`campaign`]), the finding directory ([`findings`]), the
 //! programs that ran before a finding and their replay ([`history`]), the
-//! program loader and stored runs ([`programs`]), the VM and kernel
+//! program loader and stored runs ([`programs`]), the kernel's code by
+//! subsystem as coverage sees it ([`kernel_code`]), the VM and kernel
 //! options ([`vm_args`], [`kernel_args`]; the machine they give is
 //! `cgstorm_vm::machine`'s), the built-in corpus ([`data`]) and the
 //! HTML/XML escaper ([`markup`]). It depends on nothing of the commands.
@@ -13,6 +14,7 @@ pub mod data;
 pub mod findings;
 pub mod history;
 pub mod kernel_args;
+pub mod kernel_code;
 pub mod markup;
 pub mod programs;
 pub mod run;

@@ -22,7 +22,8 @@ use std::process::ExitCode;
 
 // The engine (the library crate), under the names the commands use.
 use cgstorm::{
-    campaign, data, findings, history, kernel_args, markup, programs, run, vm_args, workdirs,
+    campaign, data, findings, history, kernel_args, kernel_code, markup, programs, run, vm_args,
+    workdirs,
 };
 
 use clap::{Parser, Subcommand};

@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["run"],
     &["vm_args", "kernel_args", "data"],
     &["findings", "markup"],
-    &["programs"],
+    &["programs", "kernel_code"],
 ];
 
 fn src() -> PathBuf {

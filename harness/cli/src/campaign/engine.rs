@@ -22,6 +22,7 @@ use super::stats::{FaultStats, FindingTally, Stats};
 use super::yields::Yields;
 use super::{now_unix, Env};
 use crate::findings::title_hash;
+use crate::kernel_code::Symbols;
 use crate::run::verdict::{Finding, Verdict, MODEL_DIVERGENCE};
 
 /// One program to run, and which part of the campaign it belongs to.
@@ -73,6 +74,9 @@ pub struct State {
     /// Which families of ops brought new edges lately: a guided
     /// campaign's generator draws them more.
     pub yields: Yields,
+    /// Each kernel's text symbols, once read, when the campaign has a
+    /// focus (to tell which new PCs are in it).
+    pub symbols: BTreeMap<usize, Symbols>,
 }
 
 /// A running campaign.
@@ -97,6 +101,10 @@ pub struct Campaign {
     /// Keep programs whose new kernel edges show again (off, the default:
     /// edges are collected and counted, but keep nothing).
     pub cover_feedback: bool,
+    /// The functions of the subsystems that matter (`--focus`): with
+    /// feedback, the generator leans to the families of ops that reach new
+    /// PCs in them, not to those that reach the most new edges anywhere.
+    pub focus: Option<HashSet<String>>,
     /// Where each kernel's edges are kept between sessions (its PCs and
     /// text symbols beside them, as `.pcs` and `.symbols`).
     cover_files: Vec<PathBuf>,
@@ -199,6 +207,7 @@ impl Campaign {
                 smash: VecDeque::new(),
                 pending: Pending::default(),
                 yields: Yields::default(),
+                symbols: BTreeMap::new(),
                 imports: VecDeque::new(),
             }),
             signals: feedback::default_signals(),
@@ -207,6 +216,7 @@ impl Campaign {
             deadline: Instant::now() + left,
             finished: AtomicUsize::new(0),
             cover_feedback: false,
+            focus: None,
             cover_files,
             symbols_asked,
             gave_up: AtomicUsize::new(0),
@@ -286,7 +296,16 @@ impl Campaign {
         else {
             return;
         };
-        if path.exists() || self.state().pcs.get(&env).is_none_or(HashSet::is_empty) {
+        if path.exists() {
+            // A resumed campaign: the symbols are there already.
+            if self.focus.is_some() && !self.symbols_asked[env].swap(true, Ordering::SeqCst) {
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    self.take_symbols(env, &text);
+                }
+            }
+            return;
+        }
+        if self.state().pcs.get(&env).is_none_or(HashSet::is_empty) {
             return;
         }
         if self.symbols_asked[env].swap(true, Ordering::SeqCst) {
@@ -297,6 +316,7 @@ impl Campaign {
                 if let Err(e) = crate::findings::write_new(&path, text.as_bytes()) {
                     eprintln!("cgstorm: cannot save {}: {e}", path.display());
                 }
+                self.take_symbols(env, &text);
             }
             Some(Err(e)) => eprintln!(
                 "cgstorm: the kernel's symbols could not be read ({e}): `cgstorm cover` will not name its PCs"
@@ -489,9 +509,15 @@ impl Campaign {
             self.keep_slowest_check(ran);
         }
         let new = st.seen.add(feats);
-        let new_edges = self.book_cover(&mut st, pick, ran);
+        let (new_edges, new_focus) = self.book_cover(&mut st, pick, ran);
         if self.cover_feedback && pick.keep && matches!(ran.conclusion.outcome.cover, Some(Ok(_))) {
-            st.yields.credit(&pick.program, new_edges.len(), took);
+            // With a focus, what counts is new code in it (a PC is worth
+            // ten edges there, so the yields' prior stays small).
+            let gain = match self.focus {
+                Some(_) => FOCUS_GAIN * new_focus,
+                None => new_edges.len(),
+            };
+            st.yields.credit(&pick.program, gain, took);
             st.stats.cover.families = st.yields.summary();
         }
         let kept = pick.keep && !new.is_empty() && self.keep(&mut st, pick, yaml, 1);
@@ -590,17 +616,22 @@ impl Campaign {
     }
 
     /// The run's kernel PCs and edges (KCOV) into the campaign's, and the
-    /// coverage counters and series; the edges no program showed before.
-    fn book_cover(&self, st: &mut State, pick: &Pick, ran: &Ran) -> Vec<u32> {
+    /// coverage counters and series; the edges no program showed before,
+    /// and how many of its new PCs are in the focus.
+    fn book_cover(&self, st: &mut State, pick: &Pick, ran: &Ran) -> (Vec<u32>, usize) {
         let pcs = &ran.conclusion.outcome.pcs;
+        let mut new_pcs = Vec::new();
         if !pcs.is_empty() {
-            st.pcs
-                .entry(pick.env)
-                .or_default()
-                .extend(pcs.iter().copied());
+            let known = st.pcs.entry(pick.env).or_default();
+            new_pcs.extend(pcs.iter().copied().filter(|pc| known.insert(*pc)));
         }
+        let new_focus = match (&self.focus, st.symbols.get(&pick.env)) {
+            (Some(focus), Some(symbols)) => in_focus(focus, symbols, &new_pcs),
+            _ => 0,
+        };
+        st.stats.cover.focus_pcs += new_focus as u64;
         let Some(Ok(edges)) = &ran.conclusion.outcome.cover else {
-            return Vec::new();
+            return (Vec::new(), new_focus);
         };
         let known = st.edges.entry(pick.env).or_default();
         let new_edges = edges.iter().copied().filter(|e| known.insert(*e)).collect();
@@ -618,7 +649,24 @@ impl Campaign {
                 eprintln!("cgstorm: cannot save the kernel edges: {e}");
             }
         }
-        new_edges
+        (new_edges, new_focus)
+    }
+
+    /// Takes `env`'s kernel symbols (`ADDR NAME` lines) for the focus, and
+    /// counts the PCs already run that are in it.
+    fn take_symbols(&self, env: usize, text: &str) {
+        let Some(focus) = &self.focus else {
+            return;
+        };
+        let symbols = Symbols::parse(text);
+        let mut st = self.state();
+        let known: Vec<u32> = st
+            .pcs
+            .get(&env)
+            .map(|p| p.iter().copied().collect())
+            .unwrap_or_default();
+        st.stats.cover.focus_pcs += in_focus(focus, &symbols, &known) as u64;
+        st.symbols.insert(env, symbols);
     }
 
     /// Adds the program to the corpus (its file first), chosen as a
@@ -944,6 +992,22 @@ fn edge_weight(edges: usize) -> u64 {
     1 + u64::from((edges as u64 + 1).ilog2())
 }
 
+/// What a new PC in the focus is worth to the generator's yields, in
+/// edges (their prior is 20 edges).
+const FOCUS_GAIN: usize = 10;
+
+/// How many of `pcs` are in functions of `focus` (a KCOV PC is a return
+/// address: the byte before it is in the function).
+fn in_focus(focus: &HashSet<String>, symbols: &Symbols, pcs: &[u32]) -> usize {
+    pcs.iter()
+        .filter(|pc| {
+            symbols
+                .function(pc.wrapping_sub(1))
+                .is_some_and(|f| focus.contains(f))
+        })
+        .count()
+}
+
 /// How many mutations of a program kept for new kernel edges the next
 /// draws are (syzkaller "smashes" a new input the same way). One: at four
 /// (session 8, BENCHMARKS.md) the long programs that bring most new edges
@@ -1031,6 +1095,17 @@ fn count(s: &mut Stats, pick: &Pick, ran: &Ran, took: Duration, restarted: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A PC is in the focus when the function before its call byte is one
+    /// of the focus's: a PC right at a function's start is the return
+    /// address of a call that ended the function before it.
+    #[test]
+    fn pcs_in_the_focus_are_those_in_its_functions() {
+        let symbols = Symbols::parse("1000 cgroup_mkdir\n1100 ext4_fill_super\n1200 _etext\n");
+        let focus: HashSet<String> = ["cgroup_mkdir".to_string()].into();
+        assert_eq!(in_focus(&focus, &symbols, &[0x1001, 0x10ff, 0x1100]), 3);
+        assert_eq!(in_focus(&focus, &symbols, &[0x1101, 0x11ff, 0x0fff]), 0);
+    }
 
     /// Only the new edges that show again in the re-run count: races make
     /// some edges one-offs.

@@ -199,6 +199,9 @@ pub struct CoverStats {
     /// `(elapsed s, PCs)` at the same points as `series`.
     #[serde(default)]
     pub pcs_series: Vec<(u64, u64)>,
+    /// PCs run in the focus's functions (`--focus`).
+    #[serde(default)]
+    pub focus_pcs: u64,
     /// With feedback: the share of generated ops' draws each family of
     /// ops had at the end (`campaign::yields`).
     #[serde(default)]
@@ -358,6 +361,13 @@ impl Stats {
                     s,
                     "               {} programs with new edges were never re-run (fewest new edges, while re-runs and minimisation had their share)",
                     c.unconfirmed
+                );
+            }
+            if c.focus_pcs > 0 {
+                let _ = writeln!(
+                    s,
+                    "  focus        {} PCs in the functions of the subsystems that matter",
+                    c.focus_pcs
                 );
             }
             if !c.families.is_empty() {
