@@ -87,6 +87,12 @@ pub struct Racing {
     /// of them, or below, may be killed after it joined and before its
     /// setup is over, so the spawn comes back `killed`.
     pub kills: BTreeSet<Cg>,
+    /// Places another lane remounts read-only: a creating `open` makes the
+    /// file with write access to the mount (`open_last_lookups`), drops it,
+    /// and takes it again for the open file (`do_dentry_open`); a remount
+    /// in between makes the open fail with EROFS and leaves the new, empty
+    /// file.
+    pub remounts_ro: BTreeSet<Name>,
 }
 
 /// The program as instruction lists: `steps[step][lane]`, plus for each
@@ -130,6 +136,7 @@ impl<'p> Code<'p> {
                 let detaches = others(lanes, |c| unmounted(c, true));
                 let write_access = others(lanes, write_access);
                 let mounts = others(lanes, mounted_places);
+                let remounts_ro = others(lanes, remounted_ro);
                 let v1: Vec<bool> = lanes.iter().map(|l| walks_v1(l)).collect();
                 let mem: Vec<bool> = lanes.iter().map(|l| removes_memory_files(l)).collect();
                 (0..lanes.len())
@@ -145,6 +152,7 @@ impl<'p> Code<'p> {
                         v1_walks: v1.iter().enumerate().any(|(j, w)| j != i && *w),
                         memory_files: mem.iter().enumerate().any(|(j, m)| j != i && *m),
                         kills: kills[i].clone(),
+                        remounts_ro: remounts_ro[i].clone(),
                     })
                     .collect()
             })
@@ -269,6 +277,18 @@ fn mounted_places(code: &[Instr<'_>]) -> BTreeSet<Name> {
     code.iter()
         .filter_map(|i| match i {
             Instr::Op(_, Op::Mount(a)) => Some(a.at.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Places a lane remounts read-only.
+fn remounted_ro(code: &[Instr<'_>]) -> BTreeSet<Name> {
+    code.iter()
+        .filter_map(|i| match i {
+            Instr::Op(_, Op::Remount(a)) if a.opts.contains(&crate::words::MountOpt::Ro) => {
+                Some(a.at.clone())
+            }
             _ => None,
         })
         .collect()

@@ -28,8 +28,11 @@ pub fn open(s: &State, a: &OpenArgs, ctx: Ctx<'_>) -> Next {
     };
     open_file(s, &a.file, access, ctx)
         .into_iter()
-        .map(|r| match r {
-            Err(e) => (Outcome::Err(e), after_failed_open(s, &a.file, access, e)),
+        .flat_map(|r| match r {
+            Err(e) => after_failed_open(s, &a.file, access, e, ctx)
+                .into_iter()
+                .map(|n| (Outcome::Err(e), n))
+                .collect::<Vec<_>>(),
             Ok(o) => {
                 let mut n = s.clone();
                 n.files
@@ -51,7 +54,7 @@ pub fn open(s: &State, a: &OpenArgs, ctx: Ctx<'_>) -> Next {
                         unlinked: None,
                     },
                 );
-                (Outcome::Ok, n)
+                vec![(Outcome::Ok, n)]
             }
         })
         .collect()
@@ -254,7 +257,11 @@ pub fn pin(s: &State, a: &PinArgs, ctx: Ctx<'_>) -> Next {
         let mut opened = None;
         for r in open_file(s, peer, access, ctx) {
             match r {
-                Err(e) => out.push((Outcome::Err(e), after_failed_open(s, peer, access, e))),
+                Err(e) => out.extend(
+                    after_failed_open(s, peer, access, e, ctx)
+                        .into_iter()
+                        .map(|n| (Outcome::Err(e), n)),
+                ),
                 Ok(o) => {
                     if !o.dax && m.len % 512 != 0 {
                         let left = if reads {

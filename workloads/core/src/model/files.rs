@@ -85,13 +85,18 @@ pub fn open_file(s: &State, f: &FilePath, a: Access, ctx: Ctx<'_>) -> Vec<Result
     }
 }
 
-/// The state after an `open` of `f` failed with `e`: unchanged, except that
-/// `O_CREAT|O_DIRECT` on a filesystem without direct I/O (tmpfs before 6.6,
-/// ramfs) fails with EINVAL only after the file was created
-/// (`do_dentry_open` checks direct I/O after the lookup made the inode).
-pub fn after_failed_open(s: &State, f: &FilePath, a: Access, e: Errno) -> State {
-    let mut n = s.clone();
-    if e == EINVAL && a.create && a.direct {
+/// The states after an `open` of `f` failed with `e`: unchanged, except
+/// that the open may have made the file before it failed:
+/// - `O_CREAT|O_DIRECT` on a filesystem without direct I/O (tmpfs before
+///   6.6, ramfs) fails with EINVAL only after the file was created
+///   (`do_dentry_open` checks direct I/O after the lookup made the inode);
+/// - a creating open that another lane's `remount -o ro` of the place
+///   beats to the open file's write access fails with EROFS after the
+///   create ([`Racing::remounts_ro`](super::code::Racing)): the file may be
+///   there, empty, or not (the remount came first).
+pub fn after_failed_open(s: &State, f: &FilePath, a: Access, e: Errno, ctx: Ctx<'_>) -> Vec<State> {
+    let created = || {
+        let mut n = s.clone();
         let (fs, _, _) = s.resolve(f);
         n.files
             .entry((fs, f.name.clone()))
@@ -101,8 +106,17 @@ pub fn after_failed_open(s: &State, f: &FilePath, a: Access, e: Errno) -> State 
                 image: None,
             })
             .exists = Life::Alive;
+        n
+    };
+    if e == EINVAL && a.create && a.direct {
+        return vec![created()];
     }
-    n
+    let (fs, _, _) = s.resolve(f);
+    let missing = s.file(&fs, &f.name).is_none_or(|x| x.exists != Life::Alive);
+    if e == EROFS && a.create && missing && ctx.racing.remounts_ro.contains(&f.place) {
+        return vec![s.clone(), created()];
+    }
+    vec![s.clone()]
 }
 
 /// The filesystem's capacity in bytes.
@@ -192,8 +206,9 @@ pub fn write(s: &State, a: &WriteArgs, ctx: Ctx<'_>) -> Next {
         let o = match r {
             Ok(o) => o,
             Err(e) => {
-                let n = after_failed_open(s, &a.file, Access::write(direct), e);
-                out.push((Outcome::Err(e), n));
+                for n in after_failed_open(s, &a.file, Access::write(direct), e, ctx) {
+                    out.push((Outcome::Err(e), n));
+                }
                 continue;
             }
         };

@@ -121,9 +121,12 @@ fn start(s: &State, n: State, a: &Spawn, ctx: Ctx<'_>) -> Next {
     }
     open_file(&n, file, access, ctx)
         .into_iter()
-        .map(|r| match r {
-            Ok(opened) => (Outcome::Ok, started(n.clone(), a, file, opened)),
-            Err(e) => (Outcome::Err(e), after_failed_open(s, file, access, e)),
+        .flat_map(|r| match r {
+            Ok(opened) => vec![(Outcome::Ok, started(n.clone(), a, file, opened))],
+            Err(e) => after_failed_open(s, file, access, e, ctx)
+                .into_iter()
+                .map(|n| (Outcome::Err(e), n))
+                .collect(),
         })
         .collect()
 }

@@ -761,6 +761,39 @@ fn a_touch_racing_a_write_of_its_file_may_fault() {
     assert_eq!(pred.ops[&OpId { lane: 0, op: 4 }].to_string(), "ok");
 }
 
+/// A creating write whose open another lane's `remount -o ro` beats to the
+/// open file's write access fails with EROFS and may leave the new file,
+/// empty (seen on Debian's 6.1,
+/// corpus/regressions/write-erofs-racing-remount-creates). Without the
+/// racing remount (the mount read-only before the step) EROFS leaves no
+/// file.
+#[test]
+fn a_creating_open_beaten_by_a_remount_ro_may_leave_the_file() {
+    let yaml = |ro: &str, other: &str| {
+        format!(
+            "lanes:\n  - {{name: a, ops: [{{mkfs: {{dev: scratch0, fs: ext4}}}}, {{mount: {{at: m1, fs: ext4, dev: scratch0{ro}}}}}, barrier, {{write: {{file: m1/f, bytes: 4K, bs: 4K}}}}]}}\n  - {{name: b, ops: [barrier{other}]}}\n"
+        )
+    };
+    let empty_file = |pred: &crate::model::Prediction| {
+        pred.barriers[1].iter().any(|s| {
+            s.files
+                .iter()
+                .any(|((_, n), f)| n.as_str() == "f" && f.size.hi == 0)
+        })
+    };
+    let pred = predict(
+        &prog(&yaml("", ", {remount: {at: m1, opts: [ro]}}")),
+        &Target::default(),
+    )
+    .unwrap();
+    let write = pred.ops[&OpId { lane: 0, op: 3 }].to_string();
+    assert!(write.contains("EROFS") && write.contains("ok"), "{write}");
+    assert!(empty_file(&pred), "a state with the empty file");
+    let pred = predict(&prog(&yaml(", opts: [ro]", "")), &Target::default()).unwrap();
+    assert_eq!(pred.ops[&OpId { lane: 0, op: 3 }].to_string(), "EROFS");
+    assert!(!empty_file(&pred), "no file");
+}
+
 /// A `v1_umount` while another lane walks into the v1 hierarchy (here a
 /// `mkdir v1:y`) may find its mount busy: EBUSY, and the hierarchy stays
 /// mounted, so a later `mkdir v1:x` may succeed. Alone it unmounts. Seen on
