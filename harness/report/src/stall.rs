@@ -28,7 +28,7 @@ const SAME_DURATION_S: u32 = 2;
 /// And are at least this long: beyond any watchdog's first report on a
 /// running CPU under cgstorm's TCG settings (watchdog_thresh=30: a first
 /// report at 60 – 72 s) or the kernel's default (20 – 24 s).
-const LONG_S: u32 = 90;
+pub const LONG_S: u32 = 90;
 
 /// The words every VM-stall title has.
 pub const STALL_MARK: &str = "on every vCPU at once";

@@ -713,7 +713,8 @@ fn a_stall_on_a_patched_nop_under_tcg_is_the_emulators() {
     assert_eq!(f[0].kind, super::verdict::TCG_ARTIFACT, "{}", f[0].title);
     let f = run(log, false);
     assert_eq!(f[0].kind, "hung-task", "not under TCG: a kernel finding");
-    // Only one sample at the NOP's start: not enough to call it a loop.
+    // Only one sample at the NOP's start, in soft lockups that came when a
+    // running CPU's watchdog reports: not enough to call it a loop.
     let rip = "RIP: 0010:__inode_attach_wb+0x21";
     let first = log.find(rip).unwrap() + rip.len();
     let once = format!(
@@ -722,8 +723,23 @@ fn a_stall_on_a_patched_nop_under_tcg_is_the_emulators() {
         log[first..]
             .replacen(rip, "RIP: 0010:elsewhere+0x1", 1)
             .replace(rip, "RIP: 0010:elsewhere+0x2")
+            .replace("stuck for 79s!", "stuck for 64s!")
+            .replace("stuck for 134s!", "stuck for 66s!")
     );
     assert_eq!(run(&once, true)[0].kind, "hung-task");
+    // One sample at a NOP's start in a first soft lockup of 134 s: the CPU
+    // took no timer interrupt for that long (a Debian fuzz, session 15).
+    let late = include_str!("../../../report/testdata/cgstorm-fuzz-soft-lockup-on-a-nop-6.1.log");
+    let f = run(late, true);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].kind, super::verdict::TCG_ARTIFACT, "{}", f[0].title);
+    assert_eq!(run(late, false)[0].kind, "soft-lockup", "not under TCG");
+    let early = late.replace("stuck for 134s!", "stuck for 64s!");
+    assert_eq!(
+        run(&early, true)[0].kind,
+        "soft-lockup",
+        "an on-time report"
+    );
     // Inside a NOP (`0f <1f> 44 00 00`: just trapped), one sample is enough.
     let log = include_str!("../../../report/testdata/cgstorm-soak-vm-stall-6.1.log");
     let f = run(log, true);

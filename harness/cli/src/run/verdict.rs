@@ -445,7 +445,13 @@ pub fn stale_breakpoint(text: &str) -> bool {
 /// an instruction, and a loop does not sit on one NOP sample after sample.
 /// So: a sample of the stall falls inside a jump-label NOP (`0f <1f> 44 00
 /// 00`: the trap just taken), or at its start with the same RIP in another
-/// sample. Seen twice in Debian soaks, each time both vCPUs 134 s on one
+/// sample, or at its start in a soft lockup whose CPU's first report came
+/// late: on a running CPU the watchdog's first report is at 60 to 72 s
+/// under cgstorm's TCG settings (20 to 24 s by default), so a first report
+/// of 90 s or more means the CPU took no timer interrupt for that long, as
+/// a vCPU trapping on one address does (seen in a Debian fuzz of session
+/// 15: `balance_dirty_pages_ratelimited_flags+0x39`, `<66> 90`, 134 s, the
+/// console ending with it). Seen twice in Debian soaks, each time both vCPUs 134 s on one
 /// NOP after a v1 hierarchy let go of the memory controller (whose static
 /// keys flip then): at `__inode_attach_wb+0x21` (`<66> 90`) and at
 /// `kmem_cache_alloc+0x5d` (`<0f> 1f 44 00 00`; the VM stall of
@@ -496,8 +502,29 @@ fn loops_on_a_breakpoint(text: &str) -> bool {
             samples.push((r, inside, start));
         }
     }
+    let late = late_first_lockup(text);
     samples.iter().any(|&(r, inside, start)| {
-        inside || (start && samples.iter().filter(|s| s.0 == r).count() >= 2)
+        inside || (start && (late || samples.iter().filter(|s| s.0 == r).count() >= 2))
+    })
+}
+
+/// Whether some CPU's first soft lockup report says it was stuck longer
+/// than the watchdog lets pass on a running CPU (see
+/// [`mark_breakpoint_loops`]).
+fn late_first_lockup(text: &str) -> bool {
+    let mut seen = std::collections::BTreeSet::new();
+    text.lines().any(|l| {
+        let Some((_, rest)) = l.split_once("soft lockup - CPU#") else {
+            return false;
+        };
+        let Some((cpu, rest)) = rest.split_once(' ') else {
+            return false;
+        };
+        let secs = rest
+            .strip_prefix("stuck for ")
+            .and_then(|r| r.split_once("s!"))
+            .and_then(|(n, _)| n.parse::<u32>().ok());
+        seen.insert(cpu.to_string()) && secs.is_some_and(|s| s >= cgstorm_report::LONG_S)
     })
 }
 
