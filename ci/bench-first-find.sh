@@ -11,7 +11,8 @@
 #   old  the corpus of then (corpus/semantics and corpus/regressions) and
 #        the signals of then (finding titles, op outcomes, state shapes);
 #   new  the default corpus (the scenarios are seeds), every signal and
-#        --cover-feedback (which a kernel without KCOV leaves out, saying so).
+#        --cover-feedback (which a kernel without KCOV leaves out, saying so),
+#        and $NEW_ARGS (e.g. NEW_ARGS="--focus /usr/src/linux-source-6.12").
 # A campaign is stopped (SIGTERM, it saves and summarises; a background
 # job ignores SIGINT) once it has seen
 # every TITLE. Prints a line per campaign and title: the campaign's time
@@ -21,7 +22,7 @@ cd "$(dirname "$0")/.."
 . ci/lib.sh
 
 if [ $# -lt 4 ]; then
-    sed -n '5,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '5,19p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 kernel=$1 cap=$2 seeds=$3
@@ -76,6 +77,7 @@ run() {
 for seed in ${seeds//,/ }; do
     run "old-seed-$seed" --seed "$seed" --corpus corpus/semantics \
         --corpus corpus/regressions --signals title,outcome,state
-    run "new-seed-$seed" --seed "$seed" --cover-feedback
+    # shellcheck disable=SC2086 # NEW_ARGS is words
+    run "new-seed-$seed" --seed "$seed" --cover-feedback ${NEW_ARGS:-}
 done
 echo "results: $out/results.tsv"
