@@ -141,8 +141,11 @@ fn apply_one(s: &State, op: &Op, ctx: Ctx<'_>) -> Next {
         Op::Open(a) => dax::open(s, a, ctx),
         Op::Close(n) => dax::close(s, n),
         Op::Mmap(a) => dax::mmap(s, a),
-        Op::Touch(a) => dax::touch(s, a, ctx),
-        Op::Munmap(n) => dax::munmap(s, n),
+        Op::Touch(a) => dax::named_late(s, &a.map, ctx, dax::touch(s, a, ctx)),
+        Op::Munmap(n) => dax::named_late(s, n, ctx, dax::munmap(s, n)),
+        Op::Pin(a) if !s.pins.contains_key(&a.pin) => {
+            dax::named_late(s, &a.map, ctx, dax::pin(s, a, ctx))
+        }
         Op::Pin(a) => dax::pin(s, a, ctx),
         Op::Release(n) => dax::release(s, n),
     }

@@ -93,6 +93,12 @@ pub struct Racing {
     /// in between makes the open fail with EROFS and leaves the new, empty
     /// file.
     pub remounts_ro: BTreeSet<Name>,
+    /// Mappings another lane makes: the agent's `mmap` takes its
+    /// descriptor when it starts and names the mapping only when the
+    /// system call returns, so a `touch`, `pin` or `munmap` of that name
+    /// while it runs finds no such mapping (EINVAL) though the `mmap`
+    /// began before a `close` of its descriptor that came before them.
+    pub mmaps: BTreeSet<Name>,
 }
 
 /// The program as instruction lists: `steps[step][lane]`, plus for each
@@ -137,6 +143,7 @@ impl<'p> Code<'p> {
                 let write_access = others(lanes, write_access);
                 let mounts = others(lanes, mounted_places);
                 let remounts_ro = others(lanes, remounted_ro);
+                let mmaps = others(lanes, mapped);
                 let v1: Vec<bool> = lanes.iter().map(|l| walks_v1(l)).collect();
                 let mem: Vec<bool> = lanes.iter().map(|l| removes_memory_files(l)).collect();
                 (0..lanes.len())
@@ -153,6 +160,7 @@ impl<'p> Code<'p> {
                         memory_files: mem.iter().enumerate().any(|(j, m)| j != i && *m),
                         kills: kills[i].clone(),
                         remounts_ro: remounts_ro[i].clone(),
+                        mmaps: mmaps[i].clone(),
                     })
                     .collect()
             })
@@ -277,6 +285,16 @@ fn mounted_places(code: &[Instr<'_>]) -> BTreeSet<Name> {
     code.iter()
         .filter_map(|i| match i {
             Instr::Op(_, Op::Mount(a)) => Some(a.at.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Mappings a lane makes.
+fn mapped(code: &[Instr<'_>]) -> BTreeSet<Name> {
+    code.iter()
+        .filter_map(|i| match i {
+            Instr::Op(_, Op::Mmap(a)) => Some(a.map.clone()),
             _ => None,
         })
         .collect()

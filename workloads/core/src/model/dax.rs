@@ -205,6 +205,16 @@ fn with_peer_created(s: &State, key: (FsId, Name)) -> State {
     c
 }
 
+/// `next`, and, when another lane maps `map` in this step and the model
+/// has it mapped, the op finding no such mapping yet: EINVAL, nothing
+/// changed ([`Racing::mmaps`](super::code::Racing)).
+pub fn named_late(s: &State, map: &Name, ctx: Ctx<'_>, mut next: Next) -> Next {
+    if ctx.racing.mmaps.contains(map) && s.maps.contains_key(map) {
+        next.push((Outcome::Err(EINVAL), s.clone()));
+    }
+    next
+}
+
 pub fn touch(s: &State, a: &TouchArgs, ctx: Ctx<'_>) -> Next {
     let Some(m) = s.maps.get(&a.map) else {
         return fail(s, EINVAL);
