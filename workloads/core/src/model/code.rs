@@ -282,34 +282,26 @@ fn walked_places(code: &[Instr<'_>]) -> BTreeSet<Name> {
 
 /// Places a lane mounts on.
 fn mounted_places(code: &[Instr<'_>]) -> BTreeSet<Name> {
-    code.iter()
-        .filter_map(|i| match i {
-            Instr::Op(_, Op::Mount(a)) => Some(a.at.clone()),
-            _ => None,
-        })
-        .collect()
+    names_of(code, |op| match op {
+        Op::Mount(a) => Some(&a.at),
+        _ => None,
+    })
 }
 
 /// Mappings a lane makes.
 fn mapped(code: &[Instr<'_>]) -> BTreeSet<Name> {
-    code.iter()
-        .filter_map(|i| match i {
-            Instr::Op(_, Op::Mmap(a)) => Some(a.map.clone()),
-            _ => None,
-        })
-        .collect()
+    names_of(code, |op| match op {
+        Op::Mmap(a) => Some(&a.map),
+        _ => None,
+    })
 }
 
 /// Places a lane remounts read-only.
 fn remounted_ro(code: &[Instr<'_>]) -> BTreeSet<Name> {
-    code.iter()
-        .filter_map(|i| match i {
-            Instr::Op(_, Op::Remount(a)) if a.opts.contains(&crate::words::MountOpt::Ro) => {
-                Some(a.at.clone())
-            }
-            _ => None,
-        })
-        .collect()
+    names_of(code, |op| match op {
+        Op::Remount(a) if a.opts.contains(&crate::words::MountOpt::Ro) => Some(&a.at),
+        _ => None,
+    })
 }
 
 /// Places of the files a lane's ops take write access to while they run.
@@ -377,6 +369,16 @@ fn rmdirs(code: &[Instr<'_>]) -> BTreeSet<Cg> {
 }
 
 /// The cgroups `pick` takes from the lane's ops.
+/// The names (places, mappings) `pick` takes from a lane's ops.
+fn names_of(code: &[Instr<'_>], pick: impl Fn(&Op) -> Option<&Name>) -> BTreeSet<Name> {
+    code.iter()
+        .filter_map(|i| match i {
+            Instr::Op(_, op) => pick(op).cloned(),
+            _ => None,
+        })
+        .collect()
+}
+
 fn cgroups_of(code: &[Instr<'_>], pick: impl Fn(&Op) -> Option<&Cg>) -> BTreeSet<Cg> {
     code.iter()
         .filter_map(|i| match i {
