@@ -653,7 +653,8 @@ impl Campaign {
     }
 
     /// Takes `env`'s kernel symbols (`ADDR NAME` lines) for the focus, and
-    /// counts the PCs already run that are in it.
+    /// counts the PCs already run that are in it (all of them: the count
+    /// is set, not added to, so a resumed campaign does not count twice).
     fn take_symbols(&self, env: usize, text: &str) {
         let Some(focus) = &self.focus else {
             return;
@@ -665,7 +666,7 @@ impl Campaign {
             .get(&env)
             .map(|p| p.iter().copied().collect())
             .unwrap_or_default();
-        st.stats.cover.focus_pcs += in_focus(focus, &symbols, &known) as u64;
+        st.stats.cover.focus_pcs = in_focus(focus, &symbols, &known) as u64;
         st.symbols.insert(env, symbols);
     }
 
