@@ -77,7 +77,8 @@ pub enum Family {
 }
 
 impl Family {
-    /// Every family, in the order of a [`Bias`]'s weights.
+    /// Every family, in the order of a [`Bias`]'s weights (`family as
+    /// usize` is its index).
     pub const ALL: [Family; 8] = [
         Family::Cgroup,
         Family::Knob,

@@ -203,6 +203,9 @@ fn a_bias_draws_the_families_it_weighs() {
         }
     }
     assert!(ops > 100, "only {ops} ops in 100 programs");
+    for (i, f) in Family::ALL.iter().enumerate() {
+        assert_eq!(*f as usize, i, "a family's index is its place in ALL");
+    }
     let even = Bias { weights: [1; 8] };
     let mut seen = BTreeSet::new();
     for seed in 0..200 {

@@ -39,13 +39,6 @@ pub struct Yields {
     runs: u64,
 }
 
-fn index(f: Family) -> usize {
-    Family::ALL
-        .iter()
-        .position(|g| *g == f)
-        .expect("every family is in ALL")
-}
-
 impl Yields {
     /// A run of `program` that brought `new_edges` edges no run had shown
     /// and took `took`: both shared among its ops' families.
@@ -54,7 +47,7 @@ impl Yields {
         for lane in 0..program.lanes.len() {
             for (_, s) in program.lane_ops(lane) {
                 if let Some(f) = Family::of(&s.op) {
-                    ops[index(f)] += 1;
+                    ops[f as usize] += 1;
                 }
             }
         }
@@ -127,7 +120,7 @@ mod tests {
         "lanes:\n  - name: l\n    ops: [{write: {file: tmp/f0, bytes: 4K, bs: 4K}}, {fsync: tmp/f0}]\n";
 
     fn weight(y: &Yields, f: Family) -> u32 {
-        y.bias().weights[index(f)]
+        y.bias().weights[f as usize]
     }
 
     /// No runs: every family the same.

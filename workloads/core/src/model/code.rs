@@ -272,17 +272,12 @@ fn cg_of(op: &Op) -> Option<&Cg> {
 
 /// Places a lane's ops walk a path through ([`Op::place`]).
 fn walked_places(code: &[Instr<'_>]) -> BTreeSet<Name> {
-    code.iter()
-        .filter_map(|i| match i {
-            Instr::Op(_, op) => op.place().cloned(),
-            _ => None,
-        })
-        .collect()
+    of_ops(code, Op::place)
 }
 
 /// Places a lane mounts on.
 fn mounted_places(code: &[Instr<'_>]) -> BTreeSet<Name> {
-    names_of(code, |op| match op {
+    of_ops(code, |op| match op {
         Op::Mount(a) => Some(&a.at),
         _ => None,
     })
@@ -290,7 +285,7 @@ fn mounted_places(code: &[Instr<'_>]) -> BTreeSet<Name> {
 
 /// Mappings a lane makes.
 fn mapped(code: &[Instr<'_>]) -> BTreeSet<Name> {
-    names_of(code, |op| match op {
+    of_ops(code, |op| match op {
         Op::Mmap(a) => Some(&a.map),
         _ => None,
     })
@@ -298,7 +293,7 @@ fn mapped(code: &[Instr<'_>]) -> BTreeSet<Name> {
 
 /// Places a lane remounts read-only.
 fn remounted_ro(code: &[Instr<'_>]) -> BTreeSet<Name> {
-    names_of(code, |op| match op {
+    of_ops(code, |op| match op {
         Op::Remount(a) if a.opts.contains(&crate::words::MountOpt::Ro) => Some(&a.at),
         _ => None,
     })
@@ -355,31 +350,21 @@ fn sized_files(code: &[Instr<'_>]) -> BTreeSet<FilePath> {
 }
 
 fn kills(code: &[Instr<'_>]) -> BTreeSet<Cg> {
-    cgroups_of(code, |op| match op {
+    of_ops(code, |op| match op {
         Op::CgroupKill(cg) => Some(cg),
         _ => None,
     })
 }
 
 fn rmdirs(code: &[Instr<'_>]) -> BTreeSet<Cg> {
-    cgroups_of(code, |op| match op {
+    of_ops(code, |op| match op {
         Op::Rmdir(cg) => Some(cg),
         _ => None,
     })
 }
 
-/// The cgroups `pick` takes from the lane's ops.
-/// The names (places, mappings) `pick` takes from a lane's ops.
-fn names_of(code: &[Instr<'_>], pick: impl Fn(&Op) -> Option<&Name>) -> BTreeSet<Name> {
-    code.iter()
-        .filter_map(|i| match i {
-            Instr::Op(_, op) => pick(op).cloned(),
-            _ => None,
-        })
-        .collect()
-}
-
-fn cgroups_of(code: &[Instr<'_>], pick: impl Fn(&Op) -> Option<&Cg>) -> BTreeSet<Cg> {
+/// What `pick` takes from a lane's ops (cgroups, places, mappings).
+fn of_ops<T: Ord + Clone>(code: &[Instr<'_>], pick: impl Fn(&Op) -> Option<&T>) -> BTreeSet<T> {
     code.iter()
         .filter_map(|i| match i {
             Instr::Op(_, op) => pick(op).cloned(),

@@ -95,11 +95,11 @@ pub fn open_file(s: &State, f: &FilePath, a: Access, ctx: Ctx<'_>) -> Vec<Result
 ///   create ([`Racing::remounts_ro`](super::code::Racing)): the file may be
 ///   there, empty, or not (the remount came first).
 pub fn after_failed_open(s: &State, f: &FilePath, a: Access, e: Errno, ctx: Ctx<'_>) -> Vec<State> {
+    let (fs, _, _) = s.resolve(f);
     let created = || {
         let mut n = s.clone();
-        let (fs, _, _) = s.resolve(f);
         n.files
-            .entry((fs, f.name.clone()))
+            .entry((fs.clone(), f.name.clone()))
             .or_insert(FileSt {
                 exists: Life::Alive,
                 size: SizeRange::exact(0),
@@ -111,7 +111,6 @@ pub fn after_failed_open(s: &State, f: &FilePath, a: Access, e: Errno, ctx: Ctx<
     if e == EINVAL && a.create && a.direct {
         return vec![created()];
     }
-    let (fs, _, _) = s.resolve(f);
     let missing = s.file(&fs, &f.name).is_none_or(|x| x.exists != Life::Alive);
     if e == EROFS && a.create && missing && ctx.racing.remounts_ro.contains(&f.place) {
         return vec![s.clone(), created()];
