@@ -35,7 +35,9 @@ use serde::{Deserialize, Serialize};
 pub use kind::{Kind, UnknownKind};
 pub use marker::OpMarker;
 pub use scanner::ConsoleScanner;
-pub use stall::{retitle, stall_title, vm_stall, StallWatch, VmStall, LONG_S, STALL_MARK};
+pub use stall::{
+    late_first_lockup, retitle, stall_title, vm_stall, StallWatch, VmStall, STALL_MARK,
+};
 
 /// One kernel report found on a console.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

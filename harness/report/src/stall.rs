@@ -28,7 +28,7 @@ const SAME_DURATION_S: u32 = 2;
 /// And are at least this long: beyond any watchdog's first report on a
 /// running CPU under cgstorm's TCG settings (watchdog_thresh=30: a first
 /// report at 60 – 72 s) or the kernel's default (20 – 24 s).
-pub const LONG_S: u32 = 90;
+const LONG_S: u32 = 90;
 
 /// The words every VM-stall title has.
 pub const STALL_MARK: &str = "on every vCPU at once";
@@ -111,11 +111,28 @@ pub fn vm_stall(console: &str) -> Option<VmStall> {
 /// `[  144.532921] watchdog: BUG: soft lockup - CPU#0 stuck for 134s! [a:1]`
 /// (a caller field may follow the timestamp): CPU, timestamp, seconds.
 fn soft_lockup_line(line: &str) -> Option<(u32, f64, u32)> {
+    let (cpu, secs) = soft_lockup(line)?;
+    let stamp = line.strip_prefix('[')?.split_once(']')?.0.trim();
+    Some((cpu, stamp.parse().ok()?, secs))
+}
+
+/// A soft-lockup line's CPU and seconds, with or without its timestamp.
+fn soft_lockup(line: &str) -> Option<(u32, u32)> {
     let rest = &line[line.find("BUG: soft lockup - CPU#")? + "BUG: soft lockup - CPU#".len()..];
     let (cpu, rest) = rest.split_once(' ')?;
     let secs = rest.strip_prefix("stuck for ")?.split_once("s!")?.0;
-    let stamp = line.strip_prefix('[')?.split_once(']')?.0.trim();
-    Some((cpu.parse().ok()?, stamp.parse().ok()?, secs.parse().ok()?))
+    Some((cpu.parse().ok()?, secs.parse().ok()?))
+}
+
+/// Whether some CPU's first soft-lockup report in `text` (a console or a
+/// report's text, timestamps or not) says it was stuck at least
+/// [`LONG_S`]: longer than the watchdog lets pass on a running CPU, so the
+/// CPU took no timer interrupt for that long.
+pub fn late_first_lockup(text: &str) -> bool {
+    let mut seen = std::collections::BTreeSet::new();
+    text.lines()
+        .filter_map(soft_lockup)
+        .any(|(cpu, secs)| seen.insert(cpu) && secs >= LONG_S)
 }
 
 #[cfg(test)]

@@ -502,29 +502,9 @@ fn loops_on_a_breakpoint(text: &str) -> bool {
             samples.push((r, inside, start));
         }
     }
-    let late = late_first_lockup(text);
+    let late = cgstorm_report::late_first_lockup(text);
     samples.iter().any(|&(r, inside, start)| {
         inside || (start && (late || samples.iter().filter(|s| s.0 == r).count() >= 2))
-    })
-}
-
-/// Whether some CPU's first soft lockup report says it was stuck longer
-/// than the watchdog lets pass on a running CPU (see
-/// [`mark_breakpoint_loops`]).
-fn late_first_lockup(text: &str) -> bool {
-    let mut seen = std::collections::BTreeSet::new();
-    text.lines().any(|l| {
-        let Some((_, rest)) = l.split_once("soft lockup - CPU#") else {
-            return false;
-        };
-        let Some((cpu, rest)) = rest.split_once(' ') else {
-            return false;
-        };
-        let secs = rest
-            .strip_prefix("stuck for ")
-            .and_then(|r| r.split_once("s!"))
-            .and_then(|(n, _)| n.parse::<u32>().ok());
-        seen.insert(cpu.to_string()) && secs.is_some_and(|s| s >= cgstorm_report::LONG_S)
     })
 }
 
