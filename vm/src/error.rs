@@ -162,13 +162,8 @@ impl HostError {
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
     /// The caller asked to stop (Ctrl-C) before the agent said hello.
-    #[error("interrupted while the kernel was booting")]
     Interrupted,
     /// QEMU exited before the agent said hello (panic, triple fault, bad init).
-    #[error(
-        "kernel did not come up: qemu exited ({status}) before the agent said hello{}",
-        ShowTail(console_tail)
-    )]
     Exited {
         /// How QEMU ended.
         status: String,
@@ -176,10 +171,6 @@ pub enum BootError {
         console_tail: String,
     },
     /// No hello within the boot timeout.
-    #[error(
-        "kernel did not come up: no hello from the agent within {after:?}{}",
-        ShowTail(console_tail)
-    )]
     Timeout {
         /// The timeout, already scaled for the accelerator.
         after: Duration,
@@ -187,7 +178,6 @@ pub enum BootError {
         console_tail: String,
     },
     /// The agent reported a fatal error instead of a hello.
-    #[error("agent failed during boot: {message}{}", ShowTail(console_tail))]
     AgentFatal {
         /// The agent's message.
         message: String,
@@ -195,13 +185,11 @@ pub enum BootError {
         console_tail: String,
     },
     /// A hello arrived but does not belong to this boot.
-    #[error("bad hello from the agent: {reason}")]
     BadHello {
         /// What is wrong.
         reason: String,
     },
     /// The agent channel broke during boot.
-    #[error("agent channel broke during boot{}", ShowTail(console_tail))]
     Channel {
         /// Why.
         #[source]
@@ -212,9 +200,11 @@ pub enum BootError {
 }
 
 impl BootError {
-    /// The error's own line: its message without the console tail.
+    /// The error's own line: its message without the console tail (its
+    /// Display adds the tail).
     pub fn headline(&self) -> String {
         match self {
+            BootError::Interrupted => "interrupted while the kernel was booting".to_string(),
             BootError::Exited { status, .. } => format!(
                 "kernel did not come up: qemu exited ({status}) before the agent said hello"
             ),
@@ -224,8 +214,8 @@ impl BootError {
             BootError::AgentFatal { message, .. } => {
                 format!("agent failed during boot: {message}")
             }
+            BootError::BadHello { reason } => format!("bad hello from the agent: {reason}"),
             BootError::Channel { .. } => "agent channel broke during boot".to_string(),
-            BootError::BadHello { .. } | BootError::Interrupted => self.to_string(),
         }
     }
 
@@ -237,6 +227,16 @@ impl BootError {
             | BootError::AgentFatal { console_tail, .. }
             | BootError::Channel { console_tail, .. } => Some(console_tail),
             BootError::BadHello { .. } | BootError::Interrupted => None,
+        }
+    }
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.headline())?;
+        match self.console_tail() {
+            Some(tail) => ShowTail(tail).fmt(f),
+            None => Ok(()),
         }
     }
 }
