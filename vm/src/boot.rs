@@ -1,7 +1,6 @@
 //! The agent handshake over any [`Vm`]: wait for the hello that proves the
 //! kernel came up and the agent set it up, and ask for a clean power-off.
 
-use std::io;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -9,6 +8,7 @@ use cgstorm_proto::cmdline::Token;
 use cgstorm_proto::proto::{self, AgentMsg, FrameError, Hello, HostMsg, PROTO_VERSION};
 
 use crate::error::{AgentError, BootError};
+use crate::inbox::{Heard, Inbox};
 use crate::vm::Vm;
 
 /// How long one read of the agent channel blocks before the loop checks
@@ -24,8 +24,7 @@ pub fn wait_for_hello(
     stop: &dyn Fn() -> bool,
 ) -> Result<Hello, BootError> {
     let deadline = Instant::now() + timeout;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 64 * 1024];
+    let mut inbox = Inbox::new();
     let channel_err = |vm: &mut dyn Vm, source| BootError::Channel {
         source,
         console_tail: vm.console_tail(),
@@ -34,7 +33,7 @@ pub fn wait_for_hello(
         if stop() {
             return Err(BootError::Interrupted);
         }
-        match proto::try_decode::<AgentMsg>(&mut buf) {
+        match inbox.take() {
             Ok(Some(AgentMsg::Hello(hello))) => return check_hello(hello, token),
             Ok(Some(AgentMsg::Fatal { message })) => {
                 return Err(BootError::AgentFatal {
@@ -48,12 +47,7 @@ pub fn wait_for_hello(
             Err(e) => return Err(channel_err(vm, e)),
         }
         if let Some(status) = vm.exit_status() {
-            // Give the console readers a moment to catch the last lines.
-            sleep(Duration::from_millis(100));
-            return Err(BootError::Exited {
-                status,
-                console_tail: vm.console_tail(),
-            });
+            return Err(exited(vm, status));
         }
         if Instant::now() >= deadline {
             return Err(BootError::Timeout {
@@ -61,29 +55,24 @@ pub fn wait_for_hello(
                 console_tail: vm.console_tail(),
             });
         }
-        let stream = vm.agent();
-        if let Err(e) = stream.set_read_timeout(Some(POLL)) {
-            return Err(channel_err(vm, FrameError::Io(e)));
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) => {
-                // The socket closed: QEMU is going away; let the exit be seen.
-                let _ = vm.wait_exit(Duration::from_secs(1));
-            }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                // WouldBlock may come without waiting (a fake); do not spin.
-                sleep(Duration::from_millis(1));
-            }
+        match inbox.listen(vm, POLL) {
+            Ok(Heard::Bytes | Heard::Quiet) => {}
+            Ok(Heard::Closed { exit: Some(status) }) => return Err(exited(vm, status)),
+            // QEMU is going away, slowly: the next turn looks again, until
+            // the deadline.
+            Ok(Heard::Closed { exit: None }) => {}
             Err(e) => return Err(channel_err(vm, FrameError::Io(e))),
         }
+    }
+}
+
+/// The VM ended before its hello.
+fn exited(vm: &mut dyn Vm, status: String) -> BootError {
+    // Give the console readers a moment to catch the last lines.
+    sleep(Duration::from_millis(100));
+    BootError::Exited {
+        status,
+        console_tail: vm.console_tail(),
     }
 }
 

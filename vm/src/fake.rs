@@ -173,6 +173,13 @@ impl FakeVm {
         self
     }
 
+    /// Ends the agent channel while the VM runs on (QEMU slow to exit, or a
+    /// backend whose channel broke).
+    pub fn channel_closes(mut self) -> Self {
+        self.agent.eof = true;
+        self
+    }
+
     /// Makes the VM power off once the host has sent a shutdown message.
     pub fn powers_off_on_shutdown(mut self) -> Self {
         self.exit_on_shutdown = true;

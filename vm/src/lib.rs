@@ -13,7 +13,8 @@
 //!   the boot plan that puts them together with a kernel and an agent.
 //! - [`qemu`]: the QEMU backend; [`virtme`]: the virtme-ng backend;
 //!   [`process`]: what the two share; [`fake`]: a scripted backend for tests.
-//! - [`vm`]: the [`Vm`] trait they share; [`boot`]: the agent handshake on it.
+//! - [`vm`]: the [`Vm`] trait they share; [`inbox`]: the one reader of the
+//!   agent channel; [`boot`]: the agent handshake on them.
 //! - [`mod@launch`]: all of the above in one call.
 
 #![warn(missing_docs)]
@@ -23,6 +24,7 @@ pub mod agent;
 pub mod boot;
 pub mod error;
 pub mod fake;
+pub mod inbox;
 pub mod initramfs;
 pub mod kconfig;
 pub mod kernel;

@@ -3,13 +3,17 @@
 //! request loop every exchange but a program's run shares (a run streams
 //! its ops, barriers and stalls: `session`).
 
-use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 use cgstorm_proto::proto::{self, AgentMsg, HostMsg};
+use cgstorm_vm::inbox::{Heard, Inbox, EXIT_GRACE};
 use cgstorm_vm::{ConsoleEvent, Vm};
 
 use super::console::ConsoleWatch;
+
+/// How long one read of the agent channel waits before the loop reads the
+/// console and looks at the clock again.
+const POLL: Duration = Duration::from_millis(50);
 
 /// Sends `order` (if any) and waits up to `timeout` for the answer `want`
 /// takes, feeding the console to `watch` meanwhile. The agent's fatal
@@ -25,21 +29,20 @@ pub fn ask<T>(
     if let Some(order) = order {
         proto::write_frame(vm.agent(), order).map_err(|e| format!("send: {e}"))?;
     }
-    vm.agent()
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .map_err(|e| format!("set a read timeout: {e}"))?;
     let deadline = Instant::now() + timeout;
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 1 << 16];
+    let mut inbox = Inbox::new();
     loop {
         loop {
             match vm.console_line(Duration::ZERO) {
                 ConsoleEvent::Line(l) => watch.line(&l),
                 ConsoleEvent::Timeout => break,
-                ConsoleEvent::Closed => return Err("the vm went away".into()),
+                ConsoleEvent::Closed => {
+                    let exit = vm.wait_exit(EXIT_GRACE);
+                    return Err(gone(exit));
+                }
             }
         }
-        match proto::try_decode::<AgentMsg>(&mut buf) {
+        match inbox.take() {
             Ok(Some(AgentMsg::Fatal { message })) => {
                 return Err(format!("the agent failed: {message}"))
             }
@@ -53,16 +56,26 @@ pub fn ask<T>(
         if Instant::now() >= deadline {
             return Err(format!("no answer within {timeout:?}"));
         }
-        match vm.agent().read(&mut chunk) {
-            Ok(0) => std::thread::sleep(Duration::from_millis(20)),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
+        match inbox.listen(vm, POLL) {
+            Ok(Heard::Bytes | Heard::Quiet) => {}
+            Ok(Heard::Closed { exit }) => {
+                // Take the console's last lines: a panic says why.
+                while let ConsoleEvent::Line(l) = vm.console_line(Duration::ZERO) {
+                    watch.line(&l);
+                }
+                return Err(gone(exit));
+            }
             Err(e) => return Err(format!("read: {e}")),
         }
+    }
+}
+
+/// The error for a VM whose console or agent channel ended before the
+/// answer; `exit` is its status, if it has exited.
+fn gone(exit: Option<String>) -> String {
+    match exit {
+        Some(status) => format!("the vm went away ({status}) before it answered"),
+        None => "the vm went away before it answered (no exit status yet)".into(),
     }
 }
 
@@ -125,5 +138,27 @@ mod tests {
         .unwrap_err();
         assert!(e.starts_with("no answer within"), "{e}");
         assert!(vm.host_messages().is_empty(), "no order, nothing sent");
+    }
+
+    /// The channel's end is an error at once, with the VM's exit status
+    /// if it has one, not a wait for the timeout.
+    #[test]
+    fn the_end_of_the_channel_is_an_error_at_once() {
+        let mut watch = ConsoleWatch::new(None);
+        let mut vm = FakeVm::new().channel_closes();
+        let e = ask(
+            &mut vm,
+            Some(&HostMsg::Symbols),
+            &mut watch,
+            Duration::from_secs(2),
+            symbols,
+        )
+        .unwrap_err();
+        assert_eq!(e, "the vm went away before it answered (no exit status yet)");
+        let mut vm = FakeVm::new()
+            .console_lines(["Kernel panic - not syncing: Attempted to kill init!"])
+            .exits("exit code 1");
+        let e = ask(&mut vm, None, &mut watch, Duration::from_secs(2), symbols).unwrap_err();
+        assert_eq!(e, "the vm went away (exit code 1) before it answered");
     }
 }

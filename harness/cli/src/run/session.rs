@@ -5,12 +5,11 @@
 //! running for the caller, who saves the evidence before killing it.
 
 use std::collections::BTreeMap;
-use std::io;
-use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use cgstorm_proto::contract::DONE_LINE;
 use cgstorm_proto::proto::{self, AgentMsg, HostMsg, RunOrder, RunTiming};
+use cgstorm_vm::inbox::{Heard, Inbox};
 use cgstorm_vm::{boot, ConsoleEvent, Diagnosis, Vm};
 use cgstorm_workloads::OpId;
 
@@ -106,7 +105,7 @@ struct Session<'a> {
     vm: &'a mut dyn Vm,
     console: &'a mut ConsoleWatch,
     limits: &'a Limits,
-    buf: Vec<u8>,
+    inbox: Inbox,
     trace: TraceBuilder,
     stalls: Vec<Stall>,
     /// Unanswered stall reports per lane, with when they came.
@@ -141,7 +140,7 @@ pub fn run(
         vm,
         console,
         limits,
-        buf: Vec::new(),
+        inbox: Inbox::new(),
         trace: TraceBuilder::new(shape.0),
         stalls: Vec::new(),
         stuck: BTreeMap::new(),
@@ -189,7 +188,6 @@ pub fn run(
 impl Session<'_> {
     /// The loop proper: returns how the run ended.
     fn wait(&mut self, begin: Instant, stop: &dyn Fn() -> bool) -> End {
-        let mut chunk = vec![0u8; 64 * 1024];
         loop {
             self.drain_console();
             if let Step::Stop(end) = self.take_frames() {
@@ -199,27 +197,17 @@ impl Session<'_> {
                 return End::Interrupted;
             }
             if let Some(status) = self.vm.exit_status() {
-                return self.vm_exited(status, &mut chunk);
+                return self.vm_exited(status);
             }
             if let Some(end) = self.overdue(begin) {
                 return end;
             }
-            let limits = self.limits;
-            let stream = self.vm.agent();
-            if let Err(e) = stream.set_read_timeout(Some(limits.poll)) {
-                return End::Channel {
-                    message: format!("cannot poll the agent channel: {e}"),
-                };
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) => {
-                    // The socket closed: the VM is going away.
-                    if let Some(status) = self.vm.wait_exit(Duration::from_secs(1)) {
-                        return self.vm_exited(status, &mut chunk);
-                    }
-                }
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if is_timeout(&e) => sleep(Duration::from_millis(1)),
+            match self.inbox.listen(self.vm, self.limits.poll) {
+                Ok(Heard::Bytes | Heard::Quiet) => {}
+                Ok(Heard::Closed { exit: Some(status) }) => return self.vm_exited(status),
+                // QEMU is going away, slowly: the next turn looks again,
+                // until the run is overdue.
+                Ok(Heard::Closed { exit: None }) => {}
                 Err(e) => {
                     return End::Channel {
                         message: format!("reading the agent channel failed: {e}"),
@@ -232,7 +220,7 @@ impl Session<'_> {
     /// Handles every complete frame in the buffer.
     fn take_frames(&mut self) -> Step {
         loop {
-            let msg = match proto::try_decode::<AgentMsg>(&mut self.buf) {
+            let msg = match self.inbox.take() {
                 Ok(Some(m)) => m,
                 Ok(None) => return Step::Continue,
                 Err(e) => {
@@ -335,12 +323,8 @@ impl Session<'_> {
     }
 
     /// The VM is gone: take what is left on the channel and the console.
-    fn vm_exited(&mut self, status: String, chunk: &mut [u8]) -> End {
-        let stream = self.vm.agent();
-        let _ = stream.set_read_timeout(Some(self.limits.poll));
-        while let Ok(n @ 1..) = stream.read(chunk) {
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
+    fn vm_exited(&mut self, status: String) -> End {
+        self.inbox.drain(self.vm, self.limits.poll);
         self.drain_until_closed(self.limits.settle_max);
         match self.take_frames() {
             Step::Stop(end @ End::Finished { .. }) => end,
@@ -480,13 +464,6 @@ impl Session<'_> {
             }
         }
     }
-}
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
