@@ -7,7 +7,10 @@
 //! leak either: the reset mounts it again, removes the child, unmounts it.
 //! Nor is a memcg removed after its writeback went through a loop device,
 //! whose idle I/O worker holds it for a minute: the reset deletes the
-//! detached loop devices, which frees their workers.
+//! detached loop devices, which frees their workers. And the pages of a DAX
+//! file pinned by a vmsplice are idle once the pin is released at the
+//! program's end, but a pin left held (planted) keeps them referenced,
+//! which the reset's truncate of the file finds and reports.
 //!
 //! `cargo run --release -p cgstorm-vm --example leak_check -- [KERNEL]`
 //! (KERNEL: `debian` (default) or a bzImage). Exit 0 pass, 1 fail.
@@ -15,7 +18,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cgstorm_proto::contract::LEAK_DYING_V2;
+use cgstorm_proto::contract::{LEAK_DAX, LEAK_DYING_V2};
 use cgstorm_proto::proto::{self, AgentMsg, HostMsg, RunOrder};
 use cgstorm_vm::vm::Vm;
 
@@ -31,7 +34,7 @@ lanes:
       - {wait: w}
       - {open: {fd: f, file: tmp/f}}
       - {mmap: {map: m, fd: f, len: 1M}}
-      - {pin: {pin: p, map: m, via: vmsplice}}
+      - {pin: {pin: x, map: m, via: vmsplice}}
       - {munmap: m}
       - {close: f}
       - {rmdir: a}
@@ -67,6 +70,25 @@ lanes:
       - {rmdir: a}
 "#;
 
+/// A DAX file on pmem, mapped, touched and its pages referenced by a
+/// vmsplice into a pipe; the mapping and file then let go. Released at the
+/// program's end, the pages are idle by the reset; left held (planted),
+/// a truncate of the file waits for them, and the reset reports it.
+const DAX_PIN: &str = r#"
+lanes:
+  - name: l0
+    ops:
+      - {mkfs: {dev: pmem0, fs: ext4}}
+      - {mount: {at: p, fs: ext4, dev: pmem0, opts: [dax]}}
+      - {write: {file: p/f, bytes: 64K, bs: 64K}}
+      - {open: {fd: f, file: p/f}}
+      - {mmap: {map: m, fd: f, len: 64K}}
+      - {touch: {map: m, write: true}}
+      - {pin: {pin: x, map: m, via: vmsplice}}
+      - {munmap: m}
+      - {close: f}
+"#;
+
 mod common;
 
 fn main() -> ExitCode {
@@ -83,8 +105,12 @@ fn check() -> Result<bool, Box<dyn std::error::Error>> {
     let v1 = run_and_reset(&mut vm.vm, V1_CHILD, false)?;
     let held = run_and_reset(&mut vm.vm, HOLD, false)?;
     let looped = run_and_reset(&mut vm.vm, LOOP_IO, false)?;
-    // Last: the planted leak's memcg stays dying for good.
+    let dax_released = run_and_reset(&mut vm.vm, DAX_PIN, false)?;
+    // Last: the planted leaks. The memcg stays dying for good; the DAX
+    // file's unmount with its pages held warns (and taints) on kernels
+    // before 6.15.
     let leaked = run_and_reset(&mut vm.vm, HOLD, true)?;
+    let dax_leaked = run_and_reset(&mut vm.vm, DAX_PIN, true)?;
     let release = vm.hello.kernel_release.clone();
     let _ = vm.shutdown();
     println!("leak_check: {release}: tmpfs pages of a removed memcg, reset leftovers: {held:?}");
@@ -96,7 +122,19 @@ fn check() -> Result<bool, Box<dyn std::error::Error>> {
         "leak_check: {release}: a memcg removed after writeback through a detached loop device, \
          reset leftovers: {looped:?}"
     );
+    println!(
+        "leak_check: {release}: a DAX page pin released at the program's end, reset leftovers: {dax_released:?}"
+    );
+    println!("leak_check: {release}: the same pin left held, reset leftovers: {dax_leaked:?}");
     let mut ok = true;
+    if !dax_released.is_empty() {
+        println!("leak_check: FAIL: a DAX pin released at the program's end was reported");
+        ok = false;
+    }
+    if !dax_leaked.iter().any(|l| l.starts_with(LEAK_DAX)) {
+        println!("leak_check: FAIL: a DAX pin never released was not reported");
+        ok = false;
+    }
     if !looped.is_empty() {
         println!("leak_check: FAIL: the reset did not free a memcg held by a loop device's worker");
         ok = false;

@@ -117,24 +117,20 @@ mod tests {
         let mut inbox = Inbox::new();
         let mut got = Vec::new();
         while got.len() < 2 {
-            assert_eq!(
-                inbox.listen(&mut vm, Duration::ZERO).unwrap(),
-                Heard::Bytes
-            );
+            assert_eq!(inbox.listen(&mut vm, Duration::ZERO).unwrap(), Heard::Bytes);
             while let Some(m) = inbox.take().unwrap() {
                 got.push(m);
             }
         }
         assert_eq!(got, [fatal("one"), fatal("two")]);
-        assert_eq!(
-            inbox.listen(&mut vm, Duration::ZERO).unwrap(),
-            Heard::Quiet
-        );
+        assert_eq!(inbox.listen(&mut vm, Duration::ZERO).unwrap(), Heard::Quiet);
     }
 
     #[test]
     fn the_end_of_the_channel_brings_the_exit_status() {
-        let mut vm = FakeVm::new().agent_says(&fatal("last")).exits("exit code 1");
+        let mut vm = FakeVm::new()
+            .agent_says(&fatal("last"))
+            .exits("exit code 1");
         let mut inbox = Inbox::new();
         inbox.drain(&mut vm, Duration::ZERO);
         assert_eq!(inbox.take().unwrap(), Some(fatal("last")));

@@ -68,6 +68,10 @@ pub const LEAK_DYING_V2: &str = "leak: removed cgroups are still dying";
 /// The leak leftover of a v1 memory hierarchy whose removed cgroups were not freed.
 pub const LEAK_DYING_V1: &str = "leak: removed v1 memory cgroups are not freed";
 
+/// The leak leftover of DAX files whose pages are still referenced once
+/// every pin of the program is released (a truncate of them waits).
+pub const LEAK_DAX: &str = "leak: DAX pages still referenced with every pin released";
+
 /// The leak leftover of dirty or writeback pages still accounted
 /// (`/proc/meminfo`) once every filesystem is unmounted and every device
 /// the program wrote is synced: nothing is left to write back.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cgstorm_proto::contract::{
-    LEAK_DIRTY, LEAK_DYING_V1, LEAK_DYING_V2, LEAK_PREFIX, LEAK_SCAN_LINE,
+    LEAK_DAX, LEAK_DIRTY, LEAK_DYING_V1, LEAK_DYING_V2, LEAK_PREFIX, LEAK_SCAN_LINE,
 };
 use cgstorm_proto::proto::{AgentMsg, HostMsg};
 use cgstorm_vm::machine::{BootPlan, MachineOpts};
@@ -425,6 +425,8 @@ fn leaks(program: &Program, left: &[String]) -> Vec<Finding> {
                 "removed cgroups never freed"
             } else if l.starts_with(LEAK_DIRTY) {
                 "dirty or writeback pages still accounted"
+            } else if l.starts_with(LEAK_DAX) {
+                "DAX pages still referenced"
             } else {
                 return None;
             };
@@ -625,6 +627,17 @@ mod tests {
         assert_eq!(
             f[0].title,
             "leak: dirty or writeback pages still accounted after writeback"
+        );
+        let pinned = p("lanes:\n  - {name: a, ops: [{open: {fd: f, file: p/f}}, {mmap: {map: m, fd: f, len: 4K}}, {pin: {pin: x, map: m, via: vmsplice}}]}\n");
+        let f = leaks(
+            &pinned,
+            &[format!(
+                "{LEAK_DAX}: /cgstorm/places/p/f: truncating it waited 5000 ms for its pages and was killed"
+            )],
+        );
+        assert_eq!(
+            f[0].title,
+            "leak: DAX pages still referenced after dax pins"
         );
     }
 

@@ -20,10 +20,12 @@ const POLL_MS: u64 = 50;
 /// and `@DYING_POLLS@` (how long removed cgroups may take to be freed, in
 /// seconds and in polls), `@LOOP_SETTLE_S@`, `@LOOP_SETTLE_POLLS@` (the
 /// wait after loop devices) and `@LOOP_HOLD_S@` (how long their workers
-/// hold cgroups), so the scripts wait as long as the agent's reset does.
+/// hold cgroups) and `@DAX_IDLE_S@` (how long a DAX file's pages may stay
+/// referenced once the pins are gone), so the scripts wait as long as the
+/// agent's reset does.
 fn with_bounds(text: &str) -> String {
     use cgstorm_workloads::model::snapshot::{
-        DYING_WITHIN_MS, LOOP_SETTLE_MS, LOOP_WORKERS_HOLD_MS,
+        DAX_IDLE_WITHIN_MS, DYING_WITHIN_MS, LOOP_SETTLE_MS, LOOP_WORKERS_HOLD_MS,
     };
     text.replace("@DYING_S@", &(DYING_WITHIN_MS / 1000).to_string())
         .replace("@DYING_POLLS@", &(DYING_WITHIN_MS / POLL_MS).to_string())
@@ -33,6 +35,7 @@ fn with_bounds(text: &str) -> String {
             &(LOOP_SETTLE_MS / POLL_MS).to_string(),
         )
         .replace("@LOOP_HOLD_S@", &(LOOP_WORKERS_HOLD_MS / 1000).to_string())
+        .replace("@DAX_IDLE_S@", &(DAX_IDLE_WITHIN_MS / 1000).to_string())
 }
 /// The helper's C source.
 pub const HELPER_C: &str = include_str!("helper.c");

@@ -105,15 +105,16 @@ fn every_corpus_program_gives_a_script_sh_accepts() {
 /// does: the model's bounds are written in, and no placeholder is left.
 #[test]
 fn scripts_wait_as_long_as_the_reset() {
-    use cgstorm_workloads::model::snapshot::{DYING_WITHIN_MS, LOOP_SETTLE_MS};
+    use cgstorm_workloads::model::snapshot::{DAX_IDLE_WITHIN_MS, DYING_WITHIN_MS, LOOP_SETTLE_MS};
     let (_, p) = corpus().into_iter().next().expect("a corpus program");
     let one = generate(&p, &Provenance::default()).text;
     let seq = generate_sequence(std::slice::from_ref(&p), &p, &Provenance::default()).text;
     for text in [&one, &seq] {
         assert!(
-            !text.contains("@DYING") && !text.contains("@LOOP"),
+            !text.contains("@DYING") && !text.contains("@LOOP") && !text.contains("@DAX"),
             "a placeholder is left"
         );
+        assert!(text.contains(&format!("timeout {} truncate", DAX_IDLE_WITHIN_MS / 1000)));
         assert!(text.contains(&format!("max={}", DYING_WITHIN_MS / 50)));
         assert!(text.contains(&format!("max={}", LOOP_SETTLE_MS / 50)));
         assert!(text.contains(&format!(

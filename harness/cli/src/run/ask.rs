@@ -154,7 +154,10 @@ mod tests {
             symbols,
         )
         .unwrap_err();
-        assert_eq!(e, "the vm went away before it answered (no exit status yet)");
+        assert_eq!(
+            e,
+            "the vm went away before it answered (no exit status yet)"
+        );
         let mut vm = FakeVm::new()
             .console_lines(["Kernel panic - not syncing: Attempted to kill init!"])
             .exits("exit code 1");

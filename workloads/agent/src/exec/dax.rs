@@ -1,15 +1,19 @@
 //! Open files, mappings, and page references taken from userspace.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use cgstorm_workloads::op::{MmapArgs, OpenArgs, PinArgs, TouchArgs};
 use cgstorm_workloads::words::PinVia;
 use cgstorm_workloads::{Errno, Name, Outcome};
 
 use super::paths;
-use super::sys;
+use super::sys::{self, in_child_within, ChildEnd};
 use super::world::{MapRec, PinRec, World};
 
 const MAP_SHARED_VALIDATE: i32 = 0x03;
@@ -341,4 +345,86 @@ pub fn release_all(w: &World) {
         let _ = munmap(w, &m);
     }
     w.fds().clear();
+}
+
+/// `STATX_ATTR_DAX`: the file's pages are the device's own, not page cache.
+const STATX_ATTR_DAX: u64 = 0x0020_0000;
+
+/// The DAX files under `roots` whose pages someone still references, once
+/// a program's pins, mappings and descriptors are gone: truncating a DAX
+/// file waits until every page of it is idle (`dax_layout_busy_page`), so a
+/// truncate that has not returned within `within` met a page still held.
+/// Each truncate runs in a child, killed then (the wait is interruptible).
+/// A file that cannot be opened for writing (a read-only mount) is not
+/// checked. What each file held says.
+pub fn still_referenced(roots: &[String], within: Duration) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut seen = BTreeSet::new();
+    for r in roots {
+        dax_files(Path::new(r), &mut seen, &mut files);
+    }
+    let mut held = Vec::new();
+    for f in files {
+        let c = sys::cstr(&f);
+        let end = in_child_within(within, || {
+            // SAFETY: open(2) and ftruncate(2) on a string made before the fork.
+            unsafe {
+                let fd = libc::open(
+                    c.as_ptr(),
+                    libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                );
+                if fd < 0 || libc::ftruncate(fd, 0) != 0 {
+                    1
+                } else {
+                    0
+                }
+            }
+        });
+        if end.as_ref().is_ok_and(|e| *e == ChildEnd::Killed) {
+            held.push(format!(
+                "{}: truncating it waited {} ms for its pages and was killed",
+                f.display(),
+                within.as_millis()
+            ));
+        }
+    }
+    held
+}
+
+/// The DAX regular files below `dir`, each once (by device and inode).
+fn dax_files(dir: &Path, seen: &mut BTreeSet<(u64, u64)>, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(m) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if !seen.insert((m.dev(), m.ino())) {
+            continue;
+        }
+        if m.is_dir() {
+            dax_files(&path, seen, out);
+        } else if m.is_file() && is_dax(&path) {
+            out.push(path);
+        }
+    }
+}
+
+/// Whether statx(2) says the file is DAX.
+fn is_dax(path: &Path) -> bool {
+    let c = sys::cstr(path);
+    // SAFETY: statx into a zeroed local buffer, on a string of ours.
+    unsafe {
+        let mut stx: libc::statx = std::mem::zeroed();
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_BASIC_STATS,
+            &mut stx,
+        ) == 0
+            && stx.stx_attributes_mask & stx.stx_attributes & STATX_ATTR_DAX != 0
+    }
 }

@@ -5,6 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 use cgstorm_workloads::{Errno, Outcome};
 
@@ -160,4 +161,59 @@ impl Drop for AlignedBuf {
         // SAFETY: allocated in `new` with this same layout.
         unsafe { std::alloc::dealloc(self.ptr, layout) };
     }
+}
+/// How a child of [`in_child_within`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildEnd {
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal ended it (this wait status).
+    Signalled(i32),
+    /// It had not ended within the time given and was killed.
+    Killed,
+}
+
+/// Runs `body` in a forked child and waits up to `timeout` for it to end;
+/// kills it then (SIGKILL, which also ends an interruptible wait in the
+/// kernel). `body`'s return is the child's exit code. For a system call
+/// that may block for good, made from the reset's thread.
+///
+/// `body` runs after a fork of a threaded process: it must make only
+/// async-signal-safe calls (plain system calls) on data made before the
+/// fork, and never return into Rust code that allocates or locks.
+pub fn in_child_within(timeout: Duration, body: impl FnOnce() -> i32) -> io::Result<ChildEnd> {
+    // SAFETY: the child runs `body` (held to async-signal-safe calls, as
+    // documented) and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let code = body();
+        // SAFETY: ending the child without running the parent's atexit work.
+        unsafe { libc::_exit(code) };
+    }
+    let end = std::time::Instant::now() + timeout;
+    let mut status = 0;
+    loop {
+        // SAFETY: waiting for our own child into a local status word.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break;
+        }
+        if r < 0 || std::time::Instant::now() >= end {
+            // SAFETY: killing and reaping our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return Ok(ChildEnd::Killed);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(if libc::WIFEXITED(status) {
+        ChildEnd::Exited(libc::WEXITSTATUS(status))
+    } else {
+        ChildEnd::Signalled(status)
+    })
 }

@@ -159,6 +159,15 @@ pub enum Eventual {
     /// No "VFS: Busy inodes after unmount" on the console (the console
     /// reader's, not the reset's).
     NoBusyInodes,
+    /// Once the program's pins are released and its mappings and
+    /// descriptors gone, no page of a DAX file is referenced: truncating
+    /// each DAX file still there (which waits for its pages to be idle,
+    /// `dax_layout_busy_page`) returns within this many milliseconds.
+    /// Kernels with FS_DAX.
+    NoDaxPageReferences {
+        /// The bound.
+        within_ms: u64,
+    },
 }
 
 /// How long removed cgroups may take to be freed: generous, as under TCG
@@ -175,6 +184,11 @@ pub const LOOP_WORKERS_HOLD_MS: u64 = 60_000;
 /// dying then is theirs, or a leak the next program's reset shows).
 pub const LOOP_SETTLE_MS: u64 = 3_000;
 
+/// How long a DAX file's pages may stay referenced once every pin is
+/// released: an io_uring ring lets its requests go from a worker after
+/// its close.
+pub const DAX_IDLE_WITHIN_MS: u64 = 5_000;
+
 /// The invariants that hold on a kernel once a program is over.
 pub fn eventual(k: &Kernel) -> Vec<Eventual> {
     let mut v = vec![
@@ -186,6 +200,11 @@ pub fn eventual(k: &Kernel) -> Vec<Eventual> {
         },
         Eventual::NoBusyInodes,
     ];
+    if k.fs_dax {
+        v.push(Eventual::NoDaxPageReferences {
+            within_ms: DAX_IDLE_WITHIN_MS,
+        });
+    }
     if k.releases_dying_cgwbs() {
         v.push(Eventual::NoDyingDescendants {
             within_ms: DYING_WITHIN_MS,
