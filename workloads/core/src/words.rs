@@ -152,6 +152,12 @@ impl PinVia {
         self != PinVia::Vmsplice
     }
 
+    /// Whether the pin reads its peer into the mapping (else it writes
+    /// the mapping to its peer, which it opens with `O_CREAT`).
+    pub fn reads(self) -> bool {
+        matches!(self, PinVia::DioRead | PinVia::AioRead | PinVia::UringRead)
+    }
+
     /// Whether the pin outlives the op (held until `release`).
     pub fn is_held(self) -> bool {
         !matches!(self, PinVia::DioRead | PinVia::DioWrite)

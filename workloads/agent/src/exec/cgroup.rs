@@ -118,15 +118,15 @@ pub fn read(a: &CgRead) -> Outcome {
     sys::read_file(&paths::cg(&a.cg).join(name))
 }
 
+/// Mounts the v1 memory hierarchy on [`paths::CG1`], which the agent made
+/// before the program: the op is the mount(2) alone, so a fault injected
+/// into it (`fail_nth`) lands in the kernel's mount code, not in a mkdir
+/// of the mount point (tmpfs returns ENOSPC when it cannot allocate an
+/// inode, which the model rightly does not expect of a mount).
 pub fn v1_mount() -> Outcome {
-    let dir = Path::new(paths::CG1);
-    let made = !dir.exists();
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        return sys::io::<()>(Err(e));
-    }
     let r = mount(
         Some("cgroup"),
-        dir,
+        Path::new(paths::CG1),
         Some("cgroup"),
         MsFlags::empty(),
         Some("memory"),
@@ -136,12 +136,7 @@ pub fn v1_mount() -> Outcome {
             paths::V1_MOUNTS.fetch_add(1, Ordering::SeqCst);
             Outcome::Ok
         }
-        Err(e) => {
-            if made {
-                let _ = std::fs::remove_dir(dir);
-            }
-            sys::errno(e as i32)
-        }
+        Err(e) => sys::errno(e as i32),
     }
 }
 
@@ -157,7 +152,6 @@ pub fn v1_umount() -> Outcome {
         Ok(()) => {
             let _ = paths::V1_MOUNTS
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-            let _ = std::fs::remove_dir(paths::CG1);
             Outcome::Ok
         }
         Err(e) => sys::errno(e as i32),

@@ -107,10 +107,6 @@ pub fn munmap(w: &World, map: &Name) -> Outcome {
     sys::ret(unsafe { libc::munmap(m.addr as *mut libc::c_void, m.len) } as libc::c_long)
 }
 
-fn reads(via: PinVia) -> bool {
-    matches!(via, PinVia::DioRead | PinVia::AioRead | PinVia::UringRead)
-}
-
 pub fn pin(w: &World, a: &PinArgs) -> Outcome {
     if w.pins().contains_key(&a.pin) {
         return Outcome::Err(Errno::EEXIST);
@@ -124,7 +120,7 @@ pub fn pin(w: &World, a: &PinArgs) -> Outcome {
     let Some(peer) = &a.file else {
         return Outcome::Err(Errno::EINVAL);
     };
-    let flags = if reads(a.via) {
+    let flags = if a.via.reads() {
         libc::O_RDONLY | libc::O_DIRECT
     } else {
         libc::O_WRONLY | libc::O_CREAT | libc::O_DIRECT
@@ -145,8 +141,8 @@ pub fn pin(w: &World, a: &PinArgs) -> Outcome {
             let r = unsafe { libc::pwrite(f.as_raw_fd(), buf, m.len, 0) };
             sys::ret(r as libc::c_long)
         }
-        PinVia::AioRead | PinVia::AioWrite => aio(w, &a.pin, f, m, reads(a.via)),
-        PinVia::UringRead | PinVia::UringWrite => uring(w, &a.pin, f, m, reads(a.via)),
+        PinVia::AioRead | PinVia::AioWrite => aio(w, &a.pin, f, m, a.via.reads()),
+        PinVia::UringRead | PinVia::UringWrite => uring(w, &a.pin, f, m, a.via.reads()),
         PinVia::Vmsplice => unreachable!("handled above"),
     }
 }

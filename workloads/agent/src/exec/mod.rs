@@ -160,8 +160,9 @@ pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> 
 }
 
 /// Mounts the tmpfs that holds the places and makes a directory for every
-/// place the program names.
+/// place the program names, and the v1 hierarchy's mount point.
 fn prepare_places(p: &Program) -> Result<(), String> {
+    std::fs::create_dir_all(paths::CG1).map_err(|e| format!("mkdir {}: {e}", paths::CG1))?;
     std::fs::create_dir_all(paths::PLACES).map_err(|e| format!("mkdir {}: {e}", paths::PLACES))?;
     let mounted = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()

@@ -7,8 +7,8 @@ use cgstorm_workloads::{Cg, Dev, DevKind, FilePath, Hier};
 
 /// cgroup v2, mounted by init.
 pub const CG2: &str = "/sys/fs/cgroup";
-/// The v1 memory hierarchy's mount point (made by `v1_mount`, removed by
-/// `v1_umount`). Under /tmp, a tmpfs both in cgstorm's initramfs and under
+/// The v1 memory hierarchy's mount point (made before each program, so
+/// `v1_mount` is the mount alone; the reset removes it). Under /tmp, a tmpfs both in cgstorm's initramfs and under
 /// virtme-ng (whose root is the host's, read-only).
 pub const CG1: &str = "/tmp/cgstorm/v1";
 /// The tmpfs holding one directory per place.

@@ -56,16 +56,20 @@ pub fn state_free(op: &Op) -> bool {
 
 /// Applies `op` to `s` when a fault was injected into it (`fail_nth`): an
 /// allocation the op made failed, which the op either survived (its
-/// ordinary outcomes) or failed cleanly on, returning what its code makes
-/// of the failure ([`fault_errnos`]) and leaving the state as it was (only
+/// ordinary outcomes) or failed on, returning what its code makes of the
+/// failure ([`fault_errnos`]) and leaving the state as it was, or as what
+/// it did before the failure left it ([`fault_leaves`]; only
 /// [`Op::fault_injectable`] ops, whose failures the kernel undoes, carry
 /// faults). What a failure left behind that the state does not show (a css
 /// never freed) is the reset's leak check's.
 pub fn apply_faulted(s: &State, op: &Op, ctx: Ctx<'_>) -> Next {
     let mut out = apply(s, op, ctx);
-    for e in fault_errnos(op) {
-        if !out.iter().any(|(o, n)| *o == Outcome::Err(e) && n == s) {
-            out.extend(fail(s, e));
+    let left = fault_leaves(s, op);
+    for e in fault_errnos(s, op) {
+        for l in &left {
+            if !out.iter().any(|(o, n)| *o == Outcome::Err(e) && n == l) {
+                out.push((Outcome::Err(e), l.clone()));
+            }
         }
     }
     out
@@ -74,12 +78,25 @@ pub fn apply_faulted(s: &State, op: &Op, ctx: Ctx<'_>) -> Next {
 /// What an op returns when one of its allocations fails: ENOMEM, and where
 /// the kernel turns that into another errno, that one too (each from the
 /// kernel source, found by a fault-injection fuzz of the debug kernel).
-pub fn fault_errnos(op: &Op) -> Vec<Errno> {
+pub fn fault_errnos(s: &State, op: &Op) -> Vec<Errno> {
     let mut v = vec![Errno::ENOMEM];
-    // vmsplice pins through a pipe: create_pipe_files returns ENFILE when
-    // get_pipe_inode cannot allocate the inode or the pipe (fs/pipe.c).
-    if matches!(op, Op::Pin(a) if a.via == crate::words::PinVia::Vmsplice) {
-        v.push(Errno::ENFILE);
+    match op {
+        // vmsplice pins through a pipe: create_pipe_files returns ENFILE
+        // when get_pipe_inode cannot allocate the inode or the pipe
+        // (fs/pipe.c).
+        Op::Pin(a) if a.via == crate::words::PinVia::Vmsplice => v.push(Errno::ENFILE),
+        Op::Pin(a) => v.extend(dax::faulted_pin(s, a).0),
+        _ => {}
+    }
+    v
+}
+
+/// The states an op a fault failed may leave: `s`, and what the op did
+/// before its failing allocation, where that stays.
+pub fn fault_leaves(s: &State, op: &Op) -> Vec<State> {
+    let mut v = vec![s.clone()];
+    if let Op::Pin(a) = op {
+        v.extend(dax::faulted_pin(s, a).1);
     }
     v
 }

@@ -6,10 +6,11 @@
 //! exactly the window seed 004 is about. AIO and io_uring pins keep their
 //! O_DIRECT peer file open until `release` reaps them.
 
-use crate::errno::Errno::*;
+use crate::errno::Errno::{self, *};
 use crate::names::Name;
 use crate::op::{MmapArgs, OpenArgs, PinArgs, TouchArgs};
 use crate::outcome::Outcome;
+use crate::words::FsType;
 
 use super::apply::{fail, ok, Ctx, Next};
 use super::files::{after_failed_open, open_file, Access};
@@ -182,6 +183,39 @@ fn faults_leaving(life: Life, failed: State, n: State) -> Next {
     }
 }
 
+/// What a pin a fault failed may return beyond ENOMEM, and the states it
+/// may leave beyond `s`. A writing pin opens its peer with `O_CREAT` before
+/// anything else can fail, so a fault after the create leaves the peer
+/// there; a fault in the create itself fails it as the filesystem's
+/// create does ([`create_fault_enospc`]).
+pub fn faulted_pin(s: &State, a: &PinArgs) -> (Vec<Errno>, Vec<State>) {
+    let Some(peer) = a
+        .file
+        .as_ref()
+        .filter(|_| a.via.uses_peer() && !a.via.reads())
+    else {
+        return (Vec::new(), Vec::new());
+    };
+    let (fs, _, m) = s.resolve(peer);
+    let creates = s.file(&fs, &peer.name).map_or(Life::Dead, |f| f.exists) != Life::Alive;
+    let errnos = if creates && create_fault_enospc(m.map(|m| m.fs)) {
+        vec![ENOSPC]
+    } else {
+        Vec::new()
+    };
+    (errnos, vec![with_peer_created(s, (fs, peer.name.clone()))])
+}
+
+/// Whether a create on `fs` (`None`: the agent's tmpfs of places) whose
+/// allocation fails returns ENOSPC: tmpfs when `new_inode` fails
+/// (`__shmem_get_inode`, mm/shmem.c), ramfs when `ramfs_get_inode` does
+/// (`ramfs_mknod`, fs/ramfs/inode.c), xfs when no allocation group's AGI
+/// or AGF can be read (`xfs_dialloc_good_ag`, `xfs_dialloc`:
+/// fs/xfs/libxfs/xfs_ialloc.c). ext4 returns ENOMEM (`__ext4_new_inode`).
+fn create_fault_enospc(fs: Option<FsType>) -> bool {
+    matches!(fs, None | Some(FsType::Tmpfs | FsType::Ramfs | FsType::Xfs))
+}
+
 /// `s` with the peer of a writing pin created, as its `open(O_CREAT)` does
 /// before any byte moves: a write that then fails (a fault past the end of
 /// the mapped file, a misaligned length) leaves it there, at its old size
@@ -253,12 +287,7 @@ pub fn pin(s: &State, a: &PinArgs, ctx: Ctx<'_>) -> Next {
             return fail(s, EINVAL);
         };
         // A read from the peer fills the mapping; a write sends it to the peer.
-        let reads = matches!(
-            a.via,
-            crate::words::PinVia::DioRead
-                | crate::words::PinVia::AioRead
-                | crate::words::PinVia::UringRead
-        );
+        let reads = a.via.reads();
         let access = if reads {
             Access::read(true)
         } else {

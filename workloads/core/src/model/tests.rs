@@ -919,21 +919,70 @@ fn op_events_carry_the_injected_flag_on_the_wire() {
 
 /// A fault in a vmsplice pin may fail it with ENFILE: its pipe's inode or
 /// pipe_inode_info could not be allocated (create_pipe_files, fs/pipe.c).
-/// Other pins fail with ENOMEM only.
+/// A writing pin creates its peer first: a fault may leave the peer there,
+/// and on tmpfs, ramfs and xfs the create itself may fail with ENOSPC (a
+/// fault-injection fuzz of the debug kernel: `pin via aio_write` to a new
+/// file on the agent's tmpfs returned ENOSPC, 3/3).
 #[test]
-fn a_faulted_vmsplice_pin_may_fail_with_enfile() {
-    use crate::model::apply::fault_errnos;
-    let p = prog(
-        "lanes:\n  - {name: a, ops: [{pin: {pin: p, map: m, via: vmsplice}}, \
-         {pin: {pin: q, map: m, via: dio_read, file: tmp/f}}]}\n",
+fn a_faulted_pin_fails_as_its_kernel_code_does() {
+    let p = |fs: &str| {
+        prog(&format!(
+            "lanes:\n  - {{name: a, ops: [{{mkfs: {{dev: scratch1, fs: {fs}}}}}, \
+             {{mount: {{at: m1, fs: {fs}, dev: scratch1}}}}, \
+             {{write: {{file: tmp/f, bytes: 4K, bs: 4K}}}}, {{open: {{fd: f, file: tmp/f}}}}, \
+             {{mmap: {{map: m, fd: f, len: 4K}}}}, \
+             {{pin: {{pin: p, map: m, via: vmsplice}}, fail_nth: 1}}, \
+             {{pin: {{pin: r, map: m, via: aio_write, file: m1/g}}, fail_nth: 1}}, \
+             {{open: {{fd: g, file: m1/g}}}}, \
+             {{pin: {{pin: s, map: m, via: dio_write, file: tmp/h}}, fail_nth: 1}}]}}\n"
+        ))
+    };
+    let t = Target::default();
+    let at =
+        |pred: &crate::model::Prediction, op: usize| pred.ops[&OpId { lane: 0, op }].to_string();
+    let xfs = predict(&p("xfs"), &t).unwrap();
+    assert_eq!(at(&xfs, 5), "[ok, ENOMEM, ENFILE]");
+    assert_eq!(at(&xfs, 6), "[ok, ENOMEM, ENOSPC]");
+    // Failed after its create or not: the peer may be there.
+    assert_eq!(at(&xfs, 7), "[ok, ENOENT]");
+    let ext4 = predict(&p("ext4"), &t).unwrap();
+    assert_eq!(
+        at(&ext4, 6),
+        "[ok, ENOMEM]",
+        "ext4's create fails with ENOMEM"
     );
-    let ops: Vec<_> = p
-        .lane_ops(0)
-        .into_iter()
-        .map(|(_, s)| s.op.clone())
-        .collect();
-    assert_eq!(fault_errnos(&ops[0]), [Errno::ENOMEM, Errno::ENFILE]);
-    assert_eq!(fault_errnos(&ops[1]), [Errno::ENOMEM]);
+    assert!(at(&ext4, 8).contains("ENOSPC"), "the agent's tmpfs");
+    // ENOMEM after the create: the peer opens. ENOSPC from the create
+    // itself: it does not.
+    let run = |pin: Errno, open: Outcome| Trace {
+        steps: vec![StepTrace {
+            lanes: vec![(0..9)
+                .map(|i| {
+                    let out = match i {
+                        6 => Outcome::Err(pin),
+                        7 => open,
+                        // O_DIRECT on this kernel's tmpfs.
+                        8 => Outcome::Err(Errno::EINVAL),
+                        _ => Outcome::Ok,
+                    };
+                    OpEvent {
+                        injected: i == 5 || i == 6,
+                        ..ev(0, i, out, i as u64 * 10, i as u64 * 10 + 5)
+                    }
+                })
+                .collect()],
+            snapshot: None,
+        }],
+    };
+    let xfs_p = p("xfs");
+    assert_eq!(
+        verify(&xfs_p, &t, &run(Errno::ENOMEM, Outcome::Ok)).unwrap(),
+        None
+    );
+    assert_eq!(
+        verify(&xfs_p, &t, &run(Errno::ENOSPC, Outcome::Err(Errno::ENOENT))).unwrap(),
+        None
+    );
 }
 
 /// A mount another lane stacks on the top mount an `umount_lazy` looked
