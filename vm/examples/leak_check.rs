@@ -100,7 +100,9 @@ fn check() -> Result<bool, Box<dyn std::error::Error>> {
     let spec = common::kernel_spec(&which);
     // mkfs.ext4 for the loop device's filesystem.
     let tools = vec![std::path::PathBuf::from("/usr/sbin/mkfs.ext4")];
-    let mut vm = common::boot(&spec, tools, Vec::new(), Duration::from_secs(600))?;
+    // The campaigns' machine: the DAX program needs its pmem.
+    let machine = cgstorm_vm::machine::MachineOpts::default().vm_spec()?;
+    let mut vm = common::boot_on(&spec, machine, tools, Vec::new(), Duration::from_secs(600))?;
     // First: the planted leak keeps memory busy on v2, where v1_mount needs it free.
     let v1 = run_and_reset(&mut vm.vm, V1_CHILD, false)?;
     let held = run_and_reset(&mut vm.vm, HOLD, false)?;
@@ -181,7 +183,7 @@ fn run_and_reset(
                     .find(|e| e.outcome != cgstorm_workloads::Outcome::Ok)
                 {
                     return Err(format!(
-                        "op {} returned {}: the hold was not built",
+                        "op {} returned {}: the hold was not built (program:{program})",
                         e.id, e.outcome
                     )
                     .into());

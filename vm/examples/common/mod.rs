@@ -9,6 +9,7 @@ use cgstorm_vm::accel::AccelChoice;
 use cgstorm_vm::kernel::{self, KernelSpec};
 use cgstorm_vm::launch::{launch, AgentVm, AgentVmSpec};
 use cgstorm_vm::vm::Vm;
+use cgstorm_vm::VmSpec;
 
 /// `debian` (the fetched Debian kernel), `debian:RELEASE`, or a bzImage or
 /// kernel tree, as `cgstorm --kernel` names them (no environment pin).
@@ -20,8 +21,23 @@ pub fn kernel_spec(which: &str) -> KernelSpec {
 /// accelerator chosen as campaigns do, and agent reads that wait up to
 /// `timeout`; `binaries` go into the initramfs, `append` onto the kernel
 /// command line.
+#[allow(dead_code)] // each example builds this module; leak_check boots a machine
 pub fn boot(
     spec: &KernelSpec,
+    binaries: Vec<PathBuf>,
+    append: Vec<String>,
+    timeout: Duration,
+) -> Result<AgentVm, Box<dyn std::error::Error>> {
+    boot_on(spec, VmSpec::default(), binaries, append, timeout)
+}
+
+/// [`boot`] on the machine `vm` (its kernel path left to the launcher):
+/// `MachineOpts::default().vm_spec()` for the campaigns' machine, with its
+/// scratch disks and pmem.
+#[allow(dead_code)] // each example builds this module; not all boot a machine
+pub fn boot_on(
+    spec: &KernelSpec,
+    vm: VmSpec,
     binaries: Vec<PathBuf>,
     append: Vec<String>,
     timeout: Duration,
@@ -30,6 +46,7 @@ pub fn boot(
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let agent = cgstorm_vm::agent::locate_or_build(&workspace)?;
     let mut s = AgentVmSpec::new(kernel, agent);
+    s.vm = vm;
     s.accel = AccelChoice::Auto;
     s.binaries = binaries;
     s.vm.append.extend(append);

@@ -625,6 +625,24 @@ static int hog(char **a, int n)
 	}
 }
 
+/* The eventual DAX check: maps PATH (so a truncate looks at its pages:
+ * dax_layout_busy_page_range returns at once for a file no one maps) and
+ * truncates it, which waits while a page of it is still referenced. The
+ * alarm ends a wait longer than SECONDS (exit 142, SIGALRM). */
+static int idle(const char *path, const char *seconds)
+{
+	int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return err();
+	if (st.st_size == 0)
+		return 0;
+	if (mmap(NULL, st.st_size, PROT_READ, MAP_SHARED, fd, 0) == MAP_FAILED)
+		return err();
+	alarm(atoi(seconds));
+	return ftruncate(fd, 0) ? err() : 0;
+}
+
 static int exit_code(int e)
 {
 	return e < 1 ? e : (e > 255 ? 255 : e);
@@ -633,7 +651,7 @@ static int exit_code(int e)
 static int usage(void)
 {
 	fprintf(stderr, "usage: cgstorm-helper serve DIR LANE... | task writer|reader|hog ARGS... | "
-		"write PATH BYTES BS MODE FSYNC | check\n");
+		"write PATH BYTES BS MODE FSYNC | idle PATH SECONDS | check\n");
 	return 2;
 }
 
@@ -657,6 +675,8 @@ int main(int argc, char **argv)
 			pthread_join(t[i], NULL);
 		return 0;
 	}
+	if (argc == 4 && strcmp(argv[1], "idle") == 0)
+		return exit_code(idle(argv[2], argv[3]));
 	if (argc == 7 && strcmp(argv[1], "write") == 0)
 		return exit_code(writer(argv + 2, 0));
 	if (argc >= 3 && strcmp(argv[1], "task") == 0) {

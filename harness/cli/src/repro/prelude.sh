@@ -341,16 +341,16 @@ cleanup() {
 
 # What cgstorm's reset checks before its unmounts (the model's eventual
 # invariant, on kernels with FS_DAX): with the helper and its pins gone, no
-# page of a DAX file is still referenced, so a truncate of each file on a
-# DAX mount (which waits for its pages to be idle) returns within
-# @DAX_IDLE_S@ s.
+# page of a DAX file is still referenced, so the helper's truncate of each
+# file on a DAX mount (mapped, so the truncate waits for its pages to be
+# idle) returns within @DAX_IDLE_S@ s. Only scripts with pins have the helper.
 dax_idle() {
+	[ -n "${H:-}" ] || return
 	awk -v p="$PLACES/" 'index($2, p) == 1 && $4 ~ /(^|,)dax(=always)?(,|$)/ { print $2 }' /proc/mounts |
 	while read -r m; do
 		find "$m" -xdev -type f | while read -r f; do
-			timeout @DAX_IDLE_S@ truncate -s 0 "$f" 2>/dev/null
-			rc=$?
-			[ "$rc" = 124 ] || [ "$rc" -ge 128 ] || continue
+			"$H" idle "$f" @DAX_IDLE_S@ 2>/dev/null
+			[ $? = 142 ] || continue
 			echo "cgstorm: leak: DAX pages still referenced with every pin released: $f: truncating it did not return within @DAX_IDLE_S@ s" >&2
 		done
 	done

@@ -114,7 +114,7 @@ fn scripts_wait_as_long_as_the_reset() {
             !text.contains("@DYING") && !text.contains("@LOOP") && !text.contains("@DAX"),
             "a placeholder is left"
         );
-        assert!(text.contains(&format!("timeout {} truncate", DAX_IDLE_WITHIN_MS / 1000)));
+        assert!(text.contains(&format!("\"$H\" idle \"$f\" {}", DAX_IDLE_WITHIN_MS / 1000)));
         assert!(text.contains(&format!("max={}", DYING_WITHIN_MS / 50)));
         assert!(text.contains(&format!("max={}", LOOP_SETTLE_MS / 50)));
         assert!(text.contains(&format!(

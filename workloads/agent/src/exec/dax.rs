@@ -347,12 +347,17 @@ pub fn release_all(w: &World) {
 const STATX_ATTR_DAX: u64 = 0x0020_0000;
 
 /// The DAX files under `roots` whose pages someone still references, once
-/// a program's pins, mappings and descriptors are gone: truncating a DAX
-/// file waits until every page of it is idle (`dax_layout_busy_page`), so a
-/// truncate that has not returned within `within` met a page still held.
-/// Each truncate runs in a child, killed then (the wait is interruptible).
-/// A file that cannot be opened for writing (a read-only mount) is not
-/// checked. What each file held says.
+/// a program's pins, mappings and descriptors are gone. A truncate of a
+/// DAX file that someone maps waits until every page of it is idle
+/// (`dax_layout_busy_page`), so the check maps each file, truncates it, and
+/// a truncate that has not returned within `within` met a page still held.
+/// The mapping matters: a file no one maps is truncated without a look at
+/// its pages (`dax_layout_busy_page_range` returns at once), and a page
+/// still referenced then only draws the kernel's one-time warning as its
+/// entry goes (`dax_disassociate_entry`). Each check runs in a child,
+/// killed after `within` (the wait is interruptible). A file that cannot
+/// be opened for writing (a read-only mount) or is empty is not checked.
+/// What each file held says.
 pub fn still_referenced(roots: &[String], within: Duration) -> Vec<String> {
     let mut files = Vec::new();
     let mut seen = BTreeSet::new();
@@ -360,16 +365,29 @@ pub fn still_referenced(roots: &[String], within: Duration) -> Vec<String> {
         dax_files(Path::new(r), &mut seen, &mut files);
     }
     let mut held = Vec::new();
-    for f in files {
+    for (f, size) in files {
         let c = sys::cstr(&f);
         let end = in_child_within(within, || {
-            // SAFETY: open(2) and ftruncate(2) on a string made before the fork.
+            // SAFETY: open(2), mmap(2) and ftruncate(2) on a string and a
+            // size made before the fork; the mapping is the child's, gone
+            // with it.
             unsafe {
                 let fd = libc::open(
                     c.as_ptr(),
-                    libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                    libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC,
                 );
-                if fd < 0 || libc::ftruncate(fd, 0) != 0 {
+                if fd < 0 {
+                    return 1;
+                }
+                let m = libc::mmap(
+                    std::ptr::null_mut(),
+                    size as usize,
+                    libc::PROT_READ,
+                    libc::MAP_SHARED,
+                    fd,
+                    0,
+                );
+                if m == libc::MAP_FAILED || libc::ftruncate(fd, 0) != 0 {
                     1
                 } else {
                     0
@@ -387,8 +405,9 @@ pub fn still_referenced(roots: &[String], within: Duration) -> Vec<String> {
     held
 }
 
-/// The DAX regular files below `dir`, each once (by device and inode).
-fn dax_files(dir: &Path, seen: &mut BTreeSet<(u64, u64)>, out: &mut Vec<PathBuf>) {
+/// The DAX regular files below `dir` that are not empty, each once (by
+/// device and inode), with their sizes.
+fn dax_files(dir: &Path, seen: &mut BTreeSet<(u64, u64)>, out: &mut Vec<(PathBuf, u64)>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -402,8 +421,8 @@ fn dax_files(dir: &Path, seen: &mut BTreeSet<(u64, u64)>, out: &mut Vec<PathBuf>
         }
         if m.is_dir() {
             dax_files(&path, seen, out);
-        } else if m.is_file() && is_dax(&path) {
-            out.push(path);
+        } else if m.is_file() && m.len() > 0 && is_dax(&path) {
+            out.push((path, m.len()));
         }
     }
 }
