@@ -46,8 +46,12 @@ pub struct FuzzArgs {
     /// more in the first minutes but about as much at twenty, mostly in
     /// filesystem code (BENCHMARKS.md, kernel coverage). Without it edges
     /// are still collected and counted.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_kcov")]
     pub cover_feedback: bool,
+    /// Do not collect kernel coverage, even where the kernel has KCOV: to
+    /// measure what collecting it costs (the summary's rates and host cpu).
+    #[arg(long, conflicts_with = "focus")]
+    pub no_kcov: bool,
     /// What else keeps a program in the corpus, of: title (a finding
     /// title), outcome (an op kind's result), state (a barrier state's
     /// shape), event (a tracepoint count bucket of background work). All
@@ -119,6 +123,9 @@ fn campaign_words(a: &FuzzArgs, seed: u64) -> Vec<String> {
     if a.fault_injection {
         w.push("--fault-injection".into());
     }
+    if a.no_kcov {
+        w.push("--no-kcov".into());
+    }
     for c in &a.corpus {
         w.extend(["--corpus".into(), c.display().to_string()]);
     }
@@ -179,6 +186,7 @@ pub fn run(a: &FuzzArgs) -> Result<u8> {
         Duration::from_millis(a.duration.0),
     )?;
     campaign.cover_feedback = a.cover_feedback;
+    campaign.kcov = !a.no_kcov;
     campaign.signals = signals;
     campaign.focus = focus;
     if let Some(dir) = &a.exchange {

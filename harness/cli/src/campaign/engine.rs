@@ -94,6 +94,12 @@ pub struct Campaign {
     began: Instant,
     /// `elapsed_ms` of the state when this session started.
     base_ms: u64,
+    /// `host_cpu_ms` of the state, and this process's CPU time, when this
+    /// session started.
+    base_cpu_ms: (u64, u64),
+    /// Collect kernel coverage where the kernel has KCOV (`--no-kcov`
+    /// turns it off, to measure what it costs).
+    pub kcov: bool,
     /// When to stop.
     pub deadline: Instant,
     /// Jobs that have ended.
@@ -157,6 +163,7 @@ impl Campaign {
         let state_file = workdir.join(state_name);
         let stats = Stats::load(&state_file).map_err(anyhow::Error::msg)?;
         let base_ms = stats.elapsed_ms;
+        let base_cpu_ms = (stats.host_cpu_ms, process_cpu_ms());
         let left = total.saturating_sub(Duration::from_millis(base_ms));
         let mut corpus = Vec::new();
         let mut seen = Seen::default();
@@ -213,6 +220,8 @@ impl Campaign {
             signals: feedback::default_signals(),
             began: Instant::now(),
             base_ms,
+            base_cpu_ms,
+            kcov: true,
             deadline: Instant::now() + left,
             finished: AtomicUsize::new(0),
             cover_feedback: false,
@@ -258,6 +267,8 @@ impl Campaign {
 
     fn tick(&self, st: &mut State) {
         st.stats.elapsed_ms = self.base_ms + self.began.elapsed().as_millis() as u64;
+        let (base, began) = self.base_cpu_ms;
+        st.stats.host_cpu_ms = base + process_cpu_ms().saturating_sub(began);
     }
 
     /// Saves the counters now.
@@ -373,6 +384,7 @@ impl Campaign {
         let dir = self.workdir.join("jobs").join(job.to_string());
         let _ = std::fs::create_dir_all(&dir);
         let mut slot = Slot::new(job);
+        slot.cover = self.kcov;
         let mut failures = 0;
         while !self.over() {
             let Some(pick) = source.next(self, job) else {
@@ -1091,6 +1103,20 @@ fn count(s: &mut Stats, pick: &Pick, ran: &Ran, took: Duration, restarted: bool)
         Verdict::Error(_) => part.errors += 1,
         Verdict::Pass => {}
     }
+}
+
+/// This process's CPU time (user and system, every thread), in ms.
+pub fn process_cpu_ms() -> u64 {
+    // SAFETY: getrusage fills a zeroed local struct.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut ru) != 0 {
+            return 0;
+        }
+        ru
+    };
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    ms(ru.ru_utime) + ms(ru.ru_stime)
 }
 
 #[cfg(test)]

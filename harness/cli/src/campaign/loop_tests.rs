@@ -243,6 +243,35 @@ fn guided(dir: &Path, n: usize, script: Script, feedback: bool) -> (Campaign, us
     (c, boots)
 }
 
+/// `--no-kcov`: no run asks for coverage, even on a kernel with KCOV (the
+/// default asks every run); cgstorm's CPU time is counted either way.
+#[test]
+fn without_kcov_no_run_asks_for_coverage() {
+    for kcov in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let script = Script {
+            edges: Some((0, vec![1, 2, 3])),
+            ..Script::default()
+        };
+        let (start, _) = scripted(script, 0);
+        let mut c = open(dir.path(), start);
+        c.kcov = kcov;
+        c.run(1, &Pairs(Mutex::new(3)), Duration::from_secs(3600));
+        let st = c.state();
+        assert_eq!(st.stats.programs, 3);
+        assert_eq!(st.stats.cover.runs, if kcov { 3 } else { 0 }, "kcov {kcov}");
+    }
+    let before = super::engine::process_cpu_ms();
+    let mut x = 0u64;
+    for i in 0..u64::MAX {
+        x = x.wrapping_mul(31).wrapping_add(i);
+        if i % 1_000_000 == 0 && super::engine::process_cpu_ms() > before {
+            break;
+        }
+    }
+    assert!(super::engine::process_cpu_ms() > before, "{x}");
+}
+
 /// Clean programs run one after another in one VM, each reset after it;
 /// the counters say so and the campaign did test something.
 #[test]

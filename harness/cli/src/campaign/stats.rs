@@ -94,6 +94,10 @@ pub struct Stats {
     /// The corpus exchange (`--exchange`).
     #[serde(default)]
     pub exchange: ExchangeStats,
+    /// cgstorm's own CPU time on the host (user and system, all its
+    /// threads; not QEMU's), in ms, summed over resumed sessions.
+    #[serde(default)]
+    pub host_cpu_ms: u64,
     /// `(elapsed s, programs, distinct findings)` at every progress line,
     /// for the report's plots.
     #[serde(default)]
@@ -419,6 +423,14 @@ impl Stats {
         if let Some(split) = self.time_split() {
             let _ = writeln!(s, "  wall time    {split}");
         }
+        if self.host_cpu_ms > 0 {
+            let _ = writeln!(
+                s,
+                "  host cpu     cgstorm {:.1} s, {:.0} ms a program (its own threads: the checks, coverage, the corpus; QEMU not counted)",
+                self.host_cpu_ms as f64 / 1000.0,
+                self.host_cpu_ms as f64 / self.programs.max(1) as f64
+            );
+        }
         if let Some(r) = self.reset_split() {
             let _ = writeln!(s, "  resets       {r}");
         }
@@ -615,6 +627,24 @@ mod tests {
         assert!(Stats::load(&path)
             .unwrap_err()
             .contains("not a campaign state file"));
+    }
+
+    /// cgstorm's own CPU time is in the summary, per program, when counted.
+    #[test]
+    fn the_host_cpu_is_said_per_program() {
+        let mut s = Stats {
+            programs: 4,
+            elapsed_ms: 10_000,
+            ..Stats::default()
+        };
+        assert!(!s.text("fuzz").contains("host cpu"));
+        s.host_cpu_ms = 2_000;
+        assert!(
+            s.text("fuzz")
+                .contains("  host cpu     cgstorm 2.0 s, 500 ms a program"),
+            "{}",
+            s.text("fuzz")
+        );
     }
 
     #[test]
