@@ -125,7 +125,7 @@ fn apply_one(s: &State, op: &Op, ctx: Ctx<'_>) -> Next {
         | Op::Sysrq(_) => ok(s.clone()),
         Op::Syncfs(_) => ok(s.clone()),
         Op::Mkdir(cg) => cgroup::mkdir(s, cg),
-        Op::Rmdir(cg) => cgroup::rmdir(s, cg),
+        Op::Rmdir(cg) => cgroup::rmdir(s, cg, ctx),
         Op::SubtreeControl(a) => cgroup::subtree_control(s, a, ctx),
         Op::Procs(a) => cgroup::attach(s, &a.task, &a.cg, true, ctx),
         Op::Threads(a) => cgroup::attach(s, &a.task, &a.cg, false, ctx),

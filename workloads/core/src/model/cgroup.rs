@@ -80,7 +80,7 @@ pub fn mkdir(s: &State, cg: &Cg) -> Next {
     ok(n)
 }
 
-pub fn rmdir(s: &State, cg: &Cg) -> Next {
+pub fn rmdir(s: &State, cg: &Cg, ctx: Ctx<'_>) -> Next {
     if !s.cg_exists(cg) {
         return fail(s, ENOENT);
     }
@@ -112,10 +112,19 @@ pub fn rmdir(s: &State, cg: &Cg) -> Next {
         }
         n
     };
+    // A task another lane is killing may still be exiting in it, its name
+    // already gone (see `Racing::ends`; seen on Debian's 6.1: rmdir EBUSY
+    // while the other lane's kill of its one task ran).
+    let exiting = ctx.racing.ends.iter().any(|name| {
+        s.tasks.get(name).is_some_and(|t| match cg.hier {
+            Hier::V2 => t.v2 == cg.parts,
+            Hier::V1 => t.v1.as_ref() == Some(&cg.parts),
+        })
+    });
     match s.tasks_in(cg, true) {
         Life::Alive => fail(s, EBUSY),
-        Life::Maybe => either(s, EBUSY, ok(removed())),
-        Life::Dead => ok(removed()),
+        Life::Dead if !exiting => ok(removed()),
+        _ => either(s, EBUSY, ok(removed())),
     }
 }
 

@@ -87,6 +87,11 @@ pub struct Racing {
     /// of them, or below, may be killed after it joined and before its
     /// setup is over, so the spawn comes back `killed`.
     pub kills: BTreeSet<Cg>,
+    /// Tasks another lane kills (`kill`): the agent takes the name off,
+    /// then sends SIGKILL and reaps the task, so meanwhile the name is gone
+    /// (ESRCH) while the exiting task still populates its cgroup, whose
+    /// `rmdir` is EBUSY until it has exited.
+    pub ends: BTreeSet<Name>,
     /// Places another lane remounts read-only: a creating `open` makes the
     /// file with write access to the mount (`open_last_lookups`), drops it,
     /// and takes it again for the open file (`do_dentry_open`); a remount
@@ -135,6 +140,7 @@ impl<'p> Code<'p> {
             .map(|lanes| {
                 let rmdirs = others(lanes, rmdirs);
                 let kills = others(lanes, kills);
+                let ends = others(lanes, killed_tasks);
                 let loops = others(lanes, loops);
                 let files = others(lanes, sized_files);
                 let places = others(lanes, walked_places);
@@ -159,6 +165,7 @@ impl<'p> Code<'p> {
                         v1_walks: v1.iter().enumerate().any(|(j, w)| j != i && *w),
                         memory_files: mem.iter().enumerate().any(|(j, m)| j != i && *m),
                         kills: kills[i].clone(),
+                        ends: ends[i].clone(),
                         remounts_ro: remounts_ro[i].clone(),
                         mmaps: mmaps[i].clone(),
                     })
@@ -352,6 +359,13 @@ fn sized_files(code: &[Instr<'_>]) -> BTreeSet<FilePath> {
 fn kills(code: &[Instr<'_>]) -> BTreeSet<Cg> {
     of_ops(code, |op| match op {
         Op::CgroupKill(cg) => Some(cg),
+        _ => None,
+    })
+}
+
+fn killed_tasks(code: &[Instr<'_>]) -> BTreeSet<Name> {
+    of_ops(code, |op| match op {
+        Op::Kill(t) => Some(t),
         _ => None,
     })
 }

@@ -1006,6 +1006,28 @@ fn a_faulted_pin_fails_as_its_kernel_code_does() {
     );
 }
 
+/// The agent's `kill` takes the task's name off, then kills and reaps it:
+/// meanwhile another lane's `rmdir` of its cgroup may find the exiting task
+/// still there (EBUSY). Seen on Debian's 6.1. A kill in an earlier step
+/// leaves the cgroup empty.
+#[test]
+fn rmdir_racing_a_kill_of_its_task_may_be_ebusy() {
+    let t = Target::default();
+    let rmdir =
+        |yaml: &str| predict(&prog(yaml), &t).unwrap().ops[&OpId { lane: 1, op: 1 }].to_string();
+    let racing = rmdir(
+        "lanes:\n  - {name: a, ops: [{mkdir: b}, {spawn: {task: t0, cg: b, sleeper: {}}}, barrier, {kill: t0}]}\n  - {name: c, ops: [barrier, {rmdir: b}]}\n",
+    );
+    assert!(
+        racing.contains("EBUSY") && racing.contains("ok"),
+        "{racing}"
+    );
+    let before = rmdir(
+        "lanes:\n  - {name: a, ops: [{mkdir: b}, {spawn: {task: t0, cg: b, sleeper: {}}}, {kill: t0}, barrier]}\n  - {name: c, ops: [barrier, {rmdir: b}]}\n",
+    );
+    assert_eq!(before, "ok");
+}
+
 /// Two lazy umounts of one mount may both return 0: the second looked the
 /// mount up before the first detached it, and `do_umount` with MNT_DETACH
 /// returns 0 for a mount already detached (fs/namespace.c). Seen on
