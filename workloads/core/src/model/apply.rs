@@ -56,16 +56,22 @@ pub fn state_free(op: &Op) -> bool {
 
 /// Applies `op` to `s` when a fault was injected into it (`fail_nth`): an
 /// allocation the op made failed, which the op either survived (its
-/// ordinary outcomes) or failed on, returning what its code makes of the
-/// failure ([`fault_errnos`]) and leaving the state as it was, or as what
-/// it did before the failure left it ([`fault_leaves`]; only
-/// [`Op::fault_injectable`] ops, whose failures the kernel undoes, carry
-/// faults). What a failure left behind that the state does not show (a css
-/// never freed) is the reset's leak check's.
+/// ordinary outcomes) or failed on, returning ENOMEM or what its code makes
+/// of the failure, and leaving the state as it was, or as what it did
+/// before the failure left it (each from the kernel source, found by a
+/// fault-injection fuzz of the debug kernel; only [`Op::fault_injectable`]
+/// ops, whose failures the kernel undoes, carry faults). What a failure
+/// left behind that the state does not show (a css never freed) is the
+/// reset's leak check's.
 pub fn apply_faulted(s: &State, op: &Op, ctx: Ctx<'_>) -> Next {
     let mut out = apply(s, op, ctx);
-    let left = fault_leaves(s, op);
-    for e in fault_errnos(s, op) {
+    let (mut errnos, mut left) = match op {
+        Op::Pin(a) => dax::faulted_pin(s, a),
+        _ => (Vec::new(), Vec::new()),
+    };
+    errnos.insert(0, Errno::ENOMEM);
+    left.insert(0, s.clone());
+    for e in errnos {
         for l in &left {
             if !out.iter().any(|(o, n)| *o == Outcome::Err(e) && n == l) {
                 out.push((Outcome::Err(e), l.clone()));
@@ -73,32 +79,6 @@ pub fn apply_faulted(s: &State, op: &Op, ctx: Ctx<'_>) -> Next {
         }
     }
     out
-}
-
-/// What an op returns when one of its allocations fails: ENOMEM, and where
-/// the kernel turns that into another errno, that one too (each from the
-/// kernel source, found by a fault-injection fuzz of the debug kernel).
-pub fn fault_errnos(s: &State, op: &Op) -> Vec<Errno> {
-    let mut v = vec![Errno::ENOMEM];
-    match op {
-        // vmsplice pins through a pipe: create_pipe_files returns ENFILE
-        // when get_pipe_inode cannot allocate the inode or the pipe
-        // (fs/pipe.c).
-        Op::Pin(a) if a.via == crate::words::PinVia::Vmsplice => v.push(Errno::ENFILE),
-        Op::Pin(a) => v.extend(dax::faulted_pin(s, a).0),
-        _ => {}
-    }
-    v
-}
-
-/// The states an op a fault failed may leave: `s`, and what the op did
-/// before its failing allocation, where that stays.
-pub fn fault_leaves(s: &State, op: &Op) -> Vec<State> {
-    let mut v = vec![s.clone()];
-    if let Op::Pin(a) = op {
-        v.extend(dax::faulted_pin(s, a).1);
-    }
-    v
 }
 
 /// Applies `op` to `s`. `Repeat`, `Barrier` and `Sleep` change nothing here;

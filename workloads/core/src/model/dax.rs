@@ -184,16 +184,17 @@ fn faults_leaving(life: Life, failed: State, n: State) -> Next {
 }
 
 /// What a pin a fault failed may return beyond ENOMEM, and the states it
-/// may leave beyond `s`. A writing pin opens its peer with `O_CREAT` before
+/// may leave beyond `s`. vmsplice pins through a pipe: `create_pipe_files`
+/// returns ENFILE when `get_pipe_inode` cannot allocate the inode or the
+/// pipe (fs/pipe.c). A writing pin opens its peer with `O_CREAT` before
 /// anything else can fail, so a fault after the create leaves the peer
-/// there; a fault in the create itself fails it as the filesystem's
-/// create does ([`create_fault_enospc`]).
+/// there; a fault in the create itself fails it as the filesystem's create
+/// does ([`create_fault_enospc`]).
 pub fn faulted_pin(s: &State, a: &PinArgs) -> (Vec<Errno>, Vec<State>) {
-    let Some(peer) = a
-        .file
-        .as_ref()
-        .filter(|_| a.via.uses_peer() && !a.via.reads())
-    else {
+    if a.via == crate::words::PinVia::Vmsplice {
+        return (vec![ENFILE], Vec::new());
+    }
+    let Some(peer) = a.file.as_ref().filter(|_| !a.via.reads()) else {
         return (Vec::new(), Vec::new());
     };
     let (fs, _, m) = s.resolve(peer);
