@@ -61,8 +61,9 @@ pub struct FuzzArgs {
     pub signals: Vec<String>,
     /// A kernel source tree of the campaign's kernel (as `cgstorm cover
     /// --source` takes): count the PCs run in the functions of the
-    /// subsystems that matter, and with --cover-feedback lean the generator
-    /// to the families of ops that reach new ones, not to those that reach
+    /// subsystems that matter, and with --cover-feedback guide by those:
+    /// keep (after a re-run) the programs that reach new ones, and lean the
+    /// generator to the families of ops that do, not to those that reach
     /// the most new code anywhere.
     #[arg(long, value_name = "SRC")]
     pub focus: Option<PathBuf>,

@@ -130,8 +130,9 @@ pub struct Campaign {
 struct Booked {
     /// New model divergences (title, finding directory), to triage.
     divergences: Vec<(String, PathBuf)>,
-    /// Kernel edges no program showed before.
-    new_edges: Vec<u32>,
+    /// What it showed that no program had before and may be kept for: new
+    /// kernel edges, or, with a focus, new PCs in the focus.
+    new_code: Vec<u32>,
     /// The program joined the corpus.
     kept: bool,
 }
@@ -424,7 +425,7 @@ impl Campaign {
                     if self.cover_feedback
                         && pick.keep
                         && !booked.kept
-                        && !booked.new_edges.is_empty()
+                        && !booked.new_code.is_empty()
                     {
                         let mut st = self.state();
                         let dropped = st.pending.push(Candidate {
@@ -432,7 +433,7 @@ impl Campaign {
                             duration: pick.duration,
                             part: pick.part.clone(),
                             env: pick.env,
-                            new_edges: booked.new_edges,
+                            new_code: booked.new_code,
                         });
                         st.stats.cover.unconfirmed += u64::from(dropped);
                     }
@@ -522,12 +523,17 @@ impl Campaign {
         }
         let new = st.seen.add(feats);
         let (new_edges, new_focus) = self.book_cover(&mut st, pick, ran);
+        // With a focus, what counts is new code in it: for the corpus, and
+        // for the yields (a PC is worth ten edges there, so the yields'
+        // prior stays small).
+        let new_code = match self.focus {
+            Some(_) => new_focus,
+            None => new_edges,
+        };
         if self.cover_feedback && pick.keep && matches!(ran.conclusion.outcome.cover, Some(Ok(_))) {
-            // With a focus, what counts is new code in it (a PC is worth
-            // ten edges there, so the yields' prior stays small).
             let gain = match self.focus {
-                Some(_) => FOCUS_GAIN * new_focus,
-                None => new_edges.len(),
+                Some(_) => FOCUS_GAIN * new_code.len(),
+                None => new_code.len(),
             };
             st.yields.credit(&pick.program, gain, took);
             st.stats.cover.families = st.yields.summary();
@@ -540,7 +546,7 @@ impl Campaign {
                 .filter(|(f, _, n)| *n == 1 && f.kind == MODEL_DIVERGENCE)
                 .map(|(f, dir, _)| (f.title.clone(), dir.clone()))
                 .collect(),
-            new_edges,
+            new_code,
             kept,
         }
     }
@@ -629,8 +635,8 @@ impl Campaign {
 
     /// The run's kernel PCs and edges (KCOV) into the campaign's, and the
     /// coverage counters and series; the edges no program showed before,
-    /// and how many of its new PCs are in the focus.
-    fn book_cover(&self, st: &mut State, pick: &Pick, ran: &Ran) -> (Vec<u32>, usize) {
+    /// and its new PCs that are in the focus.
+    fn book_cover(&self, st: &mut State, pick: &Pick, ran: &Ran) -> (Vec<u32>, Vec<u32>) {
         let pcs = &ran.conclusion.outcome.pcs;
         let mut new_pcs = Vec::new();
         if !pcs.is_empty() {
@@ -639,9 +645,9 @@ impl Campaign {
         }
         let new_focus = match (&self.focus, st.symbols.get(&pick.env)) {
             (Some(focus), Some(symbols)) => in_focus(focus, symbols, &new_pcs),
-            _ => 0,
+            _ => Vec::new(),
         };
-        st.stats.cover.focus_pcs += new_focus as u64;
+        st.stats.cover.focus_pcs += new_focus.len() as u64;
         let Some(Ok(edges)) = &ran.conclusion.outcome.cover else {
             return (Vec::new(), new_focus);
         };
@@ -678,7 +684,7 @@ impl Campaign {
             .get(&env)
             .map(|p| p.iter().copied().collect())
             .unwrap_or_default();
-        st.stats.cover.focus_pcs = in_focus(focus, &symbols, &known) as u64;
+        st.stats.cover.focus_pcs = in_focus(focus, &symbols, &known).len() as u64;
         st.symbols.insert(env, symbols);
     }
 
@@ -706,6 +712,16 @@ impl Campaign {
         true
     }
 
+    /// What of `shown` a program is kept for: its PCs in a campaign with a
+    /// focus (only those in the focus are ever asked for), its edges
+    /// otherwise.
+    fn code<'s>(&self, shown: &'s Shown) -> &'s HashSet<u32> {
+        match self.focus {
+            Some(_) => &shown.pcs,
+            None => &shown.edges,
+        }
+    }
+
     /// The waiting program with the most new edges, if re-runs and
     /// minimisation have not taken their share of the campaign
     /// ([`pending::may_confirm`]).
@@ -731,7 +747,7 @@ impl Campaign {
             keep: true,
             env: cand.env,
         };
-        let new_edges = &cand.new_edges[..];
+        let new_code = &cand.new_code[..];
         let yaml = pick.program.to_yaml();
         slot.afresh = true;
         let began = Instant::now();
@@ -756,16 +772,13 @@ impl Campaign {
         };
         self.account(env, &rerun, &yaml, &ran, began.elapsed(), false);
         slot.settle(&ran);
-        let again: HashSet<u32> = match &ran.conclusion.outcome.cover {
-            Some(Ok(edges)) => edges.iter().copied().collect(),
-            _ => HashSet::new(),
-        };
-        let shown = confirmed(new_edges, &again);
+        let again = Shown::of(&ran);
+        let shown = confirmed(new_code, self.code(&again));
         {
             let mut st = self.state();
             let c = &mut st.stats.cover;
             c.reruns += 1;
-            c.flaky += (new_edges.len() - shown) as u64;
+            c.flaky += (new_code.len() - shown) as u64;
             c.confirm_ms += began.elapsed().as_millis() as u64;
         }
         let mut kept = Pick {
@@ -778,19 +791,23 @@ impl Campaign {
         let mut yaml = yaml;
         let mut again = again;
         if shown > 0 {
-            let edges: Vec<u32> = new_edges
+            let code: Vec<u32> = new_code
                 .iter()
                 .copied()
-                .filter(|e| again.contains(e))
+                .filter(|e| self.code(&again).contains(e))
                 .collect();
-            if let Some((program, edges)) = self.shrink_kept(slot, env, pick, &edges, jobdir) {
+            if let Some((program, last)) = self.shrink_kept(slot, env, pick, &code, jobdir) {
                 yaml = program.to_yaml();
                 kept.program = program;
-                again = edges;
+                again = last;
             }
         }
+        let worth = match self.focus {
+            Some(_) => FOCUS_GAIN * shown,
+            None => shown,
+        };
         let mut st = self.state();
-        if shown > 0 && self.keep(&mut st, &kept, &yaml, edge_weight(shown)) {
+        if shown > 0 && self.keep(&mut st, &kept, &yaml, edge_weight(worth)) {
             st.stats.cover.kept += 1;
             let kept = st.corpus.len() - 1;
             st.smash.extend(std::iter::repeat_n(kept, SMASH));
@@ -799,23 +816,24 @@ impl Campaign {
                 .workdir
                 .join("corpus")
                 .join(format!("{}.edges", title_hash(&yaml)));
-            let _ = crate::findings::write_new(&edges_file, &edges_bytes(&again));
+            let _ = crate::findings::write_new(&edges_file, &edges_bytes(&again.edges));
         }
         let _ = st.stats.save(&self.state_file);
     }
 
-    /// Cuts a program about to be kept for `edges` (its confirmed new
-    /// ones) while they all still show ([`shrink`]), unless minimisation
-    /// already took its share of the campaign. The cut program and the
-    /// edges of its last run, or `None` when nothing could be cut.
+    /// Cuts a program about to be kept for `code` (its confirmed new edges,
+    /// or PCs in the focus) while they all still show ([`shrink`]), unless
+    /// minimisation already took its share of the campaign. The cut
+    /// program and the coverage of its last run, or `None` when nothing
+    /// could be cut.
     fn shrink_kept(
         &self,
         slot: &mut Slot,
         env: &Env,
         pick: &Pick,
-        edges: &[u32],
+        code: &[u32],
         jobdir: &Path,
-    ) -> Option<(Program, HashSet<u32>)> {
+    ) -> Option<(Program, Shown)> {
         {
             let st = self.state();
             let elapsed = self.base_ms + self.began.elapsed().as_millis() as u64;
@@ -825,7 +843,7 @@ impl Campaign {
             }
         }
         let began = Instant::now();
-        let s = shrink::shrink(&pick.program, edges, shrink::RUNS, |p| {
+        let run = |p: &Program| {
             if self.over() {
                 return None;
             }
@@ -850,19 +868,17 @@ impl Campaign {
             };
             self.account(env, &cut, &p.to_yaml(), &ran, t.elapsed(), false);
             slot.settle(&ran);
-            Some(match &ran.conclusion.outcome.cover {
-                Some(Ok(e)) => e.iter().copied().collect(),
-                _ => HashSet::new(),
-            })
-        });
+            Some(Shown::of(&ran))
+        };
+        let s = shrink::shrink(&pick.program, code, shrink::RUNS, run, |s| self.code(s));
         let mut st = self.state();
         let c = &mut st.stats.cover;
         c.shrink_runs += s.runs as u64;
         c.shrink_ms += began.elapsed().as_millis() as u64;
-        let edges = s.edges?;
+        let last = s.last?;
         c.shrunk += 1;
         c.ops_cut += op_count(&pick.program).saturating_sub(op_count(&s.program)) as u64;
-        Some((s.program, edges))
+        Some((s.program, last))
     }
 
     /// Runs the program of a new model divergence again, alone, in
@@ -988,6 +1004,26 @@ fn infrastructure(stats: &Stats, gave_up: usize, unstored: &[String]) -> Option<
     None
 }
 
+/// The kernel coverage a run showed, whole (re-runs and minimisation runs
+/// ask the agent for all of it: `Slot::afresh`).
+struct Shown {
+    edges: HashSet<u32>,
+    pcs: HashSet<u32>,
+}
+
+impl Shown {
+    fn of(ran: &Ran) -> Shown {
+        let o = &ran.conclusion.outcome;
+        Shown {
+            edges: match &o.cover {
+                Some(Ok(e)) => e.iter().copied().collect(),
+                _ => HashSet::new(),
+            },
+            pcs: o.pcs.iter().copied().collect(),
+        }
+    }
+}
+
 /// The ops of `p`, over all its lanes.
 fn op_count(p: &Program) -> usize {
     (0..p.lanes.len()).map(|l| p.lane_ops(l).len()).sum()
@@ -1009,16 +1045,17 @@ fn edge_weight(edges: usize) -> u64 {
 /// edges (their prior is 20 edges).
 const FOCUS_GAIN: usize = 10;
 
-/// How many of `pcs` are in functions of `focus` (a KCOV PC is a return
+/// Those of `pcs` that are in functions of `focus` (a KCOV PC is a return
 /// address: the byte before it is in the function).
-fn in_focus(focus: &HashSet<String>, symbols: &Symbols, pcs: &[u32]) -> usize {
+fn in_focus(focus: &HashSet<String>, symbols: &Symbols, pcs: &[u32]) -> Vec<u32> {
     pcs.iter()
+        .copied()
         .filter(|pc| {
             symbols
                 .function(pc.wrapping_sub(1))
                 .is_some_and(|f| focus.contains(f))
         })
-        .count()
+        .collect()
 }
 
 /// How many mutations of a program kept for new kernel edges the next
@@ -1130,8 +1167,11 @@ mod tests {
     fn pcs_in_the_focus_are_those_in_its_functions() {
         let symbols = Symbols::parse("1000 cgroup_mkdir\n1100 ext4_fill_super\n1200 _etext\n");
         let focus: HashSet<String> = ["cgroup_mkdir".to_string()].into();
-        assert_eq!(in_focus(&focus, &symbols, &[0x1001, 0x10ff, 0x1100]), 3);
-        assert_eq!(in_focus(&focus, &symbols, &[0x1101, 0x11ff, 0x0fff]), 0);
+        assert_eq!(
+            in_focus(&focus, &symbols, &[0x1001, 0x10ff, 0x1100]),
+            [0x1001, 0x10ff, 0x1100]
+        );
+        assert!(in_focus(&focus, &symbols, &[0x1101, 0x11ff, 0x0fff]).is_empty());
     }
 
     /// Only the new edges that show again in the re-run count: races make

@@ -65,6 +65,9 @@ struct Script {
     /// The kernel edges every run from the n-th on shows, when the host
     /// asks for coverage.
     edges: Option<(usize, Vec<u32>)>,
+    /// The kernel PCs the runs show: from the n-th on, those of the last
+    /// entry whose n has come.
+    pcs: Vec<(usize, Vec<u32>)>,
     /// The kernel has kmemleak, and a scan after these programs prints a
     /// leaked object.
     kmemleak: Option<Vec<usize>>,
@@ -121,9 +124,16 @@ fn guest(script: Script, programs: Arc<AtomicUsize>) -> FakeVm {
                         Some((from, edges)) if current >= *from => edges.clone(),
                         _ => Vec::new(),
                     };
+                    let pcs = script
+                        .pcs
+                        .iter()
+                        .rev()
+                        .find(|(from, _)| current >= *from)
+                        .map(|(_, pcs)| pcs.clone())
+                        .unwrap_or_default();
                     said.push(Said::Agent(AgentMsg::Cover {
                         edges,
-                        pcs: Vec::new(),
+                        pcs,
                         error: None,
                     }));
                 }
@@ -153,6 +163,10 @@ fn guest(script: Script, programs: Arc<AtomicUsize>) -> FakeVm {
                     error: None,
                 }));
             }
+            HostMsg::Symbols => said.push(Said::Agent(AgentMsg::Symbols {
+                text: SYMBOLS.into(),
+                error: None,
+            })),
             HostMsg::Reset => {
                 let leftovers = script
                     .leave_at
@@ -170,6 +184,9 @@ fn guest(script: Script, programs: Arc<AtomicUsize>) -> FakeVm {
         said
     })
 }
+
+/// The scripted kernel's text: `cgroup_mkdir` at 0x1000, `ext4_write_begin` at 0x2000.
+const SYMBOLS: &str = "00001000 cgroup_mkdir\n00002000 ext4_write_begin\n00003000 _etext\n";
 
 fn never() -> bool {
     false
@@ -416,6 +433,39 @@ fn new_edges_that_show_again_keep_their_program() {
     assert_eq!(st.stats.cover.edges, 3);
     assert_eq!((st.stats.cover.reruns, st.stats.cover.kept), (0, 0));
     assert_eq!(st.yields.runs(), 0, "no feedback, no bias");
+}
+
+/// With a focus, a program is re-run and kept for its new PCs in the
+/// focus's functions, not for new edges elsewhere: a run whose new code is
+/// all in `ext4_write_begin` is not re-run; one with a new PC in
+/// `cgroup_mkdir` is, and joins the corpus once that PC shows again.
+/// (The symbols are asked for after the first run with PCs, so the first
+/// one's are not judged.)
+#[test]
+fn with_a_focus_only_new_code_in_it_keeps_a_program() {
+    let run = |script: Script| {
+        let dir = tempfile::tempdir().unwrap();
+        let (start, _) = scripted(script, 0);
+        let mut c = open(dir.path(), start);
+        c.cover_feedback = true;
+        c.focus = Some(["cgroup_mkdir".to_string()].into());
+        c.run(1, &Pairs(Mutex::new(4)), Duration::from_secs(3600));
+        let st = c.state();
+        let cover = &st.stats.cover;
+        (cover.reruns, cover.kept, cover.focus_pcs, cover.edges)
+    };
+    let elsewhere = Script {
+        edges: Some((1, vec![11, 12, 13])),
+        pcs: vec![(0, vec![0x2001]), (2, vec![0x2001, 0x2011])],
+        ..Default::default()
+    };
+    assert_eq!(run(elsewhere), (0, 0, 0, 3));
+    let in_it = Script {
+        edges: Some((1, vec![11, 12, 13])),
+        pcs: vec![(0, vec![0x2001]), (2, vec![0x2001, 0x1011])],
+        ..Default::default()
+    };
+    assert_eq!(run(in_it), (1, 1, 1, 3));
 }
 
 /// On a kernel with kmemleak, a VM about to go after a report is scanned

@@ -11,7 +11,8 @@
 //! confirmed after a program only while re-runs and minimisation together
 //! have taken less than [`SHARE`] of the campaign. The queue is bounded:
 //! when it is full, the candidate with the fewest new edges is dropped
-//! (its edges stay counted as seen; only the program is not kept).
+//! (its edges stay counted as seen; only the program is not kept). In a
+//! campaign with a focus, "new edges" here are new PCs in the focus.
 
 use std::time::Duration;
 
@@ -35,8 +36,10 @@ pub struct Candidate {
     pub part: String,
     /// Which kernel it ran on (index into the campaign's envs).
     pub env: usize,
-    /// The edges it showed that no program had shown before.
-    pub new_edges: Vec<u32>,
+    /// What it is to be kept for: the edges it showed that no program had
+    /// shown before, or, in a campaign with a focus, its new PCs in the
+    /// focus (`Campaign::focus`).
+    pub new_code: Vec<u32>,
 }
 
 /// The waiting candidates, most new edges first.
@@ -55,7 +58,7 @@ impl Pending {
                 .waiting
                 .iter()
                 .enumerate()
-                .min_by_key(|(i, c)| (c.new_edges.len(), std::cmp::Reverse(*i)))
+                .min_by_key(|(i, c)| (c.new_code.len(), std::cmp::Reverse(*i)))
                 .map(|(i, _)| i)
                 .expect("the queue is not empty");
             self.waiting.remove(worst);
@@ -70,7 +73,7 @@ impl Pending {
             .waiting
             .iter()
             .enumerate()
-            .max_by_key(|(i, c)| (c.new_edges.len(), std::cmp::Reverse(*i)))
+            .max_by_key(|(i, c)| (c.new_code.len(), std::cmp::Reverse(*i)))
             .map(|(i, _)| i)?;
         Some(self.waiting.remove(best))
     }
@@ -111,7 +114,7 @@ mod tests {
             duration: Duration::from_secs(1),
             part: "fuzz".into(),
             env: 0,
-            new_edges: (0..edges as u32).collect(),
+            new_code: (0..edges as u32).collect(),
         }
     }
 

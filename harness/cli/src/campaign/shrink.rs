@@ -1,5 +1,6 @@
 //! Minimisation by signal: a program kept for new kernel edges is cut down
-//! while every one of its confirmed new edges still shows, so the corpus
+//! while every one of its confirmed new edges (in a campaign with a focus:
+//! its new PCs in the focus) still shows, so the corpus
 //! keeps the shortest program that reaches that code (syzkaller does the
 //! same to its new inputs). Long programs (many ops, timed loops) bring the
 //! most new edges at first; kept whole, they fill the corpus and slow every
@@ -19,29 +20,31 @@ pub const RUNS: usize = 6;
 
 /// The outcome of [`shrink`].
 #[derive(Debug)]
-pub struct Shrunk {
-    /// The smallest program found that still showed every edge.
+pub struct Shrunk<T> {
+    /// The smallest program found that still showed all its signal.
     pub program: Program,
-    /// The edges of its last run (or `None`: the program came back uncut).
-    pub edges: Option<HashSet<u32>>,
+    /// What its last run gave (or `None`: the program came back uncut).
+    pub last: Option<T>,
     /// Runs taken.
     pub runs: usize,
     /// What was cut, in order.
     pub cuts: Vec<String>,
 }
 
-/// Cuts `program` while all of `edges` show in a run of the cut program
-/// (`run` gives a run's edges, `None` when it could not run or the
-/// campaign is over), taking at most `budget` runs.
-pub fn shrink(
+/// Cuts `program` while all of `wanted` show in a run of the cut program
+/// (`run` gives what a run gave, `None` when it could not run or the
+/// campaign is over; `signal` the edges or PCs in it that count), taking
+/// at most `budget` runs.
+pub fn shrink<T>(
     program: &Program,
-    edges: &[u32],
+    wanted: &[u32],
     budget: usize,
-    mut run: impl FnMut(&Program) -> Option<HashSet<u32>>,
-) -> Shrunk {
+    mut run: impl FnMut(&Program) -> Option<T>,
+    signal: impl Fn(&T) -> &HashSet<u32>,
+) -> Shrunk<T> {
     let mut out = Shrunk {
         program: program.clone(),
-        edges: None,
+        last: None,
         runs: 0,
         cuts: Vec::new(),
     };
@@ -54,9 +57,9 @@ pub fn shrink(
             let Some(got) = run(&c.program) else {
                 break 'search;
             };
-            if edges.iter().all(|e| got.contains(e)) {
+            if wanted.iter().all(|e| signal(&got).contains(e)) {
                 out.program = c.program;
-                out.edges = Some(got);
+                out.last = Some(got);
                 out.cuts.push(c.what);
                 continue 'search;
             }
@@ -117,7 +120,7 @@ mod tests {
             ("mkdir c", &[1, 6]),
         ];
         // The write of memory.max brought 7 and 8: what it needs stays.
-        let s = shrink(&p, &[7, 8], 100, kernel(trace));
+        let s = shrink(&p, &[7, 8], 100, kernel(trace), |s| s);
         assert_eq!(s.program.lanes.len(), 1, "lane b goes: {:?}", s.cuts);
         let ops: Vec<String> = s
             .program
@@ -126,7 +129,7 @@ mod tests {
             .map(|(_, spec)| spec.op.describe())
             .collect();
         assert_eq!(ops, ["memory.max {cg: a, value: 8M}"], "{:?}", s.cuts);
-        assert!(s.edges.as_ref().is_some_and(|e| e.contains(&7)));
+        assert!(s.last.as_ref().is_some_and(|e| e.contains(&7)));
         assert_eq!(s.cuts.len(), s.cuts.iter().collect::<HashSet<_>>().len());
     }
 
@@ -134,7 +137,7 @@ mod tests {
     fn an_edge_of_two_ops_keeps_both() {
         let p = Program::from_yaml("t", PROGRAM).unwrap();
         let trace: &[(&str, &[u32])] = &[("mkdir a", &[2]), ("mkdir c", &[6])];
-        let s = shrink(&p, &[2, 6], 100, kernel(trace));
+        let s = shrink(&p, &[2, 6], 100, kernel(trace), |s| s);
         let left: Vec<(OpId, String)> = (0..s.program.lanes.len())
             .flat_map(|l| {
                 s.program
@@ -151,8 +154,8 @@ mod tests {
     fn flaky_edges_or_no_budget_keep_the_program_whole() {
         let p = Program::from_yaml("t", PROGRAM).unwrap();
         // Edge 9 never shows again (a race that ran once): nothing is cut.
-        let s = shrink(&p, &[9], 100, kernel(&[("sync", &[5])]));
-        assert!(s.cuts.is_empty() && s.edges.is_none());
+        let s = shrink(&p, &[9], 100, kernel(&[("sync", &[5])]), |s| s);
+        assert!(s.cuts.is_empty() && s.last.is_none());
         assert_eq!(s.program, p);
         assert!(s.runs > 0);
         // The budget bounds the runs.
@@ -161,14 +164,21 @@ mod tests {
             &[7],
             2,
             kernel(&[("memory.max {cg: a, value: 8M}", &[7])]),
+            |s| s,
         );
         assert!(s.runs <= 2, "{}", s.runs);
         // A run that cannot be done (the campaign is over) stops the search.
         let mut calls = 0;
-        let s = shrink(&p, &[7], 100, |_| {
-            calls += 1;
-            None
-        });
+        let s = shrink(
+            &p,
+            &[7],
+            100,
+            |_| -> Option<HashSet<u32>> {
+                calls += 1;
+                None
+            },
+            |s| s,
+        );
         assert_eq!((calls, s.runs, s.cuts.len()), (1, 1, 0));
     }
 }

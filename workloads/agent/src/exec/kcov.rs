@@ -13,8 +13,8 @@
 //! has sent since it was told to start afresh, so only new ones cross the
 //! channel ([`take_new`]).
 //!
-//! The distinct PCs themselves also go to the host, each once per boot
-//! ([`take_new_pcs`]), with the kernel's text symbols at link-time
+//! The distinct PCs themselves also go to the host, each once until told to
+//! start afresh ([`take_new_pcs`]), with the kernel's text symbols at link-time
 //! addresses ([`symbols`]) to name them: `cgstorm cover` reads both.
 //!
 //! Not covered: the program's spawned tasks (separate processes, each would
@@ -53,17 +53,21 @@ fn sent() -> &'static [AtomicU64] {
 /// The edges found new since [`take_new`] last ran.
 static NEW: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
-/// The PCs sent since boot, and those found new since [`take_new_pcs`]
-/// last ran: exact (a set, not a bitmap), for `cgstorm cover`.
+/// The PCs sent since boot (or the last [`forget`]), and those found new
+/// since [`take_new_pcs`] last ran: exact (a set, not a bitmap), for
+/// `cgstorm cover` and for a guided campaign's focus.
 static PCS: Mutex<(Option<HashSet<u32>>, Vec<u32>)> = Mutex::new((None, Vec::new()));
 
-/// Forgets every edge sent: the next program's edges all go out (the host
-/// asks for this when it re-runs a program to see whether its new signal
-/// shows again).
+/// Forgets every edge and PC sent: the next program's all go out (the
+/// host asks for this when it re-runs a program to see whether its new
+/// signal shows again).
 pub fn forget() {
     for w in sent() {
         w.store(0, Ordering::Relaxed);
     }
+    let mut g = PCS.lock().unwrap_or_else(|e| e.into_inner());
+    g.0 = None;
+    g.1.clear();
 }
 
 /// The new edges the lanes found since the last call, sorted.
@@ -72,6 +76,14 @@ pub fn take_new() -> Vec<u32> {
     v.sort_unstable();
     v.dedup();
     v
+}
+
+/// Keeps those of `pcs` not sent before for [`take_new_pcs`].
+fn note_pcs(pcs: &[u32]) {
+    let mut g = PCS.lock().unwrap_or_else(|e| e.into_inner());
+    let (sent, new) = &mut *g;
+    let sent = sent.get_or_insert_with(HashSet::new);
+    new.extend(pcs.iter().copied().filter(|&pc| sent.insert(pc)));
 }
 
 /// The PCs the lanes ran that no earlier call returned, sorted.
@@ -254,10 +266,7 @@ impl Kcov {
         }
         self.pcs.sort_unstable();
         self.pcs.dedup();
-        let mut g = PCS.lock().unwrap_or_else(|e| e.into_inner());
-        let (sent, new) = &mut *g;
-        let sent = sent.get_or_insert_with(HashSet::new);
-        new.extend(self.pcs.iter().copied().filter(|&pc| sent.insert(pc)));
+        note_pcs(&self.pcs);
         if self.found.len() >= 4096 {
             self.flush();
         }
@@ -321,8 +330,26 @@ mod tests {
         assert!(link_symbols(hidden).unwrap_err().contains("kptr_restrict"));
     }
 
+    /// A PC goes to the host once, and again after [`forget`] (a re-run's
+    /// PCs must all go out, for a focus to be confirmed).
+    #[test]
+    fn a_pc_is_sent_once_until_forgotten() {
+        let _one = FORGETTING.lock().unwrap_or_else(|e| e.into_inner());
+        note_pcs(&[0x10, 0x20]);
+        assert_eq!(take_new_pcs(), [0x10, 0x20]);
+        note_pcs(&[0x20, 0x30]);
+        assert_eq!(take_new_pcs(), [0x30]);
+        forget();
+        note_pcs(&[0x20]);
+        assert_eq!(take_new_pcs(), [0x20]);
+    }
+
+    /// The tests that [`forget`] take turns: it forgets for the whole agent.
+    static FORGETTING: Mutex<()> = Mutex::new(());
+
     #[test]
     fn an_edge_is_new_once_until_forgotten() {
+        let _one = FORGETTING.lock().unwrap_or_else(|e| e.into_inner());
         let sig = 0xdead_beef;
         assert!(first_time(sig));
         assert!(!first_time(sig));
