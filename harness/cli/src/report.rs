@@ -315,7 +315,7 @@ fn page(campaigns: &[Campaign]) -> String {
         }
     }
     s.push_str("</table>\n<h2>Over time</h2>\n");
-    let plots: [(&str, &str, Points); 4] = [
+    let plots: [(&str, &str, Points); 5] = [
         ("Kernel edges (KCOV) over the campaign", "edges", |st| {
             st.cover.series.clone()
         }),
@@ -323,6 +323,11 @@ fn page(campaigns: &[Campaign]) -> String {
             "Kernel PCs (KCOV basic blocks) over the campaign",
             "PCs",
             |st| st.cover.pcs_series.clone(),
+        ),
+        (
+            "Kernel PCs in the subsystems that matter (fuzz --focus) over the campaign",
+            "PCs",
+            |st| st.cover.focus_series.clone(),
         ),
         ("Programs run", "programs", |st| {
             st.series.iter().map(|p| (p.0, p.1)).collect()
@@ -388,6 +393,12 @@ mod tests {
         st.save(&t.path().join("fuzz.json")).unwrap();
         let html = page(&[load(t.path())]);
         assert!(html.contains("<td>1200</td>") && !html.contains("no KCOV"));
+        // The subsystems' PCs are plotted when the campaign had a focus.
+        assert!(!html.contains("subsystems that matter"));
+        st.cover.focus_series = vec![(0, 10), (30, 90)];
+        st.save(&t.path().join("fuzz.json")).unwrap();
+        let html = page(&[load(t.path())]);
+        assert!(html.contains("subsystems that matter"), "{html}");
     }
 
     /// A merged workdir has no counters of its own: its page plots the

@@ -377,6 +377,9 @@ impl Campaign {
             if c.pcs > 0 && c.pcs_series.last().map(|p| p.1) != Some(c.pcs) {
                 c.pcs_series.push((point.0, c.pcs));
             }
+            if c.focus_pcs > 0 && c.focus_series.last().map(|p| p.1) != Some(c.focus_pcs) {
+                c.focus_series.push((point.0, c.focus_pcs));
+            }
         }
         let _ = self.save();
     }
@@ -663,6 +666,9 @@ impl Campaign {
         if c.series.last().is_none_or(|(t, _)| now >= t + 30) {
             c.series.push((now, c.edges));
             c.pcs_series.push((now, c.pcs));
+            if c.focus_pcs > 0 {
+                c.focus_series.push((now, c.focus_pcs));
+            }
             if let Err(e) = self.save_edges(st) {
                 eprintln!("cgstorm: cannot save the kernel edges: {e}");
             }

@@ -206,6 +206,9 @@ pub struct CoverStats {
     /// PCs run in the focus's functions (`--focus`).
     #[serde(default)]
     pub focus_pcs: u64,
+    /// `(elapsed s, focus PCs)` at the same points as `series`.
+    #[serde(default)]
+    pub focus_series: Vec<(u64, u64)>,
     /// With feedback: the share of generated ops' draws each family of
     /// ops had at the end (`campaign::yields`).
     #[serde(default)]
