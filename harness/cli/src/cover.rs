@@ -1,4 +1,4 @@
-//! `cgstorm cover WORKDIR [--source DIR]`: which kernel functions a
+//! `cgstorm cover WORKDIR [--source DIR] [--against OTHER]...`: which kernel functions a
 //! campaign ran, by the subsystems these races live in.
 //!
 //! A campaign on a kernel with KCOV keeps every PC its lanes ran
@@ -18,9 +18,9 @@
 //!
 //! The table goes to stdout, the page to `WORKDIR/cover.html`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
@@ -42,9 +42,16 @@ pub struct CoverArgs {
     /// Where to write the HTML page (default: WORKDIR/cover.html).
     #[arg(long)]
     pub html: Option<PathBuf>,
+    /// Other campaigns' workdirs on the same kernel build (repeatable):
+    /// say which functions (of the subsystems, with --source) this one
+    /// reached that none of them did, and which they reached that it did
+    /// not: what one search found that another did not.
+    #[arg(long, value_name = "WORKDIR")]
+    pub against: Vec<PathBuf>,
 }
 
 /// One kernel build's coverage.
+#[derive(Debug)]
 struct Build {
     name: String,
     pcs: usize,
@@ -54,47 +61,12 @@ struct Build {
 
 /// `cgstorm cover`.
 pub fn run(a: &CoverArgs) -> Result<u8> {
-    let dir = a.workdir.join("cover");
-    let mut builds = Vec::new();
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| {
-            format!(
-                "read {} (a campaign on a kernel with KCOV keeps its coverage there)",
-                dir.display()
-            )
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pcs"))
-        .collect();
-    names.sort();
-    for p in names {
-        let name = p
-            .file_stem()
-            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-        let pcs = read_edges(&p);
-        let syms = p.with_extension("symbols");
-        let Ok(text) = std::fs::read_to_string(&syms) else {
-            eprintln!(
-                "cgstorm cover: {name}: {} PCs but no {} (the agent could not read /proc/kallsyms): not named",
-                pcs.len(),
-                syms.display()
-            );
-            continue;
-        };
-        let (functions, unnamed) = by_function(&Symbols::parse(&text), &pcs);
-        builds.push(Build {
-            name,
-            pcs: pcs.len(),
-            unnamed,
-            functions,
-        });
-    }
-    if builds.is_empty() {
-        bail!(
-            "{} has no kernel PCs with symbols: run a campaign on a kernel with KCOV (the shared 6.12 debug kernel has it; Debian's has not)",
-            dir.display()
-        );
-    }
+    let builds = load(&a.workdir)?;
+    let others = a
+        .against
+        .iter()
+        .map(|w| load(w))
+        .collect::<Result<Vec<_>>>()?;
     let subsystems = a.source.as_deref().map(subsystem_functions).transpose()?;
     let mut text = String::new();
     let mut html = String::from(
@@ -143,6 +115,20 @@ pub fn run(a: &CoverArgs) -> Result<u8> {
                 html.push_str("</table>\n");
             }
         }
+        if !others.is_empty() {
+            let theirs: Vec<&Build> = others
+                .iter()
+                .flatten()
+                .filter(|o| o.name == b.name)
+                .collect();
+            let within: Option<BTreeSet<&str>> = subsystems.as_ref().map(|subs| {
+                subs.iter()
+                    .flat_map(|s| s.functions.iter().map(String::as_str))
+                    .collect()
+            });
+            let d = Difference::of(b, &theirs, within.as_ref());
+            d.write(&a.against, theirs.len(), &mut text, &mut html);
+        }
     }
     print!("{text}");
     let out = a
@@ -155,6 +141,134 @@ pub fn run(a: &CoverArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// What one campaign reached against others on the same kernel build.
+#[derive(Debug, PartialEq, Eq)]
+struct Difference {
+    /// Functions any of them reached (within the subsystems, if given).
+    union: usize,
+    /// Those this one reached.
+    here: usize,
+    /// Reached here and by none of the others.
+    only_here: Vec<String>,
+    /// Reached by another and not here.
+    missed_here: Vec<String>,
+}
+
+impl Difference {
+    fn of(b: &Build, others: &[&Build], within: Option<&BTreeSet<&str>>) -> Difference {
+        let counts = |f: &str| within.is_none_or(|w| w.contains(f));
+        let here: BTreeSet<&str> = b
+            .functions
+            .keys()
+            .map(String::as_str)
+            .filter(|f| counts(f))
+            .collect();
+        let theirs: BTreeSet<&str> = others
+            .iter()
+            .flat_map(|o| o.functions.keys().map(String::as_str))
+            .filter(|f| counts(f))
+            .collect();
+        Difference {
+            union: here.union(&theirs).count(),
+            here: here.len(),
+            only_here: here.difference(&theirs).map(|f| f.to_string()).collect(),
+            missed_here: theirs.difference(&here).map(|f| f.to_string()).collect(),
+        }
+    }
+
+    fn write(&self, against: &[PathBuf], builds: usize, text: &mut String, html: &mut String) {
+        let names = against
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if builds == 0 {
+            let _ = writeln!(
+                text,
+                "  against {names}: none of them ran this kernel build"
+            );
+            let _ = writeln!(
+                html,
+                "<p>Against {}: none of them ran this kernel build.</p>",
+                esc(&names)
+            );
+            return;
+        }
+        let head = format!(
+            "against {names}: {} of the {} functions any of them reached",
+            self.here, self.union
+        );
+        let _ = writeln!(text, "  {head}");
+        let _ = writeln!(
+            text,
+            "    only here ({}): {}",
+            self.only_here.len(),
+            self.only_here.join(" ")
+        );
+        let _ = writeln!(
+            text,
+            "    missed here ({}): {}",
+            self.missed_here.len(),
+            self.missed_here.join(" ")
+        );
+        let _ = writeln!(
+            html,
+            "<h3>{}</h3><p>Only here ({}): {}</p><p>Missed here ({}): {}</p>",
+            esc(&head),
+            self.only_here.len(),
+            esc(&self.only_here.join(", ")),
+            self.missed_here.len(),
+            esc(&self.missed_here.join(", "))
+        );
+    }
+}
+
+/// Every kernel build's coverage a workdir keeps, named by its symbols.
+fn load(workdir: &Path) -> Result<Vec<Build>> {
+    let dir = workdir.join("cover");
+    let mut builds = Vec::new();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| {
+            format!(
+                "read {} (a campaign on a kernel with KCOV keeps its coverage there)",
+                dir.display()
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pcs"))
+        .collect();
+    names.sort();
+    for p in names {
+        let name = p
+            .file_stem()
+            .map_or_else(String::new, |s| s.to_string_lossy().into_owned());
+        let pcs = read_edges(&p);
+        let syms = p.with_extension("symbols");
+        let Ok(text) = std::fs::read_to_string(&syms) else {
+            eprintln!(
+                "cgstorm cover: {name}: {} PCs but no {} (the agent could not read /proc/kallsyms): not named",
+                pcs.len(),
+                syms.display()
+            );
+            continue;
+        };
+        let (functions, unnamed) = by_function(&Symbols::parse(&text), &pcs);
+        builds.push(Build {
+            name,
+            pcs: pcs.len(),
+            unnamed,
+            functions,
+        });
+    }
+    if builds.is_empty() {
+        bail!(
+            "{} has no kernel PCs with symbols: run a campaign on a kernel with KCOV (the shared 6.12 debug kernel has it; Debian's has not)",
+            dir.display()
+        );
+    }
+    Ok(builds)
+}
+
 /// Per subsystem: functions defined, reached, PCs; then the reached ones.
 fn subsystem_tables(b: &Build, subs: &[Subsystem], text: &mut String, html: &mut String) {
     let _ = writeln!(
@@ -163,6 +277,7 @@ fn subsystem_tables(b: &Build, subs: &[Subsystem], text: &mut String, html: &mut
         "subsystem", "functions", "reached", "PCs"
     );
     html.push_str("<table><tr><th>subsystem<th>functions<th>reached<th>PCs covered<th>\n");
+    let mut total = (0, 0, 0);
     for sub in subs {
         let reached: Vec<(&String, u64)> = sub
             .functions
@@ -170,6 +285,9 @@ fn subsystem_tables(b: &Build, subs: &[Subsystem], text: &mut String, html: &mut
             .filter_map(|n| b.functions.get(n).map(|c| (n, *c)))
             .collect();
         let pcs: u64 = reached.iter().map(|(_, c)| c).sum();
+        total.0 += sub.functions.len();
+        total.1 += reached.len();
+        total.2 += pcs;
         let note = if sub.instrumented {
             ""
         } else {
@@ -196,5 +314,82 @@ fn subsystem_tables(b: &Build, subs: &[Subsystem], text: &mut String, html: &mut
             reached.len()
         );
     }
+    let (functions, reached, pcs) = total;
+    let _ = writeln!(
+        text,
+        "  {:<22} {functions:>9} {reached:>9} {pcs:>8}",
+        "all of them"
+    );
+    let _ = writeln!(
+        html,
+        "<tr><th>all of them<th class=n>{functions}<th class=n>{reached}<th class=n>{pcs}<th>"
+    );
     html.push_str("</table>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(functions: &[&str]) -> Build {
+        Build {
+            name: "6.12.117-abc".into(),
+            pcs: functions.len(),
+            unnamed: 0,
+            functions: functions.iter().map(|f| (f.to_string(), 1)).collect(),
+        }
+    }
+
+    /// What one campaign reached and the others did not, and the
+    /// reverse; with subsystems given, only their functions count.
+    #[test]
+    fn the_difference_names_what_only_one_side_reached() {
+        let here = build(&["cgroup_mkdir", "inode_switch_wbs", "ext4_write_begin"]);
+        let a = build(&["cgroup_mkdir", "shrink_slab"]);
+        let b = build(&["cgroup_mkdir", "ext4_write_begin"]);
+        let d = Difference::of(&here, &[&a, &b], None);
+        assert_eq!(
+            d,
+            Difference {
+                union: 4,
+                here: 3,
+                only_here: vec!["inode_switch_wbs".into()],
+                missed_here: vec!["shrink_slab".into()],
+            }
+        );
+        let within: BTreeSet<&str> = ["cgroup_mkdir", "shrink_slab"].into();
+        let d = Difference::of(&here, &[&a, &b], Some(&within));
+        assert_eq!((d.union, d.here), (2, 1));
+        assert!(d.only_here.is_empty());
+        assert_eq!(d.missed_here, ["shrink_slab"]);
+    }
+
+    /// A workdir's PCs are named by its symbols; a workdir without
+    /// coverage is an error that says where coverage is kept.
+    #[test]
+    fn a_workdir_is_loaded_by_its_symbols() {
+        let t = tempfile::tempdir().unwrap();
+        let err = load(t.path()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("keeps its coverage there"),
+            "{err:#}"
+        );
+        let cover = t.path().join("cover");
+        std::fs::create_dir_all(&cover).unwrap();
+        let pcs: Vec<u8> = [0x1001u32, 0x1011, 0x2001]
+            .iter()
+            .flat_map(|p| p.to_le_bytes())
+            .collect();
+        std::fs::write(cover.join("k.pcs"), pcs).unwrap();
+        std::fs::write(
+            cover.join("k.symbols"),
+            "00001000 cgroup_mkdir\n00002000 shrink_slab\n00003000 _etext\n",
+        )
+        .unwrap();
+        let builds = load(t.path()).unwrap();
+        assert_eq!(builds.len(), 1);
+        assert_eq!(builds[0].name, "k");
+        assert_eq!(builds[0].functions.get("cgroup_mkdir"), Some(&2));
+        assert_eq!(builds[0].functions.get("shrink_slab"), Some(&1));
+    }
 }
