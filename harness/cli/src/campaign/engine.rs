@@ -527,18 +527,14 @@ impl Campaign {
         let new = st.seen.add(feats);
         let (new_edges, new_focus) = self.book_cover(&mut st, pick, ran);
         // With a focus, what counts is new code in it: for the corpus, and
-        // for the yields (a PC is worth ten edges there, so the yields'
-        // prior stays small).
+        // for the yields.
         let new_code = match self.focus {
             Some(_) => new_focus,
             None => new_edges,
         };
         if self.cover_feedback && pick.keep && matches!(ran.conclusion.outcome.cover, Some(Ok(_))) {
-            let gain = match self.focus {
-                Some(_) => FOCUS_GAIN * new_code.len(),
-                None => new_code.len(),
-            };
-            st.yields.credit(&pick.program, gain, took);
+            st.yields
+                .credit(&pick.program, self.worth(new_code.len()), took);
             st.stats.cover.families = st.yields.summary();
         }
         let kept = pick.keep && !new.is_empty() && self.keep(&mut st, pick, yaml, 1);
@@ -718,6 +714,16 @@ impl Campaign {
         true
     }
 
+    /// What `n` new pieces of [`Self::code`] are worth in edges (the unit
+    /// of the yields' prior and of the parents' weights): a PC in the focus
+    /// is worth [`FOCUS_GAIN`].
+    fn worth(&self, n: usize) -> usize {
+        match self.focus {
+            Some(_) => FOCUS_GAIN * n,
+            None => n,
+        }
+    }
+
     /// What of `shown` a program is kept for: its PCs in a campaign with a
     /// focus (only those in the focus are ever asked for), its edges
     /// otherwise.
@@ -808,12 +814,8 @@ impl Campaign {
                 again = last;
             }
         }
-        let worth = match self.focus {
-            Some(_) => FOCUS_GAIN * shown,
-            None => shown,
-        };
         let mut st = self.state();
-        if shown > 0 && self.keep(&mut st, &kept, &yaml, edge_weight(worth)) {
+        if shown > 0 && self.keep(&mut st, &kept, &yaml, edge_weight(self.worth(shown))) {
             st.stats.cover.kept += 1;
             let kept = st.corpus.len() - 1;
             st.smash.extend(std::iter::repeat_n(kept, SMASH));
