@@ -76,3 +76,22 @@ pub const LEAK_DAX: &str = "leak: DAX pages still referenced with every pin rele
 /// (`/proc/meminfo`) once every filesystem is unmounted and every device
 /// the program wrote is synced: nothing is left to write back.
 pub const LEAK_DIRTY: &str = "leak: dirty or writeback pages accounted with nothing to write back";
+
+/// The tracepoints the agent enables (`subsystem/event`, where the kernel
+/// has them) and counts after each program by event name (workqueue items
+/// as `work:FUNCTION`): the background work KCOV does not see. The host's
+/// summary names the ones a campaign never saw.
+pub const TRACE_EVENTS: &[&str] = &[
+    "writeback/inode_switch_wbs",
+    "writeback/track_foreign_dirty",
+    "writeback/writeback_start",
+    "writeback/wbc_writepage",
+    "cgroup/cgroup_mkdir",
+    "cgroup/cgroup_rmdir",
+    "cgroup/cgroup_release",
+    "cgroup/cgroup_attach_task",
+    "vmscan/mm_vmscan_memcg_reclaim_begin",
+    "vmscan/mm_vmscan_memcg_softlimit_reclaim_begin",
+    "vmscan/mm_shrink_slab_start",
+    "workqueue/workqueue_execute_start",
+];

@@ -1137,6 +1137,13 @@ fn count(s: &mut Stats, pick: &Pick, ran: &Ran, took: Duration, restarted: bool)
     if restarted {
         s.restarts += 1;
     }
+    if let Some(Ok(counts)) = &c.outcome.events {
+        for (e, n) in counts {
+            let t = s.events.entry(e.clone()).or_default();
+            t.0 += 1;
+            t.1 += n;
+        }
+    }
     if let Some(why) = &ran.dropped {
         *s.drops.entry(short_reason(why)).or_default() += 1;
     }

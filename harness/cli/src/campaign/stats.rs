@@ -131,6 +131,11 @@ pub struct Stats {
     /// See [`Stats::resets`].
     #[serde(default)]
     pub reset_ms: BTreeMap<String, u64>,
+    /// The tracepoint events of background work the runs showed (kernels
+    /// with tracefs, the `event` signal): by event name (`work:FUNCTION`
+    /// for workqueue items), how many runs showed it and how many times.
+    #[serde(default)]
+    pub events: BTreeMap<String, (u64, u64)>,
     /// The program whose results took the model longest to check, and how
     /// long (ms); it is kept with its results in `slowest-check/` of the
     /// workdir, for `cgstorm check program.yaml --trace trace.json`.
@@ -302,6 +307,51 @@ impl Stats {
         ))
     }
 
+    /// The background work the runs showed, by tracepoint: in how many
+    /// runs each enabled event came, the workqueue functions that ran most
+    /// often, and the enabled events no run showed (a mechanism the
+    /// campaign never reached). `None` when no run counted events.
+    pub fn events_line(&self) -> Option<String> {
+        if self.events.is_empty() {
+            return None;
+        }
+        let listed: Vec<&str> = cgstorm_proto::contract::TRACE_EVENTS
+            .iter()
+            .filter_map(|e| e.split_once('/').map(|(_, name)| name))
+            .filter(|name| *name != "workqueue_execute_start")
+            .collect();
+        let runs = |name: &str| self.events.get(name).map_or(0, |(runs, _)| *runs);
+        let seen: Vec<String> = listed
+            .iter()
+            .filter(|n| runs(n) > 0)
+            .map(|n| format!("{n} {}", runs(n)))
+            .collect();
+        let never: Vec<&str> = listed.iter().copied().filter(|n| runs(n) == 0).collect();
+        let mut work: Vec<(&str, u64)> = self
+            .events
+            .iter()
+            .filter_map(|(e, (runs, _))| Some((e.strip_prefix("work:")?, *runs)))
+            .collect();
+        work.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let mut line = format!("runs with each event: {}", seen.join(", "));
+        if !work.is_empty() {
+            let top: Vec<String> = work
+                .iter()
+                .take(5)
+                .map(|(f, n)| format!("{f} {n}"))
+                .collect();
+            line += &format!(
+                "; work items of {} functions (most runs: {})",
+                work.len(),
+                top.join(", ")
+            );
+        }
+        if !never.is_empty() {
+            line += &format!("; never: {}", never.join(", "));
+        }
+        Some(line)
+    }
+
     /// VM restarts per hour of wall time.
     pub fn restarts_per_hour(&self) -> f64 {
         self.restarts as f64 / (self.elapsed_ms.max(1) as f64 / 3_600_000.0)
@@ -436,6 +486,9 @@ impl Stats {
         }
         if let Some(r) = self.reset_split() {
             let _ = writeln!(s, "  resets       {r}");
+        }
+        if let Some(e) = self.events_line() {
+            let _ = writeln!(s, "  background   {e}");
         }
         if let Some((ms, name)) = &self.slowest_check {
             let _ = writeln!(
@@ -667,6 +720,42 @@ mod tests {
              check 0.0%, other 7.0%"
         );
         assert!(s.text("fuzz").contains("  wall time    program 70.0%"));
+    }
+
+    /// The background work a campaign saw: runs per enabled event, the
+    /// workqueue functions that ran most, and the events it never saw.
+    #[test]
+    fn the_events_line_names_what_never_ran() {
+        let mut s = Stats::default();
+        assert_eq!(s.events_line(), None);
+        for (e, runs, n) in [
+            ("cgroup_mkdir", 40, 300),
+            ("track_foreign_dirty", 3, 9),
+            ("work:wb_workfn", 30, 90),
+            ("work:css_killed_work_fn", 35, 70),
+        ] {
+            s.events.insert(e.into(), (runs, n));
+        }
+        let line = s.events_line().unwrap();
+        assert!(
+            line.starts_with("runs with each event: track_foreign_dirty 3, cgroup_mkdir 40;"),
+            "{line}"
+        );
+        assert!(
+            line.contains(
+                "work items of 2 functions (most runs: css_killed_work_fn 35, wb_workfn 30)"
+            ),
+            "{line}"
+        );
+        let never = line.split("; never: ").nth(1).unwrap();
+        assert!(never.starts_with("inode_switch_wbs, "), "{line}");
+        assert!(
+            !never.contains("cgroup_mkdir") && !never.contains("workqueue"),
+            "{line}"
+        );
+        assert!(s
+            .text("fuzz")
+            .contains("  background   runs with each event:"));
     }
 
     /// The agent's resets are averaged by part, the costliest first.

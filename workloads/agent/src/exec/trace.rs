@@ -15,21 +15,9 @@ use std::sync::OnceLock;
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 
-/// `subsystem/event`: what is enabled, where the kernel has it.
-const EVENTS: &[&str] = &[
-    "writeback/inode_switch_wbs",
-    "writeback/track_foreign_dirty",
-    "writeback/writeback_start",
-    "writeback/wbc_writepage",
-    "cgroup/cgroup_mkdir",
-    "cgroup/cgroup_rmdir",
-    "cgroup/cgroup_release",
-    "cgroup/cgroup_attach_task",
-    "vmscan/mm_vmscan_memcg_reclaim_begin",
-    "vmscan/mm_vmscan_memcg_softlimit_reclaim_begin",
-    "vmscan/mm_shrink_slab_start",
-    "workqueue/workqueue_execute_start",
-];
+/// `subsystem/event`: what is enabled, where the kernel has it (the
+/// host's summary names those a campaign never saw).
+use cgstorm_agent::contract::TRACE_EVENTS as EVENTS;
 
 /// Workqueue functions counted (by prefix): writeback, cgroup and memcg
 /// teardown, per-cpu stock draining, super blocks and mounts going.
