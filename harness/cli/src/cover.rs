@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use crate::campaign::engine::read_edges;
+use crate::campaign::stats::Stats;
 use crate::kernel_code::{by_function, subsystem_functions, Subsystem, Symbols};
 use crate::markup::esc;
 
@@ -129,6 +130,19 @@ pub fn run(a: &CoverArgs) -> Result<u8> {
             let d = Difference::of(b, &theirs, within.as_ref());
             d.write(&a.against, theirs.len(), &mut text, &mut html);
         }
+    }
+    // What KCOV cannot see: the background work, by tracepoint.
+    let events = ["fuzz.json", "soak.json"]
+        .iter()
+        .find_map(|f| Stats::load(&a.workdir.join(f)).ok())
+        .and_then(|s| s.events_line());
+    if let Some(e) = events {
+        let _ = writeln!(text, "background work (tracepoints), {e}");
+        let _ = writeln!(
+            html,
+            "<h2>Background work (tracepoints)</h2><p>{}</p>",
+            esc(&e)
+        );
     }
     print!("{text}");
     let out = a
@@ -391,5 +405,20 @@ mod tests {
         assert_eq!(builds[0].name, "k");
         assert_eq!(builds[0].functions.get("cgroup_mkdir"), Some(&2));
         assert_eq!(builds[0].functions.get("shrink_slab"), Some(&1));
+        // The page names the background work too, and what never ran.
+        let mut st = Stats::default();
+        st.events.insert("cgroup_mkdir".into(), (4, 9));
+        st.save(&t.path().join("fuzz.json")).unwrap();
+        let html = t.path().join("cover.html");
+        let a = CoverArgs {
+            workdir: t.path().to_path_buf(),
+            source: None,
+            html: Some(html.clone()),
+            against: Vec::new(),
+        };
+        assert_eq!(run(&a).unwrap(), 0);
+        let page = std::fs::read_to_string(&html).unwrap();
+        assert!(page.contains("cgroup_mkdir 4"), "{page}");
+        assert!(page.contains("never: inode_switch_wbs"), "{page}");
     }
 }
