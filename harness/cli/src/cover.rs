@@ -132,10 +132,7 @@ pub fn run(a: &CoverArgs) -> Result<u8> {
         }
     }
     // What KCOV cannot see: the background work, by tracepoint.
-    let events = ["fuzz.json", "soak.json"]
-        .iter()
-        .find_map(|f| Stats::load(&a.workdir.join(f)).ok())
-        .and_then(|s| s.events_line());
+    let events = Stats::of_workdir(&a.workdir).and_then(|s| s.events_line());
     if let Some(e) = events {
         let _ = writeln!(text, "background work (tracepoints), {e}");
         let _ = writeln!(
@@ -406,7 +403,10 @@ mod tests {
         assert_eq!(builds[0].functions.get("cgroup_mkdir"), Some(&2));
         assert_eq!(builds[0].functions.get("shrink_slab"), Some(&1));
         // The page names the background work too, and what never ran.
-        let mut st = Stats::default();
+        let mut st = Stats {
+            programs: 4,
+            ..Stats::default()
+        };
         st.events.insert("cgroup_mkdir".into(), (4, 9));
         st.save(&t.path().join("fuzz.json")).unwrap();
         let html = t.path().join("cover.html");

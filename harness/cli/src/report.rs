@@ -75,9 +75,7 @@ pub fn run(a: &ReportArgs) -> Result<u8> {
 }
 
 fn load(dir: &Path) -> Campaign {
-    let stats = ["fuzz.json", "soak.json"]
-        .iter()
-        .find_map(|f| Stats::load(&dir.join(f)).ok().filter(|s| s.programs > 0));
+    let stats = Stats::of_workdir(dir);
     let mut rows = Vec::new();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir.join("findings"))
         .map(|rd| rd.flatten().map(|e| e.path()).collect())

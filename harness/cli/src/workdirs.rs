@@ -81,7 +81,7 @@ pub fn merge_into(out: &Path, from: &Path) -> io::Result<Merged> {
 /// for `cgstorm report`'s plots: the merged workdir has no counters of
 /// its own. Merging it again replaces the copy with its latest counters.
 fn merge_counters(out: &Path, from: &Path) -> io::Result<()> {
-    let Some(stats) = ["fuzz.json", "soak.json"]
+    let Some(stats) = crate::campaign::stats::STATE_FILES
         .iter()
         .map(|f| from.join(f))
         .find(|p| p.is_file())

@@ -225,6 +225,9 @@ pub const PHASES: [&str; 7] = [
     "program", "snapshot", "agent", "boot", "reset", "settle", "check",
 ];
 
+/// The state files a campaign workdir may have: `cgstorm fuzz`'s, `soak`'s.
+pub const STATE_FILES: [&str; 2] = ["fuzz.json", "soak.json"];
+
 impl Stats {
     /// Loads the counters saved in `path`, or starts at zero.
     pub fn load(path: &Path) -> Result<Stats, String> {
@@ -234,6 +237,14 @@ impl Stats {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Stats::default()),
             Err(e) => Err(format!("cannot read {}: {e}", path.display())),
         }
+    }
+
+    /// The counters of the campaign in workdir `dir` (`fuzz.json`, or
+    /// `soak.json`), if it ran a program.
+    pub fn of_workdir(dir: &Path) -> Option<Stats> {
+        STATE_FILES
+            .iter()
+            .find_map(|f| Stats::load(&dir.join(f)).ok().filter(|s| s.programs > 0))
     }
 
     /// Saves the counters to `path` atomically (write, then rename).
