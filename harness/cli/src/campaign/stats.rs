@@ -132,8 +132,9 @@ pub struct Stats {
     #[serde(default)]
     pub reset_ms: BTreeMap<String, u64>,
     /// The tracepoint events of background work the runs showed (kernels
-    /// with tracefs, the `event` signal): by event name (`work:FUNCTION`
-    /// for workqueue items), how many runs showed it and how many times.
+    /// with tracefs; counted with the coverage, so not under `--no-kcov`):
+    /// by event name (`work:FUNCTION` for workqueue items), how many runs
+    /// showed it and how many times in all.
     #[serde(default)]
     pub events: BTreeMap<String, (u64, u64)>,
     /// The program whose results took the model longest to check, and how
