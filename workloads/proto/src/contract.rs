@@ -77,10 +77,18 @@ pub const LEAK_DAX: &str = "leak: DAX pages still referenced with every pin rele
 /// the program wrote is synced: nothing is left to write back.
 pub const LEAK_DIRTY: &str = "leak: dirty or writeback pages accounted with nothing to write back";
 
+/// The tracepoint whose events the agent counts by the workqueue function
+/// they ran, not by its own name.
+pub const TRACE_WORK_EVENT: &str = "workqueue_execute_start";
+
+/// How the agent names a workqueue item's count: this, then its function
+/// (`work:wb_workfn`).
+pub const TRACE_WORK_PREFIX: &str = "work:";
+
 /// The tracepoints the agent enables (`subsystem/event`, where the kernel
 /// has them) and counts after each program by event name (workqueue items
-/// as `work:FUNCTION`): the background work KCOV does not see. The host's
-/// summary names the ones a campaign never saw.
+/// as [`TRACE_WORK_PREFIX`] and their function): the background work KCOV
+/// does not see. The host's summary names the ones a campaign never saw.
 pub const TRACE_EVENTS: &[&str] = &[
     "writeback/inode_switch_wbs",
     "writeback/track_foreign_dirty",

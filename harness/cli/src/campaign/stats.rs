@@ -327,10 +327,11 @@ impl Stats {
         if self.events.is_empty() {
             return None;
         }
-        let listed: Vec<&str> = cgstorm_proto::contract::TRACE_EVENTS
+        use cgstorm_proto::contract::{TRACE_EVENTS, TRACE_WORK_EVENT, TRACE_WORK_PREFIX};
+        let listed: Vec<&str> = TRACE_EVENTS
             .iter()
             .filter_map(|e| e.split_once('/').map(|(_, name)| name))
-            .filter(|name| *name != "workqueue_execute_start")
+            .filter(|name| *name != TRACE_WORK_EVENT)
             .collect();
         let runs = |name: &str| self.events.get(name).map_or(0, |(runs, _)| *runs);
         let seen: Vec<String> = listed
@@ -342,7 +343,7 @@ impl Stats {
         let mut work: Vec<(&str, u64)> = self
             .events
             .iter()
-            .filter_map(|(e, (runs, _))| Some((e.strip_prefix("work:")?, *runs)))
+            .filter_map(|(e, (runs, _))| Some((e.strip_prefix(TRACE_WORK_PREFIX)?, *runs)))
             .collect();
         work.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         let mut line = format!("runs with each event: {}", seen.join(", "));

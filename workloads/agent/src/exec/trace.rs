@@ -18,6 +18,7 @@ const TRACEFS: &str = "/sys/kernel/tracing";
 /// `subsystem/event`: what is enabled, where the kernel has it (the
 /// host's summary names those a campaign never saw).
 use cgstorm_agent::contract::TRACE_EVENTS as EVENTS;
+use cgstorm_agent::contract::{TRACE_WORK_EVENT, TRACE_WORK_PREFIX};
 
 /// Workqueue functions counted (by prefix): writeback, cgroup and memcg
 /// teardown, per-cpu stock draining, super blocks and mounts going.
@@ -102,7 +103,7 @@ fn event_of(line: &str) -> Option<String> {
     let (_, rest) = line.split_once(": ")?;
     let (event, fields) = rest.split_once(": ").unwrap_or((rest, ""));
     let event = event.trim();
-    if event == "workqueue_execute_start" {
+    if event == TRACE_WORK_EVENT {
         let f = fields
             .split_whitespace()
             .skip_while(|w| *w != "function")
@@ -110,7 +111,7 @@ fn event_of(line: &str) -> Option<String> {
         return WORK
             .iter()
             .any(|p| f.starts_with(p))
-            .then(|| format!("work:{f}"));
+            .then(|| format!("{TRACE_WORK_PREFIX}{f}"));
     }
     Some(event.to_string())
 }
