@@ -15,11 +15,17 @@ use crate::op::*;
 use crate::program::{Lane, Program};
 use crate::words::{BlockFs, Ctrl, FsType, IoMode, MountOpt, PinVia, ReadFile};
 
+mod recipe;
+pub use recipe::{Recipe, RECIPE_ODDS};
+
 /// Most lanes a generated program has.
 pub const GEN_LANES: usize = 4;
+/// Most ops of the other lanes' segments in a step with a recipe.
+pub const RACING_OPS: usize = 2;
 /// Most barrier-separated steps.
 pub const GEN_STEPS: usize = 3;
-/// Most ops per lane per step (a repeat counts with its body).
+/// Most ops per lane per step (a repeat counts with its body), but for a
+/// mechanism recipe's segment ([`Recipe`]), which is as long as it needs.
 pub const GEN_OPS: usize = 5;
 
 const V2: &[&str] = &["a", "b", "c", "a/x", "a/y", "b/x"];
@@ -48,6 +54,8 @@ struct Made {
     fds: Vec<Name>,
     maps: Vec<Name>,
     formatted: Vec<Dev>,
+    /// Places a recipe mounted a block filesystem at.
+    block: Vec<Name>,
     next: u32,
 }
 
@@ -629,12 +637,13 @@ impl<'a> Gen<'a, '_> {
         })
     }
 
-    /// One lane's ops between two barriers. Half the segments are themed:
+    /// One lane's ops between two barriers, at most `most`. Half the
+    /// segments are themed:
     /// every op comes from one family (cgroups, knobs, tasks, files, mounts,
     /// DAX, sync and caches), mostly the program's favourite, as the lanes
     /// of a race scenario hammer one subsystem each or all the same one (the
     /// shapes of the scenarios in corpus/scenarios).
-    fn segment(&mut self, held: &mut Vec<Name>) -> Result<Vec<OpSpec>> {
+    fn segment(&mut self, held: &mut Vec<Name>, most: usize) -> Result<Vec<OpSpec>> {
         let theme = if !self.u.ratio(1, 2)? {
             None
         } else if self.u.ratio(2, 3)? {
@@ -645,8 +654,8 @@ impl<'a> Gen<'a, '_> {
                 None => Some(self.u.int_in_range(0..=8)?),
             }
         };
-        let min_len = if theme.is_some() { 3 } else { 0 };
-        let len = self.u.int_in_range(min_len..=GEN_OPS)?;
+        let min_len = if theme.is_some() { 3.min(most) } else { 0 };
+        let len = self.u.int_in_range(min_len..=most)?;
         let mut ops = Vec::new();
         while ops.len() < len {
             if self.u.ratio(1, 8)? && len - ops.len() >= 2 {
@@ -708,9 +717,21 @@ pub fn generate(u: &mut Unstructured<'_>, bias: Option<&Bias>) -> Result<Program
         })
         .collect();
     for step in 0..nsteps {
-        for lane in lanes.iter_mut() {
+        // One step in RECIPE_ODDS gives one lane a mechanism recipe; the
+        // other lanes race it with short segments (the model follows every
+        // interleaving, and a recipe is long).
+        let recipe = if g.u.ratio(1, RECIPE_ODDS)? {
+            Some(g.u.choose_index(nlanes)?)
+        } else {
+            None
+        };
+        for (i, lane) in lanes.iter_mut().enumerate() {
             let mut held = Vec::new();
-            let seg = g.segment(&mut held)?;
+            let seg = match recipe {
+                Some(r) if r == i => g.recipe()?,
+                Some(_) => g.segment(&mut held, RACING_OPS)?,
+                None => g.segment(&mut held, GEN_OPS)?,
+            };
             lane.ops.extend(seg);
             if step + 1 < nsteps {
                 lane.ops.push(Op::Barrier.into());

@@ -54,12 +54,15 @@ fn insertable(op: &Op) -> bool {
 }
 
 /// Ops that may be dropped: everything but structure and what keeps a
-/// program from waiting forever (releases, and the task ops a `wait` needs).
+/// program from waiting forever (releases, and the task ops a `wait` needs),
+/// and a repeat only with none of those in its body (a recipe's rounds of
+/// spawn and wait).
 fn droppable(op: &Op) -> bool {
-    !matches!(
-        op,
-        Op::Barrier | Op::Release(_) | Op::Spawn(_) | Op::Kill(_) | Op::Wait(_)
-    )
+    match op {
+        Op::Barrier | Op::Release(_) | Op::Spawn(_) | Op::Kill(_) | Op::Wait(_) => false,
+        Op::Repeat(r) => r.ops.iter().all(|s| droppable(&s.op)),
+        _ => true,
+    }
 }
 
 /// A place in a program: lane, then indices down through repeat bodies.

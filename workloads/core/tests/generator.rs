@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use arbitrary::{Arbitrary, Unstructured};
 use cgstorm_workloads::gen::from_seed;
-use cgstorm_workloads::model::{predict, Target};
+use cgstorm_workloads::model::{predict, ModelError, Target};
 use cgstorm_workloads::op::{Op, OpSpec};
 use cgstorm_workloads::Program;
 
@@ -19,9 +19,16 @@ fn walk<'a>(ops: &'a [OpSpec], out: &mut Vec<&'a Op>) {
     }
 }
 
+/// The model may give up on this many generated programs in a thousand:
+/// those whose steps have more interleavings than `predict` follows. A
+/// campaign never predicts, it verifies a trace (whose timestamps bound the
+/// interleavings), and `repro` falls back to the trace too.
+const TOO_LARGE_PER_MILLE: usize = 5;
+
 #[test]
 fn generated_programs_are_valid_round_trip_and_predictable() {
     let t = Target::default();
+    let mut too_large = Vec::new();
     for seed in 0..400 {
         let p = from_seed(seed);
         p.validate().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
@@ -29,7 +36,14 @@ fn generated_programs_are_valid_round_trip_and_predictable() {
         let back =
             Program::from_yaml("gen", &y).unwrap_or_else(|e| panic!("seed {seed}: {e}\n{y}"));
         assert_eq!(back, p, "seed {seed} does not round-trip:\n{y}");
-        let pred = predict(&p, &t).unwrap_or_else(|e| panic!("seed {seed}: {e}\n{y}"));
+        let pred = match predict(&p, &t) {
+            Ok(pred) => pred,
+            Err(ModelError::TooLarge { .. }) => {
+                too_large.push(seed);
+                continue;
+            }
+            Err(e) => panic!("seed {seed}: {e}\n{y}"),
+        };
         for states in &pred.barriers {
             assert!(!states.is_empty(), "seed {seed}: a step with no end state");
             for s in states {
@@ -38,6 +52,10 @@ fn generated_programs_are_valid_round_trip_and_predictable() {
             }
         }
     }
+    assert!(
+        too_large.len() * 1000 <= 400 * TOO_LARGE_PER_MILLE,
+        "too many programs the model cannot follow: seeds {too_large:?}"
+    );
 }
 
 #[test]
@@ -187,22 +205,34 @@ fn a_bias_draws_the_families_it_weighs() {
         weights: [0, 0, 0, 0, 1, 0, 0, 0],
     };
     let mut ops = 0;
+    let mut recipes = 0;
     for seed in 0..100 {
         let b = bytes(seed);
         let p = generate(&mut Unstructured::new(&b), Some(&only_mounts)).expect("enough bytes");
         p.validate().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
         for lane in &p.lanes {
-            let mut all = Vec::new();
-            walk(&lane.ops, &mut all);
-            for op in all {
-                if let Some(f) = Family::of(op) {
-                    assert_eq!(f, Family::Mount, "seed {seed}: {op:?}");
-                    ops += 1;
+            // A recipe's segment (it starts by turning controllers on for
+            // the children of `/`, which no mount op does) is drawn whatever
+            // the bias.
+            for segment in lane.ops.split(|s| s.op == Op::Barrier) {
+                if matches!(segment.first().map(|s| &s.op), Some(Op::SubtreeControl(c)) if c.cg.parts.is_empty())
+                {
+                    recipes += 1;
+                    continue;
+                }
+                let mut all = Vec::new();
+                walk(segment, &mut all);
+                for op in all {
+                    if let Some(f) = Family::of(op) {
+                        assert_eq!(f, Family::Mount, "seed {seed}: {op:?}");
+                        ops += 1;
+                    }
                 }
             }
         }
     }
     assert!(ops > 100, "only {ops} ops in 100 programs");
+    assert!(recipes > 5, "only {recipes} recipes in 100 programs");
     for (i, f) in Family::ALL.iter().enumerate() {
         assert_eq!(*f as usize, i, "a family's index is its place in ALL");
     }

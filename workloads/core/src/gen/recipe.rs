@@ -1,0 +1,307 @@
+//! Mechanism segments: the sequences the seed threads' races need, made of
+//! ordinary ops with drawn arguments.
+//!
+//! Each needs four or more things at once (memory and io on for the
+//! children of `/`, a memcg, a block filesystem, a task in the memcg
+//! writing to it, then the op that reaches the mechanism), which the
+//! generator's independent draws line up almost never: twenty-minute
+//! campaigns on a debug kernel never reached `inode_switch_wbs` in a task
+//! KCOV sees, nor `balance_dirty_pages` past its free-run ceiling. A
+//! segment is one lane's, so the race itself comes from the other lanes
+//! and from mutation; what a recipe gives is that the mechanism runs, in a
+//! task whose coverage the search sees.
+
+use arbitrary::Result;
+
+use super::{n, Gen, ENDING, FILES};
+use crate::names::{Cg, Dev, DevKind, FilePath, Hier, Limit, Name, Size};
+use crate::op::*;
+use crate::words::{BlockFs, Ctrl, FsType, IoMode};
+
+/// One step of a generated program in this many has a recipe in one lane.
+pub const RECIPE_ODDS: u32 = 6;
+
+/// The mechanisms a recipe reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recipe {
+    /// Seed 001, the v2 half: an inode dirtied from the root memcg is
+    /// written and fsynced again and again from a task in another memcg,
+    /// until the fsync's writeback (`wbc_detach_inode`, in that task) finds
+    /// it foreign often enough to switch its wb (`inode_switch_wbs`); then
+    /// dirtied once more and truncated, so the truncate finds dirty pages
+    /// (`__cancel_dirty_page` under `unlocked_inode_to_wb_begin`).
+    ForeignDirty,
+    /// Seed 000: files written from inside a memcg (their inodes attach to
+    /// its cgwb), the memcg removed while they are dirty, then sync and
+    /// sometimes umount: the dying cgwb's inodes are switched to the
+    /// parent's wb, the superblock torn down after.
+    DyingCgwb,
+    /// Seed 002: two child memcgs under a limited parent fill with page
+    /// cache, one is removed while it still holds it, and the parent is
+    /// reclaimed: a reclaim walk that stops early, over a dying memcg.
+    DyingReclaim,
+    /// A writer in a memcg with a memory.max writes far past its dirty
+    /// limit: `balance_dirty_pages` throttles it in the memcg's domain.
+    DirtyThrottle,
+}
+
+impl Recipe {
+    /// Every recipe.
+    pub const ALL: [Recipe; 4] = [
+        Recipe::ForeignDirty,
+        Recipe::DyingCgwb,
+        Recipe::DyingReclaim,
+        Recipe::DirtyThrottle,
+    ];
+}
+
+const MB: u64 = 1 << 20;
+/// Top-level memcgs a recipe makes (the generator's own names, so other
+/// lanes' ops meet them).
+const TOP: &[&str] = &["a", "b", "c"];
+
+impl Gen<'_, '_> {
+    /// A mechanism segment, of a recipe drawn evenly.
+    pub(super) fn recipe(&mut self) -> Result<Vec<OpSpec>> {
+        let which = self.pick(&Recipe::ALL)?;
+        self.cook(which)
+    }
+
+    /// The segment of `which`, its arguments drawn.
+    fn cook(&mut self, which: Recipe) -> Result<Vec<OpSpec>> {
+        let mut ops = Vec::new();
+        match which {
+            Recipe::ForeignDirty => {
+                let cg = self.memcg(&mut ops, &[Ctrl::Memory, Ctrl::Io])?;
+                let file = self.block_file(&mut ops)?;
+                // The lane (in `/`) dirties first: the inode attaches to the
+                // root wb.
+                ops.push(Op::Write(WriteArgs {
+                    file: file.clone(),
+                    bytes: Size(MB),
+                    bs: Size(64 << 10),
+                    mode: IoMode::Buffered,
+                    fsync: false,
+                }));
+                // Each round shifts ceil(pages * 8 / bandwidth) of the 16
+                // history slots (at most 5); more than 8 set ones switch.
+                let (bytes, rounds) = self.pick(&[(8 * MB, 10), (32 * MB, 4)])?;
+                let (spawn, task) = self.writer(&cg, &file, bytes, true)?;
+                ops.push(Op::Repeat(RepeatArgs {
+                    times: Times::Count(rounds),
+                    ops: vec![spawn.into(), Op::Wait(task).into()],
+                }));
+                let (spawn, task) = self.writer(&cg, &file, 4 * MB, false)?;
+                ops.push(spawn);
+                ops.push(Op::Wait(task));
+                ops.push(Op::Truncate(TruncateArgs {
+                    file,
+                    size: Size(0),
+                }));
+            }
+            Recipe::DyingCgwb => {
+                let cg = self.memcg(&mut ops, &[Ctrl::Memory, Ctrl::Io])?;
+                let file = self.block_file(&mut ops)?;
+                let bytes = self.pick(&[MB, 8 * MB, 32 * MB])?;
+                let (spawn, task) = self.writer(&cg, &file, bytes, false)?;
+                ops.push(spawn);
+                ops.push(Op::Wait(task));
+                ops.push(Op::Rmdir(cg));
+                ops.push(if self.u.ratio(1, 2)? {
+                    Op::Sync
+                } else {
+                    Op::Syncfs(file.place.clone())
+                });
+                if self.u.ratio(1, 3)? {
+                    ops.push(Op::Umount(file.place));
+                }
+            }
+            Recipe::DyingReclaim => {
+                let parent = self.memcg(&mut ops, &[Ctrl::Memory])?;
+                ops.push(Op::SubtreeControl(SubtreeChange {
+                    cg: parent.clone(),
+                    change: vec![CtrlChange {
+                        enable: true,
+                        ctrl: Ctrl::Memory,
+                    }],
+                }));
+                let limit = self.pick(&[32 * MB, 128 * MB])?;
+                ops.push(Op::MemoryMax(CgLimit {
+                    cg: parent.clone(),
+                    value: Limit::Bytes(Size(limit)),
+                }));
+                let place = self.block_file(&mut ops)?.place;
+                let mut children = Vec::new();
+                for (child, file) in [("x", "f0"), ("y", "f1")] {
+                    let cg: Cg = format!("{parent}/{child}").parse().expect("valid");
+                    self.made_cgroup(&cg);
+                    ops.push(Op::Mkdir(cg.clone()));
+                    let file = FilePath {
+                        place: place.clone(),
+                        name: n(file),
+                    };
+                    self.made.files.push(file.clone());
+                    let (spawn, task) = self.writer(&cg, &file, 32 * MB, false)?;
+                    ops.push(spawn);
+                    ops.push(Op::Wait(task));
+                    children.push(cg);
+                }
+                ops.push(Op::Rmdir(self.pick(&children)?));
+                ops.push(Op::MemoryReclaim(Reclaim {
+                    cg: parent,
+                    bytes: Size(limit),
+                }));
+            }
+            Recipe::DirtyThrottle => {
+                let cg = self.memcg(&mut ops, &[Ctrl::Memory, Ctrl::Io])?;
+                let limit = self.pick(&[32 * MB, 128 * MB])?;
+                ops.push(Op::MemoryMax(CgLimit {
+                    cg: cg.clone(),
+                    value: Limit::Bytes(Size(limit)),
+                }));
+                let file = self.block_file(&mut ops)?;
+                let (spawn, task) = self.writer(&cg, &file, 64 * MB, false)?;
+                ops.push(spawn);
+                ops.push(Op::Wait(task));
+            }
+        }
+        Ok(ops.into_iter().map(OpSpec::from).collect())
+    }
+
+    /// A top-level memcg, with `ctrls` turned on for the children of `/`
+    /// first.
+    fn memcg(&mut self, ops: &mut Vec<Op>, ctrls: &[Ctrl]) -> Result<Cg> {
+        ops.push(Op::SubtreeControl(SubtreeChange {
+            cg: Cg::root(Hier::V2),
+            change: ctrls
+                .iter()
+                .map(|&ctrl| CtrlChange { enable: true, ctrl })
+                .collect(),
+        }));
+        let cg: Cg = self.pick(TOP)?.parse().expect("valid");
+        self.made_cgroup(&cg);
+        ops.push(Op::Mkdir(cg.clone()));
+        Ok(cg)
+    }
+
+    fn made_cgroup(&mut self, cg: &Cg) {
+        if !self.made.cgroups.contains(cg) {
+            self.made.cgroups.push(cg.clone());
+        }
+    }
+
+    /// A file on a block filesystem: on one an earlier recipe mounted,
+    /// mostly, or on a scratch disk made and mounted now.
+    fn block_file(&mut self, ops: &mut Vec<Op>) -> Result<FilePath> {
+        let earlier = self.made.block.clone();
+        let place = if !earlier.is_empty() && self.u.ratio(3, 4)? {
+            self.pick(&earlier)?
+        } else {
+            let place: Name = n(self.pick(&["m0", "m1"])?);
+            let dev = Dev {
+                kind: DevKind::Scratch,
+                index: self.u.int_in_range(0..=1)?,
+            };
+            let fs = self.pick(BlockFs::ALL)?;
+            ops.push(Op::Mkfs(MkfsArgs { dev, fs }));
+            ops.push(Op::Mount(MountArgs {
+                at: place.clone(),
+                fs: match fs {
+                    BlockFs::Ext4 => FsType::Ext4,
+                    BlockFs::Xfs => FsType::Xfs,
+                },
+                dev: Some(dev),
+                opts: Vec::new(),
+            }));
+            self.made.formatted.push(dev);
+            self.made.mounted.push(place.clone());
+            self.made.block.push(place.clone());
+            place
+        };
+        let file = FilePath {
+            place,
+            name: n(self.pick(FILES)?),
+        };
+        self.made.files.push(file.clone());
+        Ok(file)
+    }
+
+    /// A spawn of a buffered writer of `bytes` to `file` in `cg` that ends
+    /// by itself (fsyncing at the end with `fsync`), and its task's name.
+    fn writer(&mut self, cg: &Cg, file: &FilePath, bytes: u64, fsync: bool) -> Result<(Op, Name)> {
+        let task = n(self.pick(&ENDING)?);
+        self.made.tasks.retain(|(t, _)| t != &task);
+        self.made.tasks.push((task.clone(), true));
+        Ok((
+            Op::Spawn(Spawn {
+                task: task.clone(),
+                cg: Some(cg.clone()),
+                kind: TaskKind::Writer(WriterArgs {
+                    file: file.clone(),
+                    bytes: Size(bytes),
+                    bs: Size(MB),
+                    mode: IoMode::Buffered,
+                    fsync,
+                    looped: false,
+                }),
+            }),
+            task,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arbitrary::Unstructured;
+
+    use super::*;
+    use crate::gen::Made;
+    use crate::model::{predict, Target};
+    use crate::outcome::Outcome;
+    use crate::program::{Lane, Program};
+
+    fn alone(which: Recipe, seed: u8) -> Program {
+        let bytes: Vec<u8> = (0..512u32)
+            .map(|i| (i as u8).wrapping_mul(seed | 1) ^ seed)
+            .collect();
+        let mut u = Unstructured::new(&bytes);
+        let mut g = Gen {
+            u: &mut u,
+            made: Made::default(),
+            favourite: 0,
+            bias: None,
+        };
+        let ops = g.cook(which).expect("enough bytes");
+        Program {
+            name: format!("{which:?}"),
+            description: String::new(),
+            duration: None,
+            lanes: vec![Lane { name: n("l0"), ops }],
+            checks: Vec::new(),
+            known_findings: Vec::new(),
+        }
+    }
+
+    /// On a fresh machine every op of a recipe may succeed: it makes what
+    /// its mechanism needs, in order, and names nothing it did not make.
+    #[test]
+    fn a_recipe_alone_can_succeed_at_every_op() {
+        let t = Target::default();
+        for which in Recipe::ALL {
+            for seed in 0..8 {
+                let p = alone(which, seed);
+                p.validate().expect("a valid program");
+                let pred = predict(&p, &t).expect("one lane is predictable");
+                for (id, spec) in p.lane_ops(0) {
+                    let allowed = &pred.ops[&id];
+                    assert!(
+                        allowed.allows(Outcome::Ok),
+                        "{which:?} seed {seed}: {id} {:?} cannot succeed ({allowed:?})\n{}",
+                        spec.op,
+                        p.to_yaml()
+                    );
+                }
+            }
+        }
+    }
+}
