@@ -36,12 +36,13 @@ pub enum Recipe {
     /// sometimes umount: the dying cgwb's inodes are switched to the
     /// parent's wb, the superblock torn down after.
     DyingCgwb,
-    /// Seed 002: two child memcgs under a limited parent fill with page
-    /// cache, one is removed while it still holds it, and the parent is
-    /// reclaimed: a reclaim walk that stops early, over a dying memcg.
+    /// Seed 002: two child memcgs fill with page cache, one is removed
+    /// while it still holds it, and the parent is given a limit under what
+    /// they hold, then reclaimed: reclaim walks that stop early, over a
+    /// dying memcg.
     DyingReclaim,
-    /// A writer in a memcg with a memory.max writes far past its dirty
-    /// limit: `balance_dirty_pages` throttles it in the memcg's domain.
+    /// A writer in a memcg with a memory.max writes past its dirty limit:
+    /// `balance_dirty_pages` throttles it in the memcg's domain.
     DirtyThrottle,
 }
 
@@ -85,7 +86,11 @@ impl Gen<'_, '_> {
                 }));
                 // Each round shifts ceil(pages * 8 / bandwidth) of the 16
                 // history slots (at most 5); more than 8 set ones switch.
-                let (bytes, rounds) = self.pick(&[(8 * MB, 10), (32 * MB, 4)])?;
+                // The root wb's bandwidth is what this disk did since boot:
+                // a 1M round is one slot at 100 MB/s (nine rounds switch),
+                // three on a debug kernel under TCG (at 3 MB/s, three do;
+                // a round took 0.55 s there, a 4M one 1.3 s).
+                let (bytes, rounds) = self.pick(&[(MB, 10), (2 * MB, 6)])?;
                 let (spawn, task) = self.writer(&cg, &file, bytes, true)?;
                 ops.push(Op::Repeat(RepeatArgs {
                     times: Times::Count(rounds),
@@ -102,7 +107,7 @@ impl Gen<'_, '_> {
             Recipe::DyingCgwb => {
                 let cg = self.memcg(&mut ops, &[Ctrl::Memory, Ctrl::Io])?;
                 let file = self.block_file(&mut ops)?;
-                let bytes = self.pick(&[MB, 8 * MB, 32 * MB])?;
+                let bytes = self.pick(&[MB, 4 * MB, 8 * MB])?;
                 let (spawn, task) = self.writer(&cg, &file, bytes, false)?;
                 ops.push(spawn);
                 ops.push(Op::Wait(task));
@@ -125,11 +130,11 @@ impl Gen<'_, '_> {
                         ctrl: Ctrl::Memory,
                     }],
                 }));
-                let limit = self.pick(&[32 * MB, 128 * MB])?;
-                ops.push(Op::MemoryMax(CgLimit {
-                    cg: parent.clone(),
-                    value: Limit::Bytes(Size(limit)),
-                }));
+                // The writers fsync, so their cache is clean and reclaim
+                // drops it at once (a limit under them while they write
+                // throttles their dirtying instead: 9.5 s for 8M on a
+                // debug kernel under TCG).
+                let bytes = self.pick(&[4 * MB, 8 * MB])?;
                 let place = self.block_file(&mut ops)?.place;
                 let mut children = Vec::new();
                 for (child, file) in [("x", "f0"), ("y", "f1")] {
@@ -141,26 +146,39 @@ impl Gen<'_, '_> {
                         name: n(file),
                     };
                     self.made.files.push(file.clone());
-                    let (spawn, task) = self.writer(&cg, &file, 32 * MB, false)?;
+                    let (spawn, task) = self.writer(&cg, &file, bytes, true)?;
                     ops.push(spawn);
                     ops.push(Op::Wait(task));
                     children.push(cg);
                 }
                 ops.push(Op::Rmdir(self.pick(&children)?));
+                // A limit under what the children hold: the write reclaims
+                // until the parent fits, then a proactive reclaim walks
+                // again.
+                ops.push(Op::MemoryMax(CgLimit {
+                    cg: parent.clone(),
+                    value: Limit::Bytes(Size(bytes)),
+                }));
                 ops.push(Op::MemoryReclaim(Reclaim {
                     cg: parent,
-                    bytes: Size(limit),
+                    bytes: Size(bytes / 2),
                 }));
             }
             Recipe::DirtyThrottle => {
                 let cg = self.memcg(&mut ops, &[Ctrl::Memory, Ctrl::Io])?;
-                let limit = self.pick(&[32 * MB, 128 * MB])?;
+                // The memcg's dirty limit is a fifth of what it may use
+                // (vm.dirty_ratio), its free run three quarters of that:
+                // about 5M under 32M, 10M under 64M. These writes pass it
+                // where writeback is slower than the writer; on a debug
+                // kernel under TCG 16M under 32M took 3 s, 64M under 128M
+                // 13 s.
+                let (limit, bytes) = self.pick(&[(32 * MB, 16 * MB), (64 * MB, 24 * MB)])?;
                 ops.push(Op::MemoryMax(CgLimit {
                     cg: cg.clone(),
                     value: Limit::Bytes(Size(limit)),
                 }));
                 let file = self.block_file(&mut ops)?;
-                let (spawn, task) = self.writer(&cg, &file, 64 * MB, false)?;
+                let (spawn, task) = self.writer(&cg, &file, bytes, false)?;
                 ops.push(spawn);
                 ops.push(Op::Wait(task));
             }
