@@ -94,6 +94,7 @@ pub const TRACE_EVENTS: &[&str] = &[
     "writeback/track_foreign_dirty",
     "writeback/writeback_start",
     "writeback/wbc_writepage",
+    "writeback/balance_dirty_pages",
     "cgroup/cgroup_mkdir",
     "cgroup/cgroup_rmdir",
     "cgroup/cgroup_release",

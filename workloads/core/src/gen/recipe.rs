@@ -25,16 +25,18 @@ pub const RECIPE_ODDS: u32 = 6;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recipe {
     /// Seed 001, the v2 half: an inode dirtied from the root memcg is
-    /// written and fsynced again and again from a task in another memcg,
-    /// until the fsync's writeback (`wbc_detach_inode`, in that task) finds
-    /// it foreign often enough to switch its wb (`inode_switch_wbs`); then
-    /// dirtied once more and truncated, so the truncate finds dirty pages
-    /// (`__cancel_dirty_page` under `unlocked_inode_to_wb_begin`).
+    /// written again and again by a task in another memcg and fsynced by
+    /// the lane, until the fsync's writeback (`wbc_detach_inode`, in the
+    /// lane) finds it foreign often enough to switch its wb
+    /// (`inode_switch_wbs`); then dirtied once more and truncated, so the
+    /// truncate finds dirty pages (`__folio_cancel_dirty` under
+    /// `unlocked_inode_to_wb_begin`).
     ForeignDirty,
     /// Seed 000: files written from inside a memcg (their inodes attach to
     /// its cgwb), the memcg removed while they are dirty, then sync and
     /// sometimes umount: the dying cgwb's inodes are switched to the
-    /// parent's wb, the superblock torn down after.
+    /// parent's wb (by sync, syncfs or the lane's fsync), the superblock
+    /// torn down after.
     DyingCgwb,
     /// Seed 002: two child memcgs fill with page cache, one is removed
     /// while it still holds it, and the parent is given a limit under what
@@ -90,11 +92,19 @@ impl Gen<'_, '_> {
                 // a 1M round is one slot at 100 MB/s (nine rounds switch),
                 // three on a debug kernel under TCG (at 3 MB/s, three do;
                 // a round took 0.55 s there, a 4M one 1.3 s).
+                // The writer dirties (its pages are charged to its memcg)
+                // and the lane fsyncs: the writeback, and the switch, run
+                // in the lane, whose kernel coverage KCOV sees (a spawned
+                // task's it does not).
                 let (bytes, rounds) = self.pick(&[(MB, 10), (2 * MB, 6)])?;
-                let (spawn, task) = self.writer(&cg, &file, bytes, true)?;
+                let (spawn, task) = self.writer(&cg, &file, bytes, false)?;
                 ops.push(Op::Repeat(RepeatArgs {
                     times: Times::Count(rounds),
-                    ops: vec![spawn.into(), Op::Wait(task).into()],
+                    ops: vec![
+                        spawn.into(),
+                        Op::Wait(task).into(),
+                        Op::Fsync(file.clone()).into(),
+                    ],
                 }));
                 let (spawn, task) = self.writer(&cg, &file, 4 * MB, false)?;
                 ops.push(spawn);
@@ -112,10 +122,12 @@ impl Gen<'_, '_> {
                 ops.push(spawn);
                 ops.push(Op::Wait(task));
                 ops.push(Op::Rmdir(cg));
-                ops.push(if self.u.ratio(1, 2)? {
-                    Op::Sync
-                } else {
-                    Op::Syncfs(file.place.clone())
+                // The flushers write back for sync and syncfs (KCOV does
+                // not see them); an fsync writes back in the lane.
+                ops.push(match self.u.int_in_range(0..=2)? {
+                    0 => Op::Sync,
+                    1 => Op::Syncfs(file.place.clone()),
+                    _ => Op::Fsync(file.clone()),
                 });
                 if self.u.ratio(1, 3)? {
                     ops.push(Op::Umount(file.place));
