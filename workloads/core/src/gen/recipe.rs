@@ -13,8 +13,8 @@
 
 use arbitrary::Result;
 
-use super::{n, Gen, ENDING, FILES};
-use crate::names::{Cg, Dev, DevKind, FilePath, Hier, Limit, Name, Size};
+use super::{n, Gen, ENDING, ENDLESS, FILES};
+use crate::names::{Cg, Dev, DevKind, FilePath, Hier, Limit, Millis, Name, Size};
 use crate::op::*;
 use crate::words::{BlockFs, Ctrl, FsType, IoMode};
 
@@ -25,12 +25,12 @@ pub const RECIPE_ODDS: u32 = 6;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recipe {
     /// Seed 001, the v2 half: an inode dirtied from the root memcg is
-    /// written again and again by a task in another memcg and fsynced by
-    /// the lane, until the fsync's writeback (`wbc_detach_inode`, in the
-    /// lane) finds it foreign often enough to switch its wb
-    /// (`inode_switch_wbs`); then dirtied once more and truncated, so the
-    /// truncate finds dirty pages (`__folio_cancel_dirty` under
-    /// `unlocked_inode_to_wb_begin`).
+    /// written and truncated in a loop by a task in another memcg while the
+    /// lane fsyncs it, until the fsync's writeback (`wbc_detach_inode`, in
+    /// the lane) finds it foreign often enough to switch its wb
+    /// (`inode_switch_wbs`); then dirtied again from the memcg and
+    /// truncated by the lane, so the truncate finds dirty pages
+    /// (`__folio_cancel_dirty` under `unlocked_inode_to_wb_begin`).
     ForeignDirty,
     /// Seed 000: files written from inside a memcg (their inodes attach to
     /// its cgwb), the memcg removed while they are dirty, then sync and
@@ -86,33 +86,30 @@ impl Gen<'_, '_> {
                     mode: IoMode::Buffered,
                     fsync: false,
                 }));
-                // Each round shifts ceil(pages * 8 / bandwidth) of the 16
-                // history slots (at most 5); more than 8 set ones switch.
-                // The root wb's bandwidth is what this disk did since boot:
-                // a 1M round is one slot at 100 MB/s (nine rounds switch),
-                // three on a debug kernel under TCG (at 3 MB/s, three do;
-                // a round took 0.55 s there, a 4M one 1.3 s).
-                // The writer dirties (its pages are charged to its memcg)
-                // and the lane fsyncs: the writeback, and the switch, run
-                // in the lane, whose kernel coverage KCOV sees (a spawned
-                // task's it does not).
-                let (bytes, rounds) = self.pick(&[(MB, 10), (2 * MB, 6)])?;
-                let (spawn, task) = self.writer(&cg, &file, bytes, false)?;
+                // A looping writer in the memcg dirties (its pages are
+                // charged there) and truncates, again and again, and the
+                // lane fsyncs: the writeback, and the switch, run in the
+                // lane, whose kernel coverage KCOV sees (a spawned task's
+                // it does not). A writer that ends would not do: closing a
+                // file it truncated flushes it (ext4's auto_da_alloc, xfs
+                // alike), in the writer, before the lane's fsync.
+                // Each fsync shifts ceil(pages * 8 / bandwidth) of the 16
+                // history slots (at most 5), one at least; more than 8 set
+                // ones switch.
+                let task = self.endless_writer(&mut ops, &cg, &file)?;
                 ops.push(Op::Repeat(RepeatArgs {
-                    times: Times::Count(rounds),
-                    ops: vec![
-                        spawn.into(),
-                        Op::Wait(task).into(),
-                        Op::Fsync(file.clone()).into(),
-                    ],
+                    times: Times::Count(self.u.int_in_range(10..=16)?),
+                    ops: vec![Op::Fsync(file.clone()).into(), Op::Sleep(Millis(20)).into()],
                 }));
-                let (spawn, task) = self.writer(&cg, &file, 4 * MB, false)?;
-                ops.push(spawn);
-                ops.push(Op::Wait(task));
+                ops.push(Op::Kill(task));
+                // Dirty once more from the memcg, and truncate in the lane.
+                let task = self.endless_writer(&mut ops, &cg, &file)?;
+                ops.push(Op::Sleep(Millis(50)));
                 ops.push(Op::Truncate(TruncateArgs {
                     file,
                     size: Size(0),
                 }));
+                ops.push(Op::Kill(task));
             }
             Recipe::DyingCgwb => {
                 let cg = self.memcg(&mut ops, &[Ctrl::Memory, Ctrl::Io])?;
@@ -254,6 +251,28 @@ impl Gen<'_, '_> {
         };
         self.made.files.push(file.clone());
         Ok(file)
+    }
+
+    /// A spawn of a buffered writer in `cg` that writes `file` (1M in
+    /// 64K blocks), truncates it and writes it again until killed; its
+    /// task's name.
+    fn endless_writer(&mut self, ops: &mut Vec<Op>, cg: &Cg, file: &FilePath) -> Result<Name> {
+        let task = n(self.pick(&ENDLESS)?);
+        self.made.tasks.retain(|(t, _)| t != &task);
+        self.made.tasks.push((task.clone(), false));
+        ops.push(Op::Spawn(Spawn {
+            task: task.clone(),
+            cg: Some(cg.clone()),
+            kind: TaskKind::Writer(WriterArgs {
+                file: file.clone(),
+                bytes: Size(MB),
+                bs: Size(64 << 10),
+                mode: IoMode::Buffered,
+                fsync: false,
+                looped: true,
+            }),
+        }));
+        Ok(task)
     }
 
     /// A spawn of a buffered writer of `bytes` to `file` in `cg` that ends
