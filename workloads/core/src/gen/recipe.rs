@@ -8,8 +8,10 @@
 //! campaigns on a debug kernel never reached `inode_switch_wbs` in a task
 //! KCOV sees, nor `balance_dirty_pages` past its free-run ceiling. A
 //! segment is one lane's, so the race itself comes from the other lanes
-//! and from mutation; what a recipe gives is that the mechanism runs, in a
-//! task whose coverage the search sees.
+//! and from mutation; what a recipe gives is that the mechanism runs: in
+//! the lane, whose coverage KCOV sees, where the op that reaches it can be
+//! the lane's (an fsync, a limit, a truncate), and seen by a tracepoint
+//! where it runs in the task that dirties (throttling).
 
 use arbitrary::Result;
 
@@ -32,11 +34,10 @@ pub enum Recipe {
     /// truncated by the lane, so the truncate finds dirty pages
     /// (`__folio_cancel_dirty` under `unlocked_inode_to_wb_begin`).
     ForeignDirty,
-    /// Seed 000: files written from inside a memcg (their inodes attach to
-    /// its cgwb), the memcg removed while they are dirty, then sync and
-    /// sometimes umount: the dying cgwb's inodes are switched to the
-    /// parent's wb (by sync, syncfs or the lane's fsync), the superblock
-    /// torn down after.
+    /// Seed 000: a file written from inside a memcg (its inode attaches
+    /// to the memcg's cgwb), the memcg removed, then sync, syncfs or the
+    /// lane's fsync, and sometimes umount: the dying cgwb's inodes are
+    /// switched to the parent's wb, the superblock torn down after.
     DyingCgwb,
     /// Seed 002: two child memcgs fill with page cache, one is removed
     /// while it still holds it, and the parent is given a limit under what
