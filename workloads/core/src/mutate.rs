@@ -55,8 +55,8 @@ fn insertable(op: &Op) -> bool {
 
 /// Ops that may be dropped: everything but structure and what keeps a
 /// program from waiting forever (releases, and the task ops a `wait` needs),
-/// and a repeat only with none of those in its body (a recipe's rounds of
-/// spawn and wait).
+/// and a repeat only with none of those in its body (dropping a body that
+/// spawns and waits would drop its wait).
 fn droppable(op: &Op) -> bool {
     match op {
         Op::Barrier | Op::Release(_) | Op::Spawn(_) | Op::Kill(_) | Op::Wait(_) => false,
