@@ -267,6 +267,20 @@ impl<'a> Gen<'a, '_> {
         })
     }
 
+    /// Remembers a cgroup the program makes (once).
+    fn made_cgroup(&mut self, cg: &Cg) {
+        if !self.made.cgroups.contains(cg) {
+            self.made.cgroups.push(cg.clone());
+        }
+    }
+
+    /// Remembers a task the program spawns, and whether it ends by itself
+    /// (a later spawn of the same name replaces it).
+    fn made_task(&mut self, task: &Name, ends: bool) {
+        self.made.tasks.retain(|(t, _)| t != task);
+        self.made.tasks.push((task.clone(), ends));
+    }
+
     fn fresh(&mut self, prefix: &str) -> Name {
         self.made.next += 1;
         n(&format!("{prefix}{}", self.made.next))
@@ -338,9 +352,7 @@ impl<'a> Gen<'a, '_> {
             0 | 1 => {
                 let all: Vec<&str> = V2.iter().chain(V1).copied().collect();
                 let cg: Cg = self.pick(&all)?.parse().expect("valid");
-                if !self.made.cgroups.contains(&cg) {
-                    self.made.cgroups.push(cg.clone());
-                }
+                self.made_cgroup(&cg);
                 Op::Mkdir(cg)
             }
             2 => Op::Rmdir(self.cg()?),
@@ -486,8 +498,7 @@ impl<'a> Gen<'a, '_> {
                 if let TaskKind::Writer(w) = &kind {
                     self.made.files.push(w.file.clone());
                 }
-                self.made.tasks.retain(|(t, _)| t != &task);
-                self.made.tasks.push((task.clone(), ends));
+                self.made_task(&task, ends);
                 Op::Spawn(Spawn { task, cg, kind })
             }
             3 | 4 => Op::Kill(self.task()?),

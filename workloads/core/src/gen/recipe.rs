@@ -97,14 +97,16 @@ impl Gen<'_, '_> {
                 // Each fsync shifts ceil(pages * 8 / bandwidth) of the 16
                 // history slots (at most 5), one at least; more than 8 set
                 // ones switch.
-                let task = self.endless_writer(&mut ops, &cg, &file)?;
+                let (spawn, task) = self.endless_writer(&cg, &file)?;
+                ops.push(spawn);
                 ops.push(Op::Repeat(RepeatArgs {
                     times: Times::Count(self.u.int_in_range(10..=16)?),
                     ops: vec![Op::Fsync(file.clone()).into(), Op::Sleep(Millis(20)).into()],
                 }));
                 ops.push(Op::Kill(task));
                 // Dirty once more from the memcg, and truncate in the lane.
-                let task = self.endless_writer(&mut ops, &cg, &file)?;
+                let (spawn, task) = self.endless_writer(&cg, &file)?;
+                ops.push(spawn);
                 ops.push(Op::Sleep(Millis(50)));
                 ops.push(Op::Truncate(TruncateArgs {
                     file,
@@ -212,12 +214,6 @@ impl Gen<'_, '_> {
         Ok(cg)
     }
 
-    fn made_cgroup(&mut self, cg: &Cg) {
-        if !self.made.cgroups.contains(cg) {
-            self.made.cgroups.push(cg.clone());
-        }
-    }
-
     /// A file on a block filesystem: on one an earlier recipe mounted,
     /// mostly, or on a scratch disk made and mounted now.
     fn block_file(&mut self, ops: &mut Vec<Op>) -> Result<FilePath> {
@@ -255,48 +251,45 @@ impl Gen<'_, '_> {
     }
 
     /// A spawn of a buffered writer in `cg` that writes `file` (1M in
-    /// 64K blocks), truncates it and writes it again until killed; its
+    /// 64K blocks), truncates it and writes it again until killed, and its
     /// task's name.
-    fn endless_writer(&mut self, ops: &mut Vec<Op>, cg: &Cg, file: &FilePath) -> Result<Name> {
-        let task = n(self.pick(&ENDLESS)?);
-        self.made.tasks.retain(|(t, _)| t != &task);
-        self.made.tasks.push((task.clone(), false));
-        ops.push(Op::Spawn(Spawn {
-            task: task.clone(),
-            cg: Some(cg.clone()),
-            kind: TaskKind::Writer(WriterArgs {
-                file: file.clone(),
-                bytes: Size(MB),
-                bs: Size(64 << 10),
-                mode: IoMode::Buffered,
-                fsync: false,
-                looped: true,
-            }),
-        }));
-        Ok(task)
+    fn endless_writer(&mut self, cg: &Cg, file: &FilePath) -> Result<(Op, Name)> {
+        self.spawn_writer(cg, file, MB, 64 << 10, false, true)
     }
 
     /// A spawn of a buffered writer of `bytes` to `file` in `cg` that ends
     /// by itself (fsyncing at the end with `fsync`), and its task's name.
     fn writer(&mut self, cg: &Cg, file: &FilePath, bytes: u64, fsync: bool) -> Result<(Op, Name)> {
-        let task = n(self.pick(&ENDING)?);
-        self.made.tasks.retain(|(t, _)| t != &task);
-        self.made.tasks.push((task.clone(), true));
-        Ok((
-            Op::Spawn(Spawn {
-                task: task.clone(),
-                cg: Some(cg.clone()),
-                kind: TaskKind::Writer(WriterArgs {
-                    file: file.clone(),
-                    bytes: Size(bytes),
-                    bs: Size(MB),
-                    mode: IoMode::Buffered,
-                    fsync,
-                    looped: false,
-                }),
+        self.spawn_writer(cg, file, bytes, MB, fsync, false)
+    }
+
+    /// A writer's spawn, its task named among those that end by themselves
+    /// or those that never do, as `looped` says (a `wait` is only ever
+    /// made for the former).
+    fn spawn_writer(
+        &mut self,
+        cg: &Cg,
+        file: &FilePath,
+        bytes: u64,
+        bs: u64,
+        fsync: bool,
+        looped: bool,
+    ) -> Result<(Op, Name)> {
+        let task = n(self.pick(if looped { &ENDLESS } else { &ENDING })?);
+        self.made_task(&task, !looped);
+        let spawn = Op::Spawn(Spawn {
+            task: task.clone(),
+            cg: Some(cg.clone()),
+            kind: TaskKind::Writer(WriterArgs {
+                file: file.clone(),
+                bytes: Size(bytes),
+                bs: Size(bs),
+                mode: IoMode::Buffered,
+                fsync,
+                looped,
             }),
-            task,
-        ))
+        });
+        Ok((spawn, task))
     }
 }
 
