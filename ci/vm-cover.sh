@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Kernel coverage sees kernel code: on the shared 6.12 debug kernel (KCOV),
+# a spawned writer's write path counts (its own KCOV buffer), and
 # a memcg write and task migrations bring edges that mkdir/rmdir alone do
 # not, mkdir/rmdir again brings almost none, a second fresh boot (KASLR
 # elsewhere) gives mkdir/rmdir >= 90 % the same edges, and the PCs fall in

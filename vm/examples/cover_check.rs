@@ -3,7 +3,10 @@
 //! and `rmdir` alone do not, and running `mkdir` again brings (almost)
 //! none; and a second VM, booted afresh (KASLR puts its kernel elsewhere),
 //! gives `mkdir`/`rmdir` (almost) the same edges as the first: edges name
-//! kernel code, not where this boot put it.
+//! kernel code, not where this boot put it. A spawned task's coverage
+//! counts too: a program whose only writer is a task, killed while it
+//! writes, brings PCs of the write path (`generic_perform_write`), which
+//! its lane (spawn, sleep, kill) never runs.
 //!
 //! `cargo run --release -p cgstorm-vm --example cover_check -- BZIMAGE`
 //! Exit 0 pass, 1 fail, 2 when the kernel has no KCOV (said, not passed).
@@ -43,6 +46,21 @@ lanes:
       - {kill: s}
 "#;
 
+/// The lane spawns, sleeps and kills; the writing is the task's alone.
+const TASK_WRITES: &str = r#"
+lanes:
+  - name: l0
+    ops:
+      - {cgroup.subtree_control: {cg: /, change: "+memory"}}
+      - {mkdir: a}
+      - spawn: {task: w, cg: a, writer: {file: tmp/f, bytes: 1M, bs: 64K, loop: true}}
+      - {sleep: 300ms}
+      - {kill: w}
+"#;
+
+/// A function only [`TASK_WRITES`]'s task runs.
+const TASK_ONLY: &str = "generic_perform_write";
+
 mod common;
 
 fn main() -> ExitCode {
@@ -69,8 +87,17 @@ fn check() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (first, pcs) = run(&mut vm.vm, MKDIR, true)?;
     let mkdir = first.len();
     let mkdir_again = run(&mut vm.vm, MKDIR, false)?.0.len();
+    let (_, task_pcs) = run(&mut vm.vm, TASK_WRITES, true)?;
     let more = run(&mut vm.vm, WRITE_AND_MIGRATE, false)?.0.len();
     let symbols = symbols(&mut vm.vm)?;
+    let in_task = task_pcs
+        .iter()
+        .filter(|&&pc| function(&symbols, pc.wrapping_sub(1)) == Some(TASK_ONLY))
+        .count();
+    println!(
+        "cover_check: a program whose only writer is a spawned task (killed): {} PCs, {in_task} in {TASK_ONLY}",
+        task_pcs.len()
+    );
     let release = vm.hello.kernel_release.clone();
     let _ = vm.shutdown();
     let mut vm = common::boot(&spec, Vec::new(), Vec::new(), Duration::from_secs(600))?;
@@ -99,6 +126,7 @@ fn check() -> Result<ExitCode, Box<dyn std::error::Error>> {
         symbols.len()
     );
     let ok = in_mkdir > 0
+        && in_task > 0
         && named.len() * 100 >= pcs.len() * 99
         && mkdir > 100
         && more > 100
@@ -111,8 +139,9 @@ fn check() -> Result<ExitCode, Box<dyn std::error::Error>> {
         println!(
             "cover_check: FAIL: want mkdir to cover > 100 edges, the write and migrations > 100 \
              new ones, > 10x what mkdir again brings, a second boot's mkdir to share \
-             >= 90 % of its edges with the first's, and >= 99 % of mkdir's PCs to fall in \
-             the kernel's functions, some in cgroup_mkdir"
+             >= 90 % of its edges with the first's, >= 99 % of mkdir's PCs to fall in \
+             the kernel's functions, some in cgroup_mkdir, and a spawned writer's PCs \
+             to include {TASK_ONLY}'s"
         );
         Ok(ExitCode::FAILURE)
     }

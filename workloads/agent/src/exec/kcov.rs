@@ -17,10 +17,14 @@
 //! start afresh ([`take_new_pcs`]), with the kernel's text symbols at link-time
 //! addresses ([`symbols`]) to name them: `cgstorm cover` reads both.
 //!
-//! Not covered: the program's spawned tasks (separate processes, each would
-//! need its own descriptor) and work the kernel does in other threads
-//! (workqueues, RCU callbacks, writeback), which KCOV does not attribute to
-//! the task that queued it.
+//! A spawned task (a separate process) gets its own buffer ([`TaskKcov`]):
+//! mapped by the agent before the fork, enabled by the task after its exec,
+//! read by the agent once the task is reaped, so a killed task's coverage
+//! counts too. Its edges join the lanes' for the program.
+//!
+//! Not covered: work the kernel does in other threads (workqueues, RCU
+//! callbacks, writeback), which KCOV does not attribute to the task that
+//! queued it (tracepoints count that, [`super::trace`]).
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -183,29 +187,32 @@ fn first_time(sig: u32) -> bool {
     sent()[bit / 64].fetch_or(mask, Ordering::Relaxed) & mask == 0
 }
 
-/// One lane thread's coverage buffer, enabled for that thread.
-pub struct Kcov {
-    _fd: File,
+/// A KCOV descriptor with its buffer of `words` words mapped shared (the
+/// first word counts the PCs that follow).
+struct Buffer {
+    fd: File,
     area: *mut AtomicU64,
-    found: Vec<u32>,
-    /// The distinct PCs of the last op (a buffer kept between ops).
-    pcs: Vec<u32>,
+    words: usize,
 }
 
-impl Kcov {
-    /// Opens, sizes, maps and enables KCOV for the calling thread.
-    pub fn enable() -> Result<Kcov, String> {
+// SAFETY: the mapping belongs to the descriptor, not to a thread; a task's
+// buffer is made by one lane and read by whichever thread reaps the task.
+unsafe impl Send for Buffer {}
+
+impl Buffer {
+    /// Opens, sizes and maps a descriptor; nothing is enabled yet.
+    fn open(words: usize) -> Result<Buffer, String> {
         let fd = OpenOptions::new()
             .read(true)
             .write(true)
             .open(DEVICE)
             .map_err(|e| format!("open {DEVICE}: {e}"))?;
         let raw = fd.as_raw_fd();
-        // SAFETY: the ioctls take a word count and a mode by value; the
-        // mapping is of the descriptor's buffer, as large as initialised,
-        // and lives until `drop` unmaps it.
+        // SAFETY: the ioctl takes a word count by value; the mapping is of
+        // the descriptor's buffer, as large as initialised, and lives until
+        // `drop` unmaps it.
         unsafe {
-            if libc::ioctl(raw, KCOV_INIT_TRACE, WORDS as libc::c_ulong) != 0 {
+            if libc::ioctl(raw, KCOV_INIT_TRACE, words as libc::c_ulong) != 0 {
                 return Err(format!(
                     "KCOV_INIT_TRACE: {}",
                     std::io::Error::last_os_error()
@@ -213,7 +220,7 @@ impl Kcov {
             }
             let area = libc::mmap(
                 std::ptr::null_mut(),
-                WORDS * 8,
+                words * 8,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 raw,
@@ -222,50 +229,94 @@ impl Kcov {
             if area == libc::MAP_FAILED {
                 return Err(format!("mmap kcov: {}", std::io::Error::last_os_error()));
             }
-            if libc::ioctl(raw, KCOV_ENABLE, KCOV_TRACE_PC) != 0 {
-                let e = std::io::Error::last_os_error();
-                libc::munmap(area, WORDS * 8);
-                return Err(format!("KCOV_ENABLE: {e}"));
-            }
-            Ok(Kcov {
-                _fd: fd,
+            Ok(Buffer {
+                fd,
                 area: area.cast(),
-                found: Vec::new(),
-                pcs: Vec::new(),
+                words,
             })
         }
     }
 
     fn word(&self, i: usize) -> &AtomicU64 {
-        debug_assert!(i < WORDS);
-        // SAFETY: `area` maps WORDS words for as long as `self` lives; the
-        // kernel writes them from this thread's syscalls only, and words
+        debug_assert!(i < self.words);
+        // SAFETY: `area` maps `words` words for as long as `self` lives; the
+        // kernel writes them from the enabled task's syscalls, and words
         // are read and written atomically.
         unsafe { &*self.area.add(i) }
     }
 
-    /// Empties the buffer: the next op's blocks start at its beginning.
-    pub fn start(&self) {
+    /// Empties the buffer: the next PCs go to its beginning.
+    fn start(&self) {
         self.word(0).store(0, Ordering::Relaxed);
     }
 
-    /// Takes the edges of the blocks run since [`Kcov::start`]; those no
-    /// lane sent before are kept for [`take_new`].
-    pub fn collect(&mut self) {
-        let n = (self.word(0).load(Ordering::Relaxed) as usize).min(WORDS - 1);
+    /// The edges of the PCs recorded since [`Buffer::start`] that no one
+    /// sent before go to `found`; the distinct PCs replace `pcs`.
+    fn read(&self, found: &mut Vec<u32>, pcs: &mut Vec<u32>) {
+        let n = (self.word(0).load(Ordering::Relaxed) as usize).min(self.words - 1);
         let mut prev = 0u32;
-        self.pcs.clear();
+        pcs.clear();
         for i in 1..=n {
             let pc = self.word(i).load(Ordering::Relaxed) as u32;
             let sig = edge(prev, pc);
             prev = pc;
             if first_time(sig) {
-                self.found.push(sig);
+                found.push(sig);
             }
-            self.pcs.push(pc);
+            pcs.push(pc);
         }
-        self.pcs.sort_unstable();
-        self.pcs.dedup();
+        pcs.sort_unstable();
+        pcs.dedup();
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the buffer mapped in `open`; nothing uses
+        // `area` after this. The descriptor closes after.
+        unsafe { libc::munmap(self.area.cast(), self.words * 8) };
+    }
+}
+
+/// Hands found edges to [`take_new`].
+fn hand_over(found: &mut Vec<u32>) {
+    if !found.is_empty() {
+        NEW.lock().unwrap_or_else(|e| e.into_inner()).append(found);
+    }
+}
+
+/// One lane thread's coverage buffer, enabled for that thread.
+pub struct Kcov {
+    buf: Buffer,
+    found: Vec<u32>,
+    /// The distinct PCs of the last op (a buffer kept between ops).
+    pcs: Vec<u32>,
+}
+
+impl Kcov {
+    /// Opens, sizes, maps and enables KCOV for the calling thread.
+    pub fn enable() -> Result<Kcov, String> {
+        let buf = Buffer::open(WORDS)?;
+        // SAFETY: the ioctl takes the mode by value.
+        if unsafe { libc::ioctl(buf.fd.as_raw_fd(), KCOV_ENABLE, KCOV_TRACE_PC) } != 0 {
+            return Err(format!("KCOV_ENABLE: {}", std::io::Error::last_os_error()));
+        }
+        Ok(Kcov {
+            buf,
+            found: Vec::new(),
+            pcs: Vec::new(),
+        })
+    }
+
+    /// Empties the buffer: the next op's blocks start at its beginning.
+    pub fn start(&self) {
+        self.buf.start();
+    }
+
+    /// Takes the edges of the blocks run since [`Kcov::start`]; those no
+    /// lane sent before are kept for [`take_new`].
+    pub fn collect(&mut self) {
+        self.buf.read(&mut self.found, &mut self.pcs);
         note_pcs(&self.pcs);
         if self.found.len() >= 4096 {
             self.flush();
@@ -274,23 +325,95 @@ impl Kcov {
 
     /// Hands what this lane found to [`take_new`].
     pub fn flush(&mut self) {
-        if !self.found.is_empty() {
-            NEW.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .append(&mut self.found);
-        }
+        hand_over(&mut self.found);
     }
 }
 
 impl Drop for Kcov {
     fn drop(&mut self) {
         self.flush();
-        // SAFETY: disabling KCOV for this thread and unmapping the buffer
-        // mapped in `enable`; nothing uses `area` after this.
-        unsafe {
-            libc::ioctl(self._fd.as_raw_fd(), KCOV_DISABLE, 0);
-            libc::munmap(self.area.cast(), WORDS * 8);
+        // SAFETY: disabling KCOV for this thread; the buffer is unmapped
+        // when `buf` drops, after this.
+        unsafe { libc::ioctl(self.buf.fd.as_raw_fd(), KCOV_DISABLE, 0) };
+    }
+}
+
+/// Words in a spawned task's buffer: 8 MiB. A task lives for many of a
+/// lane's ops (a looping writer until it is killed) and its coverage is
+/// read once, when it is reaped; when the buffer is full the kernel stops
+/// recording, so the task's first blocks are the ones kept.
+const TASK_WORDS: usize = 1 << 20;
+
+/// Task buffers kept for the next spawns once their task is reaped (a
+/// reaped task's descriptor can be enabled again by another): a program
+/// spawns often, and a fresh 8 MiB buffer costs the kernel a vmalloc.
+const POOLED: usize = 8;
+
+static POOL: Mutex<Vec<Buffer>> = Mutex::new(Vec::new());
+
+/// The environment variable that gives a spawned task the number of the
+/// descriptor to enable for itself ([`enable_inherited`]).
+pub const TASK_FD_ENV: &str = "CGSTORM_KCOV_FD";
+
+/// A spawned task's coverage: a buffer the agent maps before the fork and
+/// the task enables for itself (a forked task does not inherit its
+/// parent's KCOV, and the agent cannot enable one for another task). Read
+/// when dropped, which must be after the task is reaped: the kernel then
+/// has disabled it (`kcov_task_exit`) and the buffer holds what the task
+/// ran, even when it was killed.
+pub struct TaskKcov {
+    buf: Option<Buffer>,
+}
+
+impl TaskKcov {
+    /// A buffer for the next task, emptied.
+    pub fn take() -> Result<TaskKcov, String> {
+        let pooled = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let buf = match pooled {
+            Some(b) => b,
+            None => Buffer::open(TASK_WORDS)?,
+        };
+        buf.start();
+        Ok(TaskKcov { buf: Some(buf) })
+    }
+
+    /// The descriptor the task must enable: pass it across exec.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.buf.as_ref().map_or(-1, |b| b.fd.as_raw_fd())
+    }
+}
+
+impl Drop for TaskKcov {
+    fn drop(&mut self) {
+        let Some(buf) = self.buf.take() else { return };
+        let (mut found, mut pcs) = (Vec::new(), Vec::new());
+        buf.read(&mut found, &mut pcs);
+        hand_over(&mut found);
+        note_pcs(&pcs);
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOLED {
+            pool.push(buf);
         }
+    }
+}
+
+/// In a spawned task: enables KCOV on the descriptor named by
+/// [`TASK_FD_ENV`], if any. A failure leaves the task uncovered and is
+/// said once on the console; the task's work goes on.
+pub fn enable_inherited() {
+    let Some(fd) = std::env::var(TASK_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<libc::c_int>().ok())
+    else {
+        return;
+    };
+    // SAFETY: enabling KCOV for this task on a descriptor it inherited;
+    // the mode is passed by value.
+    if unsafe { libc::ioctl(fd, KCOV_ENABLE, KCOV_TRACE_PC) } != 0 {
+        eprintln!(
+            "cgstorm-agent task: KCOV_ENABLE on fd {fd}: {}; this task runs uncovered",
+            std::io::Error::last_os_error()
+        );
     }
 }
 

@@ -308,7 +308,7 @@ fn dispatch(s: &Shared, id: usize, op: &Op, cache: &mut sys::FdCache) -> Outcome
         Op::MoveCharge(a) => cgroup::move_charge(a),
         Op::LimitInBytes(a) => cgroup::limit_in_bytes(a),
         Op::ForceEmpty(cg) => cgroup::force_empty(cg),
-        Op::Spawn(a) => tasks::spawn(w, a, &s.token),
+        Op::Spawn(a) => tasks::spawn(w, a, &s.token, s.cover),
         Op::Kill(t) => tasks::kill(w, t),
         Op::Wait(t) => tasks::wait(w, t),
         Op::Write(a) => files::write(a),

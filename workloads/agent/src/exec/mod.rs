@@ -128,6 +128,9 @@ pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> 
         };
         let _ = tx.send(AgentMsg::Events { counts, error });
     }
+    let ended = Instant::now();
+    shared.world.kill_all();
+    // After the kill: a task's coverage is read when it is reaped.
     if order.cover {
         let error = shared
             .cover_error
@@ -140,8 +143,6 @@ pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> 
             error,
         });
     }
-    let ended = Instant::now();
-    shared.world.kill_all();
     if order.plant_leak {
         dax::leak_pins(&shared.world);
     }

@@ -8,7 +8,7 @@
 //! token of the VM in its environment.
 
 use std::io::{BufRead, BufReader, Read, Seek, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -19,6 +19,7 @@ use cgstorm_workloads::{Errno, Name, Outcome};
 use serde::{Deserialize, Serialize};
 
 use super::files::{fill, write_flags};
+use super::kcov::{self, TaskKcov};
 use super::paths;
 use super::sys::{self, AlignedBuf};
 use super::world::{TaskRec, World};
@@ -63,16 +64,16 @@ enum Work {
 /// model says (checking, then forking, then recording let both succeed);
 /// the second waits for the first to end, so it never answers EEXIST for a
 /// spawn that then fails.
-pub fn spawn(w: &World, a: &Spawn, token: &str) -> Outcome {
+pub fn spawn(w: &World, a: &Spawn, token: &str, cover: bool) -> Outcome {
     if !w.reserve(&a.task) {
         return Outcome::Err(Errno::EEXIST);
     }
-    let r = spawn_reserved(w, a, token);
+    let r = spawn_reserved(w, a, token, cover);
     w.unreserve(&a.task);
     r
 }
 
-fn spawn_reserved(w: &World, a: &Spawn, token: &str) -> Outcome {
+fn spawn_reserved(w: &World, a: &Spawn, token: &str, cover: bool) -> Outcome {
     let work = match &a.kind {
         TaskKind::Sleeper => Work::Sleeper,
         TaskKind::Writer(x) => Work::Writer {
@@ -99,14 +100,31 @@ fn spawn_reserved(w: &World, a: &Spawn, token: &str) -> Outcome {
         work,
     };
     let json = serde_json::to_string(&spec).expect("task specs serialise");
-    let child = Command::new("/proc/self/exe")
-        .arg("task")
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg("task")
         .arg(json)
         .env(TASK_ENV, token)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn();
+        .stderr(Stdio::inherit());
+    // Dropped after the child is reaped (declared before it, and a
+    // recorded task's is dropped with its record, after the reap).
+    let kcov = if cover { task_kcov() } else { None };
+    if let Some(k) = &kcov {
+        let fd = k.fd();
+        cmd.env(kcov::TASK_FD_ENV, fd.to_string());
+        // SAFETY: between fork and exec, the child clears close-on-exec on
+        // its own copy of the descriptor (fcntl is async-signal-safe); the
+        // agent's descriptor keeps it, so other lanes' children never
+        // inherit it.
+        unsafe {
+            cmd.pre_exec(move || match libc::fcntl(fd, libc::F_SETFD, 0) {
+                -1 => Err(std::io::Error::last_os_error()),
+                _ => Ok(()),
+            });
+        }
+    }
+    let child = cmd.spawn();
     let mut child = match child {
         Ok(c) => c,
         Err(e) => return sys::io::<()>(Err(e)),
@@ -117,7 +135,14 @@ fn spawn_reserved(w: &World, a: &Spawn, token: &str) -> Outcome {
     match line.trim() {
         "ok" => {
             let pid = std::sync::Arc::from(child.id().to_string());
-            w.tasks().insert(a.task.clone(), TaskRec { child, pid });
+            w.tasks().insert(
+                a.task.clone(),
+                TaskRec {
+                    child,
+                    pid,
+                    _cover: kcov,
+                },
+            );
             Outcome::Ok
         }
         other => match other.strip_prefix("err ").and_then(|n| n.parse().ok()) {
@@ -140,6 +165,19 @@ fn spawn_reserved(w: &World, a: &Spawn, token: &str) -> Outcome {
                 }
             }
         },
+    }
+}
+
+/// A coverage buffer for a task; without one (said once on the console)
+/// the task runs uncovered.
+fn task_kcov() -> Option<TaskKcov> {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    match TaskKcov::take() {
+        Ok(k) => Some(k),
+        Err(e) => {
+            SAID.call_once(|| crate::init::kmsg::log(&format!("tasks run uncovered: {e}")));
+            None
+        }
     }
 }
 
@@ -242,6 +280,9 @@ pub fn task_main(spec_json: &str) -> ! {
         let _ = out.flush();
     };
     let errno_of = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+    // From here on the kernel's blocks for this task are recorded: its
+    // move into its cgroup, its open, its work.
+    kcov::enable_inherited();
     if let Some(procs) = &spec.procs {
         if let Err(e) = std::fs::write(procs, "0") {
             report(Err(errno_of(e)));

@@ -25,6 +25,8 @@ pub struct TaskRec {
     pub child: Child,
     /// Its pid as written to cgroup files.
     pub pid: Arc<str>,
+    /// Its coverage, read when this record drops: after the reap.
+    pub _cover: Option<super::kcov::TaskKcov>,
 }
 
 /// A mapping.
