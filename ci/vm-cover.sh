@@ -4,7 +4,8 @@
 # a memcg write and task migrations bring edges that mkdir/rmdir alone do
 # not, mkdir/rmdir again brings almost none, a second fresh boot (KASLR
 # elsewhere) gives mkdir/rmdir >= 90 % the same edges, and the PCs fall in
-# the kernel's named functions (vm/examples/cover_check.rs).
+# the kernel's named functions, and the generator's ForeignDirty recipe
+# runs inode_switch_wbs in one of three runs (vm/examples/cover_check.rs).
 #
 #   ci/vm-cover.sh [BZIMAGE]   (default ../shared/kernels/bzImage-6.12-debug)
 # Exit 0 pass, 1 fail; prints SKIP and exits 0 when the kernel is absent or

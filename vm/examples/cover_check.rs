@@ -6,7 +6,11 @@
 //! kernel code, not where this boot put it. A spawned task's coverage
 //! counts too: a program whose only writer is a task, killed while it
 //! writes, brings PCs of the write path (`generic_perform_write`), which
-//! its lane (spawn, sleep, kill) never runs.
+//! its lane (spawn, sleep, kill) never runs. And the generator's
+//! `ForeignDirty` recipe (seed thread 001) reaches its mechanism where KCOV
+//! sees it: the lane's fsync of an inode a task in another memcg keeps
+//! dirtying runs `inode_switch_wbs` (in one of up to three runs: writeback
+//! timing decides how often the inode is found foreign).
 //!
 //! `cargo run --release -p cgstorm-vm --example cover_check -- BZIMAGE`
 //! Exit 0 pass, 1 fail, 2 when the kernel has no KCOV (said, not passed).
@@ -58,6 +62,32 @@ lanes:
       - {kill: w}
 "#;
 
+/// The `ForeignDirty` recipe as the generator lines it up (one lane).
+const FOREIGN_DIRTY: &str = r#"
+lanes:
+  - name: l0
+    ops:
+      - cgroup.subtree_control: {cg: /, change: "+memory +io"}
+      - mkdir: a
+      - mkfs: {dev: scratch0, fs: ext4}
+      - mount: {at: m0, fs: ext4, dev: scratch0}
+      - write: {file: m0/f0, bytes: 1M, bs: 64K}
+      - spawn: {task: t0, cg: a, writer: {file: m0/f0, bytes: 1M, bs: 64K, loop: true}}
+      - repeat:
+          count: 12
+          ops:
+            - fsync: m0/f0
+            - sleep: 20ms
+      - kill: t0
+      - spawn: {task: t1, cg: a, writer: {file: m0/f0, bytes: 1M, bs: 64K, loop: true}}
+      - sleep: 50ms
+      - truncate: {file: m0/f0, size: 0}
+      - kill: t1
+"#;
+
+/// The function [`FOREIGN_DIRTY`] is for.
+const SWITCH: &str = "inode_switch_wbs";
+
 /// A function only [`TASK_WRITES`]'s task runs.
 const TASK_ONLY: &str = "generic_perform_write";
 
@@ -78,7 +108,13 @@ fn check() -> Result<ExitCode, Box<dyn std::error::Error>> {
         return Err("usage: cover_check BZIMAGE".into());
     };
     let spec = common::kernel_spec(&image);
-    let mut vm = common::boot(&spec, Vec::new(), Vec::new(), Duration::from_secs(600))?;
+    // The campaigns' machine (its scratch disks), with mkfs.ext4.
+    let boot = || {
+        let machine = cgstorm_vm::machine::MachineOpts::default().vm_spec()?;
+        let tools = vec![std::path::PathBuf::from("/usr/sbin/mkfs.ext4")];
+        common::boot_on(&spec, machine, tools, Vec::new(), Duration::from_secs(600))
+    };
+    let mut vm = boot()?;
     if !vm.hello.features.as_ref().is_some_and(|f| f.kcov) {
         println!("cover_check: SKIP: {} has no KCOV", vm.hello.kernel_release);
         let _ = vm.shutdown();
@@ -90,6 +126,20 @@ fn check() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (_, task_pcs) = run(&mut vm.vm, TASK_WRITES, true)?;
     let more = run(&mut vm.vm, WRITE_AND_MIGRATE, false)?.0.len();
     let symbols = symbols(&mut vm.vm)?;
+    let in_switch = |pcs: &[u32]| {
+        pcs.iter()
+            .filter(|&&pc| function(&symbols, pc.wrapping_sub(1)) == Some(SWITCH))
+            .count()
+    };
+    let mut switched = Vec::new();
+    for _ in 0..3 {
+        let (_, pcs) = run(&mut vm.vm, FOREIGN_DIRTY, true)?;
+        switched.push(in_switch(&pcs));
+        if switched.last() > Some(&0) {
+            break;
+        }
+    }
+    println!("cover_check: ForeignDirty's PCs in {SWITCH}, by run: {switched:?}");
     let in_task = task_pcs
         .iter()
         .filter(|&&pc| function(&symbols, pc.wrapping_sub(1)) == Some(TASK_ONLY))
@@ -100,7 +150,7 @@ fn check() -> Result<ExitCode, Box<dyn std::error::Error>> {
     );
     let release = vm.hello.kernel_release.clone();
     let _ = vm.shutdown();
-    let mut vm = common::boot(&spec, Vec::new(), Vec::new(), Duration::from_secs(600))?;
+    let mut vm = boot()?;
     let second = run(&mut vm.vm, MKDIR, true)?.0;
     let _ = vm.shutdown();
     let shared = first
@@ -127,6 +177,7 @@ fn check() -> Result<ExitCode, Box<dyn std::error::Error>> {
     );
     let ok = in_mkdir > 0
         && in_task > 0
+        && switched.iter().any(|&n| n > 0)
         && named.len() * 100 >= pcs.len() * 99
         && mkdir > 100
         && more > 100
@@ -141,7 +192,7 @@ fn check() -> Result<ExitCode, Box<dyn std::error::Error>> {
              new ones, > 10x what mkdir again brings, a second boot's mkdir to share \
              >= 90 % of its edges with the first's, >= 99 % of mkdir's PCs to fall in \
              the kernel's functions, some in cgroup_mkdir, and a spawned writer's PCs \
-             to include {TASK_ONLY}'s"
+             to include {TASK_ONLY}'s, and ForeignDirty to run {SWITCH} in one of three runs"
         );
         Ok(ExitCode::FAILURE)
     }

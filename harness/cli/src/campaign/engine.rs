@@ -537,7 +537,16 @@ impl Campaign {
                 .credit(&pick.program, self.worth(new_code.len()), took);
             st.stats.cover.families = st.yields.summary();
         }
-        let kept = pick.keep && !new.is_empty() && self.keep(&mut st, pick, yaml, 1);
+        // Kept for other behaviour, a program that also ran new code is
+        // as likely a parent as that code makes it, in a guided campaign:
+        // most programs join for a new outcome or state shape, and at
+        // weight 1 they drowned the few kept for code alone (session 18:
+        // 88 of 93 kept programs).
+        let weight = match self.cover_feedback && !new_code.is_empty() {
+            true => edge_weight(self.worth(new_code.len())),
+            false => 1,
+        };
+        let kept = pick.keep && !new.is_empty() && self.keep(&mut st, pick, yaml, weight);
         let _ = st.stats.save(&self.state_file);
         Booked {
             divergences: stored

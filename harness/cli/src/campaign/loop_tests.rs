@@ -435,6 +435,26 @@ fn new_edges_that_show_again_keep_their_program() {
     assert_eq!(st.yields.runs(), 0, "no feedback, no bias");
 }
 
+/// A program kept for other behaviour (its new op outcomes) that also
+/// brought new edges is not re-run (it is kept already), and in a guided
+/// campaign it is as likely a parent as those edges make it; without
+/// feedback every such program weighs 1.
+#[test]
+fn a_program_kept_for_other_behaviour_is_weighted_by_its_new_edges() {
+    let script = Script {
+        edges: Some((0, vec![11, 12, 13])),
+        ..Default::default()
+    };
+    for (feedback, weight) in [(true, 3), (false, 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, _) = guided(dir.path(), 3, script.clone(), feedback);
+        let st = c.state();
+        assert_eq!(st.stats.cover.edges, 3);
+        assert_eq!((st.stats.cover.reruns, st.stats.cover.kept), (0, 0));
+        assert_eq!(st.weights.last(), Some(&weight), "feedback {feedback}");
+    }
+}
+
 /// With a focus, a program is re-run and kept for its new PCs in the
 /// focus's functions, not for new edges elsewhere: a run whose new code is
 /// all in `ext4_write_begin` is not re-run; one with a new PC in
