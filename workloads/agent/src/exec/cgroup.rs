@@ -154,6 +154,14 @@ pub fn v1_umount() -> Outcome {
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
             Outcome::Ok
         }
+        // Two lanes' v1_umounts both found it mounted, and the other's
+        // umount came first: the kernel says the mount point is no mount
+        // (EINVAL), and for the model, one of two umounts in a race finds
+        // the hierarchy unmounted (ENOENT). Still mounted, the EINVAL is
+        // the kernel's, and stays.
+        Err(nix::errno::Errno::EINVAL) if !crate::init::mounts::is_mounted(paths::CG1) => {
+            sys::errno(libc::ENOENT)
+        }
         Err(e) => sys::errno(e as i32),
     }
 }

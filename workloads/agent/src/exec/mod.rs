@@ -165,11 +165,7 @@ pub fn run(order: RunOrder, port: &mut File, token: &str) -> Result<(), String> 
 fn prepare_places(p: &Program) -> Result<(), String> {
     std::fs::create_dir_all(paths::CG1).map_err(|e| format!("mkdir {}: {e}", paths::CG1))?;
     std::fs::create_dir_all(paths::PLACES).map_err(|e| format!("mkdir {}: {e}", paths::PLACES))?;
-    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(paths::PLACES));
-    if !mounted {
+    if !crate::init::mounts::is_mounted(paths::PLACES) {
         mount(
             Some("cgstorm"),
             paths::PLACES,

@@ -100,7 +100,7 @@ pub fn mount_all() -> Result<Vec<String>, String> {
 
 /// Whether `target` is a mount point, from /proc/self/mountinfo (false when
 /// proc is not mounted yet).
-fn is_mounted(target: &str) -> bool {
+pub fn is_mounted(target: &str) -> bool {
     let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
