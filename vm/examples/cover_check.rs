@@ -16,7 +16,6 @@
 //! Exit 0 pass, 1 fail, 2 when the kernel has no KCOV (said, not passed).
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use cgstorm_proto::proto::{self, AgentMsg, HostMsg, RunOrder};
 use cgstorm_vm::vm::Vm;
@@ -108,13 +107,8 @@ fn check() -> Result<ExitCode, Box<dyn std::error::Error>> {
         return Err("usage: cover_check BZIMAGE".into());
     };
     let spec = common::kernel_spec(&image);
-    // The campaigns' machine (its scratch disks), with mkfs.ext4.
-    let boot = || {
-        let machine = cgstorm_vm::machine::MachineOpts::default().vm_spec()?;
-        let tools = vec![std::path::PathBuf::from("/usr/sbin/mkfs.ext4")];
-        common::boot_on(&spec, machine, tools, Vec::new(), Duration::from_secs(600))
-    };
-    let mut vm = boot()?;
+    // The campaigns' machine: ForeignDirty needs its scratch disks.
+    let mut vm = common::boot_machine(&spec)?;
     if !vm.hello.features.as_ref().is_some_and(|f| f.kcov) {
         println!("cover_check: SKIP: {} has no KCOV", vm.hello.kernel_release);
         let _ = vm.shutdown();
@@ -150,7 +144,7 @@ fn check() -> Result<ExitCode, Box<dyn std::error::Error>> {
     );
     let release = vm.hello.kernel_release.clone();
     let _ = vm.shutdown();
-    let mut vm = boot()?;
+    let mut vm = common::boot_machine(&spec)?;
     let second = run(&mut vm.vm, MKDIR, true)?.0;
     let _ = vm.shutdown();
     let shared = first

@@ -16,7 +16,6 @@
 //! (KERNEL: `debian` (default) or a bzImage). Exit 0 pass, 1 fail.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use cgstorm_proto::contract::{LEAK_DAX, LEAK_DYING_V2};
 use cgstorm_proto::proto::{self, AgentMsg, HostMsg, RunOrder};
@@ -98,11 +97,9 @@ fn main() -> ExitCode {
 fn check() -> Result<bool, Box<dyn std::error::Error>> {
     let which = std::env::args().nth(1).unwrap_or_else(|| "debian".into());
     let spec = common::kernel_spec(&which);
+    // The campaigns' machine (the DAX program needs its pmem), with
     // mkfs.ext4 for the loop device's filesystem.
-    let tools = vec![std::path::PathBuf::from("/usr/sbin/mkfs.ext4")];
-    // The campaigns' machine: the DAX program needs its pmem.
-    let machine = cgstorm_vm::machine::MachineOpts::default().vm_spec()?;
-    let mut vm = common::boot_on(&spec, machine, tools, Vec::new(), Duration::from_secs(600))?;
+    let mut vm = common::boot_machine(&spec)?;
     // First: the planted leak keeps memory busy on v2, where v1_mount needs it free.
     let v1 = run_and_reset(&mut vm.vm, V1_CHILD, false)?;
     let held = run_and_reset(&mut vm.vm, HOLD, false)?;

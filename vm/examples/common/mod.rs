@@ -55,6 +55,15 @@ pub fn boot_on(
     Ok(vm)
 }
 
+/// [`boot_on`] the campaigns' machine (its scratch disks and pmem), with
+/// mkfs.ext4 in the initramfs, agent reads waiting up to 600 s.
+#[allow(dead_code)] // each example builds this module; not all boot a machine
+pub fn boot_machine(spec: &KernelSpec) -> Result<AgentVm, Box<dyn std::error::Error>> {
+    let machine = cgstorm_vm::machine::MachineOpts::default().vm_spec()?;
+    let tools = vec![PathBuf::from("/usr/sbin/mkfs.ext4")];
+    boot_on(spec, machine, tools, Vec::new(), Duration::from_secs(600))
+}
+
 /// A check's exit: 0 and `NAME: ok` when it passed, 1 when it failed (it
 /// printed why), 1 and the error when it could not run.
 #[allow(dead_code)] // each example builds this module; the benchmarks do not use it
