@@ -120,24 +120,16 @@ fn check() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let (_, task_pcs) = run(&mut vm.vm, TASK_WRITES, true)?;
     let more = run(&mut vm.vm, WRITE_AND_MIGRATE, false)?.0.len();
     let symbols = symbols(&mut vm.vm)?;
-    let in_switch = |pcs: &[u32]| {
-        pcs.iter()
-            .filter(|&&pc| function(&symbols, pc.wrapping_sub(1)) == Some(SWITCH))
-            .count()
-    };
     let mut switched = Vec::new();
     for _ in 0..3 {
         let (_, pcs) = run(&mut vm.vm, FOREIGN_DIRTY, true)?;
-        switched.push(in_switch(&pcs));
+        switched.push(in_function(&symbols, &pcs, SWITCH));
         if switched.last() > Some(&0) {
             break;
         }
     }
     println!("cover_check: ForeignDirty's PCs in {SWITCH}, by run: {switched:?}");
-    let in_task = task_pcs
-        .iter()
-        .filter(|&&pc| function(&symbols, pc.wrapping_sub(1)) == Some(TASK_ONLY))
-        .count();
+    let in_task = in_function(&symbols, &task_pcs, TASK_ONLY);
     println!(
         "cover_check: a program whose only writer is a spawned task (killed): {} PCs, {in_task} in {TASK_ONLY}",
         task_pcs.len()
@@ -253,6 +245,14 @@ fn symbols(vm: &mut dyn Vm) -> Result<Vec<(u32, String)>, Box<dyn std::error::Er
             _ => {}
         }
     }
+}
+
+/// How many of `pcs` are in the function `name` (a KCOV PC is a return
+/// address: the byte before it is in the function).
+fn in_function(symbols: &[(u32, String)], pcs: &[u32], name: &str) -> usize {
+    pcs.iter()
+        .filter(|&&pc| function(symbols, pc.wrapping_sub(1)) == Some(name))
+        .count()
 }
 
 /// The function `pc` is in: the last symbol at or before it, if it is not
