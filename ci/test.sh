@@ -54,6 +54,7 @@ CGSTORM_RUN_ARGS=--from-snapshot CGSTORM_OUT=target/vm-corpus-snapshot bash ci/v
 echo "== the model follows the booted kernel's probe (a 6.12 bzImage alone, then with a wrong config)" && bash ci/vm-probe.sh
 echo "== kernel coverage sees kernel code (KCOV on the 6.12 debug kernel)" && bash ci/vm-cover.sh
 echo "== per-op fault injection: faulted ops fail cleanly as the model allows (6.12 debug kernel)" && bash ci/vm-faults.sh
+echo "== the watchdog tells slow writers from a stuck wait (Debian's kernel, --stall 3s)" && bash ci/vm-watchdog.sh debian
 echo "== the reset reports a planted leak and not a legitimate hold (Debian's kernel)" && bash ci/vm-leak.sh debian
 echo "== the shell reproducers of the corpus in a VM (cgstorm repro --sh --run, 10s each)" && bash ci/vm-repro.sh debian 10s
 echo "== the mailing-list scenarios in a VM (Debian's stock kernel, TCG, 10s each)" && bash ci/vm-scenarios.sh debian 10s

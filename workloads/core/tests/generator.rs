@@ -249,3 +249,40 @@ fn a_bias_draws_the_families_it_weighs() {
     }
     assert_eq!(seen.len(), Family::ALL.len(), "families drawn: {seen:?}");
 }
+
+/// A generated `O_DSYNC` write (a lane's or a task's) is at most 512 blocks:
+/// each block is a journal commit, and 64M of 4K blocks ran for minutes on a
+/// debug kernel under TCG. Other modes keep the sizes up to 64M.
+#[test]
+fn synchronous_writes_are_bounded_in_blocks() {
+    use cgstorm_workloads::op::TaskKind;
+    use cgstorm_workloads::words::IoMode;
+    let (mut dsync, mut big) = (0, 0);
+    for seed in 0..2000 {
+        let p = from_seed(seed);
+        let mut ops = Vec::new();
+        for l in &p.lanes {
+            walk(&l.ops, &mut ops);
+        }
+        for op in ops {
+            let (bytes, bs, mode) = match op {
+                Op::Write(w) => (w.bytes.0, w.bs.0, w.mode),
+                Op::Spawn(s) => match &s.kind {
+                    TaskKind::Writer(w) => (w.bytes.0, w.bs.0, w.mode),
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            if mode == IoMode::Dsync {
+                dsync += 1;
+                assert!(bytes / bs <= 512, "seed {seed}: {} blocks", bytes / bs);
+            } else if bytes / bs > 512 {
+                big += 1;
+            }
+        }
+    }
+    assert!(
+        dsync > 50 && big > 50,
+        "{dsync} dsync writes, {big} large others"
+    );
+}

@@ -59,6 +59,19 @@ pub enum AgentMsg {
         /// How long it has been running, in milliseconds.
         stalled_ms: u64,
     },
+    /// A lane's op has run for `ms` but its worker (the lane's thread, or
+    /// for a `wait` the awaited task) is still reading or writing: its
+    /// `/proc/.../io` counters grew within the watchdog's limit. Not a stall
+    /// (a 4K `O_DSYNC` writer on a debug kernel under TCG runs for minutes);
+    /// sent at most every half of that limit, so the host hears the agent.
+    Working {
+        /// The op that is working.
+        op: OpId,
+        /// The op as text.
+        text: String,
+        /// How long it has been running, in milliseconds.
+        ms: u64,
+    },
     /// The answer to [`HostMsg::Reset`].
     ResetDone {
         /// What could not be put back (empty: the guest is as after boot).
@@ -160,7 +173,8 @@ pub enum HostMsg {
     /// Run a program. The agent answers [`AgentMsg::Started`] (or
     /// [`AgentMsg::Fatal`] if the program does not parse), then streams
     /// [`AgentMsg::Ops`], one [`AgentMsg::Barrier`] per step and
-    /// [`AgentMsg::Stall`]s, and ends with [`AgentMsg::Finished`].
+    /// [`AgentMsg::Stall`]s and [`AgentMsg::Working`]s, and ends with
+    /// [`AgentMsg::Finished`].
     Run(RunOrder),
     /// Put the guest back into the state right after boot (tasks killed,
     /// mappings and pins dropped, mounts and loop devices gone, cgroups

@@ -4,7 +4,7 @@
 //! off here (its shutdown may still print reports); any other VM is left
 //! running for the caller, who saves the evidence before killing it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use cgstorm_proto::contract::DONE_LINE;
@@ -110,6 +110,8 @@ struct Session<'a> {
     stalls: Vec<Stall>,
     /// Unanswered stall reports per lane, with when they came.
     stuck: BTreeMap<usize, (Instant, Stall)>,
+    /// The ops the agent said were working past half the stall limit.
+    working: BTreeSet<OpId>,
     /// The program's lanes and steps.
     shape: (usize, usize),
     started: bool,
@@ -144,6 +146,7 @@ pub fn run(
         trace: TraceBuilder::new(shape.0),
         stalls: Vec::new(),
         stuck: BTreeMap::new(),
+        working: BTreeSet::new(),
         shape,
         started: false,
         warnings: Vec::new(),
@@ -262,6 +265,16 @@ impl Session<'_> {
                     };
                     self.stalls.push(stall.clone());
                     self.stuck.insert(op.lane, (Instant::now(), stall));
+                }
+                AgentMsg::Working { op, text, ms } => {
+                    // A long op that is still reading or writing: heard, so
+                    // not silent; said once.
+                    if self.working.insert(op) {
+                        self.warnings.push(format!(
+                            "{op} `{text}` ran past {ms} ms, its I/O still growing: \
+                             the watchdog let it work"
+                        ));
+                    }
                 }
                 AgentMsg::Cover { edges, pcs, error } => {
                     self.pcs = pcs;

@@ -270,6 +270,42 @@ fn a_stall_that_resolves_is_only_a_warning() {
     );
 }
 
+/// An op the agent says is working (its I/O growing past half the stall
+/// limit) is heard, said once in the warnings, and is no finding.
+#[test]
+fn a_working_op_is_said_once_and_is_no_finding() {
+    let working = || AgentMsg::Working {
+        op: OpId { lane: 0, op: 1 },
+        text: "write f".into(),
+        ms: 30_000,
+    };
+    let mut vm = FakeVm::new()
+        .agent_says(&AgentMsg::Started { lanes: 1, steps: 1 })
+        .agent_says(&working())
+        .agent_says(&working())
+        .agent_says(&AgentMsg::Ops {
+            events: vec![ev(0, GOOD[0], 1), ev(1, GOOD[1], 20), ev(2, GOOD[2], 40)],
+        })
+        .agent_says(&AgentMsg::Barrier {
+            step: 0,
+            snapshot: root_only(),
+        })
+        .agent_says(&AgentMsg::Finished {
+            error: None,
+            timing: Default::default(),
+        })
+        .powers_off_on_shutdown();
+    let c = judge(&mut vm, TREE);
+    assert_eq!(c.verdict, Verdict::Pass, "{:?}", c.findings);
+    let said: Vec<_> = c
+        .warnings
+        .iter()
+        .filter(|w| w.contains("lane 0 op 1 `write f` ran past 30000 ms"))
+        .collect();
+    assert_eq!(said.len(), 1, "{:?}", c.warnings);
+    assert!(!c.warnings.iter().any(|w| w.contains("does not belong")));
+}
+
 #[test]
 fn a_vm_that_panics_mid_run_is_a_finding() {
     let mut vm = FakeVm::new()

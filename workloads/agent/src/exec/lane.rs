@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -41,6 +41,8 @@ pub struct LaneStatus {
     op: AtomicUsize,
     /// The watchdog already reported this op.
     reported: AtomicBool,
+    /// The lane thread's id (0 before it starts).
+    tid: AtomicI32,
 }
 
 /// What all lanes share.
@@ -130,6 +132,9 @@ pub fn run(p: &Program, idx: usize, s: &Shared) {
         kcov: None,
         fail_nth: None,
     };
+    // SAFETY: gettid has no arguments and cannot fail.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as i32;
+    s.status[idx].tid.store(tid, Ordering::Relaxed);
     if p.faulted().iter().any(|(id, _)| id.lane == idx) {
         match FailNth::open() {
             Ok(f) => lane.fail_nth = Some(f),
@@ -344,19 +349,66 @@ fn dispatch(s: &Shared, id: usize, op: &Op, cache: &mut sys::FdCache) -> Outcome
     }
 }
 
+/// Whose progress shows that the op `spec`, running in the lane of `st`,
+/// is working: the awaited task's for a `wait`, the lane thread's otherwise.
+fn worker(s: &Shared, st: &LaneStatus, spec: Option<&Op>) -> String {
+    if let Some(Op::Wait(t)) = spec {
+        if let Some(pid) = tasks::pid_of(&s.world, t) {
+            return format!("/proc/{pid}/io");
+        }
+    }
+    format!("/proc/self/task/{}/io", st.tid.load(Ordering::Relaxed))
+}
+
+/// The sum of the I/O counters in `path` (`/proc/.../io`: characters and
+/// bytes read and written, read and write calls): it grows whenever the task
+/// completes a read or write or dirties or submits a block; it does not
+/// while the task sleeps on a lock or spins inside one call. None without
+/// the file (a kernel without `CONFIG_TASK_IO_ACCOUNTING`, a task gone).
+fn io_done(path: String) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+            .fold(0u64, u64::wrapping_add),
+    )
+}
+
 /// The watchdog thread.
 pub struct Watch {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
+/// What the watchdog knows of one lane's running op.
+#[derive(Default)]
+struct Progress {
+    /// The op's start (its identity: a new op has a new start).
+    started: u64,
+    /// Its worker's I/O counters at the last look.
+    io: Option<u64>,
+    /// When they last grew (the op's start before that).
+    moved: u64,
+    /// When the last [`AgentMsg::Working`] went out.
+    told: u64,
+}
+
+/// Ops shorter than this are not looked at (no /proc reads for the
+/// ordinary op).
+const LOOK_AFTER_NS: u64 = 1_000_000_000;
+
 impl Watch {
-    /// Watches the lanes of `s`: an op running longer than `stall_ms` gets
-    /// the blocked tasks' stacks dumped and is reported once.
+    /// Watches the lanes of `s`: an op whose worker made no I/O progress
+    /// for `stall_ms` gets the blocked tasks' stacks dumped and is reported
+    /// once; one still making progress past half of it is said to be
+    /// working ([`AgentMsg::Working`]).
     pub fn start(s: Arc<Shared>, p: Arc<Program>, stall_ms: u64) -> Watch {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
+            let stall_ns = stall_ms.saturating_mul(1_000_000);
+            let mut seen: Vec<Progress> = s.status.iter().map(|_| Progress::default()).collect();
             while !flag.load(Ordering::Relaxed) {
                 std::thread::sleep(FLUSH_EVERY);
                 for li in 0..s.pending.len() {
@@ -368,26 +420,48 @@ impl Watch {
                     if started == 0 || st.reported.load(Ordering::Relaxed) {
                         continue;
                     }
+                    let pr = &mut seen[li];
+                    if pr.started != started {
+                        *pr = Progress {
+                            started,
+                            io: None,
+                            moved: started,
+                            told: started,
+                        };
+                    }
+                    if now.saturating_sub(started) < LOOK_AFTER_NS {
+                        continue;
+                    }
+                    let op = st.op.load(Ordering::Relaxed);
+                    let spec = p.lane_ops(li).get(op).map(|(_, spec)| &spec.op);
+                    let io = io_done(worker(&s, st, spec));
+                    if io.is_some() && pr.io.is_some() && io != pr.io {
+                        pr.moved = now;
+                    }
+                    pr.io = io;
+                    let text = || spec.map(|o| o.describe()).unwrap_or_default();
                     let ms = now.saturating_sub(started) / 1_000_000;
-                    if ms < stall_ms {
+                    if now.saturating_sub(pr.moved) < stall_ns {
+                        if pr.moved > pr.told && now.saturating_sub(pr.told) >= stall_ns / 2 {
+                            pr.told = now;
+                            let _ = s.tx.send(AgentMsg::Working {
+                                op: OpId { lane: li, op },
+                                text: text(),
+                                ms,
+                            });
+                        }
                         continue;
                     }
                     st.reported.store(true, Ordering::Relaxed);
-                    let op = st.op.load(Ordering::Relaxed);
                     crate::init::kmsg::log(&format!(
                         "watchdog: lane {li} op {op} stuck for {ms} ms"
                     ));
                     for c in ["w", "t"] {
                         let _ = std::fs::write("/proc/sysrq-trigger", c);
                     }
-                    let text = p
-                        .lane_ops(li)
-                        .get(op)
-                        .map(|(_, spec)| spec.op.describe())
-                        .unwrap_or_default();
                     let _ = s.tx.send(AgentMsg::Stall {
                         op: OpId { lane: li, op },
-                        text,
+                        text: text(),
                         stalled_ms: ms,
                     });
                 }
@@ -404,6 +478,35 @@ impl Watch {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(h) = self.handle.take() {
             let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::io_done;
+
+    #[test]
+    fn io_counters_are_summed_and_a_missing_file_is_none() {
+        let dir = std::env::temp_dir().join(format!("cgstorm-io-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("io");
+        std::fs::write(
+            &f,
+            "rchar: 10\nwchar: 4096\nsyscr: 1\nsyscw: 1\nread_bytes: 0\n\
+             write_bytes: 4096\ncancelled_write_bytes: 0\n",
+        )
+        .unwrap();
+        assert_eq!(io_done(f.display().to_string()), Some(8204));
+        std::fs::write(&f, "rchar: 10\nwchar: 8192\nsyscr: 1\nsyscw: 2\n").unwrap();
+        assert_eq!(io_done(f.display().to_string()), Some(8205));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(io_done(f.display().to_string()), None);
+        // This thread's own counters exist where the kernel accounts I/O.
+        if std::path::Path::new("/proc/self/io").exists() {
+            // SAFETY: gettid has no arguments and cannot fail.
+            let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+            assert!(io_done(format!("/proc/self/task/{tid}/io")).is_some());
         }
     }
 }

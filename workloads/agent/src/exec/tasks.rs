@@ -198,7 +198,7 @@ fn ended(child: &mut std::process::Child) -> Option<std::process::ExitStatus> {
     None
 }
 
-fn pid_of(w: &World, task: &Name) -> Option<i32> {
+pub fn pid_of(w: &World, task: &Name) -> Option<i32> {
     w.tasks().get(task).map(|t| t.child.id() as i32)
 }
 
