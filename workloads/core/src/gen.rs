@@ -781,6 +781,66 @@ pub fn generate(u: &mut Unstructured<'_>, bias: Option<&Bias>) -> Result<Program
     })
 }
 
+/// What `p` makes, as the generator remembers it while it generates: its
+/// cgroups, tasks, files, mounts (and which are block filesystems),
+/// descriptors, mappings and formatted devices. Fresh names count on from
+/// past any of `p`'s.
+fn made_by(p: &Program) -> Made {
+    fn walk(ops: &[OpSpec], m: &mut Made) {
+        for s in ops {
+            match &s.op {
+                Op::Mkdir(cg) if !m.cgroups.contains(cg) => m.cgroups.push(cg.clone()),
+                Op::Spawn(sp) => {
+                    let ends = match &sp.kind {
+                        TaskKind::Writer(w) => {
+                            m.files.push(w.file.clone());
+                            !w.looped
+                        }
+                        TaskKind::Reader(r) => !r.looped,
+                        _ => false,
+                    };
+                    m.tasks.retain(|(t, _)| *t != sp.task);
+                    m.tasks.push((sp.task.clone(), ends));
+                }
+                Op::Write(w) => m.files.push(w.file.clone()),
+                Op::Mkfs(a) => m.formatted.push(a.dev),
+                Op::Mount(a) => {
+                    m.mounted.push(a.at.clone());
+                    if a.fs.block().is_some() {
+                        m.block.push(a.at.clone());
+                    }
+                }
+                Op::Open(a) => m.fds.push(a.fd.clone()),
+                Op::Mmap(a) => m.maps.push(a.map.clone()),
+                Op::Repeat(r) => walk(&r.ops, m),
+                _ => {}
+            }
+            m.next += 1;
+        }
+    }
+    let mut m = Made::default();
+    for l in &p.lanes {
+        walk(&l.ops, &mut m);
+    }
+    m.next += 1000;
+    m
+}
+
+/// One op drawn as the generator draws one for a program that has made
+/// what `p` makes, of `family` (the family of an op it replaces) or of any
+/// family: a mutation's new op works on the parent's cgroups, files,
+/// mounts and mappings, not on a stranger's.
+pub fn op_in_context(p: &Program, u: &mut Unstructured<'_>, family: Option<Family>) -> Result<Op> {
+    let mut g = Gen {
+        u,
+        made: made_by(p),
+        favourite: 0,
+        bias: None,
+    };
+    let theme = family.map(Family::draw);
+    g.op(&mut Vec::new(), theme)
+}
+
 /// A program from a seed: the same seed gives the same program.
 pub fn from_seed(seed: u64) -> Program {
     let mut bytes = vec![0u8; 4096];

@@ -25,8 +25,13 @@ pub enum Mutation {
     Drop,
     /// An op was duplicated in place.
     Duplicate,
-    /// An op from a freshly generated program was inserted.
+    /// A new op, drawn for what the program makes (its cgroups, files,
+    /// mounts, mappings), was inserted.
     Splice,
+    /// An op was replaced by a new one of its family, drawn the same way
+    /// (its arguments, or its kind within the family, changed; the v1
+    /// family's draw makes a cgroup op five times in six, as generating).
+    Replace,
     /// An op was wrapped in a repeat.
     Wrap,
     /// A lane was dropped.
@@ -120,7 +125,7 @@ fn op_at<'a>(p: &'a Program, path: &Path) -> &'a OpSpec {
 fn mutate_once(p: &Program, u: &mut Unstructured<'_>) -> Result<Option<(Program, Mutation)>> {
     let mut m = p.clone();
     let all = positions(&m);
-    let what = u.int_in_range(0..=5)?;
+    let what = u.int_in_range(0..=6)?;
     let done = match what {
         0 => {
             let reps: Vec<&Path> = all
@@ -176,22 +181,39 @@ fn mutate_once(p: &Program, u: &mut Unstructured<'_>) -> Result<Option<(Program,
             }
         }
         3 => {
-            let donor = gen::from_seed(u.arbitrary()?);
-            let ops: Vec<Op> = donor
-                .lanes
-                .iter()
-                .flat_map(|l| l.ops.iter())
-                .map(|s| s.op.clone())
-                .filter(insertable)
-                .collect();
-            if ops.is_empty() || m.lanes.is_empty() {
+            if m.lanes.is_empty() {
                 return Ok(None);
             }
-            let op = u.choose(&ops)?.clone();
+            let op = gen::op_in_context(&m, u, None)?;
+            if !insertable(&op) {
+                return Ok(None);
+            }
             let lane = u.choose_index(m.lanes.len())?;
             let at = u.int_in_range(0..=m.lanes[lane].ops.len())?;
             m.lanes[lane].ops.insert(at, op.into());
             Mutation::Splice
+        }
+        6 => {
+            // What may be dropped and inserted may be swapped for another.
+            let cands: Vec<&Path> = all
+                .iter()
+                .filter(|q| {
+                    let op = &op_at(&m, q).op;
+                    droppable(op) && insertable(op)
+                })
+                .collect();
+            if cands.is_empty() {
+                return Ok(None);
+            }
+            let q = (*u.choose(&cands)?).clone();
+            let family = gen::Family::of(&op_at(&m, &q).op);
+            let op = gen::op_in_context(&m, u, family)?;
+            if !insertable(&op) {
+                return Ok(None);
+            }
+            let (ops, i) = slot(&mut m, &q);
+            ops[i] = op.into();
+            Mutation::Replace
         }
         _ => {
             // A lane whose tasks another lane may wait for stays.
@@ -372,7 +394,37 @@ mod tests {
             );
         }
         assert!(changed > 250, "only {changed} of 300 mutants differ");
-        assert_eq!(kinds.len(), 6, "not every mutation was seen: {kinds:?}");
+        assert_eq!(kinds.len(), 7, "not every mutation was seen: {kinds:?}");
+    }
+
+    /// A mutation's new op is drawn for the parent: it works on the
+    /// parent's cgroups and files (names the generator alone never draws),
+    /// and a replaced op keeps its family.
+    #[test]
+    fn new_ops_work_on_what_the_parent_makes() {
+        let p = Program::from_yaml(
+            "p",
+            "lanes:\n  - name: l\n    ops: [{mkdir: ctx}, \
+             {write: {file: tmp/ctx, bytes: 4K, bs: 4K}}, {fsync: tmp/ctx}]\n",
+        )
+        .expect("valid");
+        let (mut on_file, mut on_cg, mut tries) = (0, 0, 0);
+        for seed in 0..200u64 {
+            let data = bytes(seed);
+            let mut u = Unstructured::new(&data);
+            let f = gen::op_in_context(&p, &mut u, Some(gen::Family::File)).unwrap();
+            assert_eq!(gen::Family::of(&f), Some(gen::Family::File), "{f:?}");
+            on_file += f.describe().contains("tmp/ctx") as usize;
+            let k = gen::op_in_context(&p, &mut u, Some(gen::Family::Knob)).unwrap();
+            assert_eq!(gen::Family::of(&k), Some(gen::Family::Knob), "{k:?}");
+            on_cg += k.describe().contains("ctx") as usize;
+            tries += 1;
+        }
+        assert!(
+            on_file * 2 > tries,
+            "{on_file} of {tries} file ops on tmp/ctx"
+        );
+        assert!(on_cg * 2 > tries, "{on_cg} of {tries} knob ops on ctx");
     }
 
     #[test]
