@@ -153,14 +153,15 @@ fn past_eof_within(s: &State, m: &Map, len: u64, raced: bool) -> Life {
 /// same file returned ok). A read that moves bytes may touch the whole
 /// buffer (direct I/O pins it), so only the bytes it certainly moves make
 /// a fault certain.
-fn read_faults(s: &State, m: &Map, peer: Option<SizeRange>, raced: bool) -> Life {
+fn read_faults(s: &State, m: &Map, peer: Option<SizeRange>, within: u64, raced: bool) -> Life {
     let Some(peer) = peer else {
-        return past_eof(s, m, raced);
+        return past_eof_within(s, m, within, raced);
     };
-    if peer.hi == 0 || past_eof(s, m, raced) == Life::Dead {
+    if peer.hi == 0 || past_eof_within(s, m, within, raced) == Life::Dead {
         return Life::Dead;
     }
-    if peer.lo > 0 && past_eof_within(s, m, peer.lo.min(m.len), raced) == Life::Alive {
+    let certain = peer.lo.min(within).min(m.len);
+    if peer.lo > 0 && past_eof_within(s, m, certain, raced) == Life::Alive {
         Life::Alive
     } else {
         Life::Maybe
@@ -353,10 +354,26 @@ pub fn pin(s: &State, a: &PinArgs, ctx: Ctx<'_>) -> Next {
             );
         }
     }
-    // Whether the pages it touches go past the mapped file's end.
+    // Whether the pages it touches go past the mapped file's end. A peer
+    // on tmpfs takes O_DIRECT but copies through its page cache: a
+    // synchronous read or write from the mapping stops at the first page
+    // it cannot fault in and returns what it moved, failing only when that
+    // is the first page (shmem_file_read_iter, generic_perform_write:
+    // `written ? written : status`; fuzz on the 6.12 debug kernel: a
+    // dio_write of a 2M mapping of a 64K file to tmp/f0 returned ok and
+    // left 64K). Direct I/O proper (ext4, xfs: iomap) fails the whole
+    // write at a fault (`iomap_dio_set_error`).
+    let copies = peer_opened.is_some()
+        && !held
+        && a.file
+            .as_ref()
+            .is_some_and(|f| matches!(s.resolve(f).2.map(|m| m.fs), None | Some(FsType::Tmpfs)));
+    let within = if copies { PAGE } else { m.len };
     let touches = match &peer_opened {
-        Some((o, true, name)) => read_faults(s, m, s.file(&o.fs, name).map(|f| f.size), raced),
-        _ => past_eof(s, m, raced),
+        Some((o, true, name)) => {
+            read_faults(s, m, s.file(&o.fs, name).map(|f| f.size), within, raced)
+        }
+        _ => past_eof_within(s, m, within, raced),
     };
     if held {
         n.pins.insert(

@@ -938,6 +938,47 @@ fn vmsplice_fails_only_when_its_first_page_is_past_the_end() {
     assert_eq!(at(&p("2M")), "ok");
 }
 
+/// A dio pin whose peer is on tmpfs copies through the page cache: from a
+/// mapping reaching past its file's end it moves the pages before the
+/// first one it cannot fault in, and fails only when that is the first
+/// (fuzz on the 6.12 debug kernel, corpus/regressions/
+/// pin-dio-tmpfs-copies-what-it-can). With the peer on ext4 (iomap direct
+/// I/O) any page past the end fails the pin.
+#[test]
+fn a_dio_pin_to_tmpfs_fails_only_at_its_first_page() {
+    let p = |bytes: &str, via: &str, peer: &str| {
+        let mount = if peer.starts_with("m1/") {
+            "{mkfs: {dev: scratch0, fs: ext4}}, {mount: {at: m1, fs: ext4, dev: scratch0}}, "
+        } else {
+            ""
+        };
+        prog(&format!(
+            "lanes:\n  - {{name: a, ops: [{mount}\
+             {{write: {{file: {peer}, bytes: 64K, bs: 64K}}}}, \
+             {{open: {{fd: f, file: tmp/f, create: true}}}}, \
+             {{truncate: {{file: tmp/f, size: {bytes}}}}}, \
+             {{mmap: {{map: m, fd: f, len: 2M}}}}, {{pin: {{pin: p, map: m, via: {via}, file: {peer}}}}}]}}\n"
+        ))
+    };
+    // tmpfs takes O_DIRECT from 6.6 on.
+    let t = Target {
+        kernel: crate::model::Kernel::v6_12(),
+        ..Target::default()
+    };
+    let at = |p: &Program| {
+        let pred = predict(p, &t).unwrap();
+        pred.ops.values().last().unwrap().to_string()
+    };
+    for via in ["dio_write", "dio_read"] {
+        assert_eq!(at(&p("64K", via, "tmp/g")), "ok", "{via}");
+        assert_eq!(at(&p("0", via, "tmp/g")), "EFAULT", "{via}");
+        assert_eq!(at(&p("2M", via, "tmp/g")), "ok", "{via}");
+    }
+    // ext4: the write fails at the fault; a read that may move bytes may.
+    assert_eq!(at(&p("64K", "dio_write", "m1/g")), "EFAULT");
+    assert_ne!(at(&p("64K", "dio_read", "m1/g")), "ok");
+}
+
 /// A fault in a vmsplice pin may fail it with ENFILE: its pipe's inode or
 /// pipe_inode_info could not be allocated (create_pipe_files, fs/pipe.c).
 /// A writing pin creates its peer first: a fault may leave the peer there,
