@@ -17,26 +17,21 @@ rm -rf "$out" && mkdir -p "$out"
 . ci/lib.sh
 build_cgstorm_and_agent
 
-run() {
+# expect NAME EXIT LINE WHAT: corpus/watchdog/NAME.yaml exits EXIT and says LINE.
+expect() {
     ./target/release/cgstorm run "corpus/watchdog/$1.yaml" --kernel "$kernel" \
         --agent "$agent" --accel tcg --stall 3s --keep-console "$out/$1.console" \
         >"$out/$1.out" 2>&1
+    local code=$?
+    if [[ $code -ne $2 ]] || ! grep -qF "$3" "$out/$1.out"; then
+        echo "FAIL: $1 (exit $code) should $4:"
+        tail -n 20 "$out/$1.out"
+        exit 1
+    fi
+    grep -F "$3" "$out/$1.out"
 }
 
-run slow-writers
-code=$?
-if [[ $code -ne 0 ]] || ! grep -q "its I/O still growing" "$out/slow-writers.out"; then
-    echo "FAIL: slow-writers (exit $code) should pass with the working warning:"
-    tail -n 20 "$out/slow-writers.out"
-    exit 1
-fi
-grep "still growing" "$out/slow-writers.out"
-
-run stuck-wait
-code=$?
-if [[ $code -ne 1 ]] || ! grep -q 'FINDING agent-hang: agent hang in lane 0 (main) op 1 `wait t0`' "$out/stuck-wait.out"; then
-    echo "FAIL: stuck-wait (exit $code) should be an agent hang in its wait:"
-    tail -n 20 "$out/stuck-wait.out"
-    exit 1
-fi
+expect slow-writers 0 "its I/O still growing" "pass with the working warning"
+expect stuck-wait 1 'FINDING agent-hang: agent hang in lane 0 (main) op 1 `wait t0`' \
+    "be an agent hang in its wait"
 echo "vm-watchdog: slow writers worked past the limit, the stuck wait was a hang"

@@ -46,6 +46,7 @@ pub trait Source: Sync {
 }
 
 /// Mutable campaign state.
+#[derive(Default)]
 pub struct State {
     /// The counters (saved after every program).
     pub stats: Stats,
@@ -54,8 +55,11 @@ pub struct State {
     /// Programs to mutate.
     pub corpus: Vec<Program>,
     /// How likely each corpus program is to be chosen as a parent
-    /// (parallel to `corpus`): more for more new kernel edges.
+    /// (parallel to `corpus`): more for more new kernel edges. A seed's is
+    /// not its own ([`State::parent_weights`]).
     pub weights: Vec<u64>,
+    /// Which corpus programs are seeds (parallel to `corpus`).
+    pub is_seed: Vec<bool>,
     /// Every kernel edge seen (KCOV), per kernel (index into
     /// [`Campaign::envs`]: edges are offsets into one build's text).
     pub edges: BTreeMap<usize, HashSet<u32>>,
@@ -142,7 +146,31 @@ impl State {
     /// program kept for new behaviour other than kernel edges.
     pub fn add_seeds(&mut self, seeds: Vec<Program>) {
         self.weights.extend(std::iter::repeat_n(1, seeds.len()));
+        self.is_seed.extend(std::iter::repeat_n(true, seeds.len()));
         self.corpus.extend(seeds);
+    }
+
+    /// The corpus programs' weights as parents: a kept program's own, and
+    /// for a seed the mean of the kept programs' (1 with none): the seeds,
+    /// the threads' shapes, are as likely parents, one for one, as what the
+    /// campaign kept, however heavily new code weighs those. Without
+    /// feedback every weight is 1. (With the seeds at 1 against kept
+    /// programs weighing up to 15, a guided campaign mutated them a third
+    /// as often as an unguided one: 10 and 13 of the kept mutants had a
+    /// seed for a parent, against 18 and 17, session 19.)
+    pub fn parent_weights(&self) -> Vec<u64> {
+        let (sum, n) = self
+            .weights
+            .iter()
+            .zip(&self.is_seed)
+            .filter(|(_, seed)| !**seed)
+            .fold((0u64, 0u64), |(s, n), (w, _)| (s + w, n + 1));
+        let mean = sum.checked_div(n).unwrap_or(1).max(1);
+        self.weights
+            .iter()
+            .zip(&self.is_seed)
+            .map(|(w, seed)| if *seed { mean } else { *w })
+            .collect()
     }
 }
 
@@ -208,6 +236,7 @@ impl Campaign {
                 stats,
                 seen,
                 weights: vec![1; corpus.len()],
+                is_seed: vec![false; corpus.len()],
                 corpus,
                 edges,
                 pcs,
@@ -711,6 +740,7 @@ impl Campaign {
         st.stats.kept += 1;
         st.corpus.push(pick.program.clone());
         st.weights.push(weight);
+        st.is_seed.push(false);
         if is_imported(&pick.program) {
             st.stats.exchange.kept += 1;
         } else if let Some(x) = &self.exchange {
@@ -1227,6 +1257,29 @@ mod tests {
             &["the finding `W` could not be stored: ENOSPC".into()],
         );
         assert!(e.unwrap().contains("could not be stored"));
+    }
+
+    /// A seed weighs as a parent what the kept programs weigh on average;
+    /// kept programs their own; with all weights 1 (no feedback), all 1.
+    #[test]
+    fn seeds_weigh_the_kept_programs_mean() {
+        let p = |n: &str| Program::from_yaml(n, "lanes:\n  - name: l\n    ops: [sync]\n").unwrap();
+        let mut st = State::default();
+        st.add_seeds(vec![p("s0"), p("s1")]);
+        assert_eq!(st.parent_weights(), [1, 1], "nothing kept yet");
+        for w in [1, 1] {
+            st.corpus.push(p("k"));
+            st.weights.push(w);
+            st.is_seed.push(false);
+        }
+        assert_eq!(st.parent_weights(), [1, 1, 1, 1], "unguided: uniform");
+        for w in [15, 7] {
+            st.corpus.push(p("k"));
+            st.weights.push(w);
+            st.is_seed.push(false);
+        }
+        // (1 + 1 + 15 + 7) / 4
+        assert_eq!(st.parent_weights(), [6, 6, 1, 1, 15, 7]);
     }
 
     /// A parent's weight grows with its confirmed edges, slowly.

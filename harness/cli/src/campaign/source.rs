@@ -241,7 +241,7 @@ impl Source for FuzzSource {
                 n,
                 mutation,
                 st.corpus.clone(),
-                st.weights.clone(),
+                st.parent_weights(),
                 smash,
                 bias,
             )
