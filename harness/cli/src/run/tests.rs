@@ -240,27 +240,34 @@ fn a_stalled_lane_is_a_hang_naming_the_op() {
     );
 }
 
+/// A run of [`TREE`] with its good results, the agent saying `before`
+/// first.
+fn good_run_after(before: &[AgentMsg]) -> FakeVm {
+    let mut vm = FakeVm::new().agent_says(&AgentMsg::Started { lanes: 1, steps: 1 });
+    for m in before {
+        vm = vm.agent_says(m);
+    }
+    vm.agent_says(&AgentMsg::Ops {
+        events: vec![ev(0, GOOD[0], 1), ev(1, GOOD[1], 20), ev(2, GOOD[2], 40)],
+    })
+    .agent_says(&AgentMsg::Barrier {
+        step: 0,
+        snapshot: root_only(),
+    })
+    .agent_says(&AgentMsg::Finished {
+        error: None,
+        timing: Default::default(),
+    })
+    .powers_off_on_shutdown()
+}
+
 #[test]
 fn a_stall_that_resolves_is_only_a_warning() {
-    let mut vm = FakeVm::new()
-        .agent_says(&AgentMsg::Started { lanes: 1, steps: 1 })
-        .agent_says(&AgentMsg::Stall {
-            op: OpId { lane: 0, op: 0 },
-            text: "mkdir a".into(),
-            stalled_ms: 100,
-        })
-        .agent_says(&AgentMsg::Ops {
-            events: vec![ev(0, GOOD[0], 1), ev(1, GOOD[1], 20), ev(2, GOOD[2], 40)],
-        })
-        .agent_says(&AgentMsg::Barrier {
-            step: 0,
-            snapshot: root_only(),
-        })
-        .agent_says(&AgentMsg::Finished {
-            error: None,
-            timing: Default::default(),
-        })
-        .powers_off_on_shutdown();
+    let mut vm = good_run_after(&[AgentMsg::Stall {
+        op: OpId { lane: 0, op: 0 },
+        text: "mkdir a".into(),
+        stalled_ms: 100,
+    }]);
     let c = judge(&mut vm, TREE);
     assert_eq!(c.verdict, Verdict::Pass);
     assert!(
@@ -274,27 +281,12 @@ fn a_stall_that_resolves_is_only_a_warning() {
 /// limit) is heard, said once in the warnings, and is no finding.
 #[test]
 fn a_working_op_is_said_once_and_is_no_finding() {
-    let working = || AgentMsg::Working {
+    let working = AgentMsg::Working {
         op: OpId { lane: 0, op: 1 },
         text: "write f".into(),
         ms: 30_000,
     };
-    let mut vm = FakeVm::new()
-        .agent_says(&AgentMsg::Started { lanes: 1, steps: 1 })
-        .agent_says(&working())
-        .agent_says(&working())
-        .agent_says(&AgentMsg::Ops {
-            events: vec![ev(0, GOOD[0], 1), ev(1, GOOD[1], 20), ev(2, GOOD[2], 40)],
-        })
-        .agent_says(&AgentMsg::Barrier {
-            step: 0,
-            snapshot: root_only(),
-        })
-        .agent_says(&AgentMsg::Finished {
-            error: None,
-            timing: Default::default(),
-        })
-        .powers_off_on_shutdown();
+    let mut vm = good_run_after(&[working.clone(), working]);
     let c = judge(&mut vm, TREE);
     assert_eq!(c.verdict, Verdict::Pass, "{:?}", c.findings);
     let said: Vec<_> = c
