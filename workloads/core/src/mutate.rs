@@ -216,13 +216,20 @@ fn mutate_once(p: &Program, u: &mut Unstructured<'_>) -> Result<Option<(Program,
             Mutation::Replace
         }
         _ => {
-            // A lane whose tasks another lane may wait for stays.
+            // A lane whose tasks another lane may wait for stays, and one
+            // that releases a pin: another lane's truncate or umount may
+            // wait for that release (a guided fuzz of the 6.12 debug kernel
+            // dropped dax-truncate-pinned's releaser lane: its truncate
+            // waited for the pin until the watchdog called it a hang).
             let free: Vec<usize> = (0..m.lanes.len())
                 .filter(|&l| {
-                    !m.lanes[l]
-                        .ops
-                        .iter()
-                        .any(|s| matches!(s.op, Op::Spawn(_) | Op::Kill(_)))
+                    !positions(&m).iter().any(|q| {
+                        q.0 == l
+                            && matches!(
+                                op_at(&m, q).op,
+                                Op::Spawn(_) | Op::Kill(_) | Op::Release(_)
+                            )
+                    })
                 })
                 .collect();
             if m.lanes.len() < 2 || free.is_empty() {
@@ -370,6 +377,13 @@ mod tests {
             if m.lanes != p.lanes {
                 changed += 1;
             }
+            // No mutation drops a release (a lane with one stays).
+            let releases = |op: &Op| matches!(op, Op::Release(_));
+            assert_eq!(
+                count(&p, releases),
+                count(&m, releases),
+                "seed {seed}: {did:?}"
+            );
             let guarded = |op: &Op| matches!(op, Op::Release(_) | Op::Wait(_));
             if !did.contains(&Mutation::DropLane) {
                 assert_eq!(
