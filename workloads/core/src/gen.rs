@@ -783,8 +783,9 @@ pub fn generate(u: &mut Unstructured<'_>, bias: Option<&Bias>) -> Result<Program
 
 /// What `p` makes, as the generator remembers it while it generates: its
 /// cgroups, tasks, files, mounts (and which are block filesystems),
-/// descriptors, mappings and formatted devices. Fresh names count on from
-/// past any of `p`'s.
+/// descriptors, mappings and formatted devices. Fresh names are numbered
+/// from 1000 past `p`'s op count: a generated program numbers one fresh
+/// name an op at most, so they do not meet its names.
 fn made_by(p: &Program) -> Made {
     fn walk(ops: &[OpSpec], m: &mut Made) {
         for s in ops {
