@@ -13,12 +13,11 @@
 //! the lane's (an fsync, a limit, a truncate), and seen by a tracepoint
 //! where it runs in the task that dirties (throttling).
 
-use arbitrary::{Result, Unstructured};
+use arbitrary::Result;
 
-use super::{n, Gen, Made, ENDING, ENDLESS, FILES};
+use super::{n, Gen, ENDING, ENDLESS, FILES};
 use crate::names::{Cg, Dev, DevKind, FilePath, Hier, Limit, Millis, Name, Size};
 use crate::op::*;
-use crate::program::{Lane, Program};
 use crate::words::{BlockFs, Ctrl, FsType, IoMode};
 
 /// One step of a generated program in this many has a recipe in one lane.
@@ -294,38 +293,37 @@ impl Gen<'_, '_> {
     }
 }
 
-/// `which` alone, as a one-lane program, its arguments drawn from
-/// `seed`: for the checks that a recipe reaches its mechanism (the VM's
-/// `cover_check`, the tests here), so they run the recipe the generator
-/// lines up, not a copy of it.
-pub fn alone(which: Recipe, seed: u8) -> Program {
-    let bytes: Vec<u8> = (0..512u32)
-        .map(|i| (i as u8).wrapping_mul(seed | 1) ^ seed)
-        .collect();
-    let mut u = Unstructured::new(&bytes);
-    let mut g = Gen {
-        u: &mut u,
-        made: Made::default(),
-        favourite: 0,
-        bias: None,
-    };
-    let ops = g.cook(which).expect("512 bytes are enough for any recipe");
-    Program {
-        name: format!("{which:?}"),
-        description: String::new(),
-        duration: None,
-        lanes: vec![Lane { name: n("l0"), ops }],
-        checks: Vec::new(),
-        known_findings: Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use arbitrary::Unstructured;
 
     use super::*;
+    use crate::gen::Made;
     use crate::model::{predict, Target};
     use crate::outcome::Outcome;
+    use crate::program::{Lane, Program};
+
+    fn alone(which: Recipe, seed: u8) -> Program {
+        let bytes: Vec<u8> = (0..512u32)
+            .map(|i| (i as u8).wrapping_mul(seed | 1) ^ seed)
+            .collect();
+        let mut u = Unstructured::new(&bytes);
+        let mut g = Gen {
+            u: &mut u,
+            made: Made::default(),
+            favourite: 0,
+            bias: None,
+        };
+        let ops = g.cook(which).expect("enough bytes");
+        Program {
+            name: format!("{which:?}"),
+            description: String::new(),
+            duration: None,
+            lanes: vec![Lane { name: n("l0"), ops }],
+            checks: Vec::new(),
+            known_findings: Vec::new(),
+        }
+    }
 
     /// On a fresh machine every op of a recipe may succeed: it makes what
     /// its mechanism needs, in order, and names nothing it did not make.
