@@ -62,7 +62,7 @@ lanes:
 "#;
 
 /// The `ForeignDirty` recipe as the generator lines it up (one lane), with
-/// 12 fsyncs. A copy: the generator's own draws (`gen::recipe_alone`) were
+/// 12 fsyncs. A copy: the generator's own draws (one-lane programs of the recipe) were
 /// tried here in session 20 and found flaky (the draw with 10 fsyncs
 /// switched in one VM run and in none of three in the next; a switch needs
 /// more than 8 of the 16 history slots foreign): the recipe's count range
