@@ -60,24 +60,31 @@ fn root_only() -> Snapshot {
 
 /// A VM whose agent runs TREE with these results for its three ops.
 fn tree_vm(results: [Outcome; 3]) -> FakeVm {
-    FakeVm::new()
-        .agent_says(&AgentMsg::Started { lanes: 1, steps: 1 })
-        .agent_says(&AgentMsg::Ops {
-            events: vec![ev(0, results[0], 100), ev(1, results[1], 200)],
-        })
-        .agent_says(&AgentMsg::Ops {
-            events: vec![ev(2, results[2], 300)],
-        })
-        .agent_says(&AgentMsg::Barrier {
-            step: 0,
-            snapshot: root_only(),
-        })
-        .agent_says(&AgentMsg::Finished {
-            error: None,
-            timing: Default::default(),
-        })
-        .agent_chunks(7)
-        .powers_off_on_shutdown()
+    tree_vm_after(&[], results)
+}
+
+/// [`tree_vm`], the agent saying `before` first (watchdog messages).
+fn tree_vm_after(before: &[AgentMsg], results: [Outcome; 3]) -> FakeVm {
+    let mut vm = FakeVm::new().agent_says(&AgentMsg::Started { lanes: 1, steps: 1 });
+    for m in before {
+        vm = vm.agent_says(m);
+    }
+    vm.agent_says(&AgentMsg::Ops {
+        events: vec![ev(0, results[0], 100), ev(1, results[1], 200)],
+    })
+    .agent_says(&AgentMsg::Ops {
+        events: vec![ev(2, results[2], 300)],
+    })
+    .agent_says(&AgentMsg::Barrier {
+        step: 0,
+        snapshot: root_only(),
+    })
+    .agent_says(&AgentMsg::Finished {
+        error: None,
+        timing: Default::default(),
+    })
+    .agent_chunks(7)
+    .powers_off_on_shutdown()
 }
 
 const GOOD: [Outcome; 3] = [Outcome::Ok, Outcome::Err(Errno::EEXIST), Outcome::Ok];
@@ -240,34 +247,16 @@ fn a_stalled_lane_is_a_hang_naming_the_op() {
     );
 }
 
-/// A run of [`TREE`] with its good results, the agent saying `before`
-/// first.
-fn good_run_after(before: &[AgentMsg]) -> FakeVm {
-    let mut vm = FakeVm::new().agent_says(&AgentMsg::Started { lanes: 1, steps: 1 });
-    for m in before {
-        vm = vm.agent_says(m);
-    }
-    vm.agent_says(&AgentMsg::Ops {
-        events: vec![ev(0, GOOD[0], 1), ev(1, GOOD[1], 20), ev(2, GOOD[2], 40)],
-    })
-    .agent_says(&AgentMsg::Barrier {
-        step: 0,
-        snapshot: root_only(),
-    })
-    .agent_says(&AgentMsg::Finished {
-        error: None,
-        timing: Default::default(),
-    })
-    .powers_off_on_shutdown()
-}
-
 #[test]
 fn a_stall_that_resolves_is_only_a_warning() {
-    let mut vm = good_run_after(&[AgentMsg::Stall {
-        op: OpId { lane: 0, op: 0 },
-        text: "mkdir a".into(),
-        stalled_ms: 100,
-    }]);
+    let mut vm = tree_vm_after(
+        &[AgentMsg::Stall {
+            op: OpId { lane: 0, op: 0 },
+            text: "mkdir a".into(),
+            stalled_ms: 100,
+        }],
+        GOOD,
+    );
     let c = judge(&mut vm, TREE);
     assert_eq!(c.verdict, Verdict::Pass);
     assert!(
@@ -286,7 +275,7 @@ fn a_working_op_is_said_once_and_is_no_finding() {
         text: "write f".into(),
         ms: 30_000,
     };
-    let mut vm = good_run_after(&[working.clone(), working]);
+    let mut vm = tree_vm_after(&[working.clone(), working], GOOD);
     let c = judge(&mut vm, TREE);
     assert_eq!(c.verdict, Verdict::Pass, "{:?}", c.findings);
     let said: Vec<_> = c
