@@ -7,8 +7,9 @@
 //! counts too: a program whose only writer is a task, killed while it
 //! writes, brings PCs of the write path (`generic_perform_write`), which
 //! its lane (spawn, sleep, kill) never runs. And the generator's
-//! `ForeignDirty` recipe (seed thread 001) reaches its mechanism where KCOV
-//! sees it: the lane's fsync of an inode a task in another memcg keeps
+//! `ForeignDirty` recipe (seed thread 001; its first choices, as
+//! `Recipe::program` lines them up) reaches its mechanism where KCOV sees
+//! it: the lane's fsync of an inode a task in another memcg keeps
 //! dirtying runs `inode_switch_wbs` (in one of up to three runs: writeback
 //! timing decides how often the inode is found foreign).
 //!
@@ -19,6 +20,7 @@ use std::process::ExitCode;
 
 use cgstorm_proto::proto::{self, AgentMsg, HostMsg, RunOrder};
 use cgstorm_vm::vm::Vm;
+use cgstorm_workloads::gen::Recipe;
 
 const MKDIR: &str = r#"
 lanes:
@@ -61,35 +63,13 @@ lanes:
       - {kill: w}
 "#;
 
-/// The `ForeignDirty` recipe as the generator lines it up (one lane), with
-/// 12 fsyncs. A copy: the generator's own draws (one-lane programs of the recipe) were
-/// tried here in session 20 and found flaky (the draw with 10 fsyncs
-/// switched in one VM run and in none of three in the next; a switch needs
-/// more than 8 of the 16 history slots foreign): the recipe's count range
-/// is for the campaigns, this check wants the mechanism every time.
-const FOREIGN_DIRTY: &str = r#"
-lanes:
-  - name: l0
-    ops:
-      - cgroup.subtree_control: {cg: /, change: "+memory +io"}
-      - mkdir: a
-      - mkfs: {dev: scratch0, fs: ext4}
-      - mount: {at: m0, fs: ext4, dev: scratch0}
-      - write: {file: m0/f0, bytes: 1M, bs: 64K}
-      - spawn: {task: t0, cg: a, writer: {file: m0/f0, bytes: 1M, bs: 64K, loop: true}}
-      - repeat:
-          count: 12
-          ops:
-            - fsync: m0/f0
-            - sleep: 20ms
-      - kill: t0
-      - spawn: {task: t1, cg: a, writer: {file: m0/f0, bytes: 1M, bs: 64K, loop: true}}
-      - sleep: 50ms
-      - truncate: {file: m0/f0, size: 0}
-      - kill: t1
-"#;
+/// How many fsyncs the check's `ForeignDirty` runs: the generator draws
+/// 10 to 16 (`FOREIGN_FSYNCS`), and 10 leave too little margin for a check
+/// that wants the mechanism every time (session 20: a draw with 10
+/// switched in one VM run and in none of three in the next).
+const FOREIGN_FSYNCS: u32 = 12;
 
-/// The function [`FOREIGN_DIRTY`] is for.
+/// The function `ForeignDirty` is for.
 const SWITCH: &str = "inode_switch_wbs";
 
 /// A function only [`TASK_WRITES`]'s task runs.
@@ -126,8 +106,9 @@ fn check() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let more = run(&mut vm.vm, WRITE_AND_MIGRATE, false)?.0.len();
     let symbols = symbols(&mut vm.vm)?;
     let mut switched = Vec::new();
+    let foreign_dirty = Recipe::ForeignDirty.program(FOREIGN_FSYNCS).to_yaml();
     for _ in 0..3 {
-        let (_, pcs) = run(&mut vm.vm, FOREIGN_DIRTY, true)?;
+        let (_, pcs) = run(&mut vm.vm, &foreign_dirty, true)?;
         switched.push(in_function(&symbols, &pcs, SWITCH));
         if switched.last() > Some(&0) {
             break;

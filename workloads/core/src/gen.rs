@@ -16,7 +16,7 @@ use crate::program::{Lane, Program};
 use crate::words::{BlockFs, Ctrl, FsType, IoMode, MountOpt, PinVia, ReadFile};
 
 mod recipe;
-pub use recipe::{Recipe, RECIPE_ODDS};
+pub use recipe::{Recipe, FOREIGN_FSYNCS, RECIPE_ODDS};
 
 /// Most lanes a generated program has.
 pub const GEN_LANES: usize = 4;

@@ -13,11 +13,14 @@
 //! the lane's (an fsync, a limit, a truncate), and seen by a tracepoint
 //! where it runs in the task that dirties (throttling).
 
-use arbitrary::Result;
+use std::ops::RangeInclusive;
 
-use super::{n, Gen, ENDING, ENDLESS, FILES};
+use arbitrary::{Result, Unstructured};
+
+use super::{n, Gen, Made, ENDING, ENDLESS, FILES};
 use crate::names::{Cg, Dev, DevKind, FilePath, Hier, Limit, Millis, Name, Size};
 use crate::op::*;
+use crate::program::{Lane, Program};
 use crate::words::{BlockFs, Ctrl, FsType, IoMode};
 
 /// One step of a generated program in this many has a recipe in one lane.
@@ -49,6 +52,12 @@ pub enum Recipe {
     DirtyThrottle,
 }
 
+/// How many fsyncs ForeignDirty's lane runs while its writer loops (drawn
+/// in this range). Each shifts ceil(pages * 8 / bandwidth) of the 16
+/// history slots (at most 5), one at least; more than 8 set ones switch:
+/// 10 leave little margin, which a campaign can afford.
+pub const FOREIGN_FSYNCS: RangeInclusive<u32> = 10..=16;
+
 impl Recipe {
     /// Every recipe.
     pub const ALL: [Recipe; 4] = [
@@ -57,6 +66,37 @@ impl Recipe {
         Recipe::DyingReclaim,
         Recipe::DirtyThrottle,
     ];
+
+    /// The recipe alone in a one-lane program, every choice its first (the
+    /// memcg `a`, ext4 made on scratch0 and mounted at m0, its file f0, the
+    /// smaller sizes) but ForeignDirty's fsyncs, `fsyncs` of them: what a
+    /// check that wants the mechanism every time runs, with what the
+    /// generator lines up.
+    pub fn program(self, fsyncs: u32) -> Program {
+        // No bytes: every draw takes its first choice.
+        let ops = cook_alone(self, &mut Unstructured::new(&[]), Some(fsyncs))
+            .expect("no draw fails on no bytes");
+        Program {
+            name: format!("{self:?}"),
+            description: String::new(),
+            duration: None,
+            lanes: vec![Lane { name: n("l0"), ops }],
+            checks: Vec::new(),
+            known_findings: Vec::new(),
+        }
+    }
+}
+
+/// `which`'s segment drawn from `u` by a generator that made nothing
+/// before it, ForeignDirty's fsyncs `fsyncs` when given.
+fn cook_alone(which: Recipe, u: &mut Unstructured, fsyncs: Option<u32>) -> Result<Vec<OpSpec>> {
+    let mut g = Gen {
+        u,
+        made: Made::default(),
+        favourite: 0,
+        bias: None,
+    };
+    g.cook(which, fsyncs)
 }
 
 const MB: u64 = 1 << 20;
@@ -68,11 +108,12 @@ impl Gen<'_, '_> {
     /// A mechanism segment, of a recipe drawn evenly.
     pub(super) fn recipe(&mut self) -> Result<Vec<OpSpec>> {
         let which = self.pick(&Recipe::ALL)?;
-        self.cook(which)
+        self.cook(which, None)
     }
 
-    /// The segment of `which`, its arguments drawn.
-    fn cook(&mut self, which: Recipe) -> Result<Vec<OpSpec>> {
+    /// The segment of `which`, its arguments drawn (ForeignDirty's
+    /// fsyncs, `fsyncs` when given).
+    fn cook(&mut self, which: Recipe, fsyncs: Option<u32>) -> Result<Vec<OpSpec>> {
         let mut ops = Vec::new();
         match which {
             Recipe::ForeignDirty => {
@@ -94,13 +135,15 @@ impl Gen<'_, '_> {
                 // it does not). A writer that ends would not do: closing a
                 // file it truncated flushes it (ext4's auto_da_alloc, xfs
                 // alike), in the writer, before the lane's fsync.
-                // Each fsync shifts ceil(pages * 8 / bandwidth) of the 16
-                // history slots (at most 5), one at least; more than 8 set
-                // ones switch.
+                // How many fsyncs switch: FOREIGN_FSYNCS.
                 let (spawn, task) = self.endless_writer(&cg, &file)?;
                 ops.push(spawn);
+                let fsyncs = match fsyncs {
+                    Some(n) => n,
+                    None => self.u.int_in_range(FOREIGN_FSYNCS)?,
+                };
                 ops.push(Op::Repeat(RepeatArgs {
-                    times: Times::Count(self.u.int_in_range(10..=16)?),
+                    times: Times::Count(fsyncs),
                     ops: vec![Op::Fsync(file.clone()).into(), Op::Sleep(Millis(20)).into()],
                 }));
                 ops.push(Op::Kill(task));
@@ -295,34 +338,18 @@ impl Gen<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use arbitrary::Unstructured;
-
     use super::*;
-    use crate::gen::Made;
     use crate::model::{predict, Target};
     use crate::outcome::Outcome;
-    use crate::program::{Lane, Program};
 
     fn alone(which: Recipe, seed: u8) -> Program {
         let bytes: Vec<u8> = (0..512u32)
             .map(|i| (i as u8).wrapping_mul(seed | 1) ^ seed)
             .collect();
-        let mut u = Unstructured::new(&bytes);
-        let mut g = Gen {
-            u: &mut u,
-            made: Made::default(),
-            favourite: 0,
-            bias: None,
-        };
-        let ops = g.cook(which).expect("enough bytes");
-        Program {
-            name: format!("{which:?}"),
-            description: String::new(),
-            duration: None,
-            lanes: vec![Lane { name: n("l0"), ops }],
-            checks: Vec::new(),
-            known_findings: Vec::new(),
-        }
+        let mut p = which.program(0);
+        p.lanes[0].ops =
+            cook_alone(which, &mut Unstructured::new(&bytes), None).expect("enough bytes");
+        p
     }
 
     /// On a fresh machine every op of a recipe may succeed: it makes what
@@ -331,20 +358,44 @@ mod tests {
     fn a_recipe_alone_can_succeed_at_every_op() {
         let t = Target::default();
         for which in Recipe::ALL {
-            for seed in 0..8 {
-                let p = alone(which, seed);
+            let firsts = std::iter::once(which.program(*FOREIGN_FSYNCS.start()));
+            // Draw 0 is the first choices' program.
+            for (draw, p) in firsts
+                .chain((0..8).map(|seed| alone(which, seed)))
+                .enumerate()
+            {
                 p.validate().expect("a valid program");
                 let pred = predict(&p, &t).expect("one lane is predictable");
                 for (id, spec) in p.lane_ops(0) {
                     let allowed = &pred.ops[&id];
                     assert!(
                         allowed.allows(Outcome::Ok),
-                        "{which:?} seed {seed}: {id} {:?} cannot succeed ({allowed:?})\n{}",
+                        "{which:?} draw {draw}: {id} {:?} cannot succeed ({allowed:?})\n{}",
                         spec.op,
                         p.to_yaml()
                     );
                 }
             }
+        }
+    }
+
+    /// The first choices' ForeignDirty runs as many fsyncs as it is told,
+    /// in its lane, between its writer's spawn and kill.
+    #[test]
+    fn the_first_choices_run_the_fsyncs_asked_for() {
+        for fsyncs in [3, 12] {
+            let p = Recipe::ForeignDirty.program(fsyncs);
+            let ops: Vec<&Op> = p.lanes[0].ops.iter().map(|s| &s.op).collect();
+            let at = ops
+                .iter()
+                .position(|op| matches!(op, Op::Repeat(_)))
+                .expect("a repeat");
+            let Op::Repeat(r) = ops[at] else {
+                unreachable!()
+            };
+            assert_eq!(r.times, Times::Count(fsyncs));
+            assert!(matches!(r.ops[0].op, Op::Fsync(_)), "{:?}", r.ops);
+            assert!(matches!(ops[at - 1], Op::Spawn(_)) && matches!(ops[at + 1], Op::Kill(_)));
         }
     }
 }
