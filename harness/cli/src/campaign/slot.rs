@@ -443,22 +443,35 @@ fn leaks(program: &Program, left: &[String]) -> Vec<Finding> {
         .collect()
 }
 
-/// The most specific op family a program has: DAX pins, v1 memcg, loop
-/// devices, mounts, writeback (writes and writer tasks), else cgroup ops.
+/// The most specific op family a program has: DAX pins (maps or pins in a
+/// program that mounts with DAX), v1 memcg, page pins (maps or pins
+/// without DAX), loop devices, mounts, writeback (writes and writer
+/// tasks), else cgroup ops.
 fn op_family(program: &Program) -> &'static str {
+    use cgstorm_workloads::op::Op;
+    use cgstorm_workloads::words::MountOpt;
     let mut kinds = std::collections::BTreeSet::new();
+    let mut dax = false;
     for l in 0..program.lanes.len() {
         for (_, s) in program.lane_ops(l) {
             kinds.insert(s.op.keyword());
+            if let Op::Mount(m) = &s.op {
+                dax |= m.opts.iter().any(|o| {
+                    matches!(o, MountOpt::Dax | MountOpt::DaxAlways | MountOpt::DaxInode)
+                });
+            }
         }
     }
     let any = |ks: &[&str]| ks.iter().any(|k| kinds.contains(k));
     let v1 =
         program.to_yaml().contains("v1:") || any(&["v1_mount", "memory.move_charge_at_immigrate"]);
-    if any(&["pin", "mmap"]) {
+    let maps = any(&["pin", "mmap"]);
+    if maps && dax {
         "dax pins"
     } else if v1 {
         "v1 memcg"
+    } else if maps {
+        "page pins"
     } else if any(&["losetup", "losetup_detach"]) {
         "loop devices"
     } else if any(&["mount", "umount", "umount_lazy", "remount"]) {
@@ -628,7 +641,14 @@ mod tests {
             f[0].title,
             "leak: dirty or writeback pages still accounted after writeback"
         );
-        let pinned = p("lanes:\n  - {name: a, ops: [{open: {fd: f, file: p/f}}, {mmap: {map: m, fd: f, len: 4K}}, {pin: {pin: x, map: m, via: vmsplice}}]}\n");
+        let pinned = p("lanes:\n  - {name: a, ops: [{mkfs: {dev: pmem0, fs: ext4}}, {mount: {at: p, fs: ext4, dev: pmem0, opts: [dax]}}, {open: {fd: f, file: p/f}}, {mmap: {map: m, fd: f, len: 4K}}, {pin: {pin: x, map: m, via: vmsplice}}]}\n");
+        // The same maps and pins on tmpfs are no DAX pins.
+        let paged = p("lanes:\n  - {name: a, ops: [{mkdir: a}, {open: {fd: f, file: tmp/f}}, {mmap: {map: m, fd: f, len: 4K}}, {pin: {pin: x, map: m, via: vmsplice}}, {rmdir: a}]}\n");
+        let f = leaks(&paged, &[format!("{LEAK_DYING_V2}: 1 after 20 s")]);
+        assert_eq!(
+            f[0].title,
+            "leak: removed cgroups never freed after page pins"
+        );
         let f = leaks(
             &pinned,
             &[format!(
