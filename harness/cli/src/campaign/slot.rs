@@ -456,9 +456,10 @@ fn op_family(program: &Program) -> &'static str {
         for (_, s) in program.lane_ops(l) {
             kinds.insert(s.op.keyword());
             if let Op::Mount(m) = &s.op {
-                dax |= m.opts.iter().any(|o| {
-                    matches!(o, MountOpt::Dax | MountOpt::DaxAlways | MountOpt::DaxInode)
-                });
+                dax |= m
+                    .opts
+                    .iter()
+                    .any(|o| matches!(o, MountOpt::Dax | MountOpt::DaxAlways | MountOpt::DaxInode));
             }
         }
     }
