@@ -55,9 +55,11 @@ pub fn spawn(s: &State, a: &Spawn, ctx: Ctx<'_>) -> Next {
     // Another lane's cgroup.kill of its cgroup (or one above) may kill the
     // task once it joined and before it said its setup was done (a lockdep
     // fuzz: a sleeper spawned into `c` while another lane looped `cgroup.kill
-    // c`). The spawn is then `killed`, and the task gone, with what its
-    // setup did (a file it created) left.
-    let killable = a
+    // c`), and so may the OOM killer under a low limit (a guided debug-kernel
+    // fuzz: a reader spawned into `c/y` with `c` at 4M and full, killed in
+    // its setup 3/3). The spawn is then `killed`, and the task gone, with
+    // what its setup did (a file it created) left.
+    let racing_kill = a
         .cg
         .as_ref()
         .is_some_and(|cg| cg.hier == Hier::V2 && ctx.racing.kills.iter().any(|k| cg.is_within(k)));
@@ -67,6 +69,7 @@ pub fn spawn(s: &State, a: &Spawn, ctx: Ctx<'_>) -> Next {
             out.push((o, s.clone()));
             continue;
         }
+        let killable = racing_kill || oom_at_risk(&n, &n.tasks[&a.task]);
         if killable {
             out.push((Outcome::Killed, without(&n, &a.task, s)));
         }
@@ -213,17 +216,23 @@ pub fn update_oom(n: &mut State) {
         if t.life != Life::Alive {
             continue;
         }
-        let limit = effective_limit(n, t);
-        let Some(limit) = limit else { continue };
-        let at_risk = match t.class {
-            TaskClass::Hog { bytes } => bytes.saturating_add(16 << 20) > limit,
-            _ => limit < LOW_LIMIT,
-        };
-        if at_risk {
+        if oom_at_risk(n, t) {
             let t = n.tasks.get_mut(&name).expect("exists");
             t.life = Life::Maybe;
             t.maybe_killed = true;
         }
+    }
+}
+
+/// Whether the OOM killer may kill `t` in `n`: under a low memory limit,
+/// or a hog that wants more than its limit.
+fn oom_at_risk(n: &State, t: &Task) -> bool {
+    let Some(limit) = effective_limit(n, t) else {
+        return false;
+    };
+    match t.class {
+        TaskClass::Hog { bytes } => bytes.saturating_add(16 << 20) > limit,
+        _ => limit < LOW_LIMIT,
     }
 }
 

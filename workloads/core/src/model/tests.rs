@@ -211,6 +211,32 @@ lanes:
     }
 }
 
+/// A task spawned into a cgroup under a low limit may be OOM-killed before
+/// its setup is done: the spawn is then `killed` (guided fuzz, 6.12 debug:
+/// a reader spawned into `c/y` with `c` at 4M, 3/3; corpus/regressions/
+/// spawn-oom-killed-in-its-setup). Under a high limit it is not.
+#[test]
+fn a_spawn_under_a_low_limit_may_be_killed_in_its_setup() {
+    let spawn = |limit: &str| {
+        prog(&format!(
+            r#"
+lanes:
+  - name: a
+    ops:
+      - {{cgroup.subtree_control: {{cg: /, change: "+memory"}}}}
+      - {{mkdir: c}}
+      - {{memory.max: {{cg: c, value: {limit}}}}}
+      - spawn: {{task: t, cg: c, reader: {{file: tmp/f, bs: 4K}}}}
+"#
+        ))
+    };
+    let op = OpId { lane: 0, op: 3 };
+    let low = predict(&spawn("4M"), &Target::default()).unwrap();
+    assert!(low.ops[&op].allows(Outcome::Killed), "{}", low.ops[&op]);
+    let high = predict(&spawn("1G"), &Target::default()).unwrap();
+    assert!(!high.ops[&op].allows(Outcome::Killed), "{}", high.ops[&op]);
+}
+
 #[test]
 fn unbounded_repeats_terminate_and_cover_every_pass() {
     let p = prog(
