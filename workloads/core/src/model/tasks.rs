@@ -6,7 +6,7 @@
 //! (its pid still resolves) until then.
 
 use crate::errno::Errno::*;
-use crate::names::{Hier, Name};
+use crate::names::{Cg, Hier, Name};
 use crate::op::{Spawn, TaskKind};
 use crate::outcome::Outcome;
 
@@ -55,9 +55,9 @@ pub fn spawn(s: &State, a: &Spawn, ctx: Ctx<'_>) -> Next {
     // Another lane's cgroup.kill of its cgroup (or one above) may kill the
     // task once it joined and before it said its setup was done (a lockdep
     // fuzz: a sleeper spawned into `c` while another lane looped `cgroup.kill
-    // c`), and so may the OOM killer under a low limit (a guided debug-kernel
-    // fuzz: a reader spawned into `c/y` with `c` at 4M and full, killed in
-    // its setup 3/3). The spawn is then `killed`, and the task gone, with
+    // c`), and so may the OOM killer under a low limit over charges already
+    // there (a guided debug-kernel fuzz: a reader spawned into `c/y` with
+    // `c` at 4M over its children's page cache, killed in its setup 3/3). The spawn is then `killed`, and the task gone, with
     // what its setup did (a file it created) left.
     let racing_kill = a
         .cg
@@ -69,7 +69,7 @@ pub fn spawn(s: &State, a: &Spawn, ctx: Ctx<'_>) -> Next {
             out.push((o, s.clone()));
             continue;
         }
-        let killable = racing_kill || oom_at_risk(&n, &n.tasks[&a.task]);
+        let killable = racing_kill || a.cg.as_ref().is_some_and(|cg| oom_in_setup(s, cg));
         if killable {
             out.push((Outcome::Killed, without(&n, &a.task, s)));
         }
@@ -216,7 +216,13 @@ pub fn update_oom(n: &mut State) {
         if t.life != Life::Alive {
             continue;
         }
-        if oom_at_risk(n, t) {
+        let limit = effective_limit(n, t);
+        let Some(limit) = limit else { continue };
+        let at_risk = match t.class {
+            TaskClass::Hog { bytes } => bytes.saturating_add(16 << 20) > limit,
+            _ => limit < LOW_LIMIT,
+        };
+        if at_risk {
             let t = n.tasks.get_mut(&name).expect("exists");
             t.life = Life::Maybe;
             t.maybe_killed = true;
@@ -224,16 +230,26 @@ pub fn update_oom(n: &mut State) {
     }
 }
 
-/// Whether the OOM killer may kill `t` in `n`: under a low memory limit,
-/// or a hog that wants more than its limit.
-fn oom_at_risk(n: &State, t: &Task) -> bool {
-    let Some(limit) = effective_limit(n, t) else {
+/// Whether the OOM killer may kill a task spawned into `cg` in `s` while
+/// it sets up: a limit under [`LOW_LIMIT`] on `cg` or above it, with
+/// charges under that limit already (a task has been in its subtree),
+/// which the setup's own allocations may push past it.
+fn oom_in_setup(s: &State, cg: &Cg) -> bool {
+    let nodes = match cg.hier {
+        Hier::V2 => Some(&s.v2),
+        Hier::V1 => s.v1.as_ref().map(|v| &v.nodes),
+    };
+    let Some(nodes) = nodes else {
         return false;
     };
-    match t.class {
-        TaskClass::Hog { bytes } => bytes.saturating_add(16 << 20) > limit,
-        _ => limit < LOW_LIMIT,
-    }
+    (1..=cg.parts.len()).any(|len| {
+        let top = &cg.parts[..len];
+        nodes
+            .get(top)
+            .and_then(|n| n.limit)
+            .is_some_and(|l| l < LOW_LIMIT)
+            && nodes.iter().any(|(p, n)| n.charged && p.starts_with(top))
+    })
 }
 
 fn effective_limit(n: &State, t: &Task) -> Option<u64> {

@@ -211,13 +211,15 @@ lanes:
     }
 }
 
-/// A task spawned into a cgroup under a low limit may be OOM-killed before
-/// its setup is done: the spawn is then `killed` (guided fuzz, 6.12 debug:
-/// a reader spawned into `c/y` with `c` at 4M, 3/3; corpus/regressions/
-/// spawn-oom-killed-in-its-setup). Under a high limit it is not.
+/// A task spawned into a cgroup under a low limit that already holds
+/// charges may be OOM-killed before its setup is done: the spawn is then
+/// `killed` (guided fuzz, 6.12 debug: a reader spawned into `c/y` with `c`
+/// at 4M over its children's page cache, 3/3; corpus/regressions/
+/// spawn-oom-killed-in-its-setup). Not under a high limit, nor into a
+/// cgroup no task has been in.
 #[test]
 fn a_spawn_under_a_low_limit_may_be_killed_in_its_setup() {
-    let spawn = |limit: &str| {
+    let spawn = |limit: &str, before: &str| {
         prog(&format!(
             r#"
 lanes:
@@ -225,16 +227,30 @@ lanes:
     ops:
       - {{cgroup.subtree_control: {{cg: /, change: "+memory"}}}}
       - {{mkdir: c}}
+      - {{cgroup.subtree_control: {{cg: c, change: "+memory"}}}}
+      - {{mkdir: c/x}}
+      - {{mkdir: c/y}}
       - {{memory.max: {{cg: c, value: {limit}}}}}
-      - spawn: {{task: t, cg: c, reader: {{file: tmp/f, bs: 4K}}}}
+      - spawn: {{task: w, cg: c/{before}, sleeper: {{}}}}
+      - {{kill: w}}
+      - spawn: {{task: t, cg: c/y, reader: {{file: tmp/f, bs: 4K}}}}
 "#
         ))
     };
-    let op = OpId { lane: 0, op: 3 };
-    let low = predict(&spawn("4M"), &Target::default()).unwrap();
-    assert!(low.ops[&op].allows(Outcome::Killed), "{}", low.ops[&op]);
-    let high = predict(&spawn("1G"), &Target::default()).unwrap();
-    assert!(!high.ops[&op].allows(Outcome::Killed), "{}", high.ops[&op]);
+    let killed = |limit: &str, before: &str| {
+        let pred = predict(&spawn(limit, before), &Target::default()).unwrap();
+        pred.ops[&OpId { lane: 0, op: 8 }].allows(Outcome::Killed)
+    };
+    assert!(killed("4M", "x"), "charges in a sibling under c's limit");
+    assert!(!killed("1G", "x"), "a high limit");
+    let fresh = prog(
+        "lanes:\n  - {name: a, ops: [{cgroup.subtree_control: {cg: /, change: +memory}}, {mkdir: c}, {memory.max: {cg: c, value: 4M}}, {spawn: {task: t, cg: c, reader: {file: tmp/f, bs: 4K}}}]}\n",
+    );
+    let pred = predict(&fresh, &Target::default()).unwrap();
+    assert!(
+        !pred.ops[&OpId { lane: 0, op: 3 }].allows(Outcome::Killed),
+        "no charges yet"
+    );
 }
 
 #[test]
