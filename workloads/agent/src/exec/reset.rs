@@ -757,7 +757,7 @@ const SECOND_WINDS: [(Duration, &str, fn()); 4] = [
     ),
     (
         Duration::from_secs(5),
-        "syncing and offlining a memcg again (the first sync's writeback has run)",
+        "syncing and offlining a memcg again (the writeback the first sync queued has had time to run)",
         rerun_cgwb_cleanup,
     ),
     (
@@ -779,9 +779,8 @@ const SECOND_WINDS: [(Duration, &str, fn()); 4] = [
 /// may own). So: sync, then a memcg of our own made and removed at the v2
 /// root. Nothing is said of a failure: the leak check that follows says
 /// what stayed. (Whether this is what kept the memcgs of the leaks after
-/// ForeignDirty and an umount dying, sessions 19 and 21, is not shown: the
-/// first did not come back in five replays, and the second, after this
-/// wind ran once at 2 s, was not replayed; corpus/triage.)
+/// ForeignDirty and an umount dying, sessions 19 and 21, is not shown:
+/// neither came back in replays, 0/5 and 0/3; corpus/triage.)
 fn rerun_cgwb_cleanup() {
     // SAFETY: sync has no arguments and cannot fail.
     unsafe { libc::sync() };

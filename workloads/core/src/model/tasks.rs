@@ -57,19 +57,19 @@ pub fn spawn(s: &State, a: &Spawn, ctx: Ctx<'_>) -> Next {
     // fuzz: a sleeper spawned into `c` while another lane looped `cgroup.kill
     // c`), and so may the OOM killer under a low limit over charges already
     // there (a guided debug-kernel fuzz: a reader spawned into `c/y` with
-    // `c` at 4M over its children's page cache, killed in its setup 3/3). The spawn is then `killed`, and the task gone, with
-    // what its setup did (a file it created) left.
-    let racing_kill = a
-        .cg
-        .as_ref()
-        .is_some_and(|cg| cg.hier == Hier::V2 && ctx.racing.kills.iter().any(|k| cg.is_within(k)));
+    // `c` at 4M over its children's page cache, killed in its setup 3/3).
+    // The spawn is then `killed`, and the task gone, with what its setup
+    // did (a file it created) left.
+    let killable = a.cg.as_ref().is_some_and(|cg| {
+        (cg.hier == Hier::V2 && ctx.racing.kills.iter().any(|k| cg.is_within(k)))
+            || oom_in_setup(s, cg)
+    });
     let mut out = Vec::new();
     for (o, n) in joined {
         if o != Outcome::Ok {
             out.push((o, s.clone()));
             continue;
         }
-        let killable = racing_kill || a.cg.as_ref().is_some_and(|cg| oom_in_setup(s, cg));
         if killable {
             out.push((Outcome::Killed, without(&n, &a.task, s)));
         }
