@@ -129,6 +129,7 @@ impl Source for SoakSource {
                         part: format!("scenario {}", p.name),
                         keep: false,
                         env,
+                        parent: None,
                     });
                 }
                 Step::Fuzz => {

@@ -150,12 +150,14 @@ impl FuzzSource {
     #[cfg(test)]
     pub fn program(&self, n: u64, corpus: &[Program], weights: &[u64]) -> Program {
         self.program_of(n, n % 2 == 1, corpus, weights, None, None)
+            .0
     }
 
     /// Program `n` of the seed's stream: a mutation of a corpus program
     /// when `mutation` is (or of `corpus[smash]`, when `smash` is given),
     /// and the mutation works; generated otherwise, its families of ops
-    /// drawn by `bias` when given (a guided campaign's).
+    /// drawn by `bias` when given (a guided campaign's). With it, the
+    /// parent's index when it is a mutant.
     pub fn program_of(
         &self,
         n: u64,
@@ -164,7 +166,7 @@ impl FuzzSource {
         weights: &[u64],
         smash: Option<usize>,
         bias: Option<&Bias>,
-    ) -> Program {
+    ) -> (Program, Option<usize>) {
         let s = self.seed.wrapping_add(n.wrapping_mul(0x9E37_79B9));
         let bytes = seed_bytes(s);
         let mut u = Unstructured::new(&bytes);
@@ -176,13 +178,13 @@ impl FuzzSource {
             };
             if let Some((mut m, _)) = mutate::mutate(&corpus[parent], &mut u) {
                 m.name = format!("mut-{s:x}-of-{}", corpus[parent].name);
-                return self.with_faults(m, s);
+                return (self.with_faults(m, s), Some(parent));
             }
         }
         let mut p = gen::generate(&mut Unstructured::new(&bytes), bias)
             .expect("the generator never fails on enough bytes");
         p.name = format!("gen-{s:x}");
-        self.with_faults(p, s)
+        (self.with_faults(p, s), None)
     }
 
     /// `p` with its faults drawn (from bytes of their own, so the programs
@@ -225,6 +227,7 @@ impl Source for FuzzSource {
                     part: "fuzz".into(),
                     keep: true,
                     env: 0,
+                    parent: None,
                 });
             }
         }
@@ -241,17 +244,25 @@ impl Source for FuzzSource {
                 n,
                 mutation,
                 st.corpus.clone(),
-                st.parent_weights(),
+                // Guided, the parents' schedule; otherwise by weight alone
+                // (all 1 without feedback: uniform).
+                match c.cover_feedback {
+                    true => st.schedule(),
+                    false => st.parent_weights(),
+                },
                 smash,
                 bias,
             )
         };
+        let (program, parent) =
+            self.program_of(n, mutation, &corpus, &weights, smash, bias.as_ref());
         Some(Pick {
-            program: self.program_of(n, mutation, &corpus, &weights, smash, bias.as_ref()),
+            program,
             duration: PROGRAM_DURATION,
             part: "fuzz".into(),
             keep: true,
             env: 0,
+            parent,
         })
     }
 }
@@ -367,7 +378,8 @@ mod tests {
         };
         let target = &corpus[3].name;
         for n in 0..8 {
-            let p = src.program_of(n, n % 2 == 1, &corpus, &w, Some(3), None);
+            let (p, parent) = src.program_of(n, n % 2 == 1, &corpus, &w, Some(3), None);
+            assert_eq!(parent, Some(3), "draw {n}");
             assert!(
                 p.name.ends_with(&format!("-of-{target}")),
                 "draw {n}: {}",
@@ -376,10 +388,11 @@ mod tests {
         }
         assert!(src
             .program_of(0, false, &corpus, &w, Some(999), None)
+            .0
             .name
             .starts_with("gen-"));
         assert_eq!(
-            src.program_of(5, true, &corpus, &w, None, None).to_yaml(),
+            src.program_of(5, true, &corpus, &w, None, None).0.to_yaml(),
             src.program(5, &corpus, &w).to_yaml()
         );
     }
@@ -401,7 +414,7 @@ mod tests {
             (0..6)
                 .map(|n| {
                     let (d, mutation) = sh.take(n);
-                    src.program_of(d, mutation, &corpus, &w, None, None)
+                    src.program_of(d, mutation, &corpus, &w, None, None).0
                 })
                 .collect()
         };
