@@ -129,7 +129,6 @@ impl Source for SoakSource {
                         part: format!("scenario {}", p.name),
                         keep: false,
                         env,
-                        parent: None,
                     });
                 }
                 Step::Fuzz => {

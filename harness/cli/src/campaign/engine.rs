@@ -5,7 +5,7 @@
 //! killed campaign resumes where it was. A program's second runs (new
 //! code confirmed and cut, a divergence triaged) are in [`reruns`].
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -39,9 +39,6 @@ pub struct Pick {
     pub keep: bool,
     /// Which of the campaign's kernels (index into [`Campaign::envs`]).
     pub env: usize,
-    /// The corpus program (index into [`State::corpus`]) it is a mutant
-    /// of, for the parents' schedule ([`State::schedule`]).
-    pub parent: Option<usize>,
 }
 
 /// Where programs come from.
@@ -86,18 +83,6 @@ pub struct State {
     /// Each kernel's text symbols, once read, when the campaign has a
     /// focus (to tell which new PCs are in it).
     pub symbols: BTreeMap<usize, Symbols>,
-    /// What the mutants of each corpus program (by index) ran: how many,
-    /// and the new code they brought, in [`Campaign::worth`]'s units.
-    pub offspring: HashMap<usize, Offspring>,
-}
-
-/// What a corpus program's mutants have done so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Offspring {
-    /// Mutants run.
-    pub runs: u64,
-    /// New code they brought (not yet confirmed), in worth units.
-    pub brought: u64,
 }
 
 /// A running campaign.
@@ -190,28 +175,6 @@ impl State {
             .map(|(w, seed)| if *seed { mean } else { *w })
             .collect()
     }
-
-    /// The guided search's parents' schedule: each corpus program's
-    /// [`parent_weights`](Self::parent_weights) weight, plus what its
-    /// mutants brought ([`edge_weight`] of it, less one), divided by one
-    /// more than the mutants it has had, in thousandths. A program not yet
-    /// mutated weighs its own; one whose mutants ran nothing new weighs
-    /// less with each, so the draws go round the corpus (in a 20-minute
-    /// campaign on the debug kernel about 200 mutants share some 280
-    /// parents: drawn by weight alone, half were never mutated, and 8 of
-    /// the 10 programs kept for new code were mutants of seeds); one whose
-    /// mutants did bring new code keeps more of its weight.
-    pub fn schedule(&self) -> Vec<u64> {
-        self.parent_weights()
-            .into_iter()
-            .enumerate()
-            .map(|(i, w)| {
-                let o = self.offspring.get(&i).copied().unwrap_or_default();
-                let bonus = edge_weight(o.brought as usize) - 1;
-                (w + bonus) * 1000 / (1 + o.runs)
-            })
-            .collect()
-    }
 }
 
 impl Campaign {
@@ -286,7 +249,6 @@ impl Campaign {
                 yields: Yields::default(),
                 symbols: BTreeMap::new(),
                 imports: VecDeque::new(),
-                offspring: HashMap::new(),
             }),
             signals: feedback::default_signals(),
             began: Instant::now(),
@@ -606,15 +568,6 @@ impl Campaign {
             st.yields
                 .credit(&pick.program, self.worth(new_code.len()), took);
             st.stats.cover.families = st.yields.summary();
-        }
-        // Its parent's offspring, with or without feedback (the summary
-        // says how many parents were mutated either way).
-        if let (true, Some(parent)) = (pick.keep, pick.parent) {
-            let worth = self.worth(new_code.len()) as u64;
-            let o = st.offspring.entry(parent).or_default();
-            o.runs += 1;
-            o.brought += worth;
-            st.stats.cover.parents = st.offspring.len() as u64;
         }
         // Kept for other behaviour, a program that also ran new code is
         // as likely a parent as that code makes it, in a guided campaign:
@@ -1110,33 +1063,6 @@ mod tests {
         }
         // (1 + 1 + 15 + 7) / 4
         assert_eq!(st.parent_weights(), [6, 6, 1, 1, 15, 7]);
-    }
-
-    /// The guided parents' schedule: a program not mutated yet weighs its
-    /// own weight; each mutant that brought nothing takes a share of it
-    /// away, so the draws go to the untried; one whose mutants brought new
-    /// code keeps more than one whose mutants brought none.
-    #[test]
-    fn the_schedule_goes_round_the_corpus_and_stays_where_code_was() {
-        let p = |n: &str| Program::from_yaml(n, "lanes:\n  - name: l\n    ops: [sync]\n").unwrap();
-        let mut st = State::default();
-        st.add_seeds(vec![p("s0"), p("s1"), p("s2")]);
-        assert_eq!(st.schedule(), [1000, 1000, 1000], "none mutated yet");
-        let bred = |runs, brought| Offspring { runs, brought };
-        st.offspring.insert(0, bred(3, 0));
-        st.offspring.insert(1, bred(3, 100));
-        let w = st.schedule();
-        assert_eq!(w[0], 250, "three barren mutants: a quarter");
-        assert!(
-            w[1] > w[2],
-            "its mutants brought code: above the untried {w:?}"
-        );
-        assert!(w[2] > w[0], "the untried above the barren, {w:?}");
-        // A kept program's own weight counts as well.
-        st.corpus.push(p("k"));
-        st.weights.push(9);
-        st.is_seed.push(false);
-        assert_eq!(st.schedule()[3], 9000);
     }
 
     /// A parent's weight grows with its confirmed edges, slowly.

@@ -18,7 +18,7 @@ use cgstorm_vm::{AccelChoice, AgentVm, Vm};
 use cgstorm_workloads::model::{OpEvent, Snapshot};
 use cgstorm_workloads::{OpId, Outcome, Program};
 
-use super::engine::{Campaign, Offspring, Pick, Source};
+use super::engine::{Campaign, Pick, Source};
 use super::Env;
 use crate::run::error::RunError;
 use crate::run::tests::hello_with;
@@ -50,7 +50,6 @@ impl Source for Pairs {
             part: "fuzz".into(),
             keep: true,
             env: 0,
-            parent: None,
         })
     }
 }
@@ -453,49 +452,6 @@ fn a_program_kept_for_other_behaviour_is_weighted_by_its_new_edges() {
         assert_eq!(st.stats.cover.edges, 3);
         assert_eq!((st.stats.cover.reruns, st.stats.cover.kept), (0, 0));
         assert_eq!(st.weights.last(), Some(&weight), "feedback {feedback}");
-    }
-}
-
-/// Hands out [`PROGRAM`] `n` times as a mutant of corpus program 0.
-struct Mutants(Mutex<usize>);
-
-impl Source for Mutants {
-    fn next(&self, c: &Campaign, job: usize) -> Option<Pick> {
-        let mut left = self.0.lock().unwrap();
-        let mut pick = Pairs(Mutex::new(*left)).next(c, job)?;
-        *left -= 1;
-        pick.parent = Some(0);
-        Some(pick)
-    }
-}
-
-/// A mutant's run is booked to its parent, with feedback or without: how
-/// many mutants it had and the new code they brought (here new edges:
-/// the second run's three, none after); re-runs are not its mutants.
-#[test]
-fn a_mutants_run_is_booked_to_its_parent() {
-    for feedback in [true, false] {
-        let dir = tempfile::tempdir().unwrap();
-        let (start, _) = scripted(
-            Script {
-                edges: Some((1, vec![11, 12, 13])),
-                ..Default::default()
-            },
-            0,
-        );
-        let mut c = open(dir.path(), start);
-        c.cover_feedback = feedback;
-        c.run(1, &Mutants(Mutex::new(3)), Duration::from_secs(3600));
-        let st = c.state();
-        assert_eq!(
-            st.offspring.get(&0),
-            Some(&Offspring {
-                runs: 3,
-                brought: 3
-            }),
-            "feedback {feedback}"
-        );
-        assert_eq!(st.stats.cover.parents, 1);
     }
 }
 

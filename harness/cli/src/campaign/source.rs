@@ -150,14 +150,12 @@ impl FuzzSource {
     #[cfg(test)]
     pub fn program(&self, n: u64, corpus: &[Program], weights: &[u64]) -> Program {
         self.program_of(n, n % 2 == 1, corpus, weights, None, None)
-            .0
     }
 
     /// Program `n` of the seed's stream: a mutation of a corpus program
     /// when `mutation` is (or of `corpus[smash]`, when `smash` is given),
     /// and the mutation works; generated otherwise, its families of ops
-    /// drawn by `bias` when given (a guided campaign's). With it, the
-    /// parent's index when it is a mutant.
+    /// drawn by `bias` when given (a guided campaign's).
     pub fn program_of(
         &self,
         n: u64,
@@ -166,7 +164,7 @@ impl FuzzSource {
         weights: &[u64],
         smash: Option<usize>,
         bias: Option<&Bias>,
-    ) -> (Program, Option<usize>) {
+    ) -> Program {
         let s = self.seed.wrapping_add(n.wrapping_mul(0x9E37_79B9));
         let bytes = seed_bytes(s);
         let mut u = Unstructured::new(&bytes);
@@ -178,13 +176,13 @@ impl FuzzSource {
             };
             if let Some((mut m, _)) = mutate::mutate(&corpus[parent], &mut u) {
                 m.name = format!("mut-{s:x}-of-{}", corpus[parent].name);
-                return (self.with_faults(m, s), Some(parent));
+                return self.with_faults(m, s);
             }
         }
         let mut p = gen::generate(&mut Unstructured::new(&bytes), bias)
             .expect("the generator never fails on enough bytes");
         p.name = format!("gen-{s:x}");
-        (self.with_faults(p, s), None)
+        self.with_faults(p, s)
     }
 
     /// `p` with its faults drawn (from bytes of their own, so the programs
@@ -227,7 +225,6 @@ impl Source for FuzzSource {
                     part: "fuzz".into(),
                     keep: true,
                     env: 0,
-                    parent: None,
                 });
             }
         }
@@ -244,25 +241,17 @@ impl Source for FuzzSource {
                 n,
                 mutation,
                 st.corpus.clone(),
-                // Guided, the parents' schedule; otherwise by weight alone
-                // (all 1 without feedback: uniform).
-                match c.cover_feedback {
-                    true => st.schedule(),
-                    false => st.parent_weights(),
-                },
+                st.parent_weights(),
                 smash,
                 bias,
             )
         };
-        let (program, parent) =
-            self.program_of(n, mutation, &corpus, &weights, smash, bias.as_ref());
         Some(Pick {
-            program,
+            program: self.program_of(n, mutation, &corpus, &weights, smash, bias.as_ref()),
             duration: PROGRAM_DURATION,
             part: "fuzz".into(),
             keep: true,
             env: 0,
-            parent,
         })
     }
 }
@@ -378,8 +367,7 @@ mod tests {
         };
         let target = &corpus[3].name;
         for n in 0..8 {
-            let (p, parent) = src.program_of(n, n % 2 == 1, &corpus, &w, Some(3), None);
-            assert_eq!(parent, Some(3), "draw {n}");
+            let p = src.program_of(n, n % 2 == 1, &corpus, &w, Some(3), None);
             assert!(
                 p.name.ends_with(&format!("-of-{target}")),
                 "draw {n}: {}",
@@ -388,11 +376,10 @@ mod tests {
         }
         assert!(src
             .program_of(0, false, &corpus, &w, Some(999), None)
-            .0
             .name
             .starts_with("gen-"));
         assert_eq!(
-            src.program_of(5, true, &corpus, &w, None, None).0.to_yaml(),
+            src.program_of(5, true, &corpus, &w, None, None).to_yaml(),
             src.program(5, &corpus, &w).to_yaml()
         );
     }
@@ -414,7 +401,7 @@ mod tests {
             (0..6)
                 .map(|n| {
                     let (d, mutation) = sh.take(n);
-                    src.program_of(d, mutation, &corpus, &w, None, None).0
+                    src.program_of(d, mutation, &corpus, &w, None, None)
                 })
                 .collect()
         };

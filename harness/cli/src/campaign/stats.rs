@@ -219,9 +219,6 @@ pub struct CoverStats {
     /// ops had at the end (`campaign::yields`).
     #[serde(default)]
     pub families: String,
-    /// Distinct corpus programs mutated (the parents' schedule's reach).
-    #[serde(default)]
-    pub parents: u64,
 }
 
 /// The phases of [`Stats::phase_ms`], in the order the summary gives them.
@@ -448,13 +445,6 @@ impl Stats {
                     s,
                     "  generator    families of ops drawn, by their recent new edges per second: {}",
                     c.families
-                );
-            }
-            if c.parents > 0 {
-                let _ = writeln!(
-                    s,
-                    "  parents      {} corpus programs had mutants run",
-                    c.parents
                 );
             }
             if c.shrink_runs > 0 {

@@ -48,7 +48,6 @@ impl Campaign {
             part: cand.part.clone(),
             keep: true,
             env: cand.env,
-            parent: None,
         };
         let new_code = &cand.new_code[..];
         let yaml = pick.program.to_yaml();
@@ -72,7 +71,6 @@ impl Campaign {
             part: pick.part.clone(),
             keep: false,
             env: pick.env,
-            parent: None,
         };
         self.account(env, &rerun, &yaml, &ran, began.elapsed(), false);
         slot.settle(&ran);
@@ -91,7 +89,6 @@ impl Campaign {
             part: pick.part.clone(),
             keep: true,
             env: pick.env,
-            parent: None,
         };
         let mut yaml = yaml;
         let mut again = again;
@@ -166,7 +163,6 @@ impl Campaign {
                 part: pick.part.clone(),
                 keep: false,
                 env: pick.env,
-                parent: None,
             };
             self.account(env, &cut, &p.to_yaml(), &ran, t.elapsed(), false);
             slot.settle(&ran);
