@@ -36,9 +36,36 @@ fn gone(s: &State, may_go: bool) -> Next {
 }
 
 /// The cgroup's directory is missing: [`gone`], if another lane may remove
-/// it.
+/// it; ENOTDIR when its path goes through a file of a v1 cgroup that is
+/// there (`v1:tasks/...`: the walk meets a regular file), and also
+/// [`gone`]'s when another lane may remove that cgroup.
 fn missing(s: &State, cg: &Cg, ctx: Ctx<'_>) -> Next {
+    if let Some(dir) = through_a_file(s, cg) {
+        let mut v = fail(s, ENOTDIR);
+        if ctx.racing.rmdirs.contains(&dir) {
+            v.extend(gone(s, true));
+        }
+        return v;
+    }
     gone(s, ctx.racing.rmdirs.contains(cg))
+}
+
+/// The existing v1 cgroup in which `cg`'s path names one of the files
+/// (`tasks`, `notify_on_release`; at the root also `release_agent` and
+/// `sane_behavior`), if it does.
+fn through_a_file(s: &State, cg: &Cg) -> Option<Cg> {
+    if cg.hier != Hier::V1 {
+        return None;
+    }
+    (0..cg.parts.len()).find_map(|k| {
+        let dir = Cg {
+            hier: cg.hier,
+            parts: cg.parts[..k].to_vec(),
+        };
+        let name = cg.parts[k].as_str();
+        let file = V1_FILES.contains(&name) || (k == 0 && V1_ROOT_FILES.contains(&name));
+        (file && s.cg_exists(&dir)).then_some(dir)
+    })
 }
 
 /// A memory controller file that is not there: [`gone`], if another lane
