@@ -89,7 +89,10 @@ pub fn mkdir(s: &State, cg: &Cg) -> Next {
         return fail(s, EEXIST);
     };
     if !s.cg_exists(&parent) {
-        return fail(s, ENOENT);
+        return match through_a_file(s, &parent) {
+            Some(_) => fail(s, ENOTDIR),
+            None => fail(s, ENOENT),
+        };
     }
     if s.cg_exists(cg) {
         return fail(s, EEXIST);
@@ -109,7 +112,11 @@ pub fn mkdir(s: &State, cg: &Cg) -> Next {
 
 pub fn rmdir(s: &State, cg: &Cg, ctx: Ctx<'_>) -> Next {
     if !s.cg_exists(cg) {
-        return fail(s, ENOENT);
+        // rmdir of a file, or of a path through one: ENOTDIR.
+        return match through_a_file(s, cg) {
+            Some(_) => fail(s, ENOTDIR),
+            None => fail(s, ENOENT),
+        };
     }
     if cg.is_root() || s.has_children(cg) {
         return fail(s, EBUSY);

@@ -164,6 +164,27 @@ fn trace_with_foreign_ops_is_rejected() {
     assert!(verify(&p, &t, &bad).is_err());
 }
 
+/// A v1 path through one of a cgroup's files (`tasks`) meets a regular
+/// file: ENOTDIR for mkdir below it, rmdir of it and a write below it, as
+/// the kernel's path walk says (a guided campaign on 6.12, session 22);
+/// ENOENT for a cgroup that is simply not there, or once the hierarchy is
+/// unmounted.
+#[test]
+fn a_v1_path_through_a_file_is_not_a_directory() {
+    let p = prog(
+        "lanes:\n  - {name: a, ops: [v1_mount, {mkdir: v1:tasks}, {mkdir: v1:tasks/x}, {rmdir: v1:tasks}, {cgroup.procs: {task: t, cg: v1:tasks}}, {mkdir: v1:a/x}, {rmdir: v1:a}, v1_umount, {rmdir: v1:tasks}]}\n",
+    );
+    let pred = predict(&p, &Target::default()).unwrap();
+    let at = |op| pred.ops[&OpId { lane: 0, op }].to_string();
+    assert_eq!(at(1), "EEXIST");
+    assert_eq!(at(2), "ENOTDIR");
+    assert_eq!(at(3), "ENOTDIR");
+    assert_eq!(at(4), "ENOTDIR");
+    assert_eq!(at(5), "ENOENT");
+    assert_eq!(at(6), "ENOENT");
+    assert_eq!(at(8), "ENOENT");
+}
+
 #[test]
 fn predictions_depend_on_the_kernel() {
     let p = prog(
