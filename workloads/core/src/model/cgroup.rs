@@ -50,6 +50,16 @@ fn missing(s: &State, cg: &Cg, ctx: Ctx<'_>) -> Next {
     gone(s, ctx.racing.rmdirs.contains(cg))
 }
 
+/// A path in `cg` that is not there, with no other lane in the way: ENOTDIR
+/// when it goes through a file of a v1 cgroup ([`through_a_file`]),
+/// ENOENT otherwise.
+fn not_there(s: &State, cg: &Cg) -> Next {
+    match through_a_file(s, cg) {
+        Some(_) => fail(s, ENOTDIR),
+        None => fail(s, ENOENT),
+    }
+}
+
 /// The existing v1 cgroup in which `cg`'s path names one of the files
 /// (`tasks`, `notify_on_release`; at the root also `release_agent` and
 /// `sane_behavior`), if it does.
@@ -89,10 +99,7 @@ pub fn mkdir(s: &State, cg: &Cg) -> Next {
         return fail(s, EEXIST);
     };
     if !s.cg_exists(&parent) {
-        return match through_a_file(s, &parent) {
-            Some(_) => fail(s, ENOTDIR),
-            None => fail(s, ENOENT),
-        };
+        return not_there(s, &parent);
     }
     if s.cg_exists(cg) {
         return fail(s, EEXIST);
@@ -113,10 +120,7 @@ pub fn mkdir(s: &State, cg: &Cg) -> Next {
 pub fn rmdir(s: &State, cg: &Cg, ctx: Ctx<'_>) -> Next {
     if !s.cg_exists(cg) {
         // rmdir of a file, or of a path through one: ENOTDIR.
-        return match through_a_file(s, cg) {
-            Some(_) => fail(s, ENOTDIR),
-            None => fail(s, ENOENT),
-        };
+        return not_there(s, cg);
     }
     if cg.is_root() || s.has_children(cg) {
         return fail(s, EBUSY);
@@ -182,7 +186,7 @@ fn is_domain(c: Ctrl) -> bool {
 pub fn subtree_control(s: &State, a: &SubtreeChange, ctx: Ctx<'_>) -> Next {
     let cg = &a.cg;
     if cg.hier == Hier::V1 {
-        return fail(s, ENOENT);
+        return not_there(s, cg);
     }
     if !s.cg_exists(cg) {
         return missing(s, cg, ctx);
@@ -341,7 +345,7 @@ fn memory_file_exists(s: &State, cg: &Cg, on_root: bool, ctx: Ctx<'_>) -> bool {
 pub fn memory_limit(s: &State, op: &Op, a: &CgLimit, ctx: Ctx<'_>) -> Next {
     let cg = &a.cg;
     if cg.hier == Hier::V1 {
-        return fail(s, ENOENT);
+        return not_there(s, cg);
     }
     if !s.cg_exists(cg) {
         return missing(s, cg, ctx);
@@ -370,7 +374,7 @@ fn limit_bytes(l: Limit) -> Option<u64> {
 pub fn reclaim(s: &State, a: &Reclaim, ctx: Ctx<'_>) -> Next {
     let cg = &a.cg;
     if cg.hier == Hier::V1 || !ctx.target.kernel.has_memory_reclaim() {
-        return fail(s, ENOENT);
+        return not_there(s, cg);
     }
     if !s.cg_exists(cg) {
         return missing(s, cg, ctx);
@@ -391,7 +395,7 @@ pub fn reclaim(s: &State, a: &Reclaim, ctx: Ctx<'_>) -> Next {
 pub fn io_max(s: &State, a: &IoMax, ctx: Ctx<'_>) -> Next {
     let cg = &a.cg;
     if cg.hier == Hier::V1 {
-        return fail(s, ENOENT);
+        return not_there(s, cg);
     }
     if !s.cg_exists(cg) {
         return missing(s, cg, ctx);
@@ -408,7 +412,7 @@ pub fn io_max(s: &State, a: &IoMax, ctx: Ctx<'_>) -> Next {
 
 pub fn kill(s: &State, cg: &Cg, ctx: Ctx<'_>) -> Next {
     if cg.hier == Hier::V1 || !ctx.target.kernel.has_cgroup_kill() {
-        return fail(s, ENOENT);
+        return not_there(s, cg);
     }
     if !s.cg_exists(cg) {
         return missing(s, cg, ctx);
